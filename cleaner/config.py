@@ -1,0 +1,71 @@
+"""Server configuration, read once from environment variables (one place, safe defaults)."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ENV_ALLOWED_ROOTS = "CLEANER_ALLOWED_ROOTS"
+ENV_CACHE_DIR = "CLEANER_CACHE_DIR"
+ENV_MAX_NPZ_MB = "CLEANER_MAX_NPZ_MB"
+ENV_MAX_ROWS = "CLEANER_MAX_ROWS"
+ENV_MAX_DIMS = "CLEANER_MAX_DIMS"
+ENV_CACHE_MAX_MB = "CLEANER_CACHE_MAX_MB"
+
+
+def _default_cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "cleaner"
+
+
+def _int_env(env: "os._Environ[str] | dict[str, str]", name: str, default: int) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError as exc:
+        raise ValueError(f"{name} must be a whole number, got {raw!r}") from exc
+    if value <= 0:
+        raise ValueError(f"{name} must be positive, got {value}")
+    return value
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Limits and folders the server enforces for every user."""
+
+    allowed_roots: tuple[Path, ...] = ()
+    cache_dir: Path = field(default_factory=_default_cache_dir)
+    max_npz_bytes: int = 2048 * 1024 * 1024  # decompressed size of all arrays together
+    max_rows: int = 1_000_000
+    max_dims: int = 4096
+    cache_max_bytes: int = 2048 * 1024 * 1024
+
+    @property
+    def demo_dir(self) -> Path:
+        return self.cache_dir / "demo"
+
+    @property
+    def readable_roots(self) -> tuple[Path, ...]:
+        """Folders images and NPZ files may be read from: the configured roots plus the demo's own."""
+        return tuple(self.allowed_roots) + (self.demo_dir.resolve(),)
+
+
+def load_settings(environ: dict[str, str] | None = None) -> Settings:
+    """Settings from the environment; unset variables keep the safe defaults."""
+    env = os.environ if environ is None else environ
+    roots = tuple(
+        Path(p).expanduser().resolve()
+        for p in env.get(ENV_ALLOWED_ROOTS, "").split(os.pathsep)
+        if p.strip()
+    )
+    cache_dir = Path(env[ENV_CACHE_DIR]).expanduser() if env.get(ENV_CACHE_DIR) else _default_cache_dir()
+    return Settings(
+        allowed_roots=roots,
+        cache_dir=cache_dir.resolve(),
+        max_npz_bytes=_int_env(env, ENV_MAX_NPZ_MB, 2048) * 1024 * 1024,
+        max_rows=_int_env(env, ENV_MAX_ROWS, 1_000_000),
+        max_dims=_int_env(env, ENV_MAX_DIMS, 4096),
+        cache_max_bytes=_int_env(env, ENV_CACHE_MAX_MB, 2048) * 1024 * 1024,
+    )

@@ -1,0 +1,375 @@
+"""The Streamlit pieces of the page: the only module of cleaner that imports streamlit."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import streamlit as st
+from streamlit_plotly_events import plotly_events
+
+from . import figures
+from .config import Settings, load_settings
+from .dataset import Dataset, DatasetError, cleaned_npz_bytes, load_npz
+from .demo import load_demo
+from .exclusions import ExclusionList, exclusion_file_name, parse_exclusion_text
+from .images import ImageAccess, PathRemap, load_thumbnail
+from .layout import LayoutParams, LayoutStore, pca_projection, umap_layout
+from .neighbours import METRICS, NeighbourGraph, neighbour_graph
+
+GRAPH_K = 20
+PAGE_SIZE = 24
+GALLERY_COLUMNS = 6
+MAX_LISTED_NPZ = 500
+SMALL_DATA_ROWS = 20_000  # below this a tick also redraws the map right away
+
+
+# ---------------------------------------------------------------- session state (one owner per piece)
+
+@dataclass(frozen=True)
+class Selection:
+    """The rows shown in the gallery and how they were chosen."""
+
+    rows: tuple[int, ...] = ()
+    description: str = ""
+    anchor: int | None = None  # the single point a neighbour search starts from
+
+
+def _session(dataset_digest: str) -> dict:
+    """This browser session's state for one dataset; switching datasets keeps each one's work."""
+    per_dataset = st.session_state.setdefault("cleaner_per_dataset", {})
+    return per_dataset.setdefault(dataset_digest, {"exclusions": ExclusionList(), "selection": Selection(), "page": 0})
+
+
+def exclusions_for(dataset: Dataset) -> ExclusionList:
+    return _session(dataset.digest)["exclusions"]
+
+
+def selection_for(dataset: Dataset) -> Selection:
+    return _session(dataset.digest)["selection"]
+
+
+def set_selection(dataset: Dataset, selection: Selection) -> None:
+    state = _session(dataset.digest)
+    state["selection"] = selection
+    state["page"] = 0
+
+
+def _handled_once(key: str, event: object) -> bool:
+    """True the first time an event value is seen; components repeat their last value on every rerun."""
+    marker = repr(event)
+    if st.session_state.get(key) == marker:
+        return False
+    st.session_state[key] = marker
+    return True
+
+
+# ---------------------------------------------------------------- cached computations (shared, keyed on digests)
+
+@st.cache_resource(show_spinner=False)
+def settings() -> Settings:
+    return load_settings()
+
+
+@st.cache_resource(show_spinner=False)
+def _demo(demo_dir: str) -> Dataset:
+    return load_demo(Path(demo_dir))
+
+
+@st.cache_resource(max_entries=8, show_spinner=False)
+def _server_npz(path: str, mtime_ns: int, size: int, max_bytes: int, max_rows: int, max_dims: int) -> Dataset:
+    return load_npz(path, max_bytes=max_bytes, max_rows=max_rows, max_dims=max_dims)
+
+
+@st.cache_resource(max_entries=8, show_spinner=False)
+def cached_graph(embedding_digest: str, k: int, metric: str, _embeddings: np.ndarray) -> NeighbourGraph:
+    return neighbour_graph(_embeddings, k=k, metric=metric)
+
+
+@st.cache_resource(max_entries=16, show_spinner=False)
+def cached_layout(
+    embedding_digest: str, params: LayoutParams, cache_dir: str, cache_max_bytes: int,
+    _embeddings: np.ndarray, _graph: NeighbourGraph,
+) -> np.ndarray:
+    store = LayoutStore(Path(cache_dir) / "layouts", max_bytes=cache_max_bytes)
+    coords = store.get(embedding_digest, params, len(_embeddings))
+    if coords is None:
+        coords = umap_layout(_embeddings, _graph, params)
+        store.put(embedding_digest, params, coords)
+    return coords
+
+
+@st.cache_resource(max_entries=32, show_spinner=False)
+def _map_3d(digest: str, layout_key: str, excluded_key: tuple[int, ...], _dataset: Dataset, _coords: np.ndarray):
+    return figures.map_3d(_dataset, _coords, np.asarray(excluded_key, dtype=np.int64))
+
+
+@st.cache_resource(max_entries=32, show_spinner=False)
+def _map_2d(digest: str, layout_key: str, excluded_key: tuple[int, ...], _dataset: Dataset, _coords: np.ndarray):
+    return figures.map_2d(_dataset, _coords, np.asarray(excluded_key, dtype=np.int64))
+
+
+# ---------------------------------------------------------------- sidebar: data
+
+def _allowed_npz_files(cfg: Settings) -> list[Path]:
+    found: list[Path] = []
+    for root in cfg.allowed_roots:
+        for dirpath, dirnames, filenames in os.walk(root):
+            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+            for name in sorted(filenames):
+                if name.endswith(".npz"):
+                    real = Path(os.path.realpath(Path(dirpath) / name))
+                    if any(real.is_relative_to(r) for r in cfg.allowed_roots):
+                        found.append(real)
+                if len(found) >= MAX_LISTED_NPZ:
+                    return found
+    return found
+
+
+def choose_dataset(cfg: Settings) -> Dataset | None:
+    """Sidebar: demo, upload, or a file from the server's allowed folders. Errors are shown, never raised."""
+    sources = ["Demo (digits)", "Upload an NPZ", "Server folder"]
+    source = st.sidebar.radio("Data", sources, key="data_source")
+    if source == sources[0]:
+        with st.spinner("Preparing the demo dataset (first start only)…"):
+            return _demo(str(cfg.demo_dir))
+    if source == sources[1]:
+        upload = st.sidebar.file_uploader(
+            "NPZ with embeddings, labels, image_paths", type=["npz"], key="npz_upload",
+            max_upload_size=max(1, cfg.max_npz_bytes // (1024 * 1024)),
+        )
+        if upload is None:
+            st.info(
+                "Upload an `.npz` made with `np.savez_compressed(path, embeddings=[N, D] floats, "
+                "labels=[N], image_paths=[N] absolute paths)`."
+            )
+            return None
+        cache = st.session_state.setdefault("cleaner_uploads", {})
+        if upload.file_id not in cache:
+            try:
+                with st.spinner(f"Reading {upload.name}…"):
+                    cache.clear()  # one upload at a time per session keeps memory bounded
+                    cache[upload.file_id] = load_npz(
+                        upload, name=upload.name, max_bytes=cfg.max_npz_bytes,
+                        max_rows=cfg.max_rows, max_dims=cfg.max_dims,
+                    )
+            except DatasetError as exc:
+                cache[upload.file_id] = exc
+        result = cache[upload.file_id]
+        if isinstance(result, DatasetError):
+            st.error(f"Could not load {upload.name}: {result}")
+            return None
+        return result
+    files = _allowed_npz_files(cfg)
+    if not files:
+        st.info(
+            "No NPZ files in the server's allowed folders. The server administrator sets them with "
+            "the CLEANER_ALLOWED_ROOTS environment variable."
+        )
+        return None
+    choice = st.sidebar.selectbox("NPZ on the server", [str(f) for f in files], key="server_npz")
+    path = Path(choice)
+    try:
+        stat = path.stat()
+        with st.spinner(f"Reading {path.name}…"):
+            return _server_npz(
+                str(path), stat.st_mtime_ns, stat.st_size, cfg.max_npz_bytes, cfg.max_rows, cfg.max_dims
+            )
+    except (DatasetError, OSError) as exc:
+        st.error(f"Could not load {path.name}: {exc}")
+        return None
+
+
+def map_settings(dataset: Dataset) -> LayoutParams:
+    with st.sidebar.expander("Map settings"):
+        metric = st.selectbox("Distance", METRICS, key="metric", help="Cosine suits most neural-network embeddings.")
+        n_neighbors = st.slider("UMAP neighbours", 5, GRAPH_K, 15, key="n_neighbors")
+        min_dist = st.select_slider("UMAP min distance", [0.0, 0.05, 0.1, 0.25, 0.5], 0.1, key="min_dist")
+    return LayoutParams(n_components=3, n_neighbors=n_neighbors, min_dist=min_dist, metric=metric)
+
+
+def image_access(cfg: Settings) -> ImageAccess:
+    with st.sidebar.expander("Image location"):
+        st.caption("If the NPZ was made on another machine, map its path prefix to where the images are here.")
+        old = st.text_input("Path prefix in the NPZ", key="remap_old")
+        new = st.text_input("Replace with", key="remap_new")
+    remaps = (PathRemap(old, new),) if old else ()
+    return ImageAccess(allowed_roots=cfg.readable_roots, remaps=remaps)
+
+
+# ---------------------------------------------------------------- compute with progress
+
+def graph_and_layouts(dataset: Dataset, params: LayoutParams, cfg: Settings) -> tuple[NeighbourGraph, np.ndarray, np.ndarray]:
+    with st.spinner(f"Finding the {GRAPH_K} nearest neighbours of {dataset.n:,} samples…"):
+        graph = cached_graph(dataset.embedding_digest, GRAPH_K, params.metric, dataset.embeddings)
+    layouts = []
+    for n_components in (3, 2):
+        p = LayoutParams(n_components, params.n_neighbors, params.min_dist, params.metric, params.seed)
+        with st.spinner(f"Computing the {n_components}D UMAP map of {dataset.n:,} samples (the first map on a "
+                        "fresh server also compiles UMAP: up to a minute)…"):
+            layouts.append(cached_layout(
+                dataset.embedding_digest, p, str(cfg.cache_dir), cfg.cache_max_bytes, dataset.embeddings, graph
+            ))
+    return graph, layouts[0], layouts[1]
+
+
+# ---------------------------------------------------------------- main area
+
+def dataset_summary(dataset: Dataset) -> None:
+    excluded = len(exclusions_for(dataset))
+    cols = st.columns(4)
+    cols[0].metric("Images", f"{dataset.n:,}")
+    cols[1].metric("Embedding size", f"{dataset.dims:,}")
+    cols[2].metric("Classes", f"{len(dataset.class_names):,}")
+    cols[3].metric("Excluded", f"{excluded:,}")
+    st.text(f"Dataset: {dataset.name}")  # plain text: an uploaded file's name is user input
+
+
+def _excluded_rows(dataset: Dataset) -> tuple[int, ...]:
+    excl = exclusions_for(dataset)
+    if not len(excl):
+        return ()
+    mask = np.isin(dataset.image_paths, np.asarray(excl.paths(), dtype=str))
+    return tuple(int(r) for r in np.flatnonzero(mask))
+
+
+def map_panel(dataset: Dataset, coords3: np.ndarray, coords2: np.ndarray, layout_key: str) -> None:
+    """3D map (click a point) and 2D map (box/lasso); a new selection replaces the current one."""
+    excluded = _excluded_rows(dataset)
+    tab3, tab2 = st.tabs(["3D map: click a point", "2D map: box or lasso select"])
+    with tab3:
+        fig3 = _map_3d(dataset.digest, layout_key, excluded, dataset, coords3)
+        clicked = plotly_events(fig3, click_event=True, override_height=600, key=f"map3d_{dataset.digest[:12]}")
+        if clicked and _handled_once("cleaner_last_click", (dataset.digest, clicked)):
+            event = clicked[0]
+            row = fig3.rows_for(int(event.get("curveNumber", -1)), int(event.get("pointNumber", -1)))
+            if row is not None:
+                set_selection(dataset, Selection((row,), f"clicked point #{row}", anchor=row))
+    with tab2:
+        fig2 = _map_2d(dataset.digest, layout_key, excluded, dataset, coords2)
+        state = st.plotly_chart(
+            fig2, on_select="rerun", selection_mode=("box", "lasso"), key=f"map2d_{dataset.digest[:12]}",
+            config={"displaylogo": False},
+        )
+        points = (state or {}).get("selection", {}).get("points", []) if state else []
+        rows = tuple(dict.fromkeys(int(p["customdata"]) for p in points if "customdata" in p))
+        if rows and _handled_once("cleaner_last_lasso", (dataset.digest, rows)):
+            set_selection(dataset, Selection(rows, f"{len(rows)} points selected in the 2D map",
+                                             anchor=rows[0] if len(rows) == 1 else None))
+
+
+def selection_tools(dataset: Dataset, graph: NeighbourGraph) -> None:
+    sel = selection_for(dataset)
+    cols = st.columns([3, 1, 3, 1, 1])
+    klass = cols[0].selectbox("Class", dataset.class_names, key="select_class")
+    if cols[1].button("Select class", key="btn_class", use_container_width=True):
+        code = dataset.class_names.index(klass)
+        rows = tuple(int(r) for r in np.flatnonzero(dataset.label_codes == code))
+        set_selection(dataset, Selection(rows, f"class {klass!r} ({len(rows)} images)"))
+    k = cols[2].slider("Nearest neighbours of the clicked point", 1, graph.k, min(10, graph.k), key="knn_k")
+    anchor = sel.anchor
+    if cols[3].button("Select neighbours", key="btn_knn", disabled=anchor is None, use_container_width=True,
+                      help="Click a point in the 3D map first" if anchor is None else None):
+        rows = (anchor,) + tuple(int(r) for r in graph.indices[anchor, :k])
+        set_selection(dataset, Selection(rows, f"point #{anchor} and its {k} nearest neighbours", anchor=anchor))
+    if cols[4].button("Clear", key="btn_clear", use_container_width=True):
+        set_selection(dataset, Selection())
+
+
+def _tick_callback(dataset_digest: str, path: str, key: str) -> None:
+    st.session_state["cleaner_per_dataset"][dataset_digest]["exclusions"].set(
+        path, bool(st.session_state[key]), reason="reviewed in gallery")
+    st.session_state["cleaner_map_stale"] = True
+
+
+def _page_callback(dataset_digest: str, paths: list[str], excluded: bool) -> None:
+    excl = st.session_state["cleaner_per_dataset"][dataset_digest]["exclusions"]
+    for path in paths:
+        excl.set(path, excluded, reason="reviewed in gallery")
+    st.session_state["cleaner_map_stale"] = True
+
+
+@st.fragment
+def gallery(dataset: Dataset, access: ImageAccess) -> None:
+    """The selected images with an Exclude checkbox each; a tick reruns only this fragment."""
+    if st.session_state.pop("cleaner_map_stale", False) and dataset.n <= SMALL_DATA_ROWS:
+        st.rerun()  # small data: redraw the map marks right away; large data keeps the tick cheap
+    state = _session(dataset.digest)
+    sel: Selection = state["selection"]
+    excl: ExclusionList = state["exclusions"]
+    if not sel.rows:
+        st.info("Click a point in the 3D map, lasso points in the 2D map, or select a class to review images here.")
+        return
+    n_pages = (len(sel.rows) + PAGE_SIZE - 1) // PAGE_SIZE
+    top = st.columns([4, 2, 2, 2])
+    top[0].markdown(f"**Selected: {len(sel.rows):,} images**")
+    top[0].text(sel.description)
+    page = int(top[1].number_input(f"Page (of {n_pages})", 1, n_pages, min(state["page"] + 1, n_pages),
+                                   key=f"page_{dataset.digest[:12]}")) - 1
+    state["page"] = page
+    rows = sel.rows[page * PAGE_SIZE:(page + 1) * PAGE_SIZE]
+    paths = [str(dataset.image_paths[r]) for r in rows]
+    top[2].button("Exclude all on this page", key="btn_excl_page", on_click=_page_callback,
+                  args=(dataset.digest, paths, True), use_container_width=True)
+    top[3].button("Include all on this page", key="btn_incl_page", on_click=_page_callback,
+                  args=(dataset.digest, paths, False), use_container_width=True)
+    grid = st.columns(GALLERY_COLUMNS)
+    for i, (row, path) in enumerate(zip(rows, paths)):
+        with grid[i % GALLERY_COLUMNS]:
+            thumb = load_thumbnail(path, access)
+            st.image(thumb.png, width=150)
+            st.text(f"label: {dataset.label_text(row)}\n{dataset.file_name(row)}")  # st.text never renders markup
+            if not thumb.ok:
+                st.text(f"⚠ {thumb.reason}")
+            key = f"excl_{dataset.digest[:12]}_{row}"
+            st.session_state[key] = path in excl  # the list is the truth; the widget mirrors it
+            st.checkbox("Exclude", key=key, on_change=_tick_callback, args=(dataset.digest, path, key))
+    _exclusion_downloads(dataset, excl, location=st)
+
+
+def _exclusion_downloads(dataset: Dataset, excl: ExclusionList, location) -> None:
+    cols = location.columns(3)
+    cols[0].download_button(
+        f"Download exclusion list ({len(excl)})", data=excl.to_text, file_name=exclusion_file_name(),
+        mime="text/plain", on_click="ignore", key=f"dl_txt_{location is st.sidebar}",
+    )
+    cols[1].download_button(
+        "Download report (CSV)", data=excl.to_csv, file_name="cleaner_report.csv", mime="text/csv",
+        on_click="ignore", key=f"dl_csv_{location is st.sidebar}",
+    )
+
+    def cleaned() -> bytes:
+        keep = ~np.isin(dataset.image_paths, np.asarray(excl.paths(), dtype=str))
+        return cleaned_npz_bytes(dataset, np.flatnonzero(keep))
+
+    cols[2].download_button(
+        "Download cleaned NPZ", data=cleaned, file_name=f"cleaned_{Path(dataset.name).stem or 'dataset'}.npz",
+        mime="application/octet-stream", on_click="ignore", key=f"dl_npz_{location is st.sidebar}",
+    )
+
+
+def exclusion_sidebar(dataset: Dataset) -> None:
+    """Resume from an earlier exclusion list, and download the current one."""
+    excl = exclusions_for(dataset)
+    st.sidebar.subheader("Exclusion list")
+    upload = st.sidebar.file_uploader("Resume from a saved list (.txt or .csv)", type=["txt", "csv"],
+                                      key="exclusion_upload")
+    if upload is not None and _handled_once("cleaner_last_list", (dataset.digest, upload.file_id)):
+        try:
+            parsed = parse_exclusion_text(upload.getvalue())
+        except ValueError as exc:
+            st.session_state["cleaner_list_message"] = ("error", f"Could not read {upload.name}: {exc}")
+        else:
+            known = set(dataset.image_paths.tolist())
+            matched = [p for p in parsed.paths if p in known]
+            excl.add_many(matched, reason=f"from {upload.name}")
+            unknown = len(parsed.paths) - len(matched)
+            text = f"Restored {len(matched):,} exclusions from {upload.name}."
+            if unknown:
+                text += f" {unknown:,} paths are not in this dataset and were skipped."
+            st.session_state["cleaner_list_message"] = ("warning" if unknown else "success", text)
+    message = st.session_state.get("cleaner_list_message")
+    if message:
+        getattr(st.sidebar, message[0])(message[1])
+    st.sidebar.text(f"{len(excl):,} images excluded")

@@ -1,0 +1,24 @@
+"""cleaner: find the bad data in an image-classification dataset. Run: streamlit run streamlit_app.py"""
+import streamlit as st
+
+from cleaner import ui
+
+
+def main() -> None:
+    st.set_page_config(page_title="cleaner: find bad training images", layout="wide")
+    st.title("cleaner")
+    cfg = ui.settings()
+    dataset = ui.choose_dataset(cfg)
+    if dataset is None:
+        st.stop()
+    params = ui.map_settings(dataset)
+    access = ui.image_access(cfg)
+    ui.exclusion_sidebar(dataset)
+    graph, coords3, coords2 = ui.graph_and_layouts(dataset, params, cfg)
+    ui.dataset_summary(dataset)
+    ui.map_panel(dataset, coords3, coords2, layout_key=params.key())
+    ui.selection_tools(dataset, graph)
+    ui.gallery(dataset, access)
+
+
+main()
