@@ -52,3 +52,26 @@ def build_demo(demo_dir: Path) -> Path:
 
 def load_demo(demo_dir: Path) -> Dataset:
     return load_npz(build_demo(demo_dir), name="Demo: scikit-learn digits (1,797 scans)")
+
+
+def write_packaged_layouts(demo_dir: Path) -> list[Path]:
+    """Compute the demo's default 3D and 2D layouts and store them in the package, so a cold server skips UMAP."""
+    from .layout import PACKAGED_LAYOUTS, LayoutParams, LayoutStore, umap_layout
+    from .neighbours import neighbour_graph
+
+    dataset = load_demo(demo_dir)
+    store = LayoutStore(PACKAGED_LAYOUTS, packaged=Path("/nonexistent"))
+    written = []
+    for n_components in (3, 2):
+        params = LayoutParams(n_components=n_components)
+        graph = neighbour_graph(dataset.embeddings, k=20, metric=params.metric)
+        store.put(dataset.embedding_digest, params, umap_layout(dataset.embeddings, graph, params))
+        written.append(PACKAGED_LAYOUTS / store.file_name(dataset.embedding_digest, params))
+    return written
+
+
+if __name__ == "__main__":  # python -m cleaner.demo: refresh the shipped demo layouts
+    import tempfile as _tf
+
+    for path in write_packaged_layouts(Path(_tf.mkdtemp()) / "demo"):
+        print(path)

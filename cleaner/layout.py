@@ -4,6 +4,7 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -58,7 +59,11 @@ def umap_layout(embeddings: np.ndarray, graph: NeighbourGraph, params: LayoutPar
         precomputed_knn=graph.with_self(),
         low_memory=True,
     )
-    coords = reducer.fit_transform(np.asarray(embeddings, dtype=np.float32))
+    with warnings.catch_warnings():
+        # Both are expected here: a fixed seed runs single-threaded, and we pass no search index.
+        warnings.filterwarnings("ignore", message=".*overridden to 1 by setting random_state.*")
+        warnings.filterwarnings("ignore", message=".*knn_search_index.*")
+        coords = reducer.fit_transform(np.asarray(embeddings, dtype=np.float32))
     return np.ascontiguousarray(coords, dtype=np.float32)
 
 
@@ -83,6 +88,8 @@ class LayoutStore:
             except (OSError, ValueError):
                 continue
             if arr.shape == (n_rows, params.n_components) and np.isfinite(arr).all():
+                if folder == self.folder:
+                    os.utime(path)  # recently used layouts are evicted last
                 return arr.astype(np.float32, copy=False)
         return None
 

@@ -1,0 +1,200 @@
+"""The page through streamlit.testing.v1.AppTest: what a user sees after each action."""
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from streamlit.testing.v1 import AppTest
+
+from cleaner.dataset import npz_bytes
+
+from .conftest import clustered_arrays
+
+APP = str(Path(__file__).resolve().parents[1] / "streamlit_app.py")
+
+
+def start_app() -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=240)
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def texts(at: AppTest) -> str:
+    return "\n".join([t.value for t in at.text] + [m.value for m in at.markdown])
+
+
+def metric(at: AppTest, label: str) -> str:
+    return next(m.value for m in at.metric if m.label == label)
+
+
+def select_class(at: AppTest, name: str) -> None:
+    at.selectbox(key="select_class").set_value(name)
+    at.button(key="btn_class").click()
+    at.run()
+
+
+def exclusions(at: AppTest, digest: str):
+    return at.session_state["cleaner_per_dataset"][digest]["exclusions"]
+
+
+def current_digest(at: AppTest) -> str:
+    per = at.session_state["cleaner_per_dataset"]
+    return list(per)[-1]
+
+
+def test_demo_loads_with_map_and_summary():
+    at = start_app()
+    assert metric(at, "Images") == "1,797"
+    assert metric(at, "Classes") == "10"
+    assert "Click a point in the 3D map" in "\n".join(i.value for i in at.info)
+    assert len(at.get("plotly_chart")) == 1  # the 2D map; the 3D map is the click component
+
+
+def test_select_class_fills_gallery_and_tick_excludes():
+    at = start_app()
+    select_class(at, "3")
+    assert "Selected: 183 images" in texts(at)
+    assert len(at.get("image")) == 24  # first page
+    boxes = [c for c in at.checkbox if c.label == "Exclude"]
+    assert len(boxes) == 24 and not any(c.value for c in boxes)
+    boxes[0].check()
+    boxes[2].check()
+    at.run()
+    digest = current_digest(at)
+    excl = exclusions(at, digest)
+    assert len(excl) == 2
+    lines = excl.to_text().splitlines()  # exactly what "Download exclusion list" serves
+    assert all(line.endswith(".png") and "label_3" in line for line in lines)
+    # a rerun from elsewhere on the page keeps the ticks
+    at.button(key="btn_clear").click()
+    at.run()
+    select_class(at, "3")
+    boxes = [c for c in at.checkbox if c.label == "Exclude"]
+    assert boxes[0].value and not boxes[1].value and boxes[2].value
+    assert metric(at, "Excluded") == "2"
+
+
+def test_exclude_all_on_page_then_unexclude_one():
+    at = start_app()
+    select_class(at, "7")
+    at.button(key="btn_excl_page").click()
+    at.run()
+    digest = current_digest(at)
+    assert len(exclusions(at, digest)) == 24
+    boxes = [c for c in at.checkbox if c.label == "Exclude"]
+    assert all(c.value for c in boxes)
+    boxes[5].uncheck()
+    at.run()
+    assert len(exclusions(at, digest)) == 23
+
+
+def test_paging_through_a_large_selection():
+    at = start_app()
+    select_class(at, "1")
+    at.number_input(key=f"page_{current_digest(at)[:12]}").set_value(2)
+    at.run()
+    names = [t.value for t in at.text if t.value.startswith("label:")]
+    assert len(names) == 24 and all("label: 1" in n for n in names)
+
+
+def _write_images(root: Path, n: int) -> list[str]:
+    root.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(n):
+        path = root / f"img_{i:03d}.png"
+        Image.new("RGB", (12, 12), (i % 255, 80, 160)).save(path)
+        paths.append(str(path))
+    return paths
+
+
+def test_upload_valid_npz_shows_its_map(allowed_root):
+    emb, labels = clustered_arrays(n_per_class=20, n_classes=3, dims=8)
+    paths = _write_images(allowed_root / "upload_ok", len(emb))
+    at = start_app()
+    at.radio(key="data_source").set_value("Upload an NPZ")
+    at.run()
+    at.file_uploader(key="npz_upload").set_value(("mine.npz", npz_bytes(emb, labels, np.array(paths)), "application/octet-stream"))
+    at.run()
+    assert not at.exception
+    assert metric(at, "Images") == "60"
+    select_class(at, "2")
+    assert "Selected: 20 images" in texts(at)
+    assert not any(t.value.startswith("⚠") for t in at.text)  # every image readable
+
+
+def test_upload_broken_npz_shows_error_and_app_keeps_working():
+    at = start_app()
+    at.radio(key="data_source").set_value("Upload an NPZ")
+    at.run()
+    at.file_uploader(key="npz_upload").set_value(("broken.npz", b"this is not a zip", "application/octet-stream"))
+    at.run()
+    assert not at.exception
+    assert any("Could not load broken.npz" in e.value and "not an NPZ" in e.value for e in at.error)
+    at.radio(key="data_source").set_value("Demo (digits)")
+    at.run()
+    assert metric(at, "Images") == "1,797"
+
+
+def test_upload_with_wrong_shapes_explains_the_problem():
+    emb, labels = clustered_arrays()
+    buf = io.BytesIO()
+    np.savez(buf, embeddings=emb, labels=labels[:-3], image_paths=np.array(["/a.png"] * len(emb)))
+    at = start_app()
+    at.radio(key="data_source").set_value("Upload an NPZ")
+    at.run()
+    at.file_uploader(key="npz_upload").set_value(("short.npz", buf.getvalue(), "application/octet-stream"))
+    at.run()
+    assert any("'labels' has 87 entries but 'embeddings' has 90 rows" in e.value for e in at.error)
+
+
+def test_missing_image_shows_placeholder_with_reason(allowed_root):
+    emb, labels = clustered_arrays(n_per_class=10, n_classes=2, dims=4)
+    paths = _write_images(allowed_root / "some_missing", len(emb))
+    Path(paths[0]).unlink()
+    paths[1] = "/etc/passwd"
+    at = start_app()
+    at.radio(key="data_source").set_value("Upload an NPZ")
+    at.run()
+    at.file_uploader(key="npz_upload").set_value(("m.npz", npz_bytes(emb, labels, np.array(paths)), "x"))
+    at.run()
+    select_class(at, "0")
+    warnings = [t.value for t in at.text if t.value.startswith("⚠")]
+    assert "⚠ file not found" in warnings
+    assert "⚠ outside the folders this server may read" in warnings
+    assert not at.exception
+
+
+def test_resume_from_uploaded_exclusion_list():
+    at = start_app()
+    digest = current_digest(at)
+    demo_paths = [p for p in _demo_paths(at) if "label_5" in p][:3]
+    listing = "\n".join(demo_paths + ["/not/in/dataset.png"]) + "\n"
+    at.file_uploader(key="exclusion_upload").set_value(("images_to_exclude.txt", listing.encode(), "text/plain"))
+    at.run()
+    assert exclusions(at, digest).paths() == demo_paths
+    assert any("Restored 3 exclusions" in w.value and "1 paths are not in this dataset" in w.value for w in at.warning)
+    select_class(at, "5")
+    ticked = [c.value for c in at.checkbox if c.label == "Exclude"]
+    assert sum(ticked) >= 1
+    at.button(key="btn_clear").click()
+    at.run()
+    assert len(exclusions(at, digest)) == 3  # survives further reruns
+
+
+def _demo_paths(at: AppTest) -> list[str]:
+    from cleaner import ui
+
+    return ui._demo(str(ui.settings().demo_dir)).image_paths.tolist()
+
+
+def test_two_sessions_are_isolated():
+    alice, bob = start_app(), start_app()
+    select_class(alice, "0")
+    [c for c in alice.checkbox if c.label == "Exclude"][0].check()
+    alice.run()
+    bob.run()
+    assert metric(alice, "Excluded") == "1"
+    assert metric(bob, "Excluded") == "0"
+    assert len(exclusions(bob, current_digest(bob))) == 0

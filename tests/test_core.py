@@ -1,0 +1,166 @@
+"""Unit tests for the neighbour graph, layouts, exclusion list, figures and the demo."""
+import datetime as dt
+import json
+
+import numpy as np
+import pytest
+
+from cleaner.dataset import dataset_from_arrays
+from cleaner.exclusions import ExclusionList, exclusion_file_name, parse_exclusion_text
+from cleaner.figures import map_2d, map_3d, plain_text
+from cleaner.layout import LayoutParams, LayoutStore, pca_projection
+from cleaner.neighbours import approximate_neighbours, exact_neighbours, neighbour_graph
+
+from .conftest import clustered_arrays
+
+
+def brute_force(x, k, metric):
+    if metric == "cosine":
+        x = x / np.linalg.norm(x, axis=1, keepdims=True)
+        d = 1 - x @ x.T
+    else:
+        d = np.sqrt(((x[:, None] - x[None]) ** 2).sum(-1))
+    np.fill_diagonal(d, np.inf)
+    return np.argsort(d, axis=1, kind="stable")[:, :k], np.sort(d, axis=1)[:, :k]
+
+
+@pytest.mark.parametrize("metric", ["cosine", "euclidean"])
+def test_exact_neighbours_match_brute_force(metric):
+    x = np.random.default_rng(1).normal(size=(300, 12)).astype(np.float32)
+    graph = exact_neighbours(x, 7, metric)
+    idx, dist = brute_force(x.astype(np.float64), 7, metric)
+    assert graph.indices.shape == (300, 7)
+    assert (graph.indices == idx).mean() > 0.99  # ties may order differently in float32
+    np.testing.assert_allclose(graph.distances, dist, atol=1e-4)
+    assert not (graph.indices == np.arange(300)[:, None]).any()
+
+
+def test_exact_duplicates_never_list_themselves():
+    x = np.random.default_rng(2).normal(size=(50, 4)).astype(np.float32)
+    x[10] = x[11]
+    graph = exact_neighbours(x, 3, "euclidean")
+    assert graph.indices[10, 0] == 11 and graph.indices[11, 0] == 10
+    assert graph.distances[10, 0] == pytest.approx(0, abs=1e-3)
+    idx, dist = graph.with_self()
+    assert (idx[:, 0] == np.arange(50)).all() and (dist[:, 0] == 0).all()
+
+
+def test_approximate_neighbours_agree_with_exact_on_clusters():
+    emb, _ = clustered_arrays(n_per_class=100, n_classes=5, dims=8)
+    exact = exact_neighbours(emb, 10, "euclidean")
+    approx = approximate_neighbours(emb, 10, "euclidean")
+    recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(exact.indices, approx.indices)])
+    assert recall > 0.9
+    assert not (approx.indices == np.arange(len(emb))[:, None]).any()
+
+
+def test_graph_k_is_capped_by_dataset_size():
+    emb, _ = clustered_arrays(n_per_class=4, n_classes=3)
+    assert neighbour_graph(emb, k=20).k == 11
+
+
+def test_pca_projection_keeps_the_main_axis():
+    rng = np.random.default_rng(3)
+    x = np.zeros((200, 5), dtype=np.float32)
+    x[:, 2] = rng.normal(0, 10, 200)
+    x += rng.normal(0, 0.1, x.shape).astype(np.float32)
+    proj = pca_projection(x, 3)
+    assert proj.shape == (200, 3)
+    assert abs(np.corrcoef(proj[:, 0], x[:, 2])[0, 1]) > 0.99
+
+
+def test_layout_store_round_trip_and_eviction(tmp_path):
+    store = LayoutStore(tmp_path / "layouts", max_bytes=2000, packaged=tmp_path / "none")
+    params = LayoutParams()
+    coords = np.arange(300, dtype=np.float32).reshape(100, 3)
+    assert store.get("abc", params, 100) is None
+    store.put("abc", params, coords)
+    np.testing.assert_array_equal(store.get("abc", params, 100), coords)
+    assert store.get("abc", params, 99) is None  # a different dataset size is never served
+    assert store.get("abc", LayoutParams(min_dist=0.5), 100) is None
+    store.put("def", params, coords)  # over the byte bound: the oldest goes
+    assert len(list((tmp_path / "layouts").glob("*.npy"))) == 1
+
+
+def test_exclusion_list_text_round_trip():
+    excl = ExclusionList()
+    excl.add("/data/a.png", "blurry")
+    excl.add("/data/b.png")
+    excl.add("/data/a.png")  # no duplicates, reason kept
+    assert excl.to_text() == "/data/a.png\n/data/b.png\n"
+    assert excl.reasons["/data/a.png"] == "blurry"
+    parsed = parse_exclusion_text(excl.to_text().encode())
+    assert parsed.paths == ["/data/a.png", "/data/b.png"]
+    excl.set("/data/a.png", False)
+    assert "/data/a.png" not in excl and len(excl) == 1
+
+
+def test_exclusion_parse_skips_blanks_comments_and_reads_csv():
+    parsed = parse_exclusion_text("# made by hand\n\n/x/1.png\r\n/x/2.png\n/x/1.png\n")
+    assert parsed.paths == ["/x/1.png", "/x/2.png"] and parsed.ignored_lines == 2
+    excl = ExclusionList()
+    excl.add("/x/3.png", "outlier")
+    excl.relabel("/x/4.png", "cat")
+    assert parse_exclusion_text(excl.to_csv()).paths == ["/x/3.png"]
+    with pytest.raises(ValueError):
+        parse_exclusion_text(b"\xff\xfe\x00bad")
+
+
+def test_exclusion_file_name_has_the_date():
+    assert exclusion_file_name(dt.date(2026, 3, 4)) == "images_to_exclude_from_training_2026_03_04.txt"
+
+
+def _tiny_dataset(labels=None):
+    emb, default_labels = clustered_arrays(n_per_class=10, n_classes=3, dims=4)
+    labels = default_labels if labels is None else labels
+    paths = np.array([f"/img/{i}.png" for i in range(len(emb))])
+    return dataset_from_arrays(emb, labels, paths, "tiny"), pca_projection(emb, 3)
+
+
+def test_3d_figure_maps_every_click_back_to_its_row():
+    dataset, coords = _tiny_dataset()
+    fig = map_3d(dataset, coords, np.array([4, 17]))
+    data = json.loads(fig.to_json())["data"]
+    assert len(data) == 4  # three classes and the excluded marks
+    assert sum(len(t["x"]) for t in data[:3]) == dataset.n
+    for curve, trace in enumerate(data):
+        assert isinstance(trace["x"], list)  # plotly.js 1.58 in the component cannot read typed arrays
+        for point, x in enumerate(trace["x"]):
+            row = fig.rows_for(curve, point)
+            assert x == pytest.approx(round(float(coords[row, 0]), 3))
+    assert fig.rows_for(3, 1) == 17 and fig.rows_for(9, 0) is None
+
+
+def test_labels_are_escaped_in_legend_and_hover():
+    labels = np.array(["<img src=x onerror=alert(1)>"] * 15 + ["**bold**"] * 15)
+    emb, _ = clustered_arrays(n_per_class=15, n_classes=2, dims=4)
+    paths = np.array([f"/img/{i}.png" for i in range(30)])
+    dataset = dataset_from_arrays(emb, labels, paths, "x")
+    fig = json.loads(map_3d(dataset, pca_projection(emb), np.array([], dtype=int)).to_json())
+    names = [t["name"] for t in fig["data"]]
+    assert "&lt;img src=x onerror=alert(1)&gt;" in names and "**bold**" in names
+    assert all("<img" not in h for t in fig["data"] for h in t.get("hovertext") or [])
+    assert plain_text("<b>") == "&lt;b&gt;"
+
+
+def test_2d_figure_carries_rows_and_lasso_mode():
+    dataset, coords = _tiny_dataset()
+    fig = map_2d(dataset, coords[:, :2], np.array([], dtype=int))
+    rows = np.concatenate([np.asarray(t.customdata) for t in fig.data[:-1]])
+    assert sorted(rows.tolist()) == list(range(dataset.n))
+    assert fig.layout.dragmode == "lasso"
+
+
+def test_demo_is_real_digits_with_images_and_shipped_layouts(tmp_path):
+    from PIL import Image
+
+    from cleaner.demo import load_demo
+
+    demo = load_demo(tmp_path / "demo")
+    assert demo.n == 1797 and demo.dims == 64 and len(demo.class_names) == 10
+    first = Image.open(demo.image_paths[0])
+    assert first.size == (8, 8)
+    store = LayoutStore(tmp_path / "empty")
+    for n in (3, 2):  # the cold server serves the demo map without running UMAP
+        coords = store.get(demo.embedding_digest, LayoutParams(n_components=n), demo.n)
+        assert coords is not None and coords.shape == (1797, n)
