@@ -14,9 +14,9 @@ def main() -> None:
     params = ui.map_settings(dataset)
     access = ui.image_access(cfg)
     ui.exclusion_sidebar(dataset)
-    graph, coords3, coords2 = ui.graph_and_layouts(dataset, params, cfg)
+    graph, maps = ui.graph_and_maps(dataset, params, cfg)
     ui.dataset_summary(dataset)
-    ui.map_panel(dataset, coords3, coords2, layout_key=params.key())
+    ui.map_panel(dataset, maps)
     ui.selection_tools(dataset, graph)
     ui.gallery(dataset, access)
 

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +15,8 @@ from .dataset import Dataset, DatasetError, cleaned_npz_bytes, load_npz
 from .demo import load_demo
 from .exclusions import ExclusionList, exclusion_file_name, parse_exclusion_text
 from .images import ImageAccess, PathRemap, load_thumbnail
-from .layout import LayoutParams, LayoutStore, pca_projection, umap_layout
+from .layout import LayoutParams, LayoutStore, pca_projection
+from .layout_service import LayoutService
 from .neighbours import METRICS, NeighbourGraph, neighbour_graph
 
 GRAPH_K = 20
@@ -87,17 +88,17 @@ def cached_graph(embedding_digest: str, k: int, metric: str, _embeddings: np.nda
     return neighbour_graph(_embeddings, k=k, metric=metric)
 
 
+@st.cache_resource(show_spinner=False)
+def layout_service(cache_dir: str, cache_max_bytes: int) -> LayoutService:
+    """One per server: every session shares the layouts and the worker threads."""
+    service = LayoutService(LayoutStore(Path(cache_dir) / "layouts", max_bytes=cache_max_bytes))
+    service.warm_up()
+    return service
+
+
 @st.cache_resource(max_entries=16, show_spinner=False)
-def cached_layout(
-    embedding_digest: str, params: LayoutParams, cache_dir: str, cache_max_bytes: int,
-    _embeddings: np.ndarray, _graph: NeighbourGraph,
-) -> np.ndarray:
-    store = LayoutStore(Path(cache_dir) / "layouts", max_bytes=cache_max_bytes)
-    coords = store.get(embedding_digest, params, len(_embeddings))
-    if coords is None:
-        coords = umap_layout(_embeddings, _graph, params)
-        store.put(embedding_digest, params, coords)
-    return coords
+def cached_preview(embedding_digest: str, n_components: int, _embeddings: np.ndarray) -> np.ndarray:
+    return pca_projection(_embeddings, n_components)
 
 
 @st.cache_resource(max_entries=32, show_spinner=False)
@@ -200,18 +201,44 @@ def image_access(cfg: Settings) -> ImageAccess:
 
 # ---------------------------------------------------------------- compute with progress
 
-def graph_and_layouts(dataset: Dataset, params: LayoutParams, cfg: Settings) -> tuple[NeighbourGraph, np.ndarray, np.ndarray]:
+@dataclass(frozen=True)
+class Maps:
+    coords3: np.ndarray
+    coords2: np.ndarray
+    key: str  # changes whenever the coordinates change
+    final: bool  # False while a PCA preview stands in for UMAP
+
+
+def graph_and_maps(dataset: Dataset, params: LayoutParams, cfg: Settings) -> tuple[NeighbourGraph, Maps]:
+    """The neighbour graph, and the UMAP maps if ready; else a PCA preview while UMAP runs in the background."""
     with st.spinner(f"Finding the {GRAPH_K} nearest neighbours of {dataset.n:,} samples…"):
         graph = cached_graph(dataset.embedding_digest, GRAPH_K, params.metric, dataset.embeddings)
-    layouts = []
-    for n_components in (3, 2):
-        p = LayoutParams(n_components, params.n_neighbors, params.min_dist, params.metric, params.seed)
-        with st.spinner(f"Computing the {n_components}D UMAP map of {dataset.n:,} samples (the first map on a "
-                        "fresh server also compiles UMAP: up to a minute)…"):
-            layouts.append(cached_layout(
-                dataset.embedding_digest, p, str(cfg.cache_dir), cfg.cache_max_bytes, dataset.embeddings, graph
-            ))
-    return graph, layouts[0], layouts[1]
+    service = layout_service(str(cfg.cache_dir), cfg.cache_max_bytes)
+    all_params = [replace(params, n_components=n) for n in (3, 2)]
+    statuses = [service.request(dataset.embedding_digest, p, dataset.embeddings, graph) for p in all_params]
+    coords = [service.get(dataset.embedding_digest, p, dataset.n) for p in all_params]
+    if all(c is not None for c in coords):
+        return graph, Maps(coords[0], coords[1], params.key(), final=True)
+    failed = [s for s in statuses if s.state == "failed"]
+    if failed:
+        st.error(f"The UMAP map could not be computed ({failed[0].error}). Showing the PCA projection instead.")
+    else:
+        _wait_for_maps(service, dataset.embedding_digest, all_params, dataset.n)
+    preview = [cached_preview(dataset.embedding_digest, n, dataset.embeddings) for n in (3, 2)]
+    return graph, Maps(preview[0], preview[1], "pca", final=False)
+
+
+@st.fragment(run_every=2)
+def _wait_for_maps(service: LayoutService, digest: str, all_params: list[LayoutParams], n_rows: int) -> None:
+    statuses = [service.status(digest, p, n_rows) for p in all_params]
+    if all(s.state == "ready" for s in statuses):
+        st.rerun()  # the whole page, to swap the preview for the UMAP map
+    elapsed = max(s.elapsed_s for s in statuses)
+    st.info(
+        f"Showing a quick PCA preview. The UMAP map of {n_rows:,} samples is being computed in the background "
+        f"({elapsed:.0f} s so far; the first map on a fresh server also compiles UMAP) and replaces it when ready. "
+        "You can already select and review images."
+    )
 
 
 # ---------------------------------------------------------------- main area
@@ -234,9 +261,10 @@ def _excluded_rows(dataset: Dataset) -> tuple[int, ...]:
     return tuple(int(r) for r in np.flatnonzero(mask))
 
 
-def map_panel(dataset: Dataset, coords3: np.ndarray, coords2: np.ndarray, layout_key: str) -> None:
+def map_panel(dataset: Dataset, maps: Maps) -> None:
     """3D map (click a point) and 2D map (box/lasso); a new selection replaces the current one."""
     excluded = _excluded_rows(dataset)
+    coords3, coords2, layout_key = maps.coords3, maps.coords2, maps.key
     tab3, tab2 = st.tabs(["3D map: click a point", "2D map: box or lasso select"])
     with tab3:
         fig3 = _map_3d(dataset.digest, layout_key, excluded, dataset, coords3)
