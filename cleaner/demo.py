@@ -9,7 +9,7 @@ import numpy as np
 
 from .dataset import Dataset, load_npz, npz_bytes
 
-DEMO_NPZ_NAME = "digits_demo.npz"
+DEMO_NPZ_NAME = "digits_demo_v2.npz"  # bump the version when the files written change
 
 
 def _digits() -> tuple[np.ndarray, np.ndarray]:
@@ -33,14 +33,14 @@ def build_demo(demo_dir: Path) -> Path:
     if npz_path.is_file():
         return npz_path
     images, labels = _digits()
-    image_dir = demo_dir / "images"
+    image_dir = demo_dir / "images_v2"
     image_dir.mkdir(parents=True, exist_ok=True)
     paths = []
     for i, (img, label) in enumerate(zip(images, labels)):
         path = image_dir / f"digit_{i:04d}_label_{label}.png"
         if not path.is_file():
             # 0..16 grey levels, ink dark on white as on paper
-            Image.fromarray((255 - img * 255 // 16).astype(np.uint8), mode="L").save(path)
+            Image.fromarray((255 - img.astype(np.int32) * 255 // 16).astype(np.uint8), mode="L").save(path)
         paths.append(str(path.resolve()))
     data = npz_bytes(demo_embeddings(images), labels, np.asarray(paths))
     fd, tmp = tempfile.mkstemp(dir=demo_dir, suffix=".tmp")  # atomic: several sessions may start at once

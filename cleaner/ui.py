@@ -326,6 +326,7 @@ def gallery(dataset: Dataset, access: ImageAccess) -> None:
     state = _session(dataset.digest)
     sel: Selection = state["selection"]
     excl: ExclusionList = state["exclusions"]
+    _exclusion_downloads(dataset, excl, location=st)
     if not sel.rows:
         st.info("Click a point in the 3D map, lasso points in the 2D map, or select a class to review images here.")
         return
@@ -353,7 +354,6 @@ def gallery(dataset: Dataset, access: ImageAccess) -> None:
             key = f"excl_{dataset.digest[:12]}_{row}"
             st.session_state[key] = path in excl  # the list is the truth; the widget mirrors it
             st.checkbox("Exclude", key=key, on_change=_tick_callback, args=(dataset.digest, path, key))
-    _exclusion_downloads(dataset, excl, location=st)
 
 
 def _exclusion_downloads(dataset: Dataset, excl: ExclusionList, location) -> None:
