@@ -289,7 +289,7 @@ def map_panel(dataset: Dataset, maps: Maps) -> None:
 
 def selection_tools(dataset: Dataset, graph: NeighbourGraph) -> None:
     sel = selection_for(dataset)
-    cols = st.columns([3, 1, 3, 1, 1])
+    cols = st.columns([2, 1.3, 2.2, 1.6, 0.9], vertical_alignment="bottom")
     klass = cols[0].selectbox("Class", dataset.class_names, key="select_class")
     if cols[1].button("Select class", key="btn_class", use_container_width=True):
         code = dataset.class_names.index(klass)
@@ -400,4 +400,4 @@ def exclusion_sidebar(dataset: Dataset) -> None:
     message = st.session_state.get("cleaner_list_message")
     if message:
         getattr(st.sidebar, message[0])(message[1])
-    st.sidebar.text(f"{len(excl):,} images excluded")
+    st.sidebar.text(f"{len(excl):,} image{"" if len(excl) == 1 else "s"} excluded")
