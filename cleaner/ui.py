@@ -400,4 +400,4 @@ def exclusion_sidebar(dataset: Dataset) -> None:
     message = st.session_state.get("cleaner_list_message")
     if message:
         getattr(st.sidebar, message[0])(message[1])
-    st.sidebar.text(f"{len(excl):,} image{"" if len(excl) == 1 else "s"} excluded")
+    st.sidebar.text(f"{len(excl):,} image{'' if len(excl) == 1 else 's'} excluded")

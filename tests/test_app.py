@@ -198,3 +198,40 @@ def test_two_sessions_are_isolated():
     assert metric(alice, "Excluded") == "1"
     assert metric(bob, "Excluded") == "0"
     assert len(exclusions(bob, current_digest(bob))) == 0
+
+
+def test_server_folder_lists_only_allowed_npz_files(allowed_root, tmp_path):
+    emb, labels = clustered_arrays(n_per_class=15, n_classes=2, dims=4)
+    paths = _write_images(allowed_root / "server_images", len(emb))
+    folder = allowed_root / "server_npz"
+    folder.mkdir(exist_ok=True)
+    (folder / "team.npz").write_bytes(npz_bytes(emb, labels, np.array(paths)))
+    outside = tmp_path / "secret.npz"
+    outside.write_bytes(npz_bytes(emb, labels, np.array(paths)))
+    (folder / "link_out.npz").symlink_to(outside)  # a link that leads out of the allowed folder
+    at = start_app()
+    at.radio(key="data_source").set_value("Server folder")
+    at.run()
+    options = at.selectbox(key="server_npz").options
+    assert any(o.endswith("team.npz") for o in options)
+    assert not any("secret" in o or "link_out" in o for o in options)
+    at.selectbox(key="server_npz").set_value(next(o for o in options if o.endswith("team.npz")))
+    at.run()
+    assert metric(at, "Images") == "30"
+
+
+def test_path_prefix_remap_finds_moved_images(allowed_root):
+    emb, labels = clustered_arrays(n_per_class=10, n_classes=2, dims=4)
+    real = _write_images(allowed_root / "moved_here", len(emb))
+    recorded = [p.replace(str(allowed_root / "moved_here"), "/home/alice/data") for p in real]
+    at = start_app()
+    at.radio(key="data_source").set_value("Upload an NPZ")
+    at.run()
+    at.file_uploader(key="npz_upload").set_value(("moved.npz", npz_bytes(emb, labels, np.array(recorded)), "x"))
+    at.run()
+    select_class(at, "0")
+    assert any(t.value.startswith("⚠") for t in at.text)  # not found before the remap
+    at.text_input(key="remap_old").input("/home/alice/data")
+    at.text_input(key="remap_new").input(str(allowed_root / "moved_here"))
+    at.run()
+    assert not any(t.value.startswith("⚠") for t in at.text)

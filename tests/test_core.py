@@ -164,3 +164,15 @@ def test_demo_is_real_digits_with_images_and_shipped_layouts(tmp_path):
     for n in (3, 2):  # the cold server serves the demo map without running UMAP
         coords = store.get(demo.embedding_digest, LayoutParams(n_components=n), demo.n)
         assert coords is not None and coords.shape == (1797, n)
+
+
+def test_cleaned_npz_drops_excluded_rows_and_reloads():
+    from cleaner.dataset import cleaned_npz_bytes, load_npz
+
+    dataset, _ = _tiny_dataset()
+    keep = np.setdiff1d(np.arange(dataset.n), [0, 5])
+    cleaned = load_npz(cleaned_npz_bytes(dataset, keep))
+    assert cleaned.n == dataset.n - 2
+    assert "/img/0.png" not in cleaned.image_paths and "/img/5.png" not in cleaned.image_paths
+    np.testing.assert_array_equal(cleaned.embeddings, dataset.embeddings[keep])
+    np.testing.assert_array_equal(cleaned.labels, dataset.labels[keep])
