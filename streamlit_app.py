@@ -13,12 +13,13 @@ def main() -> None:
         st.stop()
     params = ui.map_settings(dataset)
     access = ui.image_access(cfg)
-    ui.exclusion_sidebar(dataset)
     graph, maps = ui.graph_and_maps(dataset, params, cfg)
+    result = ui.suspects(dataset, graph)
+    ui.exclusion_sidebar(dataset, result)
     ui.dataset_summary(dataset)
-    ui.map_panel(dataset, maps)
-    ui.selection_tools(dataset, graph)
-    ui.gallery(dataset, access)
+    ui.suspects_summary(result)
+    ui.map_panel(dataset, maps, result)
+    ui.review_area(dataset, graph, result, access)
 
 
 main()

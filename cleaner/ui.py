@@ -18,6 +18,9 @@ from .images import ImageAccess, PathRemap, load_thumbnail
 from .layout import LayoutParams, LayoutStore, pca_projection
 from .layout_service import LayoutService
 from .neighbours import METRICS, NeighbourGraph, neighbour_graph
+from .review import ORDERS, pending_rows, reasons
+from .scan import ScanResult, report_csv, scores_from_graph
+from .scores import class_confusion, unreadable_images, worst
 
 GRAPH_K = 20
 PAGE_SIZE = 24
@@ -40,7 +43,11 @@ class Selection:
 def _session(dataset_digest: str) -> dict:
     """This browser session's state for one dataset; switching datasets keeps each one's work."""
     per_dataset = st.session_state.setdefault("cleaner_per_dataset", {})
-    return per_dataset.setdefault(dataset_digest, {"exclusions": ExclusionList(), "selection": Selection(), "page": 0})
+    return per_dataset.setdefault(dataset_digest, {
+        "exclusions": ExclusionList(), "selection": Selection(), "page": 0,
+        "reviewed": {},  # row -> "excluded" | "kept" | "relabelled": leaves the review queue
+        "unreadable": None,  # UnreadableImages once the user has checked the image files
+    })
 
 
 def exclusions_for(dataset: Dataset) -> ExclusionList:
@@ -101,14 +108,21 @@ def cached_preview(embedding_digest: str, n_components: int, _embeddings: np.nda
     return pca_projection(_embeddings, n_components)
 
 
-@st.cache_resource(max_entries=32, show_spinner=False)
-def _map_3d(digest: str, layout_key: str, excluded_key: tuple[int, ...], _dataset: Dataset, _coords: np.ndarray):
-    return figures.map_3d(_dataset, _coords, np.asarray(excluded_key, dtype=np.int64))
+@st.cache_resource(max_entries=8, show_spinner=False)
+def cached_suspects(digest: str, k: int, metric: str, _dataset: Dataset, _graph: NeighbourGraph) -> ScanResult:
+    return scores_from_graph(_dataset, _graph)
 
 
 @st.cache_resource(max_entries=32, show_spinner=False)
-def _map_2d(digest: str, layout_key: str, excluded_key: tuple[int, ...], _dataset: Dataset, _coords: np.ndarray):
-    return figures.map_2d(_dataset, _coords, np.asarray(excluded_key, dtype=np.int64))
+def _map_3d(digest: str, layout_key: str, excluded_key: tuple[int, ...], color_key: str,
+            _dataset: Dataset, _coords: np.ndarray, _scores: np.ndarray | None):
+    return figures.map_3d(_dataset, _coords, np.asarray(excluded_key, dtype=np.int64), scores=_scores)
+
+
+@st.cache_resource(max_entries=32, show_spinner=False)
+def _map_2d(digest: str, layout_key: str, excluded_key: tuple[int, ...], color_key: str,
+            _dataset: Dataset, _coords: np.ndarray, _scores: np.ndarray | None):
+    return figures.map_2d(_dataset, _coords, np.asarray(excluded_key, dtype=np.int64), scores=_scores)
 
 
 # ---------------------------------------------------------------- sidebar: data
@@ -261,13 +275,26 @@ def _excluded_rows(dataset: Dataset) -> tuple[int, ...]:
     return tuple(int(r) for r in np.flatnonzero(mask))
 
 
-def map_panel(dataset: Dataset, maps: Maps) -> None:
+def _scores_for_color(result: ScanResult, color_by: str) -> np.ndarray | None:
+    if color_by == "class":
+        return None
+    if color_by == "worst":
+        return worst(*result.all()).score
+    return next(s.score for s in result.all() if s.name == color_by)
+
+
+def map_panel(dataset: Dataset, maps: Maps, result: ScanResult) -> None:
     """3D map (click a point) and 2D map (box/lasso); a new selection replaces the current one."""
     excluded = _excluded_rows(dataset)
     coords3, coords2, layout_key = maps.coords3, maps.coords2, maps.key
+    color_names = {"class": "Class", **{k: v for k, v in ORDERS.items() if k != "unreadable"}}
+    if result.unreadable is not None:
+        color_names["unreadable"] = ORDERS["unreadable"]
+    color_by = st.selectbox("Color the map by", list(color_names), format_func=color_names.get, key="color_by")
+    scores = _scores_for_color(result, color_by)
     tab3, tab2 = st.tabs(["3D map: click a point", "2D map: box or lasso select"])
     with tab3:
-        fig3 = _map_3d(dataset.digest, layout_key, excluded, dataset, coords3)
+        fig3 = _map_3d(dataset.digest, layout_key, excluded, color_by, dataset, coords3, scores)
         clicked = plotly_events(fig3, click_event=True, override_height=600, key=f"map3d_{dataset.digest[:12]}")
         if clicked and _handled_once("cleaner_last_click", (dataset.digest, clicked)):
             event = clicked[0]
@@ -275,7 +302,7 @@ def map_panel(dataset: Dataset, maps: Maps) -> None:
             if row is not None:
                 set_selection(dataset, Selection((row,), f"clicked point #{row}", anchor=row))
     with tab2:
-        fig2 = _map_2d(dataset.digest, layout_key, excluded, dataset, coords2)
+        fig2 = _map_2d(dataset.digest, layout_key, excluded, color_by, dataset, coords2, scores)
         state = st.plotly_chart(
             fig2, on_select="rerun", selection_mode=("box", "lasso"), key=f"map2d_{dataset.digest[:12]}",
             config={"displaylogo": False},
@@ -326,7 +353,6 @@ def gallery(dataset: Dataset, access: ImageAccess) -> None:
     state = _session(dataset.digest)
     sel: Selection = state["selection"]
     excl: ExclusionList = state["exclusions"]
-    _exclusion_downloads(dataset, excl, location=st)
     if not sel.rows:
         st.info("Click a point in the 3D map, lasso points in the 2D map, or select a class to review images here.")
         return
@@ -356,28 +382,32 @@ def gallery(dataset: Dataset, access: ImageAccess) -> None:
             st.checkbox("Exclude", key=key, on_change=_tick_callback, args=(dataset.digest, path, key))
 
 
-def _exclusion_downloads(dataset: Dataset, excl: ExclusionList, location) -> None:
-    cols = location.columns(3)
-    cols[0].download_button(
-        f"Download exclusion list ({len(excl)})", data=excl.to_text, file_name=exclusion_file_name(),
-        mime="text/plain", on_click="ignore", key=f"dl_txt_{location is st.sidebar}",
-    )
-    cols[1].download_button(
-        "Download report (CSV)", data=excl.to_csv, file_name="cleaner_report.csv", mime="text/csv",
-        on_click="ignore", key=f"dl_csv_{location is st.sidebar}",
-    )
+def _downloads(dataset: Dataset, excl: ExclusionList, result: ScanResult) -> None:
+    """Files are built when clicked, from the live exclusion list: always current, even after fragment-only reruns."""
+    side = st.sidebar
+    side.download_button("Download exclusion list", data=excl.to_text, file_name=exclusion_file_name(),
+                         mime="text/plain", on_click="ignore", key="dl_txt", use_container_width=True)
+    side.download_button("Download decisions (CSV)", data=excl.to_csv, file_name="cleaner_decisions.csv",
+                         mime="text/csv", on_click="ignore", key="dl_decisions", use_container_width=True,
+                         help="Each excluded or relabelled image with the reason")
+
+    def report() -> str:
+        return report_csv(dataset, result)
+
+    side.download_button("Download scores report (CSV)", data=report, file_name="cleaner_report.csv",
+                         mime="text/csv", on_click="ignore", key="dl_report", use_container_width=True,
+                         help="One row per image: label-issue, outlier, duplicate and unreadable scores")
 
     def cleaned() -> bytes:
         keep = ~np.isin(dataset.image_paths, np.asarray(excl.paths(), dtype=str))
         return cleaned_npz_bytes(dataset, np.flatnonzero(keep))
 
-    cols[2].download_button(
-        "Download cleaned NPZ", data=cleaned, file_name=f"cleaned_{Path(dataset.name).stem or 'dataset'}.npz",
-        mime="application/octet-stream", on_click="ignore", key=f"dl_npz_{location is st.sidebar}",
-    )
+    side.download_button("Download cleaned NPZ", data=cleaned, file_name=f"cleaned_{Path(dataset.name).stem or 'dataset'}.npz",
+                         mime="application/octet-stream", on_click="ignore", key="dl_npz", use_container_width=True,
+                         help="The dataset without the excluded images")
 
 
-def exclusion_sidebar(dataset: Dataset) -> None:
+def exclusion_sidebar(dataset: Dataset, result: ScanResult) -> None:
     """Resume from an earlier exclusion list, and download the current one."""
     excl = exclusions_for(dataset)
     st.sidebar.subheader("Exclusion list")
@@ -401,3 +431,138 @@ def exclusion_sidebar(dataset: Dataset) -> None:
     if message:
         getattr(st.sidebar, message[0])(message[1])
     st.sidebar.text(f"{len(excl):,} image{'' if len(excl) == 1 else 's'} excluded")
+    _downloads(dataset, excl, result)
+
+
+# ---------------------------------------------------------------- suspects: summary, review queue, class confusion
+
+def suspects(dataset: Dataset, graph: NeighbourGraph) -> ScanResult:
+    """All scores from the shared graph (cached per dataset), plus the image check once the user ran it."""
+    with st.spinner("Scoring every sample for label issues, outliers and near-duplicates…"):
+        result = cached_suspects(dataset.digest, graph.k, graph.metric, dataset, graph)
+    unreadable = _session(dataset.digest)["unreadable"]
+    return replace(result, unreadable=unreadable) if unreadable is not None else result
+
+
+def suspects_summary(result: ScanResult) -> None:
+    lines = [s.summary for s in result.all()]
+    if result.unreadable is None:
+        lines.append("image files not checked yet (use “Check image files” in the review queue)")
+    st.text("Suspects: " + " · ".join(lines))  # plain text: summaries may quote labels
+
+
+REVIEW_VIEWS = ("Selected images", "Review queue", "Class confusion")
+QUEUE_SHOWN = 6
+
+
+def review_area(dataset: Dataset, graph: NeighbourGraph, result: ScanResult, access: ImageAccess) -> None:
+    """Below the map: the gallery of the selection, the ranked review queue, or the class-confusion table."""
+    view = st.radio("Review", REVIEW_VIEWS, horizontal=True, key="review_view", label_visibility="collapsed")
+    if view == "Selected images":
+        selection_tools(dataset, graph)
+        gallery(dataset, access)
+    elif view == "Review queue":
+        review_queue_panel(dataset, result, access)
+    else:
+        confusion_panel(dataset, result)
+        gallery(dataset, access)
+
+
+def _decide(dataset_digest: str, row: int, path: str, decision: str, reason: str, new_label: str = "") -> None:
+    state = st.session_state["cleaner_per_dataset"][dataset_digest]
+    excl: ExclusionList = state["exclusions"]
+    if decision == "excluded":
+        excl.add(path, reason)
+    elif decision == "relabelled":
+        excl.relabel(path, new_label)
+    state["reviewed"][row] = decision
+    st.session_state["cleaner_map_stale"] = True
+
+
+def _undo_last(dataset_digest: str, paths: np.ndarray) -> None:
+    state = st.session_state["cleaner_per_dataset"][dataset_digest]
+    if state["reviewed"]:
+        row, decision = state["reviewed"].popitem()
+        path = str(paths[row])
+        if decision == "excluded":
+            state["exclusions"].remove(path)
+        elif decision == "relabelled":
+            state["exclusions"].relabels.pop(path, None)
+        st.session_state["cleaner_map_stale"] = True
+
+
+def _check_images(dataset: Dataset, access: ImageAccess) -> None:
+    with st.spinner(f"Opening {dataset.n:,} image files…"):
+        _session(dataset.digest)["unreadable"] = unreadable_images(dataset.image_paths, access)
+
+
+@st.fragment
+def review_queue_panel(dataset: Dataset, result: ScanResult, access: ImageAccess) -> None:
+    """The most suspect samples first; Exclude, Keep or Relabel moves each one out of the queue."""
+    if st.session_state.pop("cleaner_map_stale", False) and dataset.n <= SMALL_DATA_ROWS:
+        st.rerun()
+    state = _session(dataset.digest)
+    excl: ExclusionList = state["exclusions"]
+    orders = [k for k in ORDERS if k != "unreadable" or result.unreadable is not None]
+    top = st.columns([3, 2, 2], vertical_alignment="bottom")
+    by = top[0].selectbox("Order by", orders, format_func=ORDERS.get, key="queue_order")
+    if result.unreadable is None:
+        if top[1].button("Check image files", key="btn_check_images", use_container_width=True,
+                         help="Open every image to find missing, empty, truncated or non-image files"):
+            _check_images(dataset, access)
+            st.rerun()
+    top[2].button("Undo last decision", key="btn_undo", on_click=_undo_last, args=(dataset.digest, dataset.image_paths),
+                  disabled=not state["reviewed"], use_container_width=True)
+    done = set(state["reviewed"]) | set(_excluded_rows(dataset))
+    queue = pending_rows(result, by, done)
+    st.markdown(f"**{len(queue):,} flagged samples left to review** · {len(state['reviewed']):,} reviewed · "
+                f"{len(excl):,} excluded")
+    if not len(queue):
+        st.success("Nothing flagged is left to review for this order. Pick another order, or explore the map.")
+        return
+    labels = result.labels
+    grid = st.columns(3)
+    for i, row in enumerate(int(r) for r in queue[:QUEUE_SHOWN]):
+        path = str(dataset.image_paths[row])
+        why = reasons(dataset, result, row)
+        given = dataset.class_names[int(labels.given_label[row])]
+        suggested = dataset.class_names[int(labels.suggested_label[row])]
+        with grid[i % 3].container(border=True):
+            thumb = load_thumbnail(path, access)
+            st.image(thumb.png, width=150)
+            st.text(f"label: {given}" + (f"   neighbours say: {suggested}" if suggested != given else ""))
+            st.text(dataset.file_name(row))
+            st.text("\n".join(why) or "no strong signal")
+            if not thumb.ok:
+                st.text(f"⚠ {thumb.reason}")
+            reason = why[0] if why else f"review queue ({ORDERS[by]})"
+            b = st.columns(3 if suggested != given else 2)
+            b[0].button("Exclude", key=f"q_excl_{row}", on_click=_decide, type="primary",
+                        args=(dataset.digest, row, path, "excluded", reason), use_container_width=True)
+            b[1].button("Keep", key=f"q_keep_{row}", on_click=_decide,
+                        args=(dataset.digest, row, path, "kept", ""), use_container_width=True)
+            if suggested != given:
+                b[2].button(f"Relabel to {suggested}", key=f"q_relabel_{row}", on_click=_decide,
+                            args=(dataset.digest, row, path, "relabelled", "", suggested), use_container_width=True)
+
+
+def confusion_panel(dataset: Dataset, result: ScanResult) -> None:
+    """Which labels the neighbours contradict, and with what: pick a row to see those images."""
+    pairs = class_confusion(result.labels)
+    if not pairs:
+        st.success("No flagged label issues: the neighbours agree with the given labels.")
+        return
+    names = dataset.class_names
+    table = {
+        "given label": [names[p.given] for p in pairs],
+        "neighbours say": [names[p.suggested] for p in pairs],
+        "images": [p.count for p in pairs],
+    }
+    event = st.dataframe(table, on_select="rerun", selection_mode="single-row", hide_index=True,
+                         key=f"confusion_{dataset.digest[:12]}", use_container_width=True, height=min(400, 38 + 35 * len(pairs)))
+    picked = event.selection.rows if event else []
+    if picked and _handled_once("cleaner_last_confusion", (dataset.digest, picked[0])):
+        pair = pairs[picked[0]]
+        set_selection(dataset, Selection(tuple(int(r) for r in pair.rows),
+                                         f"labelled {names[pair.given]!r}, neighbours say {names[pair.suggested]!r} "
+                                         f"({pair.count} images)"))
