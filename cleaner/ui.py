@@ -463,8 +463,7 @@ def review_area(dataset: Dataset, graph: NeighbourGraph, result: ScanResult, acc
         gallery(dataset, access)
     elif view == "Review queue":
         review_queue_panel(dataset, result, access)
-    else:
-        confusion_panel(dataset, result)
+    elif confusion_panel(dataset, result):
         gallery(dataset, access)
 
 
@@ -536,22 +535,23 @@ def review_queue_panel(dataset: Dataset, result: ScanResult, access: ImageAccess
             if not thumb.ok:
                 st.text(f"⚠ {thumb.reason}")
             reason = why[0] if why else f"review queue ({ORDERS[by]})"
-            b = st.columns(3 if suggested != given else 2)
+            b = st.columns(2)
             b[0].button("Exclude", key=f"q_excl_{row}", on_click=_decide, type="primary",
                         args=(dataset.digest, row, path, "excluded", reason), use_container_width=True)
             b[1].button("Keep", key=f"q_keep_{row}", on_click=_decide,
                         args=(dataset.digest, row, path, "kept", ""), use_container_width=True)
             if suggested != given:
-                b[2].button(f"Relabel to {suggested}", key=f"q_relabel_{row}", on_click=_decide,
-                            args=(dataset.digest, row, path, "relabelled", "", suggested), use_container_width=True)
+                st.button(f"Relabel to {suggested}", key=f"q_relabel_{row}", on_click=_decide,
+                          args=(dataset.digest, row, path, "relabelled", "", suggested), use_container_width=True)
 
 
-def confusion_panel(dataset: Dataset, result: ScanResult) -> None:
-    """Which labels the neighbours contradict, and with what: pick a row to see those images."""
+def confusion_panel(dataset: Dataset, result: ScanResult) -> bool:
+    """Which labels the neighbours contradict, and with what: pick a row to see those images. True if any."""
     pairs = class_confusion(result.labels)
     if not pairs:
         st.success("No flagged label issues: the neighbours agree with the given labels.")
-        return
+        return False
+    st.caption("Pick a row to see those images below.")
     names = dataset.class_names
     table = {
         "given label": [names[p.given] for p in pairs],
@@ -566,3 +566,4 @@ def confusion_panel(dataset: Dataset, result: ScanResult) -> None:
         set_selection(dataset, Selection(tuple(int(r) for r in pair.rows),
                                          f"labelled {names[pair.given]!r}, neighbours say {names[pair.suggested]!r} "
                                          f"({pair.count} images)"))
+    return True

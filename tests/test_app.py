@@ -235,3 +235,54 @@ def test_path_prefix_remap_finds_moved_images(allowed_root):
     at.text_input(key="remap_new").input(str(allowed_root / "moved_here"))
     at.run()
     assert not any(t.value.startswith("⚠") for t in at.text)
+
+
+def _queue_rows(at: AppTest) -> set[int]:
+    return {int(b.key.rsplit("_", 1)[1]) for b in at.button if b.key and b.key.startswith("q_keep_")}
+
+
+def _click(at: AppTest, key: str) -> None:
+    at.button(key=key).click()
+    at.run()
+
+
+def test_review_queue_exclude_keep_relabel_and_undo():
+    at = start_app()
+    at.radio(key="review_view").set_value("Review queue")
+    at.run()
+    assert any("7 flagged samples left to review" in m.value for m in at.markdown)
+    shown = _queue_rows(at)
+    assert len(shown) == 6
+    # every card says why, with the neighbours' label
+    assert sum(t.value.startswith("label issue") and "of its neighbours say" in t.value for t in at.text) == 6
+    from cleaner import ui
+
+    demo = ui._demo(str(ui.settings().demo_dir))
+    first = min(shown, key=lambda r: -ui.cached_suspects(demo.digest, 20, "cosine", demo, None).labels.score[r])
+    _click(at, f"q_excl_{first}")
+    after = _queue_rows(at)
+    assert first not in after and len(after) == 6  # Exclude moves on: the 7th suspect comes up
+    assert any("6 flagged samples left to review" in m.value for m in at.markdown)
+    excl = exclusions(at, demo.digest)
+    assert excl.paths() == [str(demo.image_paths[first])]
+    assert excl.reasons[excl.paths()[0]].startswith("label issue")
+    kept = sorted(after)[0]
+    _click(at, f"q_keep_{kept}")
+    assert kept not in _queue_rows(at) and len(excl) == 1  # Keep leaves the queue and the list
+    relabelled = sorted(_queue_rows(at))[0]
+    _click(at, f"q_relabel_{relabelled}")
+    assert list(excl.relabels) == [str(demo.image_paths[relabelled])] and "relabel" in excl.to_csv()
+    _click(at, "btn_undo")
+    assert not excl.relabels and relabelled in _queue_rows(at)
+
+
+def test_color_by_score_and_class_confusion_view():
+    at = start_app()
+    for option in ("label_issue", "outlier", "near_duplicate", "worst"):
+        at.selectbox(key="color_by").set_value(option)
+        at.run()
+        assert not at.exception
+    at.radio(key="review_view").set_value("Class confusion")
+    at.run()
+    assert len(at.dataframe) == 1
+    assert not at.exception
