@@ -5,19 +5,30 @@ import functools
 import io
 import os
 import stat
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 from PIL import Image, ImageDraw, ImageFile
 
 MAX_IMAGE_BYTES = 64 * 1024 * 1024
 MAX_IMAGE_PIXELS = 64_000_000
 THUMB_PX = 160
 
-# Pillow's own guard: raise (not warn) on anything over the pixel cap.
+# Pillow's own guard: it refuses (DecompressionBombError) anything over twice this at open, before decoding;
+# read_image refuses anything over it outright.
 Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
 ImageFile.LOAD_TRUNCATED_IMAGES = False
+
+# Raster formats that image datasets use. Pillow's other plugins (EPS runs Ghostscript; PSD, FITS, SPIDER,
+# ...) are more attack surface than any dataset needs.
+_DATASET_FORMATS = ("PNG", "JPEG", "MPO", "GIF", "BMP", "DIB", "TIFF", "WEBP", "PPM", "TGA", "ICO", "AVIF")
+Image.init()
+IMAGE_FORMATS: tuple[str, ...] = tuple(f for f in _DATASET_FORMATS if f in Image.OPEN)
+
+# O_NONBLOCK: opening a FIFO swapped in after resolve() must not hang the server; fstat then refuses it.
+_OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
+_CHUNK = 1 << 20
 
 
 class ImageUnavailable(Exception):
@@ -46,9 +57,15 @@ class ImageAccess:
 
     def resolve(self, raw_path: str) -> Path:
         """The real path of an image, or ImageUnavailable if it is outside the allowed folders or not a file."""
+        if not isinstance(raw_path, str):
+            raise ImageUnavailable("not a path")
         path = raw_path
         for remap in self.remaps:
             path = remap.apply(path)
+        if not path.strip():
+            raise ImageUnavailable("empty path")
+        if "\x00" in path:
+            raise ImageUnavailable("bad path (it contains a NUL character)")
         if not os.path.isabs(path):
             raise ImageUnavailable("relative path: the NPZ must hold absolute paths")
         try:
@@ -61,25 +78,65 @@ class ImageAccess:
             st = os.stat(real)
         except FileNotFoundError:
             raise ImageUnavailable("file not found") from None
-        except OSError as exc:
-            raise ImageUnavailable(f"cannot read ({exc.strerror or exc})") from exc
-        if stat.S_ISDIR(st.st_mode):
-            raise ImageUnavailable("is a folder, not an image")
-        if not stat.S_ISREG(st.st_mode):
-            raise ImageUnavailable("not a regular file")
-        if st.st_size == 0:
-            raise ImageUnavailable("empty file")
-        if st.st_size > MAX_IMAGE_BYTES:
-            raise ImageUnavailable(f"file too large ({st.st_size / 1e6:.0f} MB)")
+        except (OSError, ValueError) as exc:
+            raise ImageUnavailable(f"cannot read ({getattr(exc, 'strerror', None) or exc})") from exc
+        _check_stat(st)
         return real
+
+
+def _check_stat(st: os.stat_result) -> None:
+    if stat.S_ISDIR(st.st_mode):
+        raise ImageUnavailable("is a folder, not an image")
+    if not stat.S_ISREG(st.st_mode):
+        raise ImageUnavailable("not a regular file (a device, pipe or socket)")
+    if st.st_size == 0:
+        raise ImageUnavailable("empty file")
+    if st.st_size > MAX_IMAGE_BYTES:
+        raise ImageUnavailable(f"file too large ({st.st_size / 1e6:.0f} MB; the limit is {MAX_IMAGE_BYTES / 1e6:.0f} MB)")
 
 
 def _is_within(path: Path, root: Path) -> bool:
     try:
-        path.relative_to(root)
-        return True
-    except ValueError:
+        real_root = Path(os.path.realpath(root))  # a root given through a symlink still matches
+    except (OSError, ValueError):
         return False
+    return path == real_root or real_root in path.parents
+
+
+def _read_file(path: Path) -> bytes:
+    """The file's bytes, read once and never more than MAX_IMAGE_BYTES, from a regular file only.
+
+    Checked again on the open descriptor, so a file swapped after resolve() (for a FIFO, a device or
+    something huge) is still refused or bounded.
+    """
+    try:
+        fd = os.open(path, _OPEN_FLAGS)
+    except FileNotFoundError:
+        raise ImageUnavailable("file not found") from None
+    except IsADirectoryError:
+        raise ImageUnavailable("is a folder, not an image") from None
+    except (OSError, ValueError) as exc:
+        raise ImageUnavailable(f"cannot read ({getattr(exc, 'strerror', None) or exc})") from exc
+    try:
+        st = os.fstat(fd)
+        _check_stat(st)
+        chunks, total, want = [], 0, st.st_size + 1
+        while total <= MAX_IMAGE_BYTES:
+            chunk = os.read(fd, min(want, MAX_IMAGE_BYTES + 1 - total))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            total += len(chunk)
+            want = _CHUNK
+    except OSError as exc:
+        raise ImageUnavailable(f"cannot read ({exc.strerror or exc})") from exc
+    finally:
+        os.close(fd)
+    if total > MAX_IMAGE_BYTES:
+        raise ImageUnavailable(f"file too large (over {MAX_IMAGE_BYTES / 1e6:.0f} MB)")
+    if total == 0:
+        raise ImageUnavailable("empty file")
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 @dataclass(frozen=True)
@@ -90,38 +147,70 @@ class Thumbnail:
 
 
 def read_image(path: Path) -> Image.Image:
-    """Fully decode an image file with Pillow's bomb guard and a pixel cap, or raise ImageUnavailable."""
+    """Fully decode an image file with Pillow's bomb guard and a pixel cap, or raise ImageUnavailable.
+
+    The file is read once (at most MAX_IMAGE_BYTES) and decoded from memory; only the raster formats in
+    IMAGE_FORMATS are tried, and the pixel count is checked from the header before any pixel is decoded.
+    """
+    data = _read_file(path)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as img:
-                if img.width * img.height > MAX_IMAGE_PIXELS:
-                    raise ImageUnavailable(f"too many pixels ({img.width}x{img.height})")
-                img.draft("RGB", (THUMB_PX * 2, THUMB_PX * 2))  # JPEG: decode at reduced size
-                img.load()
-                return img.copy()
+        # No warnings.catch_warnings() here: it is not thread-safe and Streamlit sessions are threads.
+        # Pillow raises DecompressionBombError itself above 2x its cap; the check below refuses 1x-2x.
+        img = Image.open(io.BytesIO(data), formats=IMAGE_FORMATS)
+        if img.width * img.height > MAX_IMAGE_PIXELS:
+            raise ImageUnavailable(f"refused: too many pixels ({img.width}x{img.height})")
+        img.draft("RGB", (THUMB_PX * 2, THUMB_PX * 2))  # JPEG: decode at reduced size
+        img.load()
+        return img
     except ImageUnavailable:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise ImageUnavailable("refused: decompression bomb (too many pixels)") from exc
     except Image.UnidentifiedImageError as exc:
         raise ImageUnavailable("not an image Pillow can read") from exc
-    except (OSError, SyntaxError, ValueError, EOFError) as exc:
-        raise ImageUnavailable(f"corrupt or truncated image ({exc})") from exc
     except MemoryError as exc:
         raise ImageUnavailable("image too large to decode") from exc
+    except Exception as exc:  # OSError, SyntaxError, ValueError, EOFError, struct.error... from a bad file
+        raise ImageUnavailable(f"corrupt or truncated image ({_one_line(exc)})") from exc
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= 120 else text[:119] + "…"
 
 
 def _thumbnail_png(img: Image.Image, size: int) -> bytes:
-    img = img.convert("RGBA") if img.mode in ("P", "LA", "RGBA", "PA") else img.convert("RGB")
+    """Shrink first, in the image's own mode where Pillow can, then convert: memory stays near the decoded size.
+
+    Resizes `img` in place (callers pass the image read_image just decoded)."""
+    if img.mode.startswith("I;16"):
+        img = img.convert("I")  # 16-bit: Pillow cannot reduce it directly
+    elif img.mode == "1":
+        img = img.convert("L")
+    elif img.mode == "P":
+        if max(img.size) > 4 * size:
+            img.thumbnail((4 * size, 4 * size), Image.NEAREST)  # palette images only resize NEAREST
+        img = img.convert("RGBA")
     # Upscale tiny images (e.g. 8x8 digits) with NEAREST so their pixels stay visible.
     if max(img.size) < size:
         factor = max(1, size // max(img.size))
         img = img.resize((img.width * factor, img.height * factor), Image.NEAREST)
-    img.thumbnail((size, size))
+    img.thumbnail((size, size))  # in place: the image is this call's own
+    if img.mode in ("I", "F"):
+        img = _stretch_to_8bit(img)
+    img = img.convert("RGBA") if img.mode in ("LA", "RGBA", "PA", "RGBa") else img.convert("RGB")
     buf = io.BytesIO()
     img.save(buf, format="PNG")
     return buf.getvalue()
+
+
+def _stretch_to_8bit(img: Image.Image) -> Image.Image:
+    """16-bit, 32-bit and float images: map their own range to 0-255 instead of clipping to white."""
+    arr = np.asarray(img, dtype=np.float64)
+    finite = np.isfinite(arr)
+    lo, hi = (float(arr[finite].min()), float(arr[finite].max())) if finite.any() else (0.0, 1.0)
+    scaled = np.where(finite, (arr - lo) * (255.0 / (hi - lo if hi > lo else 1.0)), 0.0)
+    return Image.fromarray(np.clip(scaled, 0, 255).astype(np.uint8), mode="L")
 
 
 def placeholder_png(reason: str, size: int = THUMB_PX) -> bytes:
@@ -130,6 +219,7 @@ def placeholder_png(reason: str, size: int = THUMB_PX) -> bytes:
     draw = ImageDraw.Draw(img)
     draw.line([(0, 0), (size, size)], fill=(190, 190, 190), width=2)
     draw.line([(0, size), (size, 0)], fill=(190, 190, 190), width=2)
+    reason = reason.encode("ascii", "replace").decode("ascii")  # the default bitmap font is Latin-1 only
     words, lines, line = reason.split(), [], ""
     for word in words:
         if len(line) + len(word) + 1 > 22:
@@ -148,11 +238,17 @@ def placeholder_png(reason: str, size: int = THUMB_PX) -> bytes:
     return buf.getvalue()
 
 
-@functools.lru_cache(maxsize=4096)
+@functools.lru_cache(maxsize=1024)  # ~50 KB a thumbnail at most: bounded server memory
 def _cached_thumbnail(real_path: str, mtime_ns: int, file_size: int, size: int) -> Thumbnail:
     try:
         img = read_image(Path(real_path))
-        return Thumbnail(png=_thumbnail_png(img, size), ok=True)
+        try:
+            png = _thumbnail_png(img, size)
+        except MemoryError as exc:
+            raise ImageUnavailable("image too large to make a thumbnail") from exc
+        except Exception as exc:  # an unusual mode Pillow cannot convert
+            raise ImageUnavailable(f"cannot make a thumbnail ({_one_line(exc)})") from exc
+        return Thumbnail(png=png, ok=True)
     except ImageUnavailable as exc:
         return Thumbnail(png=placeholder_png(str(exc), size), ok=False, reason=str(exc))
 
