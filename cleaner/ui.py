@@ -64,6 +64,14 @@ def set_selection(dataset: Dataset, selection: Selection) -> None:
     state["page"] = 0
 
 
+_MARKDOWN_SPECIALS = set("\\`*_{}[]<>()#+-.!|~$:")
+
+
+def literal(text: object) -> str:
+    """Text for a widget label (which Streamlit renders as Markdown), escaped so it shows exactly as written."""
+    return "".join("\\" + ch if ch in _MARKDOWN_SPECIALS else ch for ch in str(text))
+
+
 def _handled_once(key: str, event: object) -> bool:
     """True the first time an event value is seen; components repeat their last value on every rerun."""
     marker = repr(event)
@@ -541,7 +549,7 @@ def review_queue_panel(dataset: Dataset, result: ScanResult, access: ImageAccess
             b[1].button("Keep", key=f"q_keep_{row}", on_click=_decide,
                         args=(dataset.digest, row, path, "kept", ""), use_container_width=True)
             if suggested != given:
-                st.button(f"Relabel to {suggested}", key=f"q_relabel_{row}", on_click=_decide,
+                st.button(f"Relabel to {literal(suggested)}", key=f"q_relabel_{row}", on_click=_decide,
                           args=(dataset.digest, row, path, "relabelled", "", suggested), use_container_width=True)
 
 

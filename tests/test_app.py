@@ -286,3 +286,23 @@ def test_color_by_score_and_class_confusion_view():
     at.run()
     assert len(at.dataframe) == 1
     assert not at.exception
+
+
+def test_hostile_labels_and_paths_show_literally(allowed_root):
+    """A label like <img onerror> or **bold** is shown as typed, never run or formatted."""
+    emb, codes = clustered_arrays(n_per_class=12, n_classes=2, dims=4)
+    names = np.array(["<img src=x onerror=alert(1)>", "**bold**"])[codes]
+    names[0] = "**bold**"  # one planted label issue: the queue offers "Relabel to <img ...>"
+    paths = _write_images(allowed_root / "hostile", len(emb))
+    at = start_app()
+    at.radio(key="data_source").set_value("Upload an NPZ")
+    at.run()
+    at.file_uploader(key="npz_upload").set_value(("<b>x</b>.npz", npz_bytes(emb, names, np.array(paths)), "x"))
+    at.run()
+    select_class(at, "<img src=x onerror=alert(1)>")
+    assert any(t.value.startswith("label: <img src=x onerror=alert(1)>") for t in at.text)
+    assert any(t.value == "Dataset: <b>x</b>.npz" for t in at.text)
+    at.radio(key="review_view").set_value("Review queue")
+    at.run()
+    relabel = [b for b in at.button if b.key and b.key.startswith("q_relabel_")]
+    assert relabel and relabel[0].label == r"Relabel to \<img src=x onerror=alert\(1\)\>"  # Markdown shows it as typed
