@@ -181,7 +181,7 @@ def choose_dataset(cfg: Settings) -> Dataset | None:
                 cache[upload.file_id] = exc
         result = cache[upload.file_id]
         if isinstance(result, DatasetError):
-            st.error(f"Could not load {upload.name}: {result}")
+            st.error(literal(f"Could not load {upload.name}: {result}"))
             return None
         return result
     files = _allowed_npz_files(cfg)
@@ -200,7 +200,7 @@ def choose_dataset(cfg: Settings) -> Dataset | None:
                 str(path), stat.st_mtime_ns, stat.st_size, cfg.max_npz_bytes, cfg.max_rows, cfg.max_dims
             )
     except (DatasetError, OSError) as exc:
-        st.error(f"Could not load {path.name}: {exc}")
+        st.error(literal(f"Could not load {path.name}: {exc}"))
         return None
 
 
@@ -437,7 +437,7 @@ def exclusion_sidebar(dataset: Dataset, result: ScanResult) -> None:
             st.session_state["cleaner_list_message"] = ("warning" if unknown else "success", text)
     message = st.session_state.get("cleaner_list_message")
     if message:
-        getattr(st.sidebar, message[0])(message[1])
+        getattr(st.sidebar, message[0])(literal(message[1]))  # holds the uploaded file's name
     st.sidebar.text(f"{len(excl):,} image{'' if len(excl) == 1 else 's'} excluded")
     _downloads(dataset, excl, result)
 

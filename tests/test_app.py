@@ -25,6 +25,11 @@ def texts(at: AppTest) -> str:
     return "\n".join([t.value for t in at.text] + [m.value for m in at.markdown])
 
 
+def shown(element) -> str:
+    """What the user reads in an alert: the Markdown with its escapes resolved."""
+    return element.value.replace("\\", "")
+
+
 def metric(at: AppTest, label: str) -> str:
     return next(m.value for m in at.metric if m.label == label)
 
@@ -131,7 +136,7 @@ def test_upload_broken_npz_shows_error_and_app_keeps_working():
     at.file_uploader(key="npz_upload").set_value(("broken.npz", b"this is not a zip", "application/octet-stream"))
     at.run()
     assert not at.exception
-    assert any("Could not load broken.npz" in e.value and "not an NPZ" in e.value for e in at.error)
+    assert any("Could not load broken.npz" in shown(e) and "not an NPZ" in shown(e) for e in at.error)
     at.radio(key="data_source").set_value("Demo (digits)")
     at.run()
     assert metric(at, "Images") == "1,797"
@@ -146,7 +151,7 @@ def test_upload_with_wrong_shapes_explains_the_problem():
     at.run()
     at.file_uploader(key="npz_upload").set_value(("short.npz", buf.getvalue(), "application/octet-stream"))
     at.run()
-    assert any("'labels' has 87 entries but 'embeddings' has 90 rows" in e.value for e in at.error)
+    assert any("'labels' has 87 entries but 'embeddings' has 90 rows" in shown(e) for e in at.error)
 
 
 def test_missing_image_shows_placeholder_with_reason(allowed_root):
@@ -174,7 +179,7 @@ def test_resume_from_uploaded_exclusion_list():
     at.file_uploader(key="exclusion_upload").set_value(("images_to_exclude.txt", listing.encode(), "text/plain"))
     at.run()
     assert exclusions(at, digest).paths() == demo_paths
-    assert any("Restored 3 exclusions" in w.value and "1 paths are not in this dataset" in w.value for w in at.warning)
+    assert any("Restored 3 exclusions" in shown(w) and "1 paths are not in this dataset" in shown(w) for w in at.warning)
     select_class(at, "5")
     ticked = [c.value for c in at.checkbox if c.label == "Exclude"]
     assert sum(ticked) >= 1
