@@ -17,7 +17,7 @@ from .exclusions import ExclusionList, exclusion_file_name, parse_exclusion_text
 from .images import ImageAccess, PathRemap, load_thumbnail
 from .layout import LayoutParams, LayoutStore, pca_projection
 from .layout_service import LayoutService
-from .neighbours import METRICS, NeighbourGraph, neighbour_graph
+from .neighbours import METRICS, GraphStore, NeighbourGraph, neighbour_graph
 from .review import ORDERS, pending_rows, reasons
 from .scan import ScanResult, report_csv, scores_from_graph
 from .scores import class_confusion, unreadable_images, worst
@@ -27,6 +27,7 @@ PAGE_SIZE = 24
 GALLERY_COLUMNS = 6
 MAX_LISTED_NPZ = 500
 SMALL_DATA_ROWS = 20_000  # below this a tick also redraws the map right away
+MAP_VIEWS = ("3D map: click a point", "2D map: box or lasso select")
 
 
 # ---------------------------------------------------------------- session state (one owner per piece)
@@ -67,6 +68,11 @@ def set_selection(dataset: Dataset, selection: Selection) -> None:
 _MARKDOWN_SPECIALS = set("\\`*_{}[]<>()#+-.!|~$:")
 
 
+def _count(n: int, noun: str) -> str:
+    """'1 path', '3 paths'."""
+    return f"{n:,} {noun}{'' if n == 1 else 's'}"
+
+
 def literal(text: object) -> str:
     """Text for a widget label (which Streamlit renders as Markdown), escaped so it shows exactly as written."""
     return "".join("\\" + ch if ch in _MARKDOWN_SPECIALS else ch for ch in str(text))
@@ -99,8 +105,11 @@ def _server_npz(path: str, mtime_ns: int, size: int, max_bytes: int, max_rows: i
 
 
 @st.cache_resource(max_entries=8, show_spinner=False)
-def cached_graph(embedding_digest: str, k: int, metric: str, _embeddings: np.ndarray) -> NeighbourGraph:
-    return neighbour_graph(_embeddings, k=k, metric=metric)
+def cached_graph(embedding_digest: str, k: int, metric: str, cache_dir: str, cache_max_bytes: int,
+                 _embeddings: np.ndarray) -> NeighbourGraph:
+    """The graph from this process's memory, else from the disk store (any process computed it), else searched."""
+    store = GraphStore(Path(cache_dir) / "graphs", max_bytes=cache_max_bytes)
+    return neighbour_graph(_embeddings, k=k, metric=metric, store=store, embedding_digest=embedding_digest)
 
 
 @st.cache_resource(show_spinner=False)
@@ -234,7 +243,8 @@ class Maps:
 def graph_and_maps(dataset: Dataset, params: LayoutParams, cfg: Settings) -> tuple[NeighbourGraph, Maps]:
     """The neighbour graph, and the UMAP maps if ready; else a PCA preview while UMAP runs in the background."""
     with st.spinner(f"Finding the {GRAPH_K} nearest neighbours of {dataset.n:,} samples…"):
-        graph = cached_graph(dataset.embedding_digest, GRAPH_K, params.metric, dataset.embeddings)
+        graph = cached_graph(dataset.embedding_digest, GRAPH_K, params.metric, str(cfg.cache_dir),
+                             cfg.cache_max_bytes, dataset.embeddings)
     service = layout_service(str(cfg.cache_dir), cfg.cache_max_bytes)
     all_params = [replace(params, n_components=n) for n in (3, 2)]
     statuses = [service.request(dataset.embedding_digest, p, dataset.embeddings, graph) for p in all_params]
@@ -300,8 +310,9 @@ def map_panel(dataset: Dataset, maps: Maps, result: ScanResult) -> None:
         color_names["unreadable"] = ORDERS["unreadable"]
     color_by = st.selectbox("Color the map by", list(color_names), format_func=color_names.get, key="color_by")
     scores = _scores_for_color(result, color_by)
-    tab3, tab2 = st.tabs(["3D map: click a point", "2D map: box or lasso select"])
-    with tab3:
+    # One map at a time: the 3D click component left mounted in a hidden st.tabs tab redraws itself in a loop.
+    view = st.radio("Map", MAP_VIEWS, horizontal=True, key="map_view", label_visibility="collapsed")
+    if view == MAP_VIEWS[0]:
         fig3 = _map_3d(dataset.digest, layout_key, excluded, color_by, dataset, coords3, scores)
         clicked = plotly_events(fig3, click_event=True, override_height=600, key=f"map3d_{dataset.digest[:12]}")
         if clicked and _handled_once("cleaner_last_click", (dataset.digest, clicked)):
@@ -309,7 +320,7 @@ def map_panel(dataset: Dataset, maps: Maps, result: ScanResult) -> None:
             row = fig3.rows_for(int(event.get("curveNumber", -1)), int(event.get("pointNumber", -1)))
             if row is not None:
                 set_selection(dataset, Selection((row,), f"clicked point #{row}", anchor=row))
-    with tab2:
+    else:
         fig2 = _map_2d(dataset.digest, layout_key, excluded, color_by, dataset, coords2, scores)
         state = st.plotly_chart(
             fig2, on_select="rerun", selection_mode=("box", "lasso"), key=f"map2d_{dataset.digest[:12]}",
@@ -421,21 +432,26 @@ def exclusion_sidebar(dataset: Dataset, result: ScanResult) -> None:
     st.sidebar.subheader("Exclusion list")
     upload = st.sidebar.file_uploader("Resume from a saved list (.txt or .csv)", type=["txt", "csv"],
                                       key="exclusion_upload")
-    if upload is not None and _handled_once("cleaner_last_list", (dataset.digest, upload.file_id)):
+    state = _session(dataset.digest)
+    if upload is None:
+        state.pop("list_message", None)  # the report belongs to the file shown in the uploader
+    elif _handled_once("cleaner_last_list", (dataset.digest, upload.file_id)):
         try:
             parsed = parse_exclusion_text(upload.getvalue())
         except ValueError as exc:
-            st.session_state["cleaner_list_message"] = ("error", f"Could not read {upload.name}: {exc}")
+            state["list_message"] = ("error", f"Could not read {upload.name}: {exc}")
         else:
             known = set(dataset.image_paths.tolist())
             matched = [p for p in parsed.paths if p in known]
             excl.add_many(matched, reason=f"from {upload.name}")
             unknown = len(parsed.paths) - len(matched)
-            text = f"Restored {len(matched):,} exclusions from {upload.name}."
+            text = f"Restored {_count(len(matched), 'exclusion')} from {upload.name}."
             if unknown:
-                text += f" {unknown:,} paths are not in this dataset and were skipped."
-            st.session_state["cleaner_list_message"] = ("warning" if unknown else "success", text)
-    message = st.session_state.get("cleaner_list_message")
+                one = unknown == 1
+                text += (f" {_count(unknown, 'path')} {'is' if one else 'are'} not in this dataset and "
+                         f"{'was' if one else 'were'} skipped.")
+            state["list_message"] = ("warning" if unknown else "success", text)
+    message = state.get("list_message")
     if message:
         getattr(st.sidebar, message[0])(literal(message[1]))  # holds the uploaded file's name
     st.sidebar.text(f"{len(excl):,} image{'' if len(excl) == 1 else 's'} excluded")
@@ -534,7 +550,7 @@ def review_queue_panel(dataset: Dataset, result: ScanResult, access: ImageAccess
         why = reasons(dataset, result, row)
         given = dataset.class_names[int(labels.given_label[row])]
         suggested = dataset.class_names[int(labels.suggested_label[row])]
-        with grid[i % 3].container(border=True):
+        with grid[i % 3].container(border=True, key=f"queue_card_{row}"):
             thumb = load_thumbnail(path, access)
             st.image(thumb.png, width=150)
             st.text(f"label: {given}" + (f"   neighbours say: {suggested}" if suggested != given else ""))

@@ -54,7 +54,10 @@ def test_demo_loads_with_map_and_summary():
     assert metric(at, "Images") == "1,797"
     assert metric(at, "Classes") == "10"
     assert "Click a point in the 3D map" in "\n".join(i.value for i in at.info)
-    assert len(at.get("plotly_chart")) == 1  # the 2D map; the 3D map is the click component
+    # One map at a time: the 3D click component first, the 2D chart once chosen.
+    assert at.radio(key="map_view").value.startswith("3D map") and not at.get("plotly_chart")
+    at.radio(key="map_view").set_value("2D map: box or lasso select").run()
+    assert len(at.get("plotly_chart")) == 1 and not at.exception
 
 
 def test_select_class_fills_gallery_and_tick_excludes():
@@ -179,7 +182,7 @@ def test_resume_from_uploaded_exclusion_list():
     at.file_uploader(key="exclusion_upload").set_value(("images_to_exclude.txt", listing.encode(), "text/plain"))
     at.run()
     assert exclusions(at, digest).paths() == demo_paths
-    assert any("Restored 3 exclusions" in shown(w) and "1 paths are not in this dataset" in shown(w) for w in at.warning)
+    assert any("Restored 3 exclusions" in shown(w) and "1 path is not in this dataset and was skipped" in shown(w) for w in at.warning)
     select_class(at, "5")
     ticked = [c.value for c in at.checkbox if c.label == "Exclude"]
     assert sum(ticked) >= 1

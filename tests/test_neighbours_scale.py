@@ -1,0 +1,84 @@
+"""The searches used at scale: the inverted-file graph, its fall-back, and the graph cache on disk."""
+import numpy as np
+import pytest
+
+from cleaner import neighbours
+from cleaner.neighbours import GraphStore, clustered_neighbours, exact_neighbours, neighbour_graph
+
+
+def _clusters(n: int, dims: int = 24, n_clusters: int = 12, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    centers = rng.normal(size=(n_clusters, dims)) * 4
+    return (centers[rng.integers(0, n_clusters, n)] + rng.normal(size=(n, dims))).astype(np.float32)
+
+
+def _recall(graph, truth) -> float:
+    hits = sum(len(np.intersect1d(a, b)) for a, b in zip(graph.indices, truth.indices))
+    return hits / truth.indices.size
+
+
+@pytest.mark.parametrize("metric", ["cosine", "euclidean"])
+def test_clustered_search_finds_the_true_neighbours(metric):
+    x = _clusters(3000)
+    truth = exact_neighbours(x, 15, metric)
+    graph = clustered_neighbours(x, 15, metric)
+    assert graph is not None and not graph.exact
+    assert graph.indices.shape == (3000, 15) and graph.indices.dtype == np.int32
+    assert _recall(graph, truth) >= 0.95
+    assert not (graph.indices == np.arange(3000)[:, None]).any()  # never its own neighbour
+    assert (np.diff(graph.distances, axis=1) >= -1e-6).all()  # closest first
+    # the distances are the metric's, as the exact search reports them
+    row, col = 7, 3
+    other = x[graph.indices[row, col]]
+    if metric == "cosine":
+        expected = 1 - np.dot(x[row], other) / np.linalg.norm(x[row]) / np.linalg.norm(other)
+    else:
+        expected = np.linalg.norm(x[row] - other)
+    assert graph.distances[row, col] == pytest.approx(expected, abs=1e-3)
+
+
+def test_clustered_search_is_deterministic():
+    x = _clusters(2000, seed=3)
+    a, b = clustered_neighbours(x, 10), clustered_neighbours(x, 10)
+    np.testing.assert_array_equal(a.indices, b.indices)
+
+
+def test_clustered_search_gives_up_rather_than_serve_a_poor_graph():
+    x = np.random.default_rng(1).normal(size=(2500, 64)).astype(np.float32)  # no clusters at all
+    assert clustered_neighbours(x, 15, n_probe=1, min_recall=1.01) is None
+
+
+def test_graph_falls_back_to_pynndescent_when_the_clustered_search_gives_up(monkeypatch):
+    x = _clusters(1500)
+    monkeypatch.setattr(neighbours, "EXACT_MAX_ROWS", 100)
+    monkeypatch.setattr(neighbours, "clustered_neighbours", lambda *a, **k: None)
+    graph = neighbour_graph(x, k=10)
+    assert not graph.exact and graph.indices.shape == (1500, 10)
+    assert _recall(graph, exact_neighbours(x, 10)) >= 0.9
+
+
+def test_graph_store_round_trip_and_rejects_a_graph_of_other_data(tmp_path):
+    x = _clusters(400)
+    store = GraphStore(tmp_path / "graphs")
+    graph = neighbour_graph(x, k=8, store=store, embedding_digest="abc")
+    again = store.get("abc", 8, "cosine", 400)
+    np.testing.assert_array_equal(again.indices, graph.indices)
+    np.testing.assert_allclose(again.distances, graph.distances)
+    assert store.get("abc", 8, "euclidean", 400) is None  # other metric, other key
+    assert store.get("abc", 8, "cosine", 399) is None  # shapes that do not fit are never served
+    (tmp_path / "graphs" / GraphStore.file_name("abc", 8, "cosine")).write_bytes(b"not an npz")
+    assert store.get("abc", 8, "cosine", 400) is None  # a corrupt file costs a recomputation, nothing else
+
+
+def test_graph_store_uses_the_stored_graph_and_keeps_within_its_size(tmp_path, monkeypatch):
+    x = _clusters(300)
+    store = GraphStore(tmp_path / "graphs", max_bytes=60_000)
+    first = neighbour_graph(x, k=10, store=store, embedding_digest="d1")
+    monkeypatch.setattr(neighbours, "exact_neighbours", lambda *a, **k: pytest.fail("searched again"))
+    np.testing.assert_array_equal(neighbour_graph(x, k=10, store=store, embedding_digest="d1").indices, first.indices)
+    monkeypatch.undo()
+    for digest in ("d2", "d3", "d4"):
+        neighbour_graph(x, k=10, store=store, embedding_digest=digest)
+    files = list((tmp_path / "graphs").glob("graph_*.npz"))
+    assert sum(f.stat().st_size for f in files) <= 60_000 and len(files) < 4  # oldest evicted
+    assert store.get("d4", 10, "cosine", 300) is not None  # the newest stays
