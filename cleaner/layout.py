@@ -3,7 +3,7 @@
 Small data (below LARGE_MIN_ROWS rows) gets umap-learn's defaults with a fixed seed: reproducible, and the
 layouts shipped for the demo stay valid. Large data gets what bench/scale.py measured to be several times
 faster at the same neighbourhood preservation: a PCA start instead of the spectral one, the optimisation
-on all cores (umap-learn runs single-threaded whenever a seed is set) and LARGE_N_EPOCHS epochs.
+on all cores (umap-learn runs single-threaded whenever a seed is set) and large_data_epochs() epochs.
 """
 from __future__ import annotations
 
@@ -22,7 +22,11 @@ from .neighbours import NeighbourGraph
 
 PACKAGED_LAYOUTS = Path(__file__).parent / "assets" / "layouts"
 LARGE_MIN_ROWS = 10_000
-LARGE_N_EPOCHS = 100  # bench/scale.py at 100k: 8 s instead of 16 s, kNN preservation 0.107 vs 0.112
+# Epochs for large data: 200 (umap-learn's own choice above 10k rows) up to 50k rows, then fewer, down to 100 at
+# 100k, where bench/scale.py measured 8 s instead of 16 s for 0.105 vs 0.112 kNN preservation (plain umap-learn:
+# 0.111-0.117). At 20k, 100 epochs would lose 0.02 to save 1.4 s: not worth it.
+LARGE_EPOCH_BUDGET = 10_000_000  # epochs x rows
+LARGE_EPOCHS_RANGE = (100, 200)
 UMAP_SMALL_DATA_ROWS = 4096  # umap-learn's own small-data bound
 
 
@@ -59,6 +63,12 @@ def umap_layout(embeddings: np.ndarray, graph: NeighbourGraph, params: LayoutPar
     return _umap(embeddings, graph, params, large=len(embeddings) >= LARGE_MIN_ROWS)
 
 
+def large_data_epochs(n_rows: int) -> int:
+    """Optimisation epochs for the large-data path: a fixed budget of row-epochs, within LARGE_EPOCHS_RANGE."""
+    low, high = LARGE_EPOCHS_RANGE
+    return int(np.clip(round(LARGE_EPOCH_BUDGET / max(n_rows, 1)), low, high))
+
+
 def compile_kernels() -> None:
     """Run both layout paths on a tiny graph, so numba compiles (or loads from its disk cache) every kernel
     a real layout needs, of the same types, now rather than on a user's first layout."""
@@ -81,7 +91,7 @@ def _umap(embeddings: np.ndarray, graph: NeighbourGraph, params: LayoutParams, l
         init = pca_projection(embeddings, params.n_components)
         # umap-learn reads the rows only for its own neighbour search and its own start, and we supply
         # both: hand it the small start instead of N x D floats it would copy and hash for nothing.
-        data, options = init, dict(init=init, random_state=None, n_epochs=LARGE_N_EPOCHS)
+        data, options = init, dict(init=init, random_state=None, n_epochs=large_data_epochs(len(embeddings)))
     else:
         data, options = np.asarray(embeddings, dtype=np.float32), dict(random_state=params.seed)
     knn = graph.with_self()

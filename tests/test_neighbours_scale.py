@@ -82,3 +82,24 @@ def test_graph_store_uses_the_stored_graph_and_keeps_within_its_size(tmp_path, m
     files = list((tmp_path / "graphs").glob("graph_*.npz"))
     assert sum(f.stat().st_size for f in files) <= 60_000 and len(files) < 4  # oldest evicted
     assert store.get("d4", 10, "cosine", 300) is not None  # the newest stays
+
+
+def test_large_data_layout_keeps_the_clusters_apart(monkeypatch):
+    """The large-data path (PCA start, parallel epochs, fewer of them), run on small data by lowering its bound."""
+    from cleaner import layout
+
+    x = _clusters(900, n_clusters=4, seed=5)
+    centers = np.random.default_rng(5).normal(size=(4, 24)) * 4  # as _clusters draws them
+    truth = np.argmin(((x[:, None, :] - centers[None]) ** 2).sum(-1), axis=1)
+    monkeypatch.setattr(layout, "LARGE_MIN_ROWS", 100)
+    coords = layout.umap_layout(x, neighbour_graph(x, k=15), layout.LayoutParams(n_components=3))
+    assert coords.shape == (900, 3) and coords.dtype == np.float32 and np.isfinite(coords).all()
+    nearest = exact_neighbours(coords, 10, "euclidean").indices
+    assert (truth[nearest] == truth[:, None]).mean() > 0.95  # map neighbours come from the same cluster
+
+
+def test_large_data_epochs_follow_the_budget():
+    from cleaner.layout import large_data_epochs
+
+    assert large_data_epochs(20_000) == 200 and large_data_epochs(100_000) == 100
+    assert large_data_epochs(10**7) == 100 and 100 < large_data_epochs(70_000) < 200
