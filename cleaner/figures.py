@@ -6,6 +6,10 @@ import json
 from dataclasses import dataclass
 
 import numpy as np
+# Imported whole before any figure is built: plotly's validators look pandas up in sys.modules without importing
+# it, and on a server another session's thread can be halfway through importing it (seen at 100k rows:
+# "partially initialized module 'pandas' has no attribute 'Series'").
+import pandas  # noqa: F401
 import plotly.graph_objects as go
 from plotly.colors import qualitative
 

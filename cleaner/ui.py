@@ -304,6 +304,7 @@ def _scores_for_color(result: ScanResult, color_by: str) -> np.ndarray | None:
 def map_panel(dataset: Dataset, maps: Maps, result: ScanResult) -> None:
     """3D map (click a point) and 2D map (box/lasso); a new selection replaces the current one."""
     excluded = _excluded_rows(dataset)
+    _session(dataset.digest)["map_marks"] = tuple(exclusions_for(dataset).paths())  # what the map shows as ×
     coords3, coords2, layout_key = maps.coords3, maps.coords2, maps.key
     color_names = {"class": "Class", **{k: v for k, v in ORDERS.items() if k != "unreadable"}}
     if result.unreadable is not None:
@@ -379,6 +380,14 @@ def gallery(dataset: Dataset, access: ImageAccess) -> None:
     top = st.columns([4, 2, 2, 2])
     top[0].markdown(f"**Selected: {len(sel.rows):,} images**")
     top[0].text(sel.description)
+    if dataset.n > SMALL_DATA_ROWS and tuple(excl.paths()) != state.get("map_marks", ()):
+        # Large data: a tick reruns only this gallery, so the map's × marks and the counts outside it wait until
+        # asked for (the downloads are always current).
+        top[0].caption(f"{_count(len(excl), 'image')} excluded in all; the map and the other counts show "
+                       f"{len(state.get('map_marks', ())):,}.")
+        if top[0].button("Show my exclusions on the map", key="btn_map_marks",
+                         help=f"Redraws the map of {dataset.n:,} points (about a second)"):
+            st.rerun()
     page = int(top[1].number_input(f"Page (of {n_pages})", 1, n_pages, min(state["page"] + 1, n_pages),
                                    key=f"page_{dataset.digest[:12]}")) - 1
     state["page"] = page
