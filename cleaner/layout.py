@@ -7,18 +7,19 @@ on all cores (umap-learn runs single-threaded whenever a seed is set) and large_
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
-import importlib
 import os
 import threading
 import warnings
+import weakref
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
 from .diskcache import store_file
-from .neighbours import NeighbourGraph
+from .neighbours import NeighbourGraph, numba_guard
 
 PACKAGED_LAYOUTS = Path(__file__).parent / "assets" / "layouts"
 LARGE_MIN_ROWS = 10_000
@@ -38,24 +39,50 @@ class LayoutParams:
     n_neighbors: int = 15
     min_dist: float = 0.1
     metric: str = "cosine"
-    seed: int = 42
+    seed: int = 42  # used below LARGE_MIN_ROWS only: the large-data path runs unseeded on all cores
 
     def key(self) -> str:
         text = ",".join(f"{k}={v}" for k, v in sorted(asdict(self).items()))
         return hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
 
 
+_PCA_COMPONENTS = 3  # the most any map needs; fewer are the leading columns of the same projection
+_pca_lock = threading.Lock()
+_pca_memo: dict[int, tuple[weakref.ref, np.ndarray]] = {}  # id(array) -> (the array, its projection)
+
+
 def pca_projection(embeddings: np.ndarray, n_components: int = 3) -> np.ndarray:
-    """Project onto the top principal components: a layout in well under a second, even at 100k rows."""
+    """Project onto the top principal components: a layout in well under a second, even at 100k rows.
+
+    The preview and both large-data UMAP starts ask for the same projection of the same array; it is computed
+    once per array (held by weak reference, so a dropped dataset is not kept alive).
+    """
+    if n_components > _PCA_COMPONENTS or not isinstance(embeddings, np.ndarray):
+        return _scaled(_project(embeddings, n_components))
+    with _pca_lock:
+        for key, (ref, _) in list(_pca_memo.items()):
+            if ref() is None:
+                del _pca_memo[key]
+        memo = _pca_memo.get(id(embeddings))
+        if memo is None or memo[0]() is not embeddings:
+            memo = (weakref.ref(embeddings), _project(embeddings, _PCA_COMPONENTS))
+            _pca_memo[id(embeddings)] = memo
+    return _scaled(memo[1][:, :n_components])
+
+
+def _project(embeddings: np.ndarray, n_components: int) -> np.ndarray:
     x = np.asarray(embeddings, dtype=np.float32)
     centered = x - x.mean(axis=0, keepdims=True)
     # The DxD covariance is cheap for any N; its eigenvectors are the principal axes.
     cov = centered.T @ centered
     _, vecs = np.linalg.eigh(cov.astype(np.float64))
     axes = vecs[:, ::-1][:, :n_components].astype(np.float32)
-    out = centered @ axes
-    scale = np.abs(out).max() or 1.0
-    return np.ascontiguousarray(out / scale * 10.0, dtype=np.float32)
+    return centered @ axes
+
+
+def _scaled(projection: np.ndarray) -> np.ndarray:
+    scale = np.abs(projection).max() or 1.0
+    return np.ascontiguousarray(projection / scale * 10.0, dtype=np.float32)
 
 
 def umap_layout(embeddings: np.ndarray, graph: NeighbourGraph, params: LayoutParams) -> np.ndarray:
@@ -108,7 +135,7 @@ def _umap(embeddings: np.ndarray, graph: NeighbourGraph, params: LayoutParams, l
         low_memory=True,
         **options,
     )
-    with warnings.catch_warnings(), _numba_guard():
+    with warnings.catch_warnings(), numba_guard():
         # Both are expected here: a fixed seed runs single-threaded, and we pass no search index.
         warnings.filterwarnings("ignore", message=".*overridden to 1 by setting random_state.*")
         warnings.filterwarnings("ignore", message=".*knn_search_index.*")
@@ -200,39 +227,6 @@ def _cache_umap_kernels() -> None:
             pass
 
 
-_NUMBA_LOCK = threading.Lock()
-
-
-def _numba_threadsafe() -> bool:
-    """numba's parallel code may run from several threads at once only on the tbb or omp threading layer."""
-    from numba.core import config
-
-    if str(config.THREADING_LAYER).lower() == "workqueue":
-        return False
-    for pool in ("tbbpool", "omppool"):
-        try:
-            importlib.import_module(f"numba.np.ufunc.{pool}")
-            return True
-        except ImportError:
-            continue
-    return False
-
-
-class _numba_guard:
-    """Serialise layouts when numba's only threading layer is workqueue, which aborts on concurrent use."""
-
-    def __enter__(self):
-        self._lock = None if _numba_threadsafe() else _NUMBA_LOCK
-        if self._lock is not None:
-            self._lock.acquire()
-        return self
-
-    def __exit__(self, *exc):
-        if self._lock is not None:
-            self._lock.release()
-        return False
-
-
 class LayoutStore:
     """Layouts on disk keyed by (embedding digest, params), so a restart or another user gets them at once."""
 
@@ -251,11 +245,13 @@ class LayoutStore:
             path = folder / name
             try:
                 arr = np.load(path, allow_pickle=False)  # our own cache files, still never pickled
-            except (OSError, ValueError):
+            except Exception:  # a damaged or foreign file (EOFError, a zip, ...) is a cache miss
                 continue
-            if arr.shape == (n_rows, params.n_components) and np.isfinite(arr).all():
+            if (isinstance(arr, np.ndarray) and arr.dtype.kind == "f" and arr.shape == (n_rows, params.n_components)
+                    and np.isfinite(arr).all()):
                 if folder == self.folder:
-                    os.utime(path)  # recently used layouts are evicted last
+                    with contextlib.suppress(OSError):  # evicted by another process meanwhile; we hold the data
+                        os.utime(path)  # recently used layouts are evicted last
                 return arr.astype(np.float32, copy=False)
         return None
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import importlib
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -33,7 +34,9 @@ CLUSTERED_MAX_ROWS = 400_000
 MIN_RECALL = 0.97
 RECALL_SAMPLE = 300
 _BLOCK_FLOATS = 1 << 24  # at most 64 MB of float32 distances in flight per block
-GRAPH_VERSION = 1  # part of the disk cache key: bump when a search changes its results
+# Part of the disk cache key: bump when a search, or a bound above that picks one, changes the graphs it
+# serves for worse (a stricter bound needs no bump: graphs stored under the looser one are still served).
+GRAPH_VERSION = 1
 
 
 @dataclass(frozen=True, eq=False)
@@ -83,7 +86,42 @@ def _cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+_NUMBA_LOCK = threading.Lock()
+
+
+def _numba_threadsafe() -> bool:
+    """numba's parallel code may run from several threads at once only on the tbb or omp threading layer."""
+    from numba.core import config
+
+    if str(config.THREADING_LAYER).lower() == "workqueue":
+        return False
+    for pool in ("tbbpool", "omppool"):
+        try:
+            importlib.import_module(f"numba.np.ufunc.{pool}")
+            return True
+        except ImportError:
+            continue
+    return False
+
+
+class numba_guard:
+    """Serialise numba work (layouts, pynndescent) when numba's only threading layer is workqueue, which aborts on concurrent use."""
+
+    def __enter__(self):
+        self._lock = None if _numba_threadsafe() else _NUMBA_LOCK
+        if self._lock is not None:
+            self._lock.acquire()
+        return self
+
+    def __exit__(self, *exc):
+        if self._lock is not None:
+            self._lock.release()
+        return False
+
+
 def _single_threaded_blas():
+    """One BLAS thread while our own threads share the cores. threadpoolctl sets this for the whole process,
+    so a layout running meanwhile in another thread also gets one BLAS thread; it uses numba, not BLAS."""
     try:
         from threadpoolctl import threadpool_limits  # comes with scikit-learn
     except ImportError:
@@ -170,14 +208,22 @@ def _assign(x: np.ndarray, centers: np.ndarray) -> np.ndarray:
 
 
 def _recall(x: np.ndarray, half_sq: np.ndarray, indices: np.ndarray, rows: np.ndarray) -> float:
-    """Share of the exact k nearest neighbours of the sampled rows that the graph found."""
+    """Share of the graph's neighbours of the sampled rows that are among their exact k nearest.
+
+    A neighbour counts when it is no farther than the exact k-th nearest: with duplicates or ties the graph
+    may pick a different but equally near row, which is just as good and must not read as a miss.
+    """
     k = indices.shape[1]
     hits = np.zeros(len(rows), dtype=np.int64)
 
     def check(start: int) -> None:
         chunk = rows[start:start + 64]
-        truth, _ = _nearest(x[chunk], x, half_sq, chunk, k)
-        hits[start:start + 64] = [len(np.intersect1d(a, b, assume_unique=True)) for a, b in zip(truth, indices[chunk])]
+        _, truth_d = _nearest(x[chunk], x, half_sq, chunk, k)
+        found = indices[chunk]
+        # Same shifted distance as _nearest: |q - c|^2 - |q|^2.
+        found_d = 2.0 * (half_sq[found] - np.einsum("ij,ikj->ik", x[chunk], x[found]))
+        tolerance = 1e-4 * (np.abs(truth_d[:, -1:]) + 2.0 * half_sq[chunk, None] + 1e-12)
+        hits[start:start + 64] = (found_d <= truth_d[:, -1:] + tolerance).sum(axis=1)
 
     _run_on_all_cores([lambda s=start: check(s) for start in range(0, len(rows), 64)])
     return float(hits.sum()) / (len(rows) * k)
@@ -245,7 +291,8 @@ def approximate_neighbours(embeddings: np.ndarray, k: int, metric: str = "cosine
     x = np.ascontiguousarray(embeddings, dtype=np.float32)
     n = x.shape[0]
     k = min(k, n - 1)
-    index = NNDescent(x, n_neighbors=k + 1, metric=metric, random_state=seed, low_memory=True)
+    with numba_guard():
+        index = NNDescent(x, n_neighbors=k + 1, metric=metric, random_state=seed, low_memory=True)
     idx, dist = index.neighbor_graph
     indices = idx[:, 1 : k + 1].astype(np.int32)
     distances = dist[:, 1 : k + 1].astype(np.float32)
@@ -276,13 +323,14 @@ class GraphStore:
         try:
             with np.load(path, allow_pickle=False) as z:  # our own files, still never pickled
                 indices, distances, exact = z["indices"], z["distances"], bool(z["exact"])
-        except (OSError, ValueError, KeyError):
+        except Exception:  # a damaged or foreign file (BadZipFile, EOFError, ...) is a cache miss
             return None
         expected = (n_rows, min(k, n_rows - 1))
         if (indices.shape != expected or distances.shape != expected or indices.dtype != np.int32
                 or indices.min(initial=0) < 0 or indices.max(initial=0) >= n_rows):
             return None
-        os.utime(path)  # recently used graphs are evicted last
+        with contextlib.suppress(OSError):  # another process may have just evicted it; we hold the data
+            os.utime(path)  # recently used graphs are evicted last
         return NeighbourGraph(indices=indices, distances=distances.astype(np.float32, copy=False),
                               metric=metric, exact=exact)
 

@@ -110,8 +110,9 @@ class Confusion:
     rows: np.ndarray  # row indices, most suspect first
 
 
-def _plural(n: int, one: str, many: str) -> str:
-    return f"{n:,} {one if n == 1 else many}"
+def plural(n: int, one: str, many: str | None = None) -> str:
+    """'1 sample', '3 samples' (many defaults to one + 's')."""
+    return f"{n:,} {one if n == 1 else (many or one + 's')}"
 
 
 def _positive_median(values: np.ndarray) -> float:
@@ -177,7 +178,7 @@ def label_issues(
         name="label_issue",
         score=score,
         flagged=flagged,
-        summary=f"{_plural(count, 'sample whose', 'samples whose')} neighbours mostly carry another label",
+        summary=f"{plural(count, 'sample whose', 'samples whose')} neighbours mostly carry another label",
         given_label=codes,
         suggested_label=suggested,
         suggestion_share=suggested_share.astype(np.float32),
@@ -206,7 +207,7 @@ def outliers(graph: NeighbourGraph) -> Outliers:
         score=score,
         flagged=flagged,
         summary=(
-            f"{_plural(count, 'sample', 'samples')} far from all others (mean distance to their {graph.k} nearest "
+            f"{plural(count, 'sample', 'samples')} far from all others (mean distance to their {graph.k} nearest "
             f"neighbours at least {flag_distance / typical:.1f}x the typical)"
         ),
         mean_distance=mean_distance.astype(np.float32),
@@ -269,8 +270,8 @@ def near_duplicates(
         score = in_group.astype(np.float64)
     n_members = int(in_group.sum())
     summary = (
-        f"{_plural(n_members, 'sample', 'samples')} in {_plural(n_groups, 'group', 'groups')} of near-duplicates"
-        + (f", {_plural(n_mixed, 'group', 'groups')} with different labels" if n_mixed else "")
+        f"{plural(n_members, 'sample', 'samples')} in {plural(n_groups, 'group', 'groups')} of near-duplicates"
+        + (f", {plural(n_mixed, 'group', 'groups')} with different labels" if n_mixed else "")
     )
     return NearDuplicates(
         name="near_duplicate",
@@ -325,7 +326,7 @@ def unreadable_images(
         name="unreadable",
         score=flagged.astype(np.float32),
         flagged=flagged,
-        summary=f"{_plural(count, 'image', 'images')} cannot be read" + (f" ({detail})" if detail else ""),
+        summary=f"{plural(count, 'image', 'images')} cannot be read" + (f" ({detail})" if detail else ""),
         reason=reason,
     )
 
@@ -345,7 +346,7 @@ def worst(*scores: IssueScores) -> WorstScores:
         name="worst",
         score=value.astype(np.float32),
         flagged=flagged,
-        summary=f"{_plural(count, 'sample', 'samples')} with at least one issue",
+        summary=f"{plural(count, 'sample', 'samples')} with at least one issue",
         issue=issue,
     )
 

@@ -20,7 +20,7 @@ from .layout_service import LayoutService
 from .neighbours import METRICS, GraphStore, NeighbourGraph, neighbour_graph
 from .review import ORDERS, pending_rows, reasons
 from .scan import ScanResult, report_csv, scores_from_graph
-from .scores import class_confusion, unreadable_images, worst
+from .scores import class_confusion, plural, unreadable_images, worst
 
 GRAPH_K = 20
 PAGE_SIZE = 24
@@ -48,6 +48,7 @@ def _session(dataset_digest: str) -> dict:
         "exclusions": ExclusionList(), "selection": Selection(), "page": 0,
         "reviewed": {},  # row -> "excluded" | "kept" | "relabelled": leaves the review queue
         "unreadable": None,  # UnreadableImages once the user has checked the image files
+        "map_marks": frozenset(),  # the excluded paths the map was last drawn with
     })
 
 
@@ -66,11 +67,6 @@ def set_selection(dataset: Dataset, selection: Selection) -> None:
 
 
 _MARKDOWN_SPECIALS = set("\\`*_{}[]<>()#+-.!|~$:")
-
-
-def _count(n: int, noun: str) -> str:
-    """'1 path', '3 paths'."""
-    return f"{n:,} {noun}{'' if n == 1 else 's'}"
 
 
 def literal(text: object) -> str:
@@ -304,7 +300,7 @@ def _scores_for_color(result: ScanResult, color_by: str) -> np.ndarray | None:
 def map_panel(dataset: Dataset, maps: Maps, result: ScanResult) -> None:
     """3D map (click a point) and 2D map (box/lasso); a new selection replaces the current one."""
     excluded = _excluded_rows(dataset)
-    _session(dataset.digest)["map_marks"] = tuple(exclusions_for(dataset).paths())  # what the map shows as ×
+    _session(dataset.digest)["map_marks"] = frozenset(exclusions_for(dataset).paths())  # what the map shows as ×
     coords3, coords2, layout_key = maps.coords3, maps.coords2, maps.key
     color_names = {"class": "Class", **{k: v for k, v in ORDERS.items() if k != "unreadable"}}
     if result.unreadable is not None:
@@ -380,11 +376,11 @@ def gallery(dataset: Dataset, access: ImageAccess) -> None:
     top = st.columns([4, 2, 2, 2])
     top[0].markdown(f"**Selected: {len(sel.rows):,} images**")
     top[0].text(sel.description)
-    if dataset.n > SMALL_DATA_ROWS and tuple(excl.paths()) != state.get("map_marks", ()):
+    if dataset.n > SMALL_DATA_ROWS and frozenset(excl.paths()) != state["map_marks"]:
         # Large data: a tick reruns only this gallery, so the map's × marks and the counts outside it wait until
         # asked for (the downloads are always current).
-        top[0].caption(f"{_count(len(excl), 'image')} excluded in all; the map and the other counts show "
-                       f"{len(state.get('map_marks', ())):,}.")
+        top[0].caption(f"{plural(len(excl), 'image')} excluded in all; the map and the other counts show "
+                       f"{len(state['map_marks']):,}.")
         if top[0].button("Show my exclusions on the map", key="btn_map_marks",
                          help=f"Redraws the map of {dataset.n:,} points (about a second)"):
             st.rerun()
@@ -454,16 +450,16 @@ def exclusion_sidebar(dataset: Dataset, result: ScanResult) -> None:
             matched = [p for p in parsed.paths if p in known]
             excl.add_many(matched, reason=f"from {upload.name}")
             unknown = len(parsed.paths) - len(matched)
-            text = f"Restored {_count(len(matched), 'exclusion')} from {upload.name}."
+            text = f"Restored {plural(len(matched), 'exclusion')} from {upload.name}."
             if unknown:
                 one = unknown == 1
-                text += (f" {_count(unknown, 'path')} {'is' if one else 'are'} not in this dataset and "
+                text += (f" {plural(unknown, 'path')} {'is' if one else 'are'} not in this dataset and "
                          f"{'was' if one else 'were'} skipped.")
             state["list_message"] = ("warning" if unknown else "success", text)
     message = state.get("list_message")
     if message:
         getattr(st.sidebar, message[0])(literal(message[1]))  # holds the uploaded file's name
-    st.sidebar.text(f"{len(excl):,} image{'' if len(excl) == 1 else 's'} excluded")
+    st.sidebar.text(f"{plural(len(excl), 'image')} excluded")
     _downloads(dataset, excl, result)
 
 

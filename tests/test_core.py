@@ -69,6 +69,24 @@ def test_pca_projection_keeps_the_main_axis():
     assert abs(np.corrcoef(proj[:, 0], x[:, 2])[0, 1]) > 0.99
 
 
+def test_pca_projection_is_computed_once_per_array(monkeypatch):
+    from cleaner import layout
+
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(300, 12)).astype(np.float32) * np.arange(1, 13, dtype=np.float32)
+    direct2 = layout._scaled(layout._project(x, 2))
+    calls = []
+    real = layout._project
+    monkeypatch.setattr(layout, "_project", lambda e, n: calls.append(n) or real(e, n))
+    three, two = pca_projection(x, 3), pca_projection(x, 2)
+    assert len(calls) == 1  # the preview and both UMAP starts share one projection
+    np.testing.assert_allclose(two, direct2, atol=1e-5)
+    np.testing.assert_allclose(np.abs(three[:, :2] / np.abs(three[:, :2]).max()), np.abs(two / 10), atol=1e-5)
+    other = x.copy()  # another array (even equal) is projected on its own
+    pca_projection(other, 3)
+    assert len(calls) == 2
+
+
 def test_layout_store_round_trip_and_eviction(tmp_path):
     store = LayoutStore(tmp_path / "layouts", max_bytes=2000, packaged=tmp_path / "none")
     params = LayoutParams()
@@ -80,6 +98,24 @@ def test_layout_store_round_trip_and_eviction(tmp_path):
     assert store.get("abc", LayoutParams(min_dist=0.5), 100) is None
     store.put("def", params, coords)  # over the byte bound: the oldest goes
     assert len(list((tmp_path / "layouts").glob("*.npy"))) == 1
+
+
+@pytest.mark.parametrize("damage", ["truncated", "zip", "ints", "empty"])
+def test_layout_store_treats_a_damaged_file_as_a_miss(tmp_path, damage):
+    store = LayoutStore(tmp_path / "layouts", packaged=tmp_path / "none")
+    params = LayoutParams()
+    coords = np.arange(300, dtype=np.float32).reshape(100, 3)
+    store.put("abc", params, coords)
+    path = tmp_path / "layouts" / store.file_name("abc", params)
+    if damage == "truncated":
+        path.write_bytes(path.read_bytes()[:200])
+    elif damage == "zip":
+        np.savez(path.open("wb"), coords=coords)
+    elif damage == "ints":
+        np.save(path.open("wb"), coords.astype(np.int64))
+    else:
+        path.write_bytes(b"")
+    assert store.get("abc", params, 100) is None
 
 
 def test_exclusion_list_text_round_trip():

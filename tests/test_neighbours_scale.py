@@ -37,6 +37,22 @@ def test_clustered_search_finds_the_true_neighbours(metric):
     assert graph.distances[row, col] == pytest.approx(expected, abs=1e-3)
 
 
+def test_recall_check_counts_an_equally_near_duplicate_as_found():
+    # 40 groups of 25 identical rows: any 10 of a row's 24 twins are exact nearest neighbours.
+    rng = np.random.default_rng(5)
+    x = np.repeat(rng.normal(size=(40, 16)) * 5, 25, axis=0).astype(np.float32)
+    prepared = neighbours._prepare(x, "euclidean")
+    half_sq = 0.5 * np.einsum("ij,ij->i", prepared, prepared)
+    rows = np.arange(0, 1000, 7)
+    group_start = (np.arange(1000) // 25) * 25
+    # Twins picked from the far end of each group, unlike the ones the exact search happens to list first.
+    twins = np.array([[g + 24 - j if g + 24 - j != r else g for j in range(10)] for r, g in enumerate(group_start)])
+    assert neighbours._recall(prepared, half_sq, twins.astype(np.int32), rows) == 1.0
+    # A graph that lists rows of another group is still caught.
+    wrong = (twins + 25) % 1000
+    assert neighbours._recall(prepared, half_sq, wrong.astype(np.int32), rows) == 0.0
+
+
 def test_clustered_search_is_deterministic():
     x = _clusters(2000, seed=3)
     a, b = clustered_neighbours(x, 10), clustered_neighbours(x, 10)
@@ -68,6 +84,10 @@ def test_graph_store_round_trip_and_rejects_a_graph_of_other_data(tmp_path):
     assert store.get("abc", 8, "cosine", 399) is None  # shapes that do not fit are never served
     (tmp_path / "graphs" / GraphStore.file_name("abc", 8, "cosine")).write_bytes(b"not an npz")
     assert store.get("abc", 8, "cosine", 400) is None  # a corrupt file costs a recomputation, nothing else
+    stored = tmp_path / "graphs" / GraphStore.file_name("abc", 8, "cosine")
+    store.put("abc", 8, graph)
+    stored.write_bytes(stored.read_bytes()[:300])  # a zip cut short: BadZipFile, not OSError
+    assert store.get("abc", 8, "cosine", 400) is None
 
 
 def test_graph_store_uses_the_stored_graph_and_keeps_within_its_size(tmp_path, monkeypatch):
