@@ -30,6 +30,7 @@ from .scores import (
     label_issues,
     near_duplicates,
     outliers,
+    plural,
     review_queue,
     unreadable_images,
     worst,
@@ -250,5 +251,5 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"cleaner scan: error: could not write {target}: {exc.strerror or exc}", file=sys.stderr)
             return 1
         n_flagged = int(overall.flagged[rows].sum())
-        print(f"  exclusion list: {len(exclusions):,} paths ({n_flagged:,} of them flagged): {target}")
+        print(f"  exclusion list: {plural(len(exclusions), 'path')} ({n_flagged:,} of them flagged): {target}")
     return 0

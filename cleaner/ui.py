@@ -326,7 +326,7 @@ def map_panel(dataset: Dataset, maps: Maps, result: ScanResult) -> None:
         points = (state or {}).get("selection", {}).get("points", []) if state else []
         rows = tuple(dict.fromkeys(int(p["customdata"]) for p in points if "customdata" in p))
         if rows and _handled_once("cleaner_last_lasso", (dataset.digest, rows)):
-            set_selection(dataset, Selection(rows, f"{len(rows)} points selected in the 2D map",
+            set_selection(dataset, Selection(rows, f"{plural(len(rows), 'point')} selected in the 2D map",
                                              anchor=rows[0] if len(rows) == 1 else None))
 
 
@@ -337,7 +337,7 @@ def selection_tools(dataset: Dataset, graph: NeighbourGraph) -> None:
     if cols[1].button("Select class", key="btn_class", use_container_width=True):
         code = dataset.class_names.index(klass)
         rows = tuple(int(r) for r in np.flatnonzero(dataset.label_codes == code))
-        set_selection(dataset, Selection(rows, f"class {klass!r} ({len(rows)} images)"))
+        set_selection(dataset, Selection(rows, f"class {klass!r} ({plural(len(rows), 'image')})"))
     k = cols[2].slider("Nearest neighbours of the clicked point", 1, graph.k, min(10, graph.k), key="knn_k")
     anchor = sel.anchor
     if cols[3].button("Select neighbours", key="btn_knn", disabled=anchor is None, use_container_width=True,
@@ -374,7 +374,7 @@ def gallery(dataset: Dataset, access: ImageAccess) -> None:
         return
     n_pages = (len(sel.rows) + PAGE_SIZE - 1) // PAGE_SIZE
     top = st.columns([4, 2, 2, 2])
-    top[0].markdown(f"**Selected: {len(sel.rows):,} images**")
+    top[0].markdown(f"**Selected: {plural(len(sel.rows), 'image')}**")
     top[0].text(sel.description)
     if dataset.n > SMALL_DATA_ROWS and frozenset(excl.paths()) != state["map_marks"]:
         # Large data: a tick reruns only this gallery, so the map's × marks and the counts outside it wait until
@@ -594,5 +594,5 @@ def confusion_panel(dataset: Dataset, result: ScanResult) -> bool:
         pair = pairs[picked[0]]
         set_selection(dataset, Selection(tuple(int(r) for r in pair.rows),
                                          f"labelled {names[pair.given]!r}, neighbours say {names[pair.suggested]!r} "
-                                         f"({pair.count} images)"))
+                                         f"({plural(pair.count, 'image')})"))
     return True

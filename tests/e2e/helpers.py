@@ -118,13 +118,13 @@ def choose_option(page: Page, combobox_label: str, option: str, attempts: int = 
 def select_class(page: Page, name: str, n_expected: int) -> None:
     choose_option(page, "Class", name)
     page.get_by_role("button", name="Select class", exact=True).click()
-    expect(page.get_by_text(f"Selected: {n_expected:,} images", exact=True)).to_be_visible(timeout=60_000)
+    expect(page.get_by_text(f"Selected: {n_expected:,} image{'' if n_expected == 1 else 's'}", exact=True)).to_be_visible(timeout=60_000)
     expect(exclude_boxes(page)).to_have_count(min(24, n_expected), timeout=60_000)
     settle(page)
 
 
 def selected_count(page: Page) -> int | None:
-    text = page.get_by_text(re.compile(r"^Selected: [\d,]+ images$"))
+    text = page.get_by_text(re.compile(r"^Selected: [\d,]+ images?$"))
     if not text.count():
         return None
     return int(re.sub(r"\D", "", text.first.inner_text()))

@@ -70,7 +70,7 @@ def test_3d_click_shows_that_sample_in_the_gallery(app_server, page):
     for attempt in range(3):  # a click gl-plot3d did not register leaves the page unchanged: try another point
         picked = h.click_3d_point(page, frame, rng)
         try:
-            expect(page.get_by_text("Selected: 1 images", exact=True)).to_be_visible(timeout=15_000)
+            expect(page.get_by_text("Selected: 1 image", exact=True)).to_be_visible(timeout=15_000)
             break
         except AssertionError:
             print(f"[e2e] 3D click {attempt + 1} at {picked} not registered; trying another point")
@@ -92,7 +92,7 @@ def test_3d_click_shows_that_sample_in_the_gallery(app_server, page):
     shown = page.request.get(src).body()
     similarity = h.similar_images(shown, Path(paths[row]))
     _shot(page, "2_3d_click_gallery")
-    h.scroll_to_top(page.get_by_text("Selected: 1 images", exact=True))
+    h.scroll_to_top(page.get_by_text("Selected: 1 image", exact=True))
     _shot(page, "2_3d_click_gallery_tile")
     assert similarity > 0.8, f"the gallery image does not look like {paths[row]} (correlation {similarity:.2f})"
 
@@ -122,12 +122,12 @@ def test_2d_lasso_selects_exactly_the_points_inside(app_server, page):
     expected_rows = set(points[inside, 2].astype(int).tolist())
     print(f"[e2e] lasso through {poly}: {len(expected_rows)} points inside")
     h.drag_lasso(page, poly)
-    expect(page.get_by_text(re.compile(r"^Selected: [\d,]+ images$"))).to_be_visible(timeout=60_000)
+    expect(page.get_by_text(re.compile(r"^Selected: [\d,]+ images?$"))).to_be_visible(timeout=60_000)
     h.settle(page)
     _shot(page, "3_2d_lasso_map")
     assert h.selected_count(page) == len(expected_rows)
     expect(h.exclude_boxes(page)).to_have_count(min(24, len(expected_rows)))
-    expect(page.get_by_text(f"{len(expected_rows)} points selected in the 2D map", exact=True)).to_be_visible()
+    expect(page.get_by_text(f"{len(expected_rows):,} point{'' if len(expected_rows) == 1 else 's'} selected in the 2D map", exact=True)).to_be_visible()
     h.scroll_to_top(page.get_by_text(re.compile(r"^Selected: ")))
     _shot(page, "3_2d_lasso_gallery")
     items = h.gallery_all_pages(page)  # every page: exactly the lassoed images, each once, with its label
