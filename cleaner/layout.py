@@ -48,7 +48,7 @@ class LayoutParams:
 
 _PCA_COMPONENTS = 3  # the most any map needs; fewer are the leading columns of the same projection
 _pca_lock = threading.Lock()
-_pca_memo: dict[int, tuple[weakref.ref, np.ndarray]] = {}  # id(array) -> (the array, its projection)
+_pca_memo: dict[int, tuple[weakref.ref, np.ndarray]] = {}  # id(array) -> (weak ref to it, its projection)
 
 
 def pca_projection(embeddings: np.ndarray, n_components: int = 3) -> np.ndarray:

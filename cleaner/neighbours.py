@@ -105,7 +105,8 @@ def _numba_threadsafe() -> bool:
 
 
 class numba_guard:
-    """Serialise numba work (layouts, pynndescent) when numba's only threading layer is workqueue, which aborts on concurrent use."""
+    """Serialise numba work (layouts, pynndescent) when numba's only threading layer is workqueue, which aborts
+    on concurrent use."""
 
     def __enter__(self):
         self._lock = None if _numba_threadsafe() else _NUMBA_LOCK
