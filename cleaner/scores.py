@@ -207,7 +207,7 @@ def outliers(graph: NeighbourGraph) -> Outliers:
         score=score,
         flagged=flagged,
         summary=(
-            f"{plural(count, 'sample', 'samples')} far from all others (mean distance to their {graph.k} nearest "
+            f"{plural(count, 'sample')} far from all others (mean distance to their {graph.k} nearest "
             f"neighbours at least {flag_distance / typical:.1f}x the typical)"
         ),
         mean_distance=mean_distance.astype(np.float32),
@@ -270,8 +270,8 @@ def near_duplicates(
         score = in_group.astype(np.float64)
     n_members = int(in_group.sum())
     summary = (
-        f"{plural(n_members, 'sample', 'samples')} in {plural(n_groups, 'group', 'groups')} of near-duplicates"
-        + (f", {plural(n_mixed, 'group', 'groups')} with different labels" if n_mixed else "")
+        f"{plural(n_members, 'sample')} in {plural(n_groups, 'group')} of near-duplicates"
+        + (f", {plural(n_mixed, 'group')} with different labels" if n_mixed else "")
     )
     return NearDuplicates(
         name="near_duplicate",
@@ -326,7 +326,7 @@ def unreadable_images(
         name="unreadable",
         score=flagged.astype(np.float32),
         flagged=flagged,
-        summary=f"{plural(count, 'image', 'images')} cannot be read" + (f" ({detail})" if detail else ""),
+        summary=f"{plural(count, 'image')} cannot be read" + (f" ({detail})" if detail else ""),
         reason=reason,
     )
 
@@ -346,7 +346,7 @@ def worst(*scores: IssueScores) -> WorstScores:
         name="worst",
         score=value.astype(np.float32),
         flagged=flagged,
-        summary=f"{plural(count, 'sample', 'samples')} with at least one issue",
+        summary=f"{plural(count, 'sample')} with at least one issue",
         issue=issue,
     )
 

@@ -110,9 +110,11 @@ def test_layout_store_treats_a_damaged_file_as_a_miss(tmp_path, damage):
     if damage == "truncated":
         path.write_bytes(path.read_bytes()[:200])
     elif damage == "zip":
-        np.savez(path.open("wb"), coords=coords)
+        with path.open("wb") as fh:
+            np.savez(fh, coords=coords)
     elif damage == "ints":
-        np.save(path.open("wb"), coords.astype(np.int64))
+        with path.open("wb") as fh:
+            np.save(fh, coords.astype(np.int64))
     else:
         path.write_bytes(b"")
     assert store.get("abc", params, 100) is None

@@ -118,7 +118,8 @@ def choose_option(page: Page, combobox_label: str, option: str, attempts: int = 
 def select_class(page: Page, name: str, n_expected: int) -> None:
     choose_option(page, "Class", name)
     page.get_by_role("button", name="Select class", exact=True).click()
-    expect(page.get_by_text(f"Selected: {n_expected:,} image{'' if n_expected == 1 else 's'}", exact=True)).to_be_visible(timeout=60_000)
+    heading = f"Selected: {n_expected:,} image{'' if n_expected == 1 else 's'}"
+    expect(page.get_by_text(heading, exact=True)).to_be_visible(timeout=60_000)
     expect(exclude_boxes(page)).to_have_count(min(24, n_expected), timeout=60_000)
     settle(page)
 

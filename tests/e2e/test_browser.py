@@ -127,7 +127,8 @@ def test_2d_lasso_selects_exactly_the_points_inside(app_server, page):
     _shot(page, "3_2d_lasso_map")
     assert h.selected_count(page) == len(expected_rows)
     expect(h.exclude_boxes(page)).to_have_count(min(24, len(expected_rows)))
-    expect(page.get_by_text(f"{len(expected_rows):,} point{'' if len(expected_rows) == 1 else 's'} selected in the 2D map", exact=True)).to_be_visible()
+    described = f"{len(expected_rows):,} point{'' if len(expected_rows) == 1 else 's'} selected in the 2D map"
+    expect(page.get_by_text(described, exact=True)).to_be_visible()
     h.scroll_to_top(page.get_by_text(re.compile(r"^Selected: ")))
     _shot(page, "3_2d_lasso_gallery")
     items = h.gallery_all_pages(page)  # every page: exactly the lassoed images, each once, with its label
