@@ -9,18 +9,18 @@ import numpy as np
 import streamlit as st
 from streamlit_plotly_events import plotly_events
 
-from . import figures
-from .config import Settings, load_settings
-from .dataset import Dataset, DatasetError, cleaned_npz_bytes, load_npz
-from .demo import load_demo
-from .exclusions import ExclusionList, exclusion_file_name, parse_exclusion_text
-from .images import ImageAccess, PathRemap, load_thumbnail
-from .layout import LayoutParams, LayoutStore, pca_projection
-from .layout_service import LayoutService
-from .neighbours import METRICS, GraphStore, NeighbourGraph, neighbour_graph
-from .review import ORDERS, pending_rows, reasons
-from .scan import ScanResult, report_csv, scores_from_graph
-from .scores import class_confusion, plural, unreadable_images, worst
+from .. import figures
+from ..config import Settings, load_settings
+from ..dataset import Dataset, DatasetError, cleaned_npz_bytes, load_npz
+from ..demo import load_demo
+from ..exclusions import ExclusionList, exclusion_file_name, parse_exclusion_text
+from ..images import ImageAccess, PathRemap, load_thumbnail
+from ..layout import LayoutParams, LayoutStore, pca_projection
+from ..layout_service import LayoutService
+from ..neighbours import METRICS, GraphStore, NeighbourGraph, neighbour_graph
+from ..review import ORDERS, pending_rows, reasons
+from ..scan import ScanResult, report_csv, scores_from_graph
+from ..scores import class_confusion, plural, unreadable_images, worst
 
 GRAPH_K = 20
 PAGE_SIZE = 24
