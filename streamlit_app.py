@@ -1,25 +1,29 @@
 """cleaner: find the bad data in an image-classification dataset. Run: streamlit run streamlit_app.py"""
 import streamlit as st
 
-from cleaner import ui
+from cleaner.ui import cache, compute, data_source, downloads, map_panel, review_area, summary
+from cleaner.ui.state import work_for
 
 
 def main() -> None:
     st.set_page_config(page_title="cleaner: find bad training images", layout="wide")
-    st.title("cleaner")
-    cfg = ui.settings()
-    dataset = ui.choose_dataset(cfg)
+    cfg = cache.settings()
+    dataset = data_source.choose_dataset(cfg)
     if dataset is None:
         st.stop()
-    params = ui.map_settings(dataset)
-    access = ui.image_access(cfg)
-    graph, maps = ui.graph_and_maps(dataset, params, cfg)
-    result = ui.suspects(dataset, graph)
-    ui.exclusion_sidebar(dataset, result)
-    ui.dataset_summary(dataset)
-    ui.suspects_summary(result)
-    ui.map_panel(dataset, maps, result)
-    ui.review_area(dataset, graph, result, access)
+    work = work_for(dataset)
+    params = data_source.map_settings()
+    access = data_source.image_access(cfg)
+    graph, maps = compute.graph_and_maps(dataset, params, cfg)
+    result = compute.suspects(dataset, graph, work)
+    downloads.resume_and_downloads(work, result)
+    summary.dataset_summary(work)
+    summary.suspects_summary(result)
+    left, right = st.columns([1.15, 1], gap="medium")
+    with left:
+        map_panel.map_panel(work, maps, result)
+    with right:
+        review_area.review_area(work, graph, result, access)
 
 
 main()

@@ -6,7 +6,7 @@ from typing import Iterable
 import numpy as np
 
 from .dataset import Dataset
-from .scan import ScanResult
+from .suspects import ScanResult
 from .scores import review_queue
 
 ORDERS = {

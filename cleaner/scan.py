@@ -6,132 +6,22 @@ scipy, so a scan of a few thousand rows finishes in well under a second.
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import os
 import sys
 import time
-from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
 from .dataset import Dataset, DatasetError, load_npz
-from .exclusions import ExclusionList, exclusion_file_name
-from .neighbours import METRICS, NeighbourGraph, neighbour_graph
-from .scores import (
-    IssueScores,
-    LabelIssues,
-    NearDuplicates,
-    Outliers,
-    UnreadableImages,
-    duplicates_to_drop,
-    label_issues,
-    near_duplicates,
-    outliers,
-    plural,
-    review_queue,
-    unreadable_images,
-    worst,
-)
+from .decisions import Decision, Decisions, exclusion_file_name
+from .neighbours import METRICS
+from .report import report_csv
+from .scores import plural, worst
+from .suspects import scan_dataset
 
-REPORT_COLUMNS = (
-    "index",
-    "image_path",
-    "label",
-    "suggested_label",
-    "label_issue_score",
-    "outlier_score",
-    "duplicate_group",
-    "unreadable",
-)
-EXTRA_COLUMNS = (
-    "label_issue",
-    "outlier",
-    "duplicate_score",
-    "duplicate_mixed_labels",
-    "unreadable_reason",
-    "worst_score",
-    "worst_issue",
-    "review_rank",
-)
 _PROBE_PATHS = 32  # paths tried to decide whether the images are on this machine at all
-
-
-@dataclass(frozen=True, eq=False)
-class ScanResult:
-    """All scores of one dataset; `unreadable` is None when the images were not checked."""
-
-    labels: LabelIssues
-    outliers: Outliers
-    duplicates: NearDuplicates
-    unreadable: UnreadableImages | None
-
-    def all(self) -> tuple[IssueScores, ...]:
-        found = (self.labels, self.outliers, self.duplicates, self.unreadable)
-        return tuple(s for s in found if s is not None)
-
-    def exclusion_rows(self, n: int) -> np.ndarray:
-        """The n most suspect rows to leave out of training; one copy of each duplicate group stays, unless it has
-        issues of its own: the copy whose label its neighbours support most."""
-        dup = self.duplicates
-        drop = duplicates_to_drop(dup, prefer=self.labels.score)
-        removable = replace(dup, score=np.where(drop, dup.score, 0).astype(np.float32), flagged=drop)
-        scores = [s if s is not dup else removable for s in self.all()]
-        return review_queue(*scores, by="worst")[: max(0, n)]
-
-
-def scan_dataset(dataset: Dataset, k: int = 20, metric: str = "cosine", access=None) -> ScanResult:
-    """Every score of the dataset; images are checked only when an ImageAccess is given."""
-    return scores_from_graph(dataset, neighbour_graph(dataset.embeddings, k=k, metric=metric), access)
-
-
-def scores_from_graph(dataset: Dataset, graph: NeighbourGraph, access=None) -> ScanResult:
-    """Every score from a neighbour graph already computed (the app passes the one its map was built on)."""
-    return ScanResult(
-        labels=label_issues(graph, dataset.label_codes, len(dataset.class_names)),
-        outliers=outliers(graph),
-        duplicates=near_duplicates(graph, dataset.label_codes),
-        unreadable=unreadable_images(dataset.image_paths, access) if access is not None else None,
-    )
-
-
-def report_csv(dataset: Dataset, result: ScanResult) -> str:
-    """The report as CSV text: one row per sample in dataset order, REPORT_COLUMNS first."""
-    names = dataset.class_names
-    labels, outl, dups, unread = result.labels, result.outliers, result.duplicates, result.unreadable
-    overall = worst(*result.all())
-    rank = np.empty(dataset.n, dtype=np.int64)
-    rank[review_queue(*result.all(), by="worst")] = np.arange(1, dataset.n + 1)
-    unchecked = [""] * dataset.n
-    columns = (
-        range(dataset.n),
-        dataset.image_paths.tolist(),
-        [names[c] for c in labels.given_label.tolist()],
-        [names[c] for c in labels.suggested_label.tolist()],
-        _fixed(labels.score),
-        _fixed(outl.score),
-        dups.group.tolist(),
-        unchecked if unread is None else unread.flagged.astype(int).tolist(),
-        labels.flagged.astype(int).tolist(),
-        outl.flagged.astype(int).tolist(),
-        _fixed(dups.score),
-        dups.mixed_labels.astype(int).tolist(),
-        unchecked if unread is None else unread.reason.tolist(),
-        _fixed(overall.score),
-        overall.issue.tolist(),
-        rank.tolist(),
-    )
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(REPORT_COLUMNS + EXTRA_COLUMNS)
-    writer.writerows(zip(*columns))  # column lists, not per-cell numpy indexing: a million rows in seconds
-    return buf.getvalue()
-
-
-def _fixed(values: np.ndarray) -> list[str]:
-    return [f"{v:.4f}" for v in values.tolist()]
 
 
 def images_reachable(paths: np.ndarray) -> bool:
@@ -240,13 +130,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("  unreadable: not checked (no --image-root given and the image paths do not exist here)")
     if args.exclude_top:
         rows = result.exclusion_rows(args.exclude_top)
-        exclusions = ExclusionList()
+        exclusions = Decisions()
         overall = worst(*result.all())
         for row in rows.tolist():
-            exclusions.add(str(dataset.image_paths[row]), overall.issue[row])
+            exclusions.put(str(dataset.image_paths[row]), Decision("exclude", reason=str(overall.issue[row])))
         target = Path(args.exclude_out) if args.exclude_out else out.parent / exclusion_file_name()
         try:
-            target.write_text(exclusions.to_text(), encoding="utf-8")
+            target.write_text(exclusions.exclusion_text(), encoding="utf-8")
         except OSError as exc:
             print(f"cleaner scan: error: could not write {target}: {exc.strerror or exc}", file=sys.stderr)
             return 1

@@ -1,13 +1,19 @@
 """The page through streamlit.testing.v1.AppTest: what a user sees after each action."""
+import csv
 import io
 from pathlib import Path
 
 import numpy as np
-import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from cleaner.dataset import npz_bytes
+from cleaner.dataset import load_npz, npz_bytes
+from cleaner.decisions import parse_decisions
+from cleaner.neighbours import neighbour_graph
+from cleaner.review import pending_rows
+from cleaner.scores import class_confusion
+from cleaner.suspects import scores_from_graph
+from cleaner.ui import cache
 
 from .conftest import clustered_arrays
 
@@ -30,8 +36,9 @@ def shown(element) -> str:
     return element.value.replace("\\", "")
 
 
-def metric(at: AppTest, label: str) -> str:
-    return next(m.value for m in at.metric if m.label == label)
+def header(at: AppTest) -> str:
+    """The one-line dataset header: name · images · dims · classes · decisions."""
+    return next(t.value for t in at.text if " · " in t.value and "-D embeddings" in t.value)
 
 
 def select_class(at: AppTest, name: str) -> None:
@@ -40,24 +47,30 @@ def select_class(at: AppTest, name: str) -> None:
     at.run()
 
 
-def exclusions(at: AppTest, digest: str):
-    return at.session_state["cleaner_per_dataset"][digest]["exclusions"]
+def work(at: AppTest, digest: str | None = None):
+    """The session's work on the current (or given) dataset."""
+    per = at.session_state["cleaner_work"]
+    return per[digest or list(per)[-1]]
 
 
-def current_digest(at: AppTest) -> str:
-    per = at.session_state["cleaner_per_dataset"]
-    return list(per)[-1]
+def demo():
+    return cache.demo_dataset(str(cache.settings().demo_dir))
+
+
+def demo_result():
+    """The demo's scores computed here, independently of the page's caches."""
+    data = demo()
+    return scores_from_graph(data, neighbour_graph(data.embeddings, k=20, metric="cosine"))
 
 
 def test_demo_loads_with_map_and_summary():
     at = start_app()
-    assert metric(at, "Images") == "1,797"
-    assert metric(at, "Classes") == "10"
-    assert "Click a point in the 3D map" in "\n".join(i.value for i in at.info)
-    # One map at a time: the 3D click component first, the 2D chart once chosen.
-    assert at.radio(key="map_view").value.startswith("3D map") and not at.get("plotly_chart")
-    at.radio(key="map_view").set_value("2D map: box or lasso select").run()
-    assert len(at.get("plotly_chart")) == 1 and not at.exception
+    data = demo()
+    assert header(at).startswith(f"{data.name} · 1,797 images · 64-D embeddings · 10 classes · 0 excluded")
+    assert "Click a point or draw a box or lasso on the map" in "\n".join(i.value for i in at.info)
+    result = demo_result()
+    for scores in result.all():
+        assert scores.summary in texts(at)
 
 
 def test_select_class_fills_gallery_and_tick_excludes():
@@ -70,10 +83,9 @@ def test_select_class_fills_gallery_and_tick_excludes():
     boxes[0].check()
     boxes[2].check()
     at.run()
-    digest = current_digest(at)
-    excl = exclusions(at, digest)
+    excl = work(at).decisions
     assert len(excl) == 2
-    lines = excl.to_text().splitlines()  # exactly what "Download exclusion list" serves
+    lines = excl.exclusion_text().splitlines()  # exactly what "Download exclusion list" serves
     assert all(line.endswith(".png") and "label_3" in line for line in lines)
     # a rerun from elsewhere on the page keeps the ticks
     at.button(key="btn_clear").click()
@@ -81,7 +93,7 @@ def test_select_class_fills_gallery_and_tick_excludes():
     select_class(at, "3")
     boxes = [c for c in at.checkbox if c.label == "Exclude"]
     assert boxes[0].value and not boxes[1].value and boxes[2].value
-    assert metric(at, "Excluded") == "2"
+    assert "· 2 excluded ·" in header(at)
 
 
 def test_exclude_all_on_page_then_unexclude_one():
@@ -89,22 +101,24 @@ def test_exclude_all_on_page_then_unexclude_one():
     select_class(at, "7")
     at.button(key="btn_excl_page").click()
     at.run()
-    digest = current_digest(at)
-    assert len(exclusions(at, digest)) == 24
+    decisions = work(at).decisions
+    assert decisions.count("exclude") == 24
     boxes = [c for c in at.checkbox if c.label == "Exclude"]
     assert all(c.value for c in boxes)
     boxes[5].uncheck()
     at.run()
-    assert len(exclusions(at, digest)) == 23
+    assert decisions.count("exclude") == 23 and decisions.count("keep") == 0
 
 
 def test_paging_through_a_large_selection():
     at = start_app()
     select_class(at, "1")
-    at.number_input(key=f"page_{current_digest(at)[:12]}").set_value(2)
+    at.number_input(key=f"page_{demo().digest[:12]}").set_value(2)
     at.run()
-    names = [t.value for t in at.text if t.value.startswith("label:")]
-    assert len(names) == 24 and all("label: 1" in n for n in names)
+    data = demo()
+    second_page = np.flatnonzero(data.label_codes == data.class_names.index("1"))[24:48]
+    names = [t.value.split("\n")[1] for t in at.text if t.value.startswith("label:")]
+    assert sorted(names) == sorted(data.file_name(r) for r in second_page)  # the grid lists column by column
 
 
 def _write_images(root: Path, n: int) -> list[str]:
@@ -126,7 +140,7 @@ def test_upload_valid_npz_shows_its_map(allowed_root):
     at.file_uploader(key="npz_upload").set_value(("mine.npz", npz_bytes(emb, labels, np.array(paths)), "application/octet-stream"))
     at.run()
     assert not at.exception
-    assert metric(at, "Images") == "60"
+    assert header(at).startswith("mine.npz · 60 images · 8-D embeddings · 3 classes")
     select_class(at, "2")
     assert "Selected: 20 images" in texts(at)
     assert not any(t.value.startswith("⚠") for t in at.text)  # every image readable
@@ -142,7 +156,7 @@ def test_upload_broken_npz_shows_error_and_app_keeps_working():
     assert any("Could not load broken.npz" in shown(e) and "not an NPZ" in shown(e) for e in at.error)
     at.radio(key="data_source").set_value("Demo (digits)")
     at.run()
-    assert metric(at, "Images") == "1,797"
+    assert "1,797 images" in header(at)
 
 
 def test_upload_with_wrong_shapes_explains_the_problem():
@@ -176,25 +190,53 @@ def test_missing_image_shows_placeholder_with_reason(allowed_root):
 
 def test_resume_from_uploaded_exclusion_list():
     at = start_app()
-    digest = current_digest(at)
-    demo_paths = [p for p in _demo_paths(at) if "label_5" in p][:3]
-    listing = "\n".join(demo_paths + ["/not/in/dataset.png"]) + "\n"
-    at.file_uploader(key="exclusion_upload").set_value(("images_to_exclude.txt", listing.encode(), "text/plain"))
+    data = demo()
+    fives = np.flatnonzero(data.label_codes == data.class_names.index("5"))
+    listed = [str(data.image_paths[r]) for r in fives[[0, 2, 3]]]
+    listing = "\n".join(listed + ["/not/in/dataset.png"]) + "\n"
+    at.file_uploader(key="decisions_upload").set_value(("images_to_exclude.txt", listing.encode(), "text/plain"))
     at.run()
-    assert exclusions(at, digest).paths() == demo_paths
-    assert any("Restored 3 exclusions" in shown(w) and "1 path is not in this dataset and was skipped" in shown(w) for w in at.warning)
+    assert work(at).decisions.paths("exclude") == listed
+    assert any("Restored 3 exclusions, 0 relabels, 0 kept marks" in shown(w) and "Skipped 1 line" in shown(w)
+               for w in at.warning)
     select_class(at, "5")
-    ticked = [c.value for c in at.checkbox if c.label == "Exclude"]
-    assert sum(ticked) >= 1
+    ticked = {int(c.key.rsplit("_", 1)[1]) for c in at.checkbox if c.label == "Exclude" and c.value}
+    assert ticked == set(fives[[0, 2, 3]].tolist())
     at.button(key="btn_clear").click()
     at.run()
-    assert len(exclusions(at, digest)) == 3  # survives further reruns
+    assert work(at).decisions.count("exclude") == 3  # survives further reruns
 
 
-def _demo_paths(at: AppTest) -> list[str]:
-    from cleaner import ui
+def test_resume_from_decisions_csv_restores_relabels_and_kept_marks():
+    at = start_app()
+    data = demo()
+    rows = [0, 1, 2, 3]
+    paths = [str(data.image_paths[r]) for r in rows]
+    other = next(n for n in data.class_names if n != data.label_text(2))
+    table = ("image_path,decision,reason,old_label,new_label,decided_by\n"
+             f"{paths[0]},exclude,blurry,,,\n{paths[1]},keep,fine,,,\n"
+             f"{paths[2]},relabel,neighbours,{data.label_text(2)},{other},\n"
+             f"{paths[3]},relabel,typo,{data.label_text(3)},no-such-class,\n")
+    at.file_uploader(key="decisions_upload").set_value(("cleaner_decisions.csv", table.encode(), "text/csv"))
+    at.run()
+    decisions = work(at).decisions
+    assert decisions.paths("exclude") == paths[:1] and decisions.paths("keep") == paths[1:2]
+    assert decisions.get(paths[2]).new_label == other and paths[3] not in decisions
+    assert any("Restored 1 exclusion, 1 relabel, 1 kept mark" in shown(w) and "Skipped 1 line" in shown(w)
+               for w in at.warning)
+    # the cleaned NPZ carries the new label and leaves the excluded image out
+    cleaned = load_npz(decisions_npz(at))
+    assert cleaned.n == data.n - 1 and paths[0] not in cleaned.image_paths.tolist()
+    new_row = cleaned.image_paths.tolist().index(paths[2])
+    assert cleaned.label_text(new_row) == other
+    assert parse_decisions(decisions.decisions_csv()).decisions == decisions.by_path  # the round trip is exact
 
-    return ui._demo(str(ui.settings().demo_dir)).image_paths.tolist()
+
+def decisions_npz(at: AppTest) -> bytes:
+    """What "Download cleaned NPZ" serves, from the session's live decisions."""
+    from cleaner.decisions import cleaned_npz
+
+    return cleaned_npz(demo(), work(at).decisions)
 
 
 def test_two_sessions_are_isolated():
@@ -203,9 +245,9 @@ def test_two_sessions_are_isolated():
     [c for c in alice.checkbox if c.label == "Exclude"][0].check()
     alice.run()
     bob.run()
-    assert metric(alice, "Excluded") == "1"
-    assert metric(bob, "Excluded") == "0"
-    assert len(exclusions(bob, current_digest(bob))) == 0
+    assert "· 1 excluded ·" in header(alice)
+    assert "· 0 excluded ·" in header(bob)
+    assert len(work(bob).decisions) == 0
 
 
 def test_server_folder_lists_only_allowed_npz_files(allowed_root, tmp_path):
@@ -225,7 +267,7 @@ def test_server_folder_lists_only_allowed_npz_files(allowed_root, tmp_path):
     assert not any("secret" in o or "link_out" in o for o in options)
     at.selectbox(key="server_npz").set_value(next(o for o in options if o.endswith("team.npz")))
     at.run()
-    assert metric(at, "Images") == "30"
+    assert header(at).startswith("team.npz · 30 images")
 
 
 def test_path_prefix_remap_finds_moved_images(allowed_root):
@@ -245,8 +287,13 @@ def test_path_prefix_remap_finds_moved_images(allowed_root):
     assert not any(t.value.startswith("⚠") for t in at.text)
 
 
-def _queue_rows(at: AppTest) -> set[int]:
-    return {int(b.key.rsplit("_", 1)[1]) for b in at.button if b.key and b.key.startswith("q_keep_")}
+def _queue_cards(at: AppTest) -> list[int]:
+    """The rows on the queue's cards, in slot order (the page lists the left column's cards, then the right's)."""
+    in_page = [int(b.key.rsplit("_", 1)[1]) for b in at.button if b.key and b.key.startswith("q_keep_")]
+    left = (len(in_page) + 1) // 2
+    slots = [None] * len(in_page)
+    slots[0::2], slots[1::2] = in_page[:left], in_page[left:]
+    return slots
 
 
 def _click(at: AppTest, key: str) -> None:
@@ -258,42 +305,45 @@ def test_review_queue_exclude_keep_relabel_and_undo():
     at = start_app()
     at.radio(key="review_view").set_value("Review queue")
     at.run()
-    assert any("7 flagged samples left to review" in m.value for m in at.markdown)
-    shown = _queue_rows(at)
-    assert len(shown) == 6
+    data, result = demo(), demo_result()
+    queue = pending_rows(result, "worst", []).tolist()
+    assert any(f"{len(queue):,} flagged samples left to review" in m.value for m in at.markdown)
+    cards = _queue_cards(at)
+    assert cards == queue[:6]
     # every card says why, with the neighbours' label
-    assert sum(t.value.startswith("label issue") and "of its neighbours say" in t.value for t in at.text) == 6
-    from cleaner import ui
-
-    demo = ui._demo(str(ui.settings().demo_dir))
-    first = min(shown, key=lambda r: -ui.cached_suspects(demo.digest, 20, "cosine", demo, None).labels.score[r])
+    n_label = sum(bool(result.labels.flagged[r]) for r in cards)
+    assert sum(t.value.startswith("label issue") and "of its neighbours say" in t.value for t in at.text) == n_label
+    first = cards[0]
     _click(at, f"q_excl_{first}")
-    after = _queue_rows(at)
-    assert first not in after and len(after) == 6  # Exclude moves on: the 7th suspect comes up
-    assert any("6 flagged samples left to review" in m.value for m in at.markdown)
-    excl = exclusions(at, demo.digest)
-    assert excl.paths() == [str(demo.image_paths[first])]
-    assert excl.reasons[excl.paths()[0]].startswith("label issue")
-    kept = sorted(after)[0]
+    after = _queue_cards(at)
+    assert after == [queue[6]] + cards[1:]  # the next suspect takes the decided card's place; the others stay put
+    assert any(f"{len(queue) - 1:,} flagged samples left to review" in m.value for m in at.markdown)
+    decisions = work(at).decisions
+    assert decisions.paths("exclude") == [str(data.image_paths[first])]
+    assert decisions.get(str(data.image_paths[first])).reason.startswith(("label issue", "outlier", "near-duplicate"))
+    kept = after[1]
     _click(at, f"q_keep_{kept}")
-    assert kept not in _queue_rows(at) and len(excl) == 1  # Keep leaves the queue and the list
-    relabelled = sorted(_queue_rows(at))[0]
+    assert kept not in _queue_cards(at) and decisions.count("exclude") == 1 and decisions.count("keep") == 1
+    relabelled = next(r for r in _queue_cards(at) if f"q_relabel_{r}" in {b.key for b in at.button})
     _click(at, f"q_relabel_{relabelled}")
-    assert list(excl.relabels) == [str(demo.image_paths[relabelled])] and "relabel" in excl.to_csv()
+    suggested = data.class_names[int(result.labels.suggested_label[relabelled])]
+    path = str(data.image_paths[relabelled])
+    assert decisions.get(path).new_label == suggested
+    assert list(csv.reader(io.StringIO(decisions.relabel_csv()))) == [
+        ["image_path", "old_label", "new_label"], [path, data.label_text(relabelled), suggested]]
     _click(at, "btn_undo")
-    assert not excl.relabels and relabelled in _queue_rows(at)
+    assert path not in decisions and relabelled in pending_rows(result, "worst", work(at).decided_rows())
 
 
-def test_color_by_score_and_class_confusion_view():
+def test_class_confusion_table_matches_the_scores():
     at = start_app()
-    for option in ("label_issue", "outlier", "near_duplicate", "worst"):
-        at.selectbox(key="color_by").set_value(option)
-        at.run()
-        assert not at.exception
     at.radio(key="review_view").set_value("Class confusion")
     at.run()
-    assert len(at.dataframe) == 1
-    assert not at.exception
+    data, result = demo(), demo_result()
+    pairs = class_confusion(result.labels)
+    table = at.dataframe[0].value
+    assert list(table["images"]) == [p.count for p in pairs]
+    assert list(table["given label"]) == [data.class_names[p.given] for p in pairs]
 
 
 def test_hostile_labels_and_paths_show_literally(allowed_root):
@@ -309,7 +359,7 @@ def test_hostile_labels_and_paths_show_literally(allowed_root):
     at.run()
     select_class(at, "<img src=x onerror=alert(1)>")
     assert any(t.value.startswith("label: <img src=x onerror=alert(1)>") for t in at.text)
-    assert any(t.value == "Dataset: <b>x</b>.npz" for t in at.text)
+    assert header(at).startswith("<b>x</b>.npz · 24 images")
     at.radio(key="review_view").set_value("Review queue")
     at.run()
     relabel = [b for b in at.button if b.key and b.key.startswith("q_relabel_")]

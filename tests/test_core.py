@@ -1,12 +1,10 @@
 """Unit tests for the neighbour graph, layouts, exclusion list, figures and the demo."""
-import datetime as dt
 import json
 
 import numpy as np
 import pytest
 
 from cleaner.dataset import dataset_from_arrays
-from cleaner.exclusions import ExclusionList, exclusion_file_name, parse_exclusion_text
 from cleaner.figures import map_2d, map_3d, plain_text
 from cleaner.layout import LayoutParams, LayoutStore, pca_projection
 from cleaner.neighbours import approximate_neighbours, exact_neighbours, neighbour_graph
@@ -120,34 +118,6 @@ def test_layout_store_treats_a_damaged_file_as_a_miss(tmp_path, damage):
     assert store.get("abc", params, 100) is None
 
 
-def test_exclusion_list_text_round_trip():
-    excl = ExclusionList()
-    excl.add("/data/a.png", "blurry")
-    excl.add("/data/b.png")
-    excl.add("/data/a.png")  # no duplicates, reason kept
-    assert excl.to_text() == "/data/a.png\n/data/b.png\n"
-    assert excl.reasons["/data/a.png"] == "blurry"
-    parsed = parse_exclusion_text(excl.to_text().encode())
-    assert parsed.paths == ["/data/a.png", "/data/b.png"]
-    excl.set("/data/a.png", False)
-    assert "/data/a.png" not in excl and len(excl) == 1
-
-
-def test_exclusion_parse_skips_blanks_comments_and_reads_csv():
-    parsed = parse_exclusion_text("# made by hand\n\n/x/1.png\r\n/x/2.png\n/x/1.png\n")
-    assert parsed.paths == ["/x/1.png", "/x/2.png"] and parsed.ignored_lines == 2
-    excl = ExclusionList()
-    excl.add("/x/3.png", "outlier")
-    excl.relabel("/x/4.png", "cat")
-    assert parse_exclusion_text(excl.to_csv()).paths == ["/x/3.png"]
-    with pytest.raises(ValueError):
-        parse_exclusion_text(b"\xff\xfe\x00bad")
-
-
-def test_exclusion_file_name_has_the_date():
-    assert exclusion_file_name(dt.date(2026, 3, 4)) == "images_to_exclude_from_training_2026_03_04.txt"
-
-
 def _tiny_dataset(labels=None):
     emb, default_labels = clustered_arrays(n_per_class=10, n_classes=3, dims=4)
     labels = default_labels if labels is None else labels
@@ -202,15 +172,3 @@ def test_demo_is_real_digits_with_images_and_shipped_layouts(tmp_path):
     for n in (3, 2):  # the cold server serves the demo map without running UMAP
         coords = store.get(demo.embedding_digest, LayoutParams(n_components=n), demo.n)
         assert coords is not None and coords.shape == (1797, n)
-
-
-def test_cleaned_npz_drops_excluded_rows_and_reloads():
-    from cleaner.dataset import cleaned_npz_bytes, load_npz
-
-    dataset, _ = _tiny_dataset()
-    keep = np.setdiff1d(np.arange(dataset.n), [0, 5])
-    cleaned = load_npz(cleaned_npz_bytes(dataset, keep))
-    assert cleaned.n == dataset.n - 2
-    assert "/img/0.png" not in cleaned.image_paths and "/img/5.png" not in cleaned.image_paths
-    np.testing.assert_array_equal(cleaned.embeddings, dataset.embeddings[keep])
-    np.testing.assert_array_equal(cleaned.labels, dataset.labels[keep])

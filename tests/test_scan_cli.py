@@ -11,7 +11,7 @@ import numpy as np
 from PIL import Image
 
 from cleaner.dataset import npz_bytes
-from cleaner.scan import EXTRA_COLUMNS, REPORT_COLUMNS
+from cleaner.report import EXTRA_COLUMNS, REPORT_COLUMNS
 
 from .conftest import clustered_arrays
 

@@ -1,0 +1,62 @@
+"""All suspect scores of one dataset, computed from the one neighbour graph: what the queue, the map and the report read."""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from .dataset import Dataset
+from .neighbours import NeighbourGraph, neighbour_graph
+from .scores import (
+    IssueScores,
+    LabelIssues,
+    NearDuplicates,
+    Outliers,
+    UnreadableImages,
+    duplicates_to_drop,
+    label_issues,
+    near_duplicates,
+    outliers,
+    review_queue,
+    unreadable_images,
+)
+
+
+@dataclass(frozen=True, eq=False)
+class ScanResult:
+    """All scores of one dataset; `unreadable` is None when the images were not checked."""
+
+    labels: LabelIssues
+    outliers: Outliers
+    duplicates: NearDuplicates
+    unreadable: UnreadableImages | None
+
+    def all(self) -> tuple[IssueScores, ...]:
+        found = (self.labels, self.outliers, self.duplicates, self.unreadable)
+        return tuple(s for s in found if s is not None)
+
+    def exclusion_rows(self, n: int) -> np.ndarray:
+        """The n most suspect rows to leave out of training; one copy of each duplicate group stays, unless it has
+        issues of its own: the copy whose label its neighbours support most."""
+        dup = self.duplicates
+        drop = duplicates_to_drop(dup, prefer=self.labels.score)
+        removable = replace(dup, score=np.where(drop, dup.score, 0).astype(np.float32), flagged=drop)
+        scores = [s if s is not dup else removable for s in self.all()]
+        return review_queue(*scores, by="worst")[: max(0, n)]
+
+
+def scan_dataset(dataset: Dataset, k: int = 20, metric: str = "cosine", access=None) -> ScanResult:
+    """Every score of the dataset; images are checked only when an ImageAccess is given."""
+    return scores_from_graph(dataset, neighbour_graph(dataset.embeddings, k=k, metric=metric), access)
+
+
+def scores_from_graph(dataset: Dataset, graph: NeighbourGraph, access=None) -> ScanResult:
+    """Every score from a neighbour graph already computed (the app passes the one its map was built on)."""
+    return ScanResult(
+        labels=label_issues(graph, dataset.label_codes, len(dataset.class_names)),
+        outliers=outliers(graph),
+        duplicates=near_duplicates(graph, dataset.label_codes),
+        unreadable=unreadable_images(dataset.image_paths, access) if access is not None else None,
+    )
+
+

@@ -1,0 +1,60 @@
+"""Expensive things computed once per server and shared by every session, keyed on cheap digests.
+
+Big arrays are `_underscored` arguments so Streamlit never hashes them on a rerun.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import streamlit as st
+
+from ..config import Settings, load_settings
+from ..dataset import Dataset, load_npz
+from ..demo import load_demo
+from ..layout import LayoutStore, pca_projection
+from ..layout_service import LayoutService
+from ..neighbours import GraphStore, NeighbourGraph, neighbour_graph
+from ..suspects import ScanResult, scores_from_graph
+
+
+@st.cache_resource(show_spinner=False)
+def settings() -> Settings:
+    return load_settings()
+
+
+@st.cache_resource(show_spinner=False)
+def demo_dataset(demo_dir: str) -> Dataset:
+    return load_demo(Path(demo_dir))
+
+
+@st.cache_resource(max_entries=8, show_spinner=False)
+def server_npz(path: str, mtime_ns: int, size: int, max_bytes: int, max_rows: int, max_dims: int) -> Dataset:
+    """A server file, read again only when its modification time or size changes."""
+    return load_npz(path, max_bytes=max_bytes, max_rows=max_rows, max_dims=max_dims)
+
+
+@st.cache_resource(max_entries=8, show_spinner=False)
+def graph(embedding_digest: str, k: int, metric: str, cache_dir: str, cache_max_bytes: int,
+          _embeddings: np.ndarray) -> NeighbourGraph:
+    """The graph from this process's memory, else from the disk store (any process computed it), else searched."""
+    store = GraphStore(Path(cache_dir) / "graphs", max_bytes=cache_max_bytes)
+    return neighbour_graph(_embeddings, k=k, metric=metric, store=store, embedding_digest=embedding_digest)
+
+
+@st.cache_resource(show_spinner=False)
+def layout_service(cache_dir: str, cache_max_bytes: int) -> LayoutService:
+    """One per server: every session shares the layouts and the worker threads."""
+    service = LayoutService(LayoutStore(Path(cache_dir) / "layouts", max_bytes=cache_max_bytes))
+    service.warm_up()
+    return service
+
+
+@st.cache_resource(max_entries=16, show_spinner=False)
+def preview(embedding_digest: str, n_components: int, _embeddings: np.ndarray) -> np.ndarray:
+    return pca_projection(_embeddings, n_components)
+
+
+@st.cache_resource(max_entries=8, show_spinner=False)
+def suspects(digest: str, k: int, metric: str, _dataset: Dataset, _graph: NeighbourGraph) -> ScanResult:
+    return scores_from_graph(_dataset, _graph)

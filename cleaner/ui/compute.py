@@ -1,0 +1,64 @@
+"""The neighbour graph, the maps and the scores of a dataset, with progress a person can read while they compute."""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+import streamlit as st
+
+from ..config import Settings
+from ..dataset import Dataset
+from ..layout import LayoutParams
+from ..layout_service import LayoutService
+from ..neighbours import NeighbourGraph
+from ..suspects import ScanResult
+from . import cache
+from .data_source import GRAPH_K
+from .state import DatasetWork
+
+
+@dataclass(frozen=True)
+class Maps:
+    """The 3D and 2D coordinates shown, and a key that changes whenever they change."""
+
+    coords3: np.ndarray
+    coords2: np.ndarray
+    key: str
+    is_preview: bool  # True while a PCA projection stands in for UMAP
+
+
+def graph_and_maps(dataset: Dataset, params: LayoutParams, cfg: Settings) -> tuple[NeighbourGraph, Maps]:
+    """The neighbour graph, and the UMAP maps if ready; else a PCA preview while UMAP runs in the background."""
+    with st.spinner(f"Finding the {GRAPH_K} nearest neighbours of {dataset.n:,} samples…"):
+        graph = cache.graph(dataset.embedding_digest, GRAPH_K, params.metric, str(cfg.cache_dir),
+                            cfg.cache_max_bytes, dataset.embeddings)
+    service = cache.layout_service(str(cfg.cache_dir), cfg.cache_max_bytes)
+    all_params = [replace(params, n_components=n) for n in (3, 2)]
+    statuses = [service.request(dataset.embedding_digest, p, dataset.embeddings, graph) for p in all_params]
+    coords = [service.get(dataset.embedding_digest, p, dataset.n) for p in all_params]
+    if all(c is not None for c in coords):
+        return graph, Maps(coords[0], coords[1], params.key(), is_preview=False)
+    failed = [s for s in statuses if s.state == "failed"]
+    if failed:
+        st.error(f"The UMAP map could not be computed ({failed[0].error}). Showing the PCA projection instead.")
+    else:
+        _wait_for_maps(service, dataset.embedding_digest, all_params, dataset.n)
+    preview = [cache.preview(dataset.embedding_digest, n, dataset.embeddings) for n in (3, 2)]
+    return graph, Maps(preview[0], preview[1], "pca", is_preview=True)
+
+
+@st.fragment(run_every=2)
+def _wait_for_maps(service: LayoutService, digest: str, all_params: list[LayoutParams], n_rows: int) -> None:
+    statuses = [service.status(digest, p, n_rows) for p in all_params]
+    if all(s.state == "ready" for s in statuses):
+        st.rerun()  # the whole page, to swap the preview for the UMAP map
+    elapsed = max(s.elapsed_s for s in statuses)
+    st.caption(f"Map: a quick PCA preview while the UMAP map of {n_rows:,} samples is computed in the background "
+               f"({elapsed:.0f} s so far). It replaces the preview when ready; you can select and review meanwhile.")
+
+
+def suspects(dataset: Dataset, graph: NeighbourGraph, work: DatasetWork) -> ScanResult:
+    """All scores from the shared graph (cached per dataset), plus the image check once the user ran it."""
+    with st.spinner("Scoring every sample for label issues, outliers and near-duplicates…"):
+        result = cache.suspects(dataset.digest, graph.k, graph.metric, dataset, graph)
+    return replace(result, unreadable=work.unreadable) if work.unreadable is not None else result

@@ -1,0 +1,32 @@
+"""Class confusion: which given labels the neighbours contradict, and with what; a row picks those images."""
+from __future__ import annotations
+
+import streamlit as st
+
+from ..scores import class_confusion, plural
+from ..suspects import ScanResult
+from .state import DatasetWork, is_new_event
+
+
+def confusion_panel(work: DatasetWork, result: ScanResult) -> bool:
+    """The table of (given label, neighbours' label) pairs; picking a row selects its images. True if any."""
+    pairs = class_confusion(result.labels)
+    if not pairs:
+        st.success("No flagged label issues: the neighbours agree with the given labels.")
+        return False
+    st.caption("Pick a row to see those images below.")
+    names = work.dataset.class_names
+    table = {
+        "given label": [names[p.given] for p in pairs],
+        "neighbours say": [names[p.suggested] for p in pairs],
+        "images": [p.count for p in pairs],
+    }
+    digest = work.dataset.digest
+    event = st.dataframe(table, on_select="rerun", selection_mode="single-row", hide_index=True,
+                         key=f"confusion_{digest[:12]}", width="stretch", height=min(400, 38 + 35 * len(pairs)))
+    picked = event.selection.rows if event else []
+    if picked and is_new_event("confusion", (digest, picked[0])):
+        pair = pairs[picked[0]]
+        work.select(tuple(pair.rows.tolist()), f"labelled {names[pair.given]!r}, neighbours say "
+                    f"{names[pair.suggested]!r} ({plural(pair.count, 'image')})")
+    return True

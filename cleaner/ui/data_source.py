@@ -1,0 +1,106 @@
+"""Sidebar: where the data comes from (demo, upload, server folder), the map settings and the image location."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import streamlit as st
+
+from ..config import Settings
+from ..dataset import Dataset, DatasetError, load_npz
+from ..images import ImageAccess, PathRemap
+from ..layout import LayoutParams
+from ..neighbours import METRICS
+from . import cache
+from .state import uploaded_dataset
+from .text import literal
+
+GRAPH_K = 20
+MAX_LISTED_NPZ = 500
+SOURCES = ("Demo (digits)", "Upload an NPZ", "Server folder")
+
+
+def allowed_npz_files(cfg: Settings) -> list[Path]:
+    """NPZ files under the allowed folders (symlinks resolved and checked), at most MAX_LISTED_NPZ."""
+    found: list[Path] = []
+    for root in cfg.allowed_roots:
+        for dirpath, dirnames, filenames in os.walk(root):
+            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+            for name in sorted(filenames):
+                if name.endswith(".npz"):
+                    real = Path(os.path.realpath(Path(dirpath) / name))
+                    if any(real.is_relative_to(r) for r in cfg.allowed_roots):
+                        found.append(real)
+                if len(found) >= MAX_LISTED_NPZ:
+                    return found
+    return found
+
+
+def choose_dataset(cfg: Settings) -> Dataset | None:
+    """Sidebar: demo, upload, or a file from the server's allowed folders. Errors are shown, never raised."""
+    source = st.sidebar.radio("Data", SOURCES, key="data_source")
+    if source == SOURCES[0]:
+        with st.spinner("Preparing the demo dataset (first start only)…"):
+            return cache.demo_dataset(str(cfg.demo_dir))
+    if source == SOURCES[1]:
+        return _uploaded(cfg)
+    return _from_server_folder(cfg)
+
+
+def _uploaded(cfg: Settings) -> Dataset | None:
+    upload = st.sidebar.file_uploader(
+        "NPZ with embeddings, labels, image_paths", type=["npz"], key="npz_upload",
+        max_upload_size=max(1, cfg.max_npz_bytes // (1024 * 1024)),
+    )
+    if upload is None:
+        st.info("Upload an `.npz` made with `np.savez_compressed(path, embeddings=[N, D] floats, "
+                "labels=[N], image_paths=[N] absolute paths)`.")
+        return None
+
+    def load() -> Dataset | DatasetError:
+        try:
+            with st.spinner(f"Reading {upload.name}…"):
+                return load_npz(upload, name=upload.name, max_bytes=cfg.max_npz_bytes,
+                                max_rows=cfg.max_rows, max_dims=cfg.max_dims)
+        except DatasetError as exc:
+            return exc
+
+    result = uploaded_dataset(upload.file_id, load)
+    if isinstance(result, DatasetError):
+        st.error(literal(f"Could not load {upload.name}: {result}"))
+        return None
+    return result
+
+
+def _from_server_folder(cfg: Settings) -> Dataset | None:
+    files = allowed_npz_files(cfg)
+    if not files:
+        st.info("No NPZ files in the server's allowed folders. The server administrator sets them with "
+                "the CLEANER_ALLOWED_ROOTS environment variable.")
+        return None
+    path = Path(st.sidebar.selectbox("NPZ on the server", [str(f) for f in files], key="server_npz"))
+    try:
+        stat = path.stat()
+        with st.spinner(f"Reading {path.name}…"):
+            return cache.server_npz(str(path), stat.st_mtime_ns, stat.st_size,
+                                    cfg.max_npz_bytes, cfg.max_rows, cfg.max_dims)
+    except (DatasetError, OSError) as exc:
+        st.error(literal(f"Could not load {path.name}: {exc}"))
+        return None
+
+
+def map_settings() -> LayoutParams:
+    with st.sidebar.expander("Map settings"):
+        metric = st.selectbox("Distance", METRICS, key="metric", help="Cosine suits most neural-network embeddings.")
+        n_neighbors = st.slider("UMAP neighbours", 5, GRAPH_K, 15, key="n_neighbors")
+        min_dist = st.select_slider("UMAP min distance", [0.0, 0.05, 0.1, 0.25, 0.5], 0.1, key="min_dist")
+    return LayoutParams(n_components=3, n_neighbors=n_neighbors, min_dist=min_dist, metric=metric)
+
+
+def image_access(cfg: Settings) -> ImageAccess:
+    with st.sidebar.expander("Image location"):
+        st.caption("If the NPZ was made on another machine, map its path prefix to where the images are here.")
+        old = st.text_input("Path prefix in the NPZ", key="remap_old")
+        new = st.text_input("Replace with", key="remap_new")
+    remaps = (PathRemap(old, new),) if old else ()
+    return ImageAccess(allowed_roots=cfg.readable_roots, remaps=remaps)

@@ -1,0 +1,104 @@
+"""The selected images: selection tools (class, neighbours), then a page of thumbnails with an Exclude tick each."""
+from __future__ import annotations
+
+import numpy as np
+import streamlit as st
+
+from ..images import ImageAccess, load_thumbnail
+from ..neighbours import NeighbourGraph
+from ..scores import plural
+from .state import DatasetWork, show_widget_value, widget_value, work_by_digest
+
+PAGE_SIZE = 24
+GALLERY_COLUMNS = 4
+SMALL_DATA_ROWS = 20_000  # below this a decision also redraws the map's marks at once
+
+
+def selection_tools(work: DatasetWork, graph: NeighbourGraph) -> None:
+    """Select a whole class, or the nearest neighbours of the clicked point, or clear the selection."""
+    dataset = work.dataset
+    cols = st.columns([2, 1.3, 2.2, 1.6, 0.9], vertical_alignment="bottom")
+    klass = cols[0].selectbox("Class", dataset.class_names, key="select_class")
+    if cols[1].button("Select class", key="btn_class", width="stretch"):
+        code = dataset.class_names.index(klass)
+        rows = tuple(np.flatnonzero(dataset.label_codes == code).tolist())
+        work.select(rows, f"class {klass!r} ({plural(len(rows), 'image')})")
+    k = cols[2].slider("Nearest neighbours of the clicked point", 1, graph.k, min(10, graph.k), key="knn_k")
+    anchor = work.selection.anchor
+    if cols[3].button("Select neighbours", key="btn_knn", disabled=anchor is None, width="stretch",
+                      help="Click a point on the map first" if anchor is None else None):
+        rows = (anchor,) + tuple(graph.indices[anchor, :k].tolist())
+        work.select(rows, f"point #{anchor} and its {k} nearest neighbours", anchor=anchor)
+    if cols[4].button("Clear", key="btn_clear", width="stretch"):
+        work.clear_selection()
+
+
+def _tick(digest: str, row: int, key: str) -> None:
+    work_by_digest(digest).set_excluded([row], bool(widget_value(key)))
+
+
+def _tick_page(digest: str, rows: list[int], excluded: bool) -> None:
+    work_by_digest(digest).set_excluded(rows, excluded)
+
+
+def _go_to_page(digest: str, key: str) -> None:
+    work_by_digest(digest).go_to_page(int(widget_value(key)) - 1)
+
+
+@st.fragment
+def gallery(work: DatasetWork, access: ImageAccess) -> None:
+    """The selected images with an Exclude checkbox each; a tick reruns only this fragment."""
+    dataset = work.dataset
+    if work.map_is_behind and dataset.n <= SMALL_DATA_ROWS:
+        st.rerun()  # small data: redraw the map marks right away; large data keeps the tick cheap
+    sel = work.selection
+    if not sel.rows:
+        st.info("Click a point or draw a box or lasso on the map, or select a class, to review images here.")
+        return
+    n_pages = (len(sel.rows) + PAGE_SIZE - 1) // PAGE_SIZE
+    page = min(work.page, n_pages - 1)
+    top = st.columns([4, 2])
+    top[0].markdown(f"**Selected: {plural(len(sel.rows), 'image')}**")
+    top[0].text(sel.description)
+    if work.map_is_behind:
+        map_behind_note(work, top[0], "btn_map_marks_gallery")
+    page_key = f"page_{dataset.digest[:12]}"
+    show_widget_value(page_key, page + 1)
+    top[1].number_input(f"Page (of {n_pages})", 1, n_pages, key=page_key, on_change=_go_to_page,
+                        args=(dataset.digest, page_key))
+    rows = list(sel.rows[page * PAGE_SIZE:(page + 1) * PAGE_SIZE])
+    buttons = st.columns(2)
+    buttons[0].button("Exclude all on this page", key="btn_excl_page", on_click=_tick_page,
+                      args=(dataset.digest, rows, True), width="stretch")
+    buttons[1].button("Include all on this page", key="btn_incl_page", on_click=_tick_page,
+                      args=(dataset.digest, rows, False), width="stretch")
+    grid = st.columns(GALLERY_COLUMNS)
+    for i, row in enumerate(rows):
+        with grid[i % GALLERY_COLUMNS]:
+            _card(work, row, access)
+
+
+def _card(work: DatasetWork, row: int, access: ImageAccess) -> None:
+    dataset = work.dataset
+    path = str(dataset.image_paths[row])
+    thumb = load_thumbnail(path, access)
+    st.image(thumb.png, width="stretch")
+    decision = work.decisions.get(path)
+    label = dataset.label_text(row)
+    if decision is not None and decision.kind == "relabel":
+        label = f"{label} → {decision.new_label}"
+    st.text(f"label: {label}\n{dataset.file_name(row)}")  # st.text never renders markup
+    if not thumb.ok:
+        st.text(f"⚠ {thumb.reason}")
+    key = f"excl_{dataset.digest[:12]}_{row}"
+    show_widget_value(key, work.decisions.is_excluded(path))
+    st.checkbox("Exclude", key=key, on_change=_tick, args=(dataset.digest, row, key))
+
+
+def map_behind_note(work: DatasetWork, where, key: str) -> None:
+    """Large data: decisions rerun only their panel, so the map's marks wait until asked for (downloads are current)."""
+    where.caption(f"{plural(work.decisions.count('exclude'), 'image')} excluded in all; "
+                  "the map shows the marks of your earlier decisions.")
+    if where.button("Show my decisions on the map", key=key,
+                    help=f"Redraws the map of {work.dataset.n:,} points"):
+        st.rerun()

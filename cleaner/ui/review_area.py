@@ -1,0 +1,25 @@
+"""Beside the map: the gallery of the selection, the ranked review queue, or the class-confusion table."""
+from __future__ import annotations
+
+import streamlit as st
+
+from ..images import ImageAccess
+from ..neighbours import NeighbourGraph
+from ..suspects import ScanResult
+from .confusion import confusion_panel
+from .gallery import gallery, selection_tools
+from .review_queue import review_queue_panel
+from .state import DatasetWork
+
+REVIEW_VIEWS = ("Selected images", "Review queue", "Class confusion")
+
+
+def review_area(work: DatasetWork, graph: NeighbourGraph, result: ScanResult, access: ImageAccess) -> None:
+    view = st.radio("Review", REVIEW_VIEWS, horizontal=True, key="review_view", label_visibility="collapsed")
+    if view == REVIEW_VIEWS[0]:
+        selection_tools(work, graph)
+        gallery(work, access)
+    elif view == REVIEW_VIEWS[1]:
+        review_queue_panel(work, result, access)
+    elif confusion_panel(work, result):
+        gallery(work, access)

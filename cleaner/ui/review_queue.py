@@ -1,0 +1,80 @@
+"""The review queue: the most suspect images first, each with its reason and Exclude / Keep / Relabel buttons."""
+from __future__ import annotations
+
+import streamlit as st
+
+from ..images import ImageAccess, load_thumbnail
+from ..review import ORDERS, pending_rows, reasons
+from ..scores import unreadable_images
+from ..suspects import ScanResult
+from .gallery import SMALL_DATA_ROWS
+from .state import DatasetWork, work_by_digest
+from .text import literal
+
+QUEUE_SHOWN = 6
+SHORTCUTS = {"exclude": "X", "keep": "K", "relabel": "L", "undo": "U"}  # Streamlit reserves R (rerun) and C
+
+
+def _decide(digest: str, row: int, kind: str, reason: str, new_label: str = "") -> None:
+    work_by_digest(digest).decide(row, kind, reason, new_label)  # type: ignore[arg-type]
+
+
+def _undo(digest: str) -> None:
+    work_by_digest(digest).undo()
+
+
+@st.fragment
+def review_queue_panel(work: DatasetWork, result: ScanResult, access: ImageAccess) -> None:
+    """The most suspect samples first; a decided card's place goes to the next suspect, the others stay put."""
+    dataset = work.dataset
+    if work.map_is_behind and dataset.n <= SMALL_DATA_ROWS:
+        st.rerun()
+    orders = [k for k in ORDERS if k != "unreadable" or result.unreadable is not None]
+    top = st.columns([3, 2, 2], vertical_alignment="bottom")
+    by = top[0].selectbox("Order by", orders, format_func=ORDERS.get, key="queue_order")
+    if result.unreadable is None and top[1].button(
+            "Check image files", key="btn_check_images", width="stretch",
+            help="Open every image to find missing, empty, truncated or non-image files"):
+        with st.spinner(f"Opening {dataset.n:,} image files…"):
+            work.check_images(unreadable_images(dataset.image_paths, access))
+        st.rerun()
+    top[2].button("Undo last decision", key="btn_undo", on_click=_undo, args=(dataset.digest,),
+                  disabled=not work.undo_stack, width="stretch", shortcut=SHORTCUTS["undo"])
+    queue = pending_rows(result, by, work.decided_rows())
+    st.markdown(f"**{len(queue):,} flagged samples left to review** · {len(work.decisions):,} decided · "
+                f"{work.decisions.count('exclude'):,} excluded")
+    st.caption("Keys for the first card: X exclude · K keep · L relabel to the suggestion · U undo")
+    if not len(queue):
+        st.success("Nothing flagged is left to review for this order. Pick another order, or explore the map.")
+        return
+    cards = work.queue_cards(by, queue, QUEUE_SHOWN)
+    grid = st.columns(2)
+    for slot, row in enumerate(cards):
+        with grid[slot % 2].container(border=True, key=f"queue_slot_{slot}"):
+            _card(work, result, row, by, access, first=slot == 0)
+
+
+def _card(work: DatasetWork, result: ScanResult, row: int, by: str, access: ImageAccess, first: bool) -> None:
+    dataset = work.dataset
+    labels = result.labels
+    why = reasons(dataset, result, row)
+    given = dataset.class_names[int(labels.given_label[row])]
+    suggested = dataset.class_names[int(labels.suggested_label[row])]
+    thumb = load_thumbnail(str(dataset.image_paths[row]), access)
+    st.image(thumb.png, width=150)
+    st.text(f"label: {given}" + (f"   neighbours say: {suggested}" if suggested != given else ""))
+    st.text(dataset.file_name(row))
+    st.text("\n".join(why) or "no strong signal")
+    if not thumb.ok and not any(thumb.reason in w for w in why):
+        st.text(f"⚠ {thumb.reason}")
+    reason = why[0] if why else f"review queue ({ORDERS[by]})"
+    keys = SHORTCUTS if first else {}
+    b = st.columns(2)
+    b[0].button("Exclude", key=f"q_excl_{row}", on_click=_decide, type="primary", shortcut=keys.get("exclude"),
+                args=(dataset.digest, row, "exclude", reason), width="stretch")
+    b[1].button("Keep", key=f"q_keep_{row}", on_click=_decide, shortcut=keys.get("keep"),
+                args=(dataset.digest, row, "keep", "kept after review"), width="stretch")
+    if suggested != given:
+        st.button(f"Relabel to {literal(suggested)}", key=f"q_relabel_{row}", on_click=_decide,
+                  shortcut=keys.get("relabel"), args=(dataset.digest, row, "relabel", reason, suggested),
+                  width="stretch")

@@ -1,0 +1,183 @@
+"""Each browser session's work, one typed object per dataset: the only module that touches `st.session_state`.
+
+Every change a user can make is a method of `DatasetWork`; widget callbacks call those methods and nothing else.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+import streamlit as st
+
+from ..dataset import Dataset
+from ..decisions import Decision, Decisions, Kind, ParsedDecisions, label_codes_after, rows_of
+from ..scores import UnreadableImages, plural
+
+_WORK_KEY = "cleaner_work"
+_SEEN_KEY = "cleaner_seen_events"
+_UPLOADS_KEY = "cleaner_uploads"
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The rows shown in the gallery and how they were chosen."""
+
+    rows: tuple[int, ...] = ()
+    description: str = ""
+    anchor: int | None = None  # the single point a neighbour search starts from
+
+
+@dataclass
+class DatasetWork:
+    """One dataset's work in this browser session: decisions, selection, gallery page, checks and messages."""
+
+    dataset: Dataset
+    user: str = ""  # the signed-in user's e-mail, written into each decision
+    decisions: Decisions = field(default_factory=Decisions)
+    selection: Selection = field(default_factory=Selection)
+    page: int = 0
+    undo_stack: list[tuple[str, Decision | None]] = field(default_factory=list)
+    unreadable: UnreadableImages | None = None  # set once the user has checked the image files
+    map_marks_version: int = 0  # the decisions' version the map was last drawn with
+    queue_slots: dict[str, list[int]] = field(default_factory=dict)  # per queue order: the rows on its cards
+    list_message: tuple[str, str] | None = None  # ("success" | "warning" | "error", text) about an uploaded list
+    _derived: tuple[int, np.ndarray, np.ndarray, np.ndarray] | None = field(default=None, repr=False)
+
+    # ------------------------------------------------------------ what the user can do
+
+    def select(self, rows: tuple[int, ...], description: str, anchor: int | None = None) -> None:
+        self.selection = Selection(tuple(int(r) for r in rows), description, anchor)
+        self.page = 0
+
+    def clear_selection(self) -> None:
+        self.select((), "")
+
+    def go_to_page(self, page: int) -> None:
+        self.page = max(0, int(page))
+
+    def decide(self, row: int, kind: Kind, reason: str = "", new_label: str = "") -> None:
+        """Exclude, keep or relabel one image; the decision can be undone."""
+        path = str(self.dataset.image_paths[row])
+        decision = Decision(kind, reason=reason, old_label=self.dataset.label_text(row),
+                            new_label=new_label if kind == "relabel" else "", decided_by=self.user)
+        self.undo_stack.append((path, self.decisions.put(path, decision)))
+
+    def set_excluded(self, rows: list[int], excluded: bool, reason: str = "reviewed in gallery") -> None:
+        """Gallery ticks: exclude the rows, or take back their exclusion (other decisions stay)."""
+        for row in rows:
+            path = str(self.dataset.image_paths[row])
+            if excluded and not self.decisions.is_excluded(path):
+                self.decide(row, "exclude", reason)
+            elif not excluded and self.decisions.is_excluded(path):
+                self.undo_stack.append((path, self.decisions.put(path, None)))
+
+    def undo(self) -> None:
+        """Take back the last decision, restoring what the image had before."""
+        if self.undo_stack:
+            path, previous = self.undo_stack.pop()
+            self.decisions.put(path, previous)
+    
+    def check_images(self, unreadable: UnreadableImages) -> None:
+        self.unreadable = unreadable
+
+    def resume(self, parsed: ParsedDecisions, file_name: str) -> None:
+        """Restore decisions from an uploaded list; paths not in this dataset are skipped and counted."""
+        known = set(self.dataset.image_paths.tolist())
+        classes = set(self.dataset.class_names)
+        restored = {p: d for p, d in parsed.decisions.items()
+                    if p in known and (d.kind != "relabel" or d.new_label in classes)}
+        for path, decision in restored.items():
+            self.decisions.put(path, decision)
+        counts = [plural(sum(d.kind == k for d in restored.values()), noun)
+                  for k, noun in (("exclude", "exclusion"), ("relabel", "relabel"), ("keep", "kept mark"))]
+        text = f"Restored {', '.join(counts)} from {file_name}."
+        skipped = len(parsed.decisions) - len(restored)
+        if skipped:
+            text += f" Skipped {plural(skipped, 'line')} whose path is not in this dataset or whose label is unknown."
+        self.list_message = ("warning" if skipped else "success", text)
+
+    def reject_list(self, file_name: str, error: str) -> None:
+        self.list_message = ("error", f"Could not read {file_name}: {error}")
+
+    def forget_list_message(self) -> None:
+        self.list_message = None
+
+    def map_drawn(self) -> None:
+        self.map_marks_version = self.decisions.version
+
+    # ------------------------------------------------------------ what the page reads
+
+    def queue_cards(self, order: str, pending: np.ndarray, n: int) -> list[int]:
+        """The rows on the queue's n cards: a decided card's place goes to the next suspect, the others stay put."""
+        slots = self.queue_slots.get(order, [])[:n]
+        still = np.isin(np.asarray(slots, dtype=np.int64), pending).tolist()
+        kept = {row for row, ok in zip(slots, still) if ok}
+        fillers = (int(r) for r in pending[: n + len(kept)].tolist() if int(r) not in kept)
+        cards = [row if ok else next(fillers, None) for row, ok in zip(slots, still)]
+        cards += [row for row in fillers][: n - len(cards)]
+        self.queue_slots[order] = [row for row in cards if row is not None]
+        return self.queue_slots[order]
+
+    def excluded_rows(self) -> np.ndarray:
+        return self._derive()[1]
+
+    def decided_rows(self) -> np.ndarray:
+        return self._derive()[2]
+
+    def label_codes(self) -> np.ndarray:
+        """Class codes with the relabels applied."""
+        return self._derive()[3]
+
+    @property
+    def map_is_behind(self) -> bool:
+        """Whether decisions were made since the map was drawn (its marks and colours are out of date)."""
+        return self.map_marks_version != self.decisions.version
+
+    def _derive(self) -> tuple[int, np.ndarray, np.ndarray, np.ndarray]:
+        version = self.decisions.version
+        if self._derived is None or self._derived[0] != version:
+            self._derived = (version, rows_of(self.dataset, self.decisions.paths("exclude")),
+                             rows_of(self.dataset, self.decisions.by_path), label_codes_after(self.dataset, self.decisions))
+        return self._derived
+
+
+def work_for(dataset: Dataset, user: str = "") -> DatasetWork:
+    """This browser session's work on one dataset; switching datasets keeps each one's work."""
+    per_dataset: dict[str, DatasetWork] = st.session_state.setdefault(_WORK_KEY, {})
+    if dataset.digest not in per_dataset:
+        per_dataset[dataset.digest] = DatasetWork(dataset, user=user)
+    return per_dataset[dataset.digest]
+
+
+def work_by_digest(digest: str) -> DatasetWork:
+    """For callbacks, which carry the digest rather than the dataset."""
+    return st.session_state[_WORK_KEY][digest]
+
+
+def is_new_event(source: str, event: object) -> bool:
+    """True the first time an event value is seen; components repeat their last value on every rerun."""
+    seen: dict[str, str] = st.session_state.setdefault(_SEEN_KEY, {})
+    marker = repr(event)
+    if seen.get(source) == marker:
+        return False
+    seen[source] = marker
+    return True
+
+
+def uploaded_dataset(file_id: str, load: Callable[[], Any]) -> Any:
+    """The dataset (or the error) from this session's current upload, loaded once; one upload kept at a time."""
+    cache: dict[str, Any] = st.session_state.setdefault(_UPLOADS_KEY, {})
+    if file_id not in cache:
+        cache.clear()  # one upload at a time per session keeps memory bounded
+        cache[file_id] = load()
+    return cache[file_id]
+
+
+def show_widget_value(key: str, value: Any) -> None:
+    """Make a widget show a value the session's work holds (the work is the truth; widgets mirror it)."""
+    st.session_state[key] = value
+
+
+def widget_value(key: str) -> Any:
+    return st.session_state.get(key)

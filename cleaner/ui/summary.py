@@ -1,0 +1,24 @@
+"""The compact header: what the dataset is, what the user decided so far, and what the scores found."""
+from __future__ import annotations
+
+import streamlit as st
+
+from ..scores import plural
+from ..suspects import ScanResult
+from .state import DatasetWork
+
+
+def dataset_summary(work: DatasetWork) -> None:
+    """One line: name, size, classes and the decisions so far (plain text: the name is user input)."""
+    dataset, decisions = work.dataset, work.decisions
+    st.text(f"{dataset.name} · {plural(dataset.n, 'image')} · {dataset.dims:,}-D embeddings · "
+            f"{plural(len(dataset.class_names), 'class', 'classes')} · "
+            f"{decisions.count('exclude'):,} excluded · {decisions.count('relabel'):,} relabelled · "
+            f"{decisions.count('keep'):,} kept")
+
+
+def suspects_summary(result: ScanResult) -> None:
+    lines = [s.summary for s in result.all()]
+    if result.unreadable is None:
+        lines.append("image files not checked yet (“Check image files” in the review queue)")
+    st.text("Suspects: " + " · ".join(lines))  # plain text: summaries may quote labels
