@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -11,6 +12,8 @@ ENV_MAX_NPZ_MB = "CLEANER_MAX_NPZ_MB"
 ENV_MAX_ROWS = "CLEANER_MAX_ROWS"
 ENV_MAX_DIMS = "CLEANER_MAX_DIMS"
 ENV_CACHE_MAX_MB = "CLEANER_CACHE_MAX_MB"
+ENV_ALLOWED_USERS = "CLEANER_ALLOWED_USERS"
+ALLOW_ANY_SIGNED_IN = "*"  # an allow-list entry that lets in every user the sign-in provider accepts
 
 
 def _default_cache_dir() -> Path:
@@ -31,6 +34,25 @@ def _int_env(env: "os._Environ[str] | dict[str, str]", name: str, default: int) 
     return value
 
 
+def parse_allowed_users(raw: str) -> tuple[str, ...]:
+    """The allow-list: e-mail addresses and `@domain` entries, comma- or whitespace-separated, lower-cased."""
+    entries: list[str] = []
+    for entry in re.split(r"[\s,]+", raw.strip().lower()):
+        if not entry:
+            continue
+        local, at, domain = entry.rpartition("@")
+        is_domain = entry.startswith("@") and entry.count("@") == 1 and domain
+        is_address = at and local and domain and "@" not in local
+        if entry != ALLOW_ANY_SIGNED_IN and not (is_domain or is_address):
+            raise ValueError(
+                f"{ENV_ALLOWED_USERS}: {entry!r} is neither an e-mail address (ann@example.com) "
+                f"nor a whole domain (@example.com)"
+            )
+        if entry not in entries:
+            entries.append(entry)
+    return tuple(entries)
+
+
 @dataclass(frozen=True)
 class Settings:
     """Limits and folders the server enforces for every user."""
@@ -41,6 +63,7 @@ class Settings:
     max_rows: int = 1_000_000
     max_dims: int = 4096
     cache_max_bytes: int = 2048 * 1024 * 1024
+    allowed_users: tuple[str, ...] = ()  # who may in when sign-in is on: empty lets nobody in, "*" anyone
 
     @property
     def demo_dir(self) -> Path:
@@ -68,4 +91,5 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         max_rows=_int_env(env, ENV_MAX_ROWS, 1_000_000),
         max_dims=_int_env(env, ENV_MAX_DIMS, 4096),
         cache_max_bytes=_int_env(env, ENV_CACHE_MAX_MB, 2048) * 1024 * 1024,
+        allowed_users=parse_allowed_users(env.get(ENV_ALLOWED_USERS, "")),
     )
