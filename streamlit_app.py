@@ -1,17 +1,18 @@
 """cleaner: find the bad data in an image-classification dataset. Run: streamlit run streamlit_app.py"""
 import streamlit as st
 
-from cleaner.ui import cache, compute, data_source, downloads, map_panel, review_area, summary
+from cleaner.ui import auth, cache, compute, data_source, downloads, map_panel, review_area, summary
 from cleaner.ui.state import work_for
 
 
 def main() -> None:
     st.set_page_config(page_title="cleaner: find bad training images", layout="wide")
     cfg = cache.settings()
+    user = auth.gate(cfg)  # stops here, having shown only the sign-in page, for anyone not let in
     dataset = data_source.choose_dataset(cfg)
     if dataset is None:
         st.stop()
-    work = work_for(dataset)
+    work = work_for(dataset, user=user)
     params = data_source.map_settings()
     access = data_source.image_access(cfg)
     graph, maps = compute.graph_and_maps(dataset, params, cfg)
