@@ -6,6 +6,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .limits import CACHE_MAX_BYTES, MAX_DIMS, MAX_NPZ_BYTES, MAX_ROWS, MB
+
 ENV_ALLOWED_ROOTS = "CLEANER_ALLOWED_ROOTS"
 ENV_CACHE_DIR = "CLEANER_CACHE_DIR"
 ENV_MAX_NPZ_MB = "CLEANER_MAX_NPZ_MB"
@@ -59,11 +61,11 @@ class Settings:
 
     allowed_roots: tuple[Path, ...] = ()
     cache_dir: Path = field(default_factory=_default_cache_dir)
-    max_npz_bytes: int = 2048 * 1024 * 1024  # decompressed size of all arrays together
-    max_rows: int = 1_000_000
-    max_dims: int = 4096
-    cache_max_bytes: int = 2048 * 1024 * 1024
-    allowed_users: tuple[str, ...] = ()  # who may in when sign-in is on: empty lets nobody in, "*" anyone
+    max_npz_bytes: int = MAX_NPZ_BYTES  # the file, and separately the decompressed arrays together
+    max_rows: int = MAX_ROWS
+    max_dims: int = MAX_DIMS
+    cache_max_bytes: int = CACHE_MAX_BYTES
+    allowed_users: tuple[str, ...] = ()  # who may use the app when sign-in is on; empty: nobody, "*": anyone
 
     @property
     def demo_dir(self) -> Path:
@@ -87,9 +89,9 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
     return Settings(
         allowed_roots=roots,
         cache_dir=cache_dir.resolve(),
-        max_npz_bytes=_int_env(env, ENV_MAX_NPZ_MB, 2048) * 1024 * 1024,
-        max_rows=_int_env(env, ENV_MAX_ROWS, 1_000_000),
-        max_dims=_int_env(env, ENV_MAX_DIMS, 4096),
-        cache_max_bytes=_int_env(env, ENV_CACHE_MAX_MB, 2048) * 1024 * 1024,
+        max_npz_bytes=_int_env(env, ENV_MAX_NPZ_MB, MAX_NPZ_BYTES // MB) * MB,
+        max_rows=_int_env(env, ENV_MAX_ROWS, MAX_ROWS),
+        max_dims=_int_env(env, ENV_MAX_DIMS, MAX_DIMS),
+        cache_max_bytes=_int_env(env, ENV_CACHE_MAX_MB, CACHE_MAX_BYTES // MB) * MB,
         allowed_users=parse_allowed_users(env.get(ENV_ALLOWED_USERS, "")),
     )
