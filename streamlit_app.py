@@ -1,7 +1,7 @@
 """cleaner: find the bad data in an image-classification dataset. Run: streamlit run streamlit_app.py"""
 import streamlit as st
 
-from cleaner.ui import auth, cache, compute, data_source, downloads, map_panel, review_area, summary
+from cleaner.ui import auth, cache, compute, data_source, downloads, map_panel, page_layout, review_area, summary
 from cleaner.ui.state import work_for
 
 
@@ -15,15 +15,15 @@ def main() -> None:
     work = work_for(dataset, user=user)
     params = data_source.map_settings()
     access = data_source.image_access(cfg)
-    graph, maps = compute.graph_and_maps(dataset, params, cfg)
-    result = compute.suspects(dataset, graph, work)
-    downloads.resume_and_downloads(work, result)
     summary.dataset_summary(work)
-    summary.suspects_summary(result)
-    left, right = st.columns([1.15, 1], gap="medium")
-    with left:
+    map_pane, review_pane = page_layout.workspace()
+    with map_pane:  # says what is being computed; never shows another dataset's map meanwhile
+        graph, maps = compute.graph_and_maps(dataset, params, cfg)
+        result = compute.suspects(dataset, graph, work)
         map_panel.map_panel(work, maps, result)
-    with right:
+    downloads.resume_and_downloads(work, result)
+    with review_pane:
+        summary.suspects_summary(result)
         review_area.review_area(work, graph, result, access)
 
 

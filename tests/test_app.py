@@ -364,3 +364,13 @@ def test_hostile_labels_and_paths_show_literally(allowed_root):
     at.run()
     relabel = [b for b in at.button if b.key and b.key.startswith("q_relabel_")]
     assert relabel and relabel[0].label == r"Relabel to \<img src=x onerror=alert\(1\)\>"  # Markdown shows it as typed
+
+
+def test_choices_survive_a_visit_to_another_data_source():
+    at = start_app()
+    at.radio(key="review_view").set_value("Review queue").run()
+    at.selectbox(key="queue_order").set_value("outlier").run()
+    at.radio(key="data_source").set_value("Upload an NPZ").run()  # no dataset: the queue is not drawn
+    at.radio(key="data_source").set_value("Demo (digits)").run()
+    assert at.radio(key="review_view").value == "Review queue"
+    assert at.selectbox(key="queue_order").value == "outlier"

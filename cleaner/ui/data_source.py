@@ -12,7 +12,7 @@ from ..images import ImageAccess, PathRemap
 from ..layout import LayoutParams
 from ..neighbours import METRICS
 from . import cache
-from .state import uploaded_dataset
+from .state import remembered, uploaded_dataset
 from .text import literal
 
 GRAPH_K = 20
@@ -91,9 +91,10 @@ def _from_server_folder(cfg: Settings) -> Dataset | None:
 
 def map_settings() -> LayoutParams:
     with st.sidebar.expander("Map settings"):
-        metric = st.selectbox("Distance", METRICS, key="metric", help="Cosine suits most neural-network embeddings.")
-        n_neighbors = st.slider("UMAP neighbours", 5, GRAPH_K, 15, key="n_neighbors")
-        min_dist = st.select_slider("UMAP min distance", [0.0, 0.05, 0.1, 0.25, 0.5], 0.1, key="min_dist")
+        metric = st.selectbox("Distance", METRICS, **remembered("metric"), help="Cosine suits most neural-network embeddings.")
+        n_neighbors = st.slider("UMAP neighbours", 5, GRAPH_K, **remembered("n_neighbors", value=15))
+        min_dist = st.select_slider("UMAP min distance", [0.0, 0.05, 0.1, 0.25, 0.5],
+                                    **remembered("min_dist", value=0.1))
     return LayoutParams(n_components=3, n_neighbors=n_neighbors, min_dist=min_dist, metric=metric)
 
 

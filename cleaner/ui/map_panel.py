@@ -11,7 +11,7 @@ from ..review import ORDERS
 from ..scores import plural, worst
 from ..suspects import ScanResult
 from .compute import Maps
-from .state import DatasetWork, is_new_event
+from .state import DatasetWork, is_new_event, remembered
 
 MAP_VIEWS = ("3D map: click a point", "2D map: box or lasso select")
 
@@ -44,10 +44,12 @@ def map_panel(work: DatasetWork, maps: Maps, result: ScanResult) -> None:
     color_names = {"class": "Class", **{k: v for k, v in ORDERS.items() if k != "unreadable"}}
     if result.unreadable is not None:
         color_names["unreadable"] = ORDERS["unreadable"]
-    color_by = st.selectbox("Color the map by", list(color_names), format_func=color_names.get, key="color_by")
+    color_by = st.selectbox("Color the map by", list(color_names), format_func=color_names.get,
+                            **remembered("color_by"))
     scores = _scores_for_color(result, color_by)
     # One map at a time: the 3D click component left mounted in a hidden st.tabs tab redraws itself in a loop.
-    view = st.radio("Map", MAP_VIEWS, horizontal=True, key="map_view", label_visibility="collapsed")
+    view = st.radio("Map", MAP_VIEWS, horizontal=True, label_visibility="collapsed",
+                    **remembered("map_view"))
     if view == MAP_VIEWS[0]:
         fig3 = _map_3d(dataset.digest, maps.key, excluded, color_by, dataset, maps.coords3, scores)
         clicked = plotly_events(fig3, click_event=True, override_height=600, key=f"map3d_{dataset.digest[:12]}")

@@ -9,13 +9,14 @@ from ..suspects import ScanResult
 from .confusion import confusion_panel
 from .gallery import gallery, selection_tools
 from .review_queue import review_queue_panel
-from .state import DatasetWork
+from .state import DatasetWork, remembered
 
 REVIEW_VIEWS = ("Selected images", "Review queue", "Class confusion")
 
 
 def review_area(work: DatasetWork, graph: NeighbourGraph, result: ScanResult, access: ImageAccess) -> None:
-    view = st.radio("Review", REVIEW_VIEWS, horizontal=True, key="review_view", label_visibility="collapsed")
+    view = st.radio("Review", REVIEW_VIEWS, horizontal=True, label_visibility="collapsed",
+                    **remembered("review_view"))
     if view == REVIEW_VIEWS[0]:
         selection_tools(work, graph)
         gallery(work, access)

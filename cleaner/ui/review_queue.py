@@ -8,7 +8,7 @@ from ..review import ORDERS, pending_rows, reasons
 from ..scores import unreadable_images
 from ..suspects import ScanResult
 from .gallery import SMALL_DATA_ROWS
-from .state import DatasetWork, work_by_digest
+from .state import DatasetWork, remembered, work_by_digest
 from .text import literal
 
 QUEUE_SHOWN = 6
@@ -31,7 +31,7 @@ def review_queue_panel(work: DatasetWork, result: ScanResult, access: ImageAcces
         st.rerun()
     orders = [k for k in ORDERS if k != "unreadable" or result.unreadable is not None]
     top = st.columns([3, 2, 2], vertical_alignment="bottom")
-    by = top[0].selectbox("Order by", orders, format_func=ORDERS.get, key="queue_order")
+    by = top[0].selectbox("Order by", orders, format_func=ORDERS.get, **remembered("queue_order"))
     if result.unreadable is None and top[1].button(
             "Check image files", key="btn_check_images", width="stretch",
             help="Open every image to find missing, empty, truncated or non-image files"):

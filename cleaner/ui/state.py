@@ -17,6 +17,7 @@ from ..scores import UnreadableImages, plural
 _WORK_KEY = "cleaner_work"
 _SEEN_KEY = "cleaner_seen_events"
 _UPLOADS_KEY = "cleaner_uploads"
+_CHOICES_KEY = "cleaner_choices"
 
 
 @dataclass(frozen=True)
@@ -181,3 +182,20 @@ def show_widget_value(key: str, value: Any) -> None:
 
 def widget_value(key: str) -> Any:
     return st.session_state.get(key)
+
+
+def remembered(key: str, **default: Any) -> dict[str, Any]:
+    """Keyword arguments for a choice widget whose value outlives the runs that do not draw it.
+
+    Streamlit forgets a widget's value when a run does not draw it (e.g. while the upload view shows no dataset);
+    the session keeps its own copy and gives it back.
+    """
+    choices: dict[str, Any] = st.session_state.setdefault(_CHOICES_KEY, {})
+    if key not in st.session_state and key in choices:
+        st.session_state[key] = choices[key]
+    given = {} if key in st.session_state else default  # a default beside a value already set makes Streamlit warn
+    return {"key": key, "on_change": _remember, "args": (key,), **given}
+
+
+def _remember(key: str) -> None:
+    st.session_state.setdefault(_CHOICES_KEY, {})[key] = st.session_state[key]
