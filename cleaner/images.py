@@ -4,15 +4,16 @@ from __future__ import annotations
 import functools
 import io
 import os
-import stat
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFile
+from PIL import Image, ImageDraw, ImageFile, ImageOps
 
-MAX_IMAGE_BYTES = 64 * 1024 * 1024
-MAX_IMAGE_PIXELS = 64_000_000
+from . import bounded_read as br
+from .limits import MAX_IMAGE_BYTES, MAX_IMAGE_PIXELS
+from .text import mb, one_line
+
 THUMB_PX = 160
 
 # Pillow's own guard: it refuses (DecompressionBombError) anything over twice this at open, before decoding;
@@ -25,10 +26,6 @@ ImageFile.LOAD_TRUNCATED_IMAGES = False
 _DATASET_FORMATS = ("PNG", "JPEG", "MPO", "GIF", "BMP", "DIB", "TIFF", "WEBP", "PPM", "TGA", "ICO", "AVIF")
 Image.init()
 IMAGE_FORMATS: tuple[str, ...] = tuple(f for f in _DATASET_FORMATS if f in Image.OPEN)
-
-# O_NONBLOCK: opening a FIFO swapped in after resolve() must not hang the server; fstat then refuses it.
-_OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
-_CHUNK = 1 << 20
 
 
 class ImageUnavailable(Exception):
@@ -85,14 +82,26 @@ class ImageAccess:
 
 
 def _check_stat(st: os.stat_result) -> None:
-    if stat.S_ISDIR(st.st_mode):
-        raise ImageUnavailable("is a folder, not an image")
-    if not stat.S_ISREG(st.st_mode):
-        raise ImageUnavailable("not a regular file (a device, pipe or socket)")
+    try:
+        br.check_regular(st, MAX_IMAGE_BYTES)
+    except br.ReadRefused as refusal:
+        raise ImageUnavailable(_refusal_reason(refusal)) from None
     if st.st_size == 0:
         raise ImageUnavailable("empty file")
-    if st.st_size > MAX_IMAGE_BYTES:
-        raise ImageUnavailable(f"file too large ({st.st_size / 1e6:.0f} MB; the limit is {MAX_IMAGE_BYTES / 1e6:.0f} MB)")
+
+
+def _refusal_reason(refusal: br.ReadRefused) -> str:
+    """A bounded read's refusal in the words a thumbnail's placeholder shows."""
+    if refusal.kind == br.MISSING:
+        return "file not found"
+    if refusal.kind == br.FOLDER:
+        return "is a folder, not an image"
+    if refusal.kind == br.NOT_REGULAR:
+        return "not a regular file (a device, pipe or socket)"
+    if refusal.kind == br.TOO_LARGE:
+        size = f"{mb(refusal.size)}; " if refusal.size is not None else ""
+        return f"file too large ({size}the limit is {mb(MAX_IMAGE_BYTES)})"
+    return f"cannot read ({refusal.detail or refusal.kind})"
 
 
 def _is_within(path: Path, root: Path) -> bool:
@@ -110,33 +119,12 @@ def _read_file(path: Path) -> bytes:
     something huge) is still refused or bounded.
     """
     try:
-        fd = os.open(path, _OPEN_FLAGS)
-    except FileNotFoundError:
-        raise ImageUnavailable("file not found") from None
-    except IsADirectoryError:
-        raise ImageUnavailable("is a folder, not an image") from None
-    except (OSError, ValueError) as exc:
-        raise ImageUnavailable(f"cannot read ({getattr(exc, 'strerror', None) or exc})") from exc
-    try:
-        st = os.fstat(fd)
-        _check_stat(st)
-        chunks, total, want = [], 0, st.st_size + 1
-        while total <= MAX_IMAGE_BYTES:
-            chunk = os.read(fd, min(want, MAX_IMAGE_BYTES + 1 - total))
-            if not chunk:
-                break
-            chunks.append(chunk)
-            total += len(chunk)
-            want = _CHUNK
-    except OSError as exc:
-        raise ImageUnavailable(f"cannot read ({exc.strerror or exc})") from exc
-    finally:
-        os.close(fd)
-    if total > MAX_IMAGE_BYTES:
-        raise ImageUnavailable(f"file too large (over {MAX_IMAGE_BYTES / 1e6:.0f} MB)")
-    if total == 0:
+        data = br.read_file(path, MAX_IMAGE_BYTES)
+    except br.ReadRefused as refusal:
+        raise ImageUnavailable(_refusal_reason(refusal)) from None
+    if not data:
         raise ImageUnavailable("empty file")
-    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+    return data
 
 
 @dataclass(frozen=True)
@@ -147,10 +135,11 @@ class Thumbnail:
 
 
 def read_image(path: Path) -> Image.Image:
-    """Fully decode an image file with Pillow's bomb guard and a pixel cap, or raise ImageUnavailable.
+    """Fully decode an image file with Pillow's bomb guard and a pixel cap, upright, or raise ImageUnavailable.
 
     The file is read once (at most MAX_IMAGE_BYTES) and decoded from memory; only the raster formats in
     IMAGE_FORMATS are tried, and the pixel count is checked from the header before any pixel is decoded.
+    Upright: turned as its EXIF orientation says (phones store photos sideways plus a "rotate 90°" tag).
     """
     data = _read_file(path)
     try:
@@ -161,6 +150,7 @@ def read_image(path: Path) -> Image.Image:
             raise ImageUnavailable(f"refused: too many pixels ({img.width}x{img.height})")
         img.draft("RGB", (THUMB_PX * 2, THUMB_PX * 2))  # JPEG: decode at reduced size
         img.load()
+        _turn_upright(img)
         return img
     except ImageUnavailable:
         raise
@@ -171,12 +161,15 @@ def read_image(path: Path) -> Image.Image:
     except MemoryError as exc:
         raise ImageUnavailable("image too large to decode") from exc
     except Exception as exc:  # OSError, SyntaxError, ValueError, EOFError, struct.error... from a bad file
-        raise ImageUnavailable(f"corrupt or truncated image ({_one_line(exc)})") from exc
+        raise ImageUnavailable(f"corrupt or truncated image ({one_line(exc, 120)})") from exc
 
 
-def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return text if len(text) <= 120 else text[:119] + "…"
+def _turn_upright(img: Image.Image) -> None:
+    """Apply the EXIF orientation in place, so the image shows as the camera meant it."""
+    try:
+        ImageOps.exif_transpose(img, in_place=True)
+    except Exception:  # noqa: BLE001 - a damaged EXIF block: the pixels are fine, show them as stored
+        pass
 
 
 def _thumbnail_png(img: Image.Image, size: int) -> bytes:
@@ -247,7 +240,7 @@ def _cached_thumbnail(real_path: str, mtime_ns: int, file_size: int, size: int) 
         except MemoryError as exc:
             raise ImageUnavailable("image too large to make a thumbnail") from exc
         except Exception as exc:  # an unusual mode Pillow cannot convert
-            raise ImageUnavailable(f"cannot make a thumbnail ({_one_line(exc)})") from exc
+            raise ImageUnavailable(f"cannot make a thumbnail ({one_line(exc, 120)})") from exc
         return Thumbnail(png=png, ok=True)
     except ImageUnavailable as exc:
         return Thumbnail(png=placeholder_png(str(exc), size), ok=False, reason=str(exc))

@@ -1,0 +1,60 @@
+"""What a loaded dataset is (validated arrays and their digests), and the error a user's file can raise."""
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+REQUIRED_KEYS = ("embeddings", "labels", "image_paths")
+SAVE_HINT = "np.savez_compressed('x.npz', embeddings=..., labels=..., image_paths=...)"  # in messages
+
+
+class DatasetError(ValueError):
+    """A problem with the user's data, worded for the person who made the file."""
+
+
+@dataclass(frozen=True, eq=False)
+class Dataset:
+    """Validated arrays of one dataset, with digests to key caches on."""
+
+    embeddings: np.ndarray  # [N, D] float32, C-contiguous, finite
+    labels: np.ndarray  # [N] int64 or str
+    image_paths: np.ndarray  # [N] str
+    digest: str  # of all content
+    embedding_digest: str  # of the embeddings only: layouts and graphs depend on nothing else
+    name: str = "dataset"
+    class_names: tuple[str, ...] = field(init=False)
+    label_codes: np.ndarray = field(init=False)  # [N] int32 index into class_names
+
+    def __post_init__(self) -> None:
+        uniques, codes = np.unique(self.labels, return_inverse=True)
+        object.__setattr__(self, "class_names", tuple(str(u) for u in uniques))
+        object.__setattr__(self, "label_codes", codes.astype(np.int32).reshape(-1))
+        for arr in (self.embeddings, self.labels, self.image_paths, self.label_codes):
+            arr.setflags(write=False)
+
+    @property
+    def n(self) -> int:
+        return int(self.embeddings.shape[0])
+
+    @property
+    def dims(self) -> int:
+        return int(self.embeddings.shape[1])
+
+    def label_text(self, row: int) -> str:
+        return self.class_names[int(self.label_codes[row])]
+
+    def file_name(self, row: int) -> str:
+        return os.path.basename(str(self.image_paths[row])) or str(self.image_paths[row])
+
+
+def content_digest(*arrays: np.ndarray) -> str:
+    """A digest of the arrays' dtypes, shapes and bytes."""
+    h = hashlib.blake2b(digest_size=16)
+    for arr in arrays:
+        h.update(str(arr.dtype).encode() + str(arr.shape).encode())
+        h.update(memoryview(np.ascontiguousarray(arr)).cast("B"))  # the same bytes as .tobytes(), without a copy
+    return h.hexdigest()

@@ -1,0 +1,20 @@
+"""The limits the server enforces, defined once: Settings' defaults, load_npz's defaults and the image reader."""
+from __future__ import annotations
+
+MB = 1024 * 1024  # as in the server's settings (CLEANER_MAX_NPZ_MB, ...) and Streamlit's upload limit
+
+# An uploaded or server-side NPZ
+MAX_NPZ_BYTES = 2048 * MB  # the file, and separately the decompressed arrays together
+MAX_ROWS = 1_000_000
+MAX_DIMS = 4096
+MIN_ROWS = 10  # fewer images than this leave nothing to compare
+MAX_MEMBERS = 64  # files inside the NPZ; it needs three
+MAX_PATH_CHARS = 4096
+MAX_LABEL_CHARS = 256
+
+# One image file
+MAX_IMAGE_BYTES = 64 * MB
+MAX_IMAGE_PIXELS = 64_000_000
+
+# The cache folder (layouts, graphs): least recently used files go first beyond this
+CACHE_MAX_BYTES = 2048 * MB

@@ -1,0 +1,166 @@
+"""The zip container of an NPZ: its table of contents bounded before zipfile parses it, members read bounded.
+
+zipfile itself would parse a central directory of any declared size (millions of entries from a small file)
+and inflate members without checking their declared sizes; both are checked here first.
+"""
+from __future__ import annotations
+
+import io
+import struct
+import zipfile
+from typing import Callable
+
+import numpy as np
+
+from .bounded_read import CHUNK
+from .dataset_types import SAVE_HINT, DatasetError
+from .npy_header import declared_nbytes, read_npy_header
+from .text import mb, one_line
+
+MAX_DIRECTORY_BYTES = 1 << 20  # the zip's table of contents: three members need ~200 bytes
+MAX_DEFLATE_RATIO = 1100  # deflate cannot expand data more than ~1032 times
+_COMPRESSION_NAMES = {zipfile.ZIP_BZIP2: "bzip2", zipfile.ZIP_LZMA: "LZMA", 99: "AES encryption"}
+
+# The end records, as the zip format (APPNOTE 4.3.14-4.3.16) lays them out, little-endian.
+_END = struct.Struct("<4s4H2LH")  # signature, disk numbers and entry counts, directory size, its offset, comment
+_END_SIGNATURE = b"PK\x05\x06"
+_SEARCH_BACK = 1 << 16  # a comment holds at most 64 KiB - 1; zipfile searches this far back, so must we
+_ZIP64_LOCATOR = struct.Struct("<4sLQL")  # signature, disk of the zip64 record, its offset, number of disks
+_ZIP64_LOCATOR_SIGNATURE = b"PK\x06\x07"
+_ZIP64_END = struct.Struct("<4sQ2H2L4Q")  # signature, record size, versions, disks, entry counts, size, offset
+_ZIP64_END_SIGNATURE = b"PK\x06\x06"
+_SEE_ZIP64 = 0xFFFFFFFF  # a 32-bit field's "the zip64 record holds the value"
+
+
+def end_record_offset(data: bytes) -> int | None:
+    """Where the end-of-central-directory record starts, found as zip readers find it.
+
+    The last 22 bytes when the archive has no comment; otherwise the last signature within the final
+    64 KiB + 22 bytes, since a comment of up to 64 KiB may follow the record.
+    """
+    tail = len(data) - _END.size
+    if tail < 0:
+        return None
+    if data[tail:tail + 4] == _END_SIGNATURE and data[-2:] == b"\0\0":
+        return tail
+    found = data.rfind(_END_SIGNATURE, max(0, tail - _SEARCH_BACK))
+    return found if 0 <= found <= tail else None
+
+
+def declared_directory_sizes(data: bytes) -> list[int]:
+    """Every size the archive's end records declare for its central directory, zip64 ones included.
+
+    Readers differ in where they look for the zip64 record (just before its locator, or where the locator
+    points), so each place that holds one counts: a guard must see what any of them would read.
+    """
+    at = end_record_offset(data)
+    if at is None:
+        return []
+    classic = _END.unpack_from(data, at)[5]
+    zip64 = []
+    locator = at - _ZIP64_LOCATOR.size
+    if locator >= 0 and data[locator:locator + 4] == _ZIP64_LOCATOR_SIGNATURE:
+        record_offset = _ZIP64_LOCATOR.unpack_from(data, locator)[2]
+        for record in {locator - _ZIP64_END.size, record_offset}:
+            if 0 <= record <= len(data) - _ZIP64_END.size and data[record:record + 4] == _ZIP64_END_SIGNATURE:
+                zip64.append(_ZIP64_END.unpack_from(data, record)[8])
+    if zip64 and classic == _SEE_ZIP64:
+        return zip64
+    return zip64 + [classic]
+
+
+def open_zip(data: bytes) -> zipfile.ZipFile:
+    """The archive opened for reading, once its declared table of contents is known to be small."""
+    directory = max(declared_directory_sizes(data), default=0)
+    if directory > MAX_DIRECTORY_BYTES:
+        raise DatasetError(
+            f"The zip's table of contents declares {mb(directory)}; an NPZ of three arrays needs a few hundred "
+            "bytes. Refusing to read it."
+        )
+    try:
+        return zipfile.ZipFile(io.BytesIO(data))
+    except MemoryError:
+        raise
+    except Exception as exc:  # BadZipFile, struct and decoding errors: all mean 'not a usable zip'
+        raise DatasetError(
+            f"This is not an NPZ file (it is not a valid zip archive: {one_line(exc)}). Save your arrays with "
+            f"{SAVE_HINT}."
+        ) from exc
+
+
+def _check_entry(info: zipfile.ZipInfo, key: str, budget: int) -> None:
+    """What the zip's directory says about a member, checked before reading any of it."""
+    if info.flag_bits & 0x1:
+        raise DatasetError(f"'{key}' is encrypted (password-protected) inside the zip; save the NPZ without a password.")
+    if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+        method = _COMPRESSION_NAMES.get(info.compress_type, f"method {info.compress_type}")
+        raise DatasetError(
+            f"'{key}' is compressed with {method}; cleaner reads only NumPy's own formats (stored or deflate). "
+            f"Save with {SAVE_HINT}."
+        )
+    if info.file_size > budget:
+        raise DatasetError(
+            f"'{key}' would take {mb(info.file_size)} once decompressed; this server's limit is {mb(budget)} "
+            "for the arrays still to read."
+        )
+    if (info.compress_type == zipfile.ZIP_STORED and info.file_size != info.compress_size) or (
+        info.file_size > info.compress_size * MAX_DEFLATE_RATIO + 1024
+    ):
+        raise DatasetError(
+            f"'{key}' inside the NPZ is corrupt: the zip says {mb(info.compress_size)} hold "
+            f"{mb(info.file_size)}, which is impossible."
+        )
+
+
+def _check_declared(key: str, nbytes: int, budget: int, room: int, shape: tuple, dtype: np.dtype) -> None:
+    """The array's header against the budget and against what its zip entry can hold."""
+    if nbytes > budget:
+        raise DatasetError(
+            f"'{key}' declares {mb(nbytes)} of data (shape {shape}, {dtype}); this server's limit is "
+            f"{mb(budget)} for the arrays still to read."
+        )
+    if nbytes > room:
+        raise DatasetError(
+            f"'{key}' is truncated: its header promises {mb(nbytes)} of data but the zip entry holds "
+            f"only {mb(max(room, 0))}."
+        )
+
+
+def _read_data(fh: io.BufferedIOBase, key: str, nbytes: int) -> np.ndarray:
+    """Exactly nbytes of array data, then the member's rest (so zipfile checks its CRC; bounded by its size)."""
+    raw = np.empty(nbytes, dtype=np.uint8)  # bounded by the member's declared size, itself bounded
+    got = 0
+    while got < nbytes:
+        chunk = fh.read(min(CHUNK, nbytes - got))
+        if not chunk:
+            break
+        raw[got:got + len(chunk)] = np.frombuffer(chunk, dtype=np.uint8)
+        got += len(chunk)
+    if got < nbytes:
+        raise DatasetError(f"'{key}' is truncated: its header promises {mb(nbytes)} of data but only {mb(got)} is there.")
+    while fh.read(CHUNK):
+        pass
+    return raw
+
+
+def read_member(
+    zf: zipfile.ZipFile, key: str, budget: int, check: Callable[[tuple[int, ...], np.dtype], None]
+) -> np.ndarray:
+    """Read one .npy member, checking its zip entry and header before inflating a single array byte."""
+    info = zf.getinfo(key + ".npy")
+    _check_entry(info, key, budget)
+    try:
+        with zf.open(info) as fh:
+            shape, fortran, dtype, header_bytes = read_npy_header(fh, key)
+            nbytes = declared_nbytes(key, shape, dtype)
+            check(shape, dtype)
+            _check_declared(key, nbytes, budget, info.file_size - header_bytes, shape, dtype)
+            raw = _read_data(fh, key, nbytes)
+    except (DatasetError, MemoryError):
+        raise
+    except Exception as exc:  # CRC and zlib errors, bad local headers, truncated streams
+        raise DatasetError(f"'{key}' inside the NPZ is corrupt ({one_line(exc)}).") from exc
+    try:
+        return raw.view(dtype).reshape(shape, order="F" if fortran else "C")
+    except (ValueError, TypeError) as exc:
+        raise DatasetError(f"'{key}' has a shape {shape} that its data type {dtype} cannot take.") from exc
