@@ -3,8 +3,10 @@ the `CLEANER_ALLOWED_USERS` allow-list. Without `[auth]` the app is open, and sa
 """
 from __future__ import annotations
 
+import importlib.util
 import os
 from collections.abc import Mapping
+from typing import NoReturn
 
 import streamlit as st
 
@@ -98,13 +100,26 @@ def _refusal(email: str, settings: Settings) -> None:
         st.logout()
 
 
+def _stop_with(message: str) -> NoReturn:
+    """A configuration error the administrator must fix: say it, and serve nothing else."""
+    st.title("cleaner")
+    st.error(message)
+    st.stop()
+
+
 def gate(settings: Settings) -> str:
     """The signed-in, allowed user's e-mail ("" when sign-in is off); anyone else gets the sign-in page or a
     refusal, and the script stops there so nothing of the app is sent."""
-    section = auth_section()
+    try:
+        section = auth_section()
+    except AuthConfigError as exc:
+        _stop_with(str(exc))
     if section is None:
         st.sidebar.caption(OPEN_NOTE)
         return ""
+    if importlib.util.find_spec("authlib") is None:
+        _stop_with("Sign-in is configured in the secrets file, but this server lacks Authlib, which Streamlit's "
+                   "sign-in needs: install it with pip install \"streamlit[auth]\".")
     if not st.user.is_logged_in:
         _sign_in_page(section)
         st.stop()
