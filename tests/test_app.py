@@ -374,3 +374,15 @@ def test_choices_survive_a_visit_to_another_data_source():
     at.radio(key="data_source").set_value("Demo (digits)").run()
     assert at.radio(key="review_view").value == "Review queue"
     assert at.selectbox(key="queue_order").value == "outlier"
+
+
+def test_queue_cards_show_their_nearest_neighbours_with_labels():
+    at = start_app()
+    at.radio(key="review_view").set_value("Review queue").run()
+    data = demo()
+    graph = neighbour_graph(data.embeddings, k=20, metric="cosine")
+    first = pending_rows(demo_result(), "worst", [])[0]
+    expected = [f"{data.label_text(r)}\n{d:.2f}" for r, d in zip(graph.indices[first, :6], graph.distances[first, :6])]
+    shown_texts = [t.value for t in at.text]
+    start = next(i for i, t in enumerate(shown_texts) if t == data.file_name(first))
+    assert shown_texts[start + 2:start + 8] == expected  # after its file name and its reasons

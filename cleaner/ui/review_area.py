@@ -21,6 +21,6 @@ def review_area(work: DatasetWork, graph: NeighbourGraph, result: ScanResult, ac
         selection_tools(work, graph)
         gallery(work, access)
     elif view == REVIEW_VIEWS[1]:
-        review_queue_panel(work, result, access)
+        review_queue_panel(work, graph, result, access)
     elif confusion_panel(work, result):
         gallery(work, access)

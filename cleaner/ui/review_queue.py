@@ -4,6 +4,7 @@ from __future__ import annotations
 import streamlit as st
 
 from ..images import ImageAccess, load_thumbnail
+from ..neighbours import NeighbourGraph
 from ..review import ORDERS, pending_rows, reasons
 from ..scores import unreadable_images
 from ..suspects import ScanResult
@@ -12,6 +13,7 @@ from .state import DatasetWork, remembered, work_by_digest
 from .text import literal
 
 QUEUE_SHOWN = 6
+EVIDENCE_NEIGHBOURS = 6
 SHORTCUTS = {"exclude": "X", "keep": "K", "relabel": "L", "undo": "U"}  # Streamlit reserves R (rerun) and C
 
 
@@ -24,7 +26,7 @@ def _undo(digest: str) -> None:
 
 
 @st.fragment
-def review_queue_panel(work: DatasetWork, result: ScanResult, access: ImageAccess) -> None:
+def review_queue_panel(work: DatasetWork, graph: NeighbourGraph, result: ScanResult, access: ImageAccess) -> None:
     """The most suspect samples first; a decided card's place goes to the next suspect, the others stay put."""
     dataset = work.dataset
     if work.map_is_behind and dataset.n <= SMALL_DATA_ROWS:
@@ -52,6 +54,7 @@ def review_queue_panel(work: DatasetWork, result: ScanResult, access: ImageAcces
     for slot, row in enumerate(cards):
         with grid[slot % 2].container(border=True, key=f"queue_slot_{slot}"):
             _card(work, result, row, by, access, first=slot == 0)
+            _evidence(work, graph, row, access)
 
 
 def _card(work: DatasetWork, result: ScanResult, row: int, by: str, access: ImageAccess, first: bool) -> None:
@@ -78,3 +81,17 @@ def _card(work: DatasetWork, result: ScanResult, row: int, by: str, access: Imag
         st.button(f"Relabel to {literal(suggested)}", key=f"q_relabel_{row}", on_click=_decide,
                   shortcut=keys.get("relabel"), args=(dataset.digest, row, "relabel", reason, suggested),
                   width="stretch")
+
+
+def _evidence(work: DatasetWork, graph: NeighbourGraph, row: int, access: ImageAccess) -> None:
+    """Its nearest neighbours' thumbnails with their labels and distances, so a person can judge in one look."""
+    dataset = work.dataset
+    st.caption("Nearest neighbours (label · distance):")
+    cols = st.columns(EVIDENCE_NEIGHBOURS, gap="small")
+    neighbours = graph.indices[row, :EVIDENCE_NEIGHBOURS].tolist()
+    distances = graph.distances[row, :EVIDENCE_NEIGHBOURS].tolist()
+    codes = work.label_codes()  # a relabelled neighbour shows its new label
+    for col, other, distance in zip(cols, neighbours, distances):
+        thumb = load_thumbnail(str(dataset.image_paths[other]), access)
+        col.image(thumb.png, width="stretch")
+        col.text(f"{dataset.class_names[int(codes[other])]}\n{distance:.2f}")  # st.text: labels never render

@@ -64,20 +64,23 @@ def settle(page: Page, timeout: float = 120_000) -> None:
 
 
 def open_app(page: Page, url: str, timeout: float = 180_000) -> None:
-    """Load the page and wait until the dataset summary (or an app error) shows."""
+    """Load the page and wait until the dataset header (or an app error) shows."""
     page.goto(url)
-    page.wait_for_selector("[data-testid=stMetric], [data-testid=stException]", timeout=timeout)
+    page.wait_for_selector(f"{HEADER}, [data-testid=stException]", timeout=timeout)
     settle(page, timeout)
 
 
-def metric(page: Page, label: str) -> str:
-    box = page.locator("[data-testid=stMetric]").filter(has=page.get_by_text(label, exact=True))
-    return box.locator("[data-testid=stMetricValue]").inner_text().strip()
+HEADER = "[data-testid=stText]:has-text('-D embeddings')"
 
 
-def expect_metric(page: Page, label: str, value: str, timeout: float = 60_000) -> None:
-    box = page.locator("[data-testid=stMetric]").filter(has=page.get_by_text(label, exact=True))
-    expect(box.locator("[data-testid=stMetricValue]")).to_have_text(value, timeout=timeout)
+def header(page: Page) -> str:
+    """The one-line dataset header: name · images · dims · classes · decisions."""
+    return page.locator(HEADER).first.inner_text().strip()
+
+
+def expect_header(page: Page, part: str, timeout: float = 60_000) -> None:
+    """Wait until the header says `part` (e.g. "1,797 images" or "· 2 excluded ·")."""
+    expect(page.locator(HEADER).first).to_contain_text(part, timeout=timeout)
 
 
 def sidebar(page: Page):
