@@ -1,102 +1,21 @@
-"""load_npz on well-formed NPZ files: what loads, and what is refused with which message.
-
-The builders at the top are shared with test_hostile_npz.py and test_fuzz_npz.py.
-"""
+"""load_npz on well-formed NPZ files: what loads, and what is refused with which message."""
 from __future__ import annotations
 
 import io
 import os
-import struct
-import zipfile
 
 import numpy as np
 import pytest
 
 import cleaner
-from cleaner.dataset import MAX_LABEL_CHARS, MAX_PATH_CHARS, MIN_ROWS, Dataset, DatasetError, load_npz
+from cleaner.dataset import MAX_LABEL_CHARS, MAX_PATH_CHARS, MIN_ROWS, DatasetError, load_npz
 
-N, D = 24, 6
+from .conftest import (
+    D, N, assert_consistent, good_arrays, good_members, good_npz, npy, npz, raw_npy, refused, zip_of,
+)
 
 # numpy warnings from the loader (overflow in a cast, ...) are bugs here, not noise
 pytestmark = pytest.mark.filterwarnings("error::RuntimeWarning")
-
-
-# ---------------------------------------------------------------- builders (shared)
-
-def good_arrays(n: int = N, d: int = D, seed: int = 0) -> dict[str, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    return {
-        "embeddings": rng.normal(size=(n, d)).astype(np.float32),
-        "labels": np.arange(n) % 3,
-        "image_paths": np.array([f"/data/img_{i:04d}.png" for i in range(n)]),
-    }
-
-
-def npz(compressed: bool = True, **arrays: np.ndarray) -> bytes:
-    """An NPZ as np.savez(_compressed) writes it; pickling allowed so object arrays really get pickled."""
-    buf = io.BytesIO()
-    (np.savez_compressed if compressed else np.savez)(buf, **arrays)
-    return buf.getvalue()
-
-
-def good_npz(compressed: bool = True, **overrides: np.ndarray) -> bytes:
-    arrays = good_arrays()
-    arrays.update(overrides)
-    return npz(compressed, **arrays)
-
-
-def npy(arr: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    np.save(buf, arr, allow_pickle=True)
-    return buf.getvalue()
-
-
-def raw_npy(header: str, data: bytes = b"", version: tuple[int, int] = (1, 0)) -> bytes:
-    """A .npy with a hand-written header dict, e.g. "{'descr': '<f4', 'fortran_order': False, 'shape': (3,), }"."""
-    head = header.encode("latin1")
-    size_field = 2 if version[0] == 1 else 4
-    pad = -(6 + 2 + size_field + len(head) + 1) % 64
-    head += b" " * pad + b"\n"
-    length = struct.pack("<H" if size_field == 2 else "<I", len(head))
-    return b"\x93NUMPY" + bytes(version) + length + head + data
-
-
-def zip_of(members: dict[str, bytes], compression: int = zipfile.ZIP_DEFLATED) -> bytes:
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", compression) as zf:
-        for name, data in members.items():
-            zf.writestr(name, data)
-    return buf.getvalue()
-
-
-def good_members(**overrides: np.ndarray) -> dict[str, bytes]:
-    arrays = good_arrays()
-    arrays.update(overrides)
-    return {f"{k}.npy": npy(v) for k, v in arrays.items()}
-
-
-def refused(data, **kwargs) -> str:
-    """The DatasetError message for loading `data`; fails the test if it loads or raises anything else."""
-    with pytest.raises(DatasetError) as info:
-        load_npz(data, **kwargs)
-    message = str(info.value)
-    assert message and "unexpected problem" not in message, message
-    return message
-
-
-def assert_consistent(ds: Dataset) -> None:
-    assert ds.embeddings.dtype == np.float32 and ds.embeddings.flags.c_contiguous
-    assert ds.embeddings.ndim == 2 and ds.n >= MIN_ROWS
-    assert np.isfinite(ds.embeddings).all()
-    assert ds.labels.shape == ds.image_paths.shape == ds.label_codes.shape == (ds.n,)
-    assert ds.labels.dtype == np.int64 or ds.labels.dtype.kind == "U"
-    assert ds.image_paths.dtype.kind == "U"
-    assert not ds.embeddings.flags.writeable
-    for row in (0, ds.n - 1):
-        ds.label_text(row)
-        ds.file_name(row)
-    for text in list(ds.class_names) + ds.image_paths.tolist():
-        text.encode("utf-8")  # valid text the page can show
 
 
 # ---------------------------------------------------------------- valid files load

@@ -18,10 +18,7 @@ from hypothesis.extra import numpy as hnp
 
 from cleaner.dataset import Dataset, DatasetError, load_npz
 
-from .test_dataset import assert_consistent, good_arrays, good_members, npy, npz
-from .test_hostile_npz import npy_header, raw_zip
-
-MB = 1024 * 1024
+from .conftest import MB, assert_consistent, good_arrays, good_members, npy, npy_header, npz, raw_zip
 
 # numpy warnings from the loader (overflow in a cast, ...) are bugs here, not noise
 pytestmark = pytest.mark.filterwarnings("error::RuntimeWarning")

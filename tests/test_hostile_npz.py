@@ -19,41 +19,13 @@ import pytest
 
 from cleaner.dataset import MAX_MEMBERS, load_npz
 
-from .test_dataset import N, good_arrays, good_members, good_npz, npy, raw_npy, refused, zip_of
-
-MB = 1024 * 1024
+from .conftest import MB, N, good_arrays, good_members, good_npz, npy, npy_header, raw_npy, raw_zip, refused, zip_of
 
 # numpy warnings from the loader (overflow in a cast, ...) are bugs here, not noise
 pytestmark = pytest.mark.filterwarnings("error::RuntimeWarning")
 
 
 # ---------------------------------------------------------------- raw zip building and patching
-
-def raw_zip(entries: list[dict], prefix: bytes = b"", comment: bytes = b"") -> bytes:
-    """A zip written by hand, so sizes, CRCs, flags and methods can say anything.
-
-    Each entry: name, payload (the bytes as stored), and optional method, crc, file_size, flags.
-    """
-    out, directory = bytearray(prefix), bytearray()
-    for e in entries:
-        name = e["name"].encode()
-        payload = e["payload"]
-        method = e.get("method", zipfile.ZIP_STORED)
-        flags = e.get("flags", 0)
-        crc = e.get("crc", zlib.crc32(payload) if method == zipfile.ZIP_STORED else 0)
-        size = e.get("file_size", len(payload))
-        offset = len(out)
-        out += struct.pack("<4s5H3I2H", b"PK\x03\x04", 20, flags, method, 0, 0x21, crc, len(payload), size, len(name), 0)
-        out += name + payload
-        directory += struct.pack(
-            "<4s6H3I5H2I", b"PK\x01\x02", 20, 20, flags, method, 0, 0x21, crc, len(payload), size, len(name),
-            0, 0, 0, 0, 0, offset,
-        ) + name
-    end = struct.pack(
-        "<4s4H2IH", b"PK\x05\x06", 0, 0, len(entries), len(entries), len(directory), len(out), len(comment)
-    )
-    return bytes(out + directory + end + comment)
-
 
 def deflated(parts: list[bytes], zeros_mb: int = 0) -> tuple[bytes, int, int]:
     """Raw deflate of parts followed by zeros_mb MiB of zeros, built fast: one fully flushed block of
@@ -119,10 +91,6 @@ def peak_memory(limit_bytes: int):
     finally:
         tracemalloc.stop()
     assert peak < limit_bytes, f"peak {peak / MB:.1f} MB > {limit_bytes / MB:.1f} MB"
-
-
-def npy_header(shape: tuple, descr: str = "<f4", fortran: bool = False) -> bytes:
-    return raw_npy(f"{{'descr': '{descr}', 'fortran_order': {fortran}, 'shape': {shape!r}, }}")
 
 
 def test_raw_zip_builder_makes_loadable_npz():
@@ -415,6 +383,58 @@ def test_end_record_lying_about_the_directory_is_refused():
     struct.pack_into("<I", data, len(data) - 22 + 12, 0xFFFF0000)  # central directory size
     message = refused(bytes(data))
     assert "table of contents" in message or "not a valid zip" in message
+
+
+def zip64_end(data: bytes, directory_size: int | None = None, locator_points_to: int | None = None) -> bytes:
+    """The archive with zip64 end records (as zip64 writers leave them) before its end record, whose 32-bit
+    fields then say "see zip64". The zip64 record may declare another directory size, and the locator may
+    point somewhere other than the record just before it."""
+    end = len(data) - 22
+    assert data[end:end + 4] == b"PK\x05\x06"
+    entries, size, offset = struct.unpack_from("<H2I", data, end + 10)
+    record_at = end
+    record = struct.pack("<4sQ2H2I4Q", b"PK\x06\x06", 44, 45, 45, 0, 0, entries, entries,
+                         size if directory_size is None else directory_size, offset)
+    locator = struct.pack("<4sIQI", b"PK\x06\x07", 0, record_at if locator_points_to is None else locator_points_to, 1)
+    classic = struct.pack("<4s4H2IH", b"PK\x05\x06", 0, 0, 0xFFFF, 0xFFFF, 0xFFFFFFFF, 0xFFFFFFFF, 0)
+    return data[:end] + record + locator + classic
+
+
+def test_zip64_end_records_are_read_and_bounded():
+    data = zip_of(good_members())
+    with zipfile.ZipFile(io.BytesIO(zip64_end(data))) as zf:
+        assert len(zf.infolist()) == 3  # zipfile reads the directory through the zip64 record
+    assert load_npz(zip64_end(data)).n == N
+    assert "table of contents" in refused(zip64_end(data, directory_size=0xFFFF0000))
+    assert "table of contents" in refused(zip64_end(data, directory_size=(1 << 20) + 1))
+
+
+def test_zip64_locator_pointing_at_a_lying_record_is_refused():
+    """Readers that follow the locator's offset would read the first record; those that look just before
+    the locator, the second. A guard must see both."""
+    data = zip_of(good_members())
+    liar = struct.pack("<4sQ2H2I4Q", b"PK\x06\x06", 44, 45, 45, 0, 0, 3, 3, 0xFFFF0000, 0)
+    prefixed = liar + data  # the zip's own offsets now count from after the liar, as in a self-extractor
+    assert "table of contents" in refused(zip64_end(prefixed, locator_points_to=0))
+
+
+def test_end_record_behind_a_comment_is_found_and_bounded():
+    data = bytearray(zip_of(good_members()))
+    comment = b"saved by a tool that signs its archives " * 20
+    struct.pack_into("<H", data, len(data) - 2, len(comment))
+    honest = bytes(data) + comment
+    assert load_npz(honest).n == N
+    lying = bytearray(honest)
+    struct.pack_into("<I", lying, len(data) - 22 + 12, 0xFFFF0000)
+    assert "table of contents" in refused(bytes(lying))
+
+
+def test_end_record_hidden_in_the_comment_is_the_one_judged():
+    """zipfile takes the last end-record signature in the file's final 64 KiB: one planted in the comment."""
+    data = bytearray(zip_of(good_members()))
+    planted = struct.pack("<4s4H2IH", b"PK\x05\x06", 0, 0, 3, 3, 0xFFFF0000, 0, 0)
+    struct.pack_into("<H", data, len(data) - 2, len(planted))
+    assert "table of contents" in refused(bytes(data) + planted)
 
 
 def test_prefix_comment_zip64_and_duplicates():

@@ -180,6 +180,55 @@ def test_large_but_allowed_image_is_thumbnailed(root, access):
     assert img.size == (160, 107)
 
 
+# EXIF orientation -> quarter turns anticlockwise (np.rot90's k) that show the stored pixels upright
+ORIENTATION_TURNS = {1: 0, 3: 2, 6: -1, 8: 1}
+
+
+def stripes_jpeg(path: Path, orientation: int) -> np.ndarray:
+    """A 40x20 JPEG, left half red and right half blue, with an EXIF orientation; returns its stored pixels."""
+    arr = np.zeros((20, 40, 3), dtype=np.uint8)
+    arr[:, :20] = (220, 20, 20)
+    arr[:, 20:] = (20, 20, 220)
+    exif = Image.Exif()
+    exif[0x0112] = orientation  # Orientation
+    save(Image.fromarray(arr), path, "JPEG", quality=95, exif=exif.tobytes())
+    with Image.open(path) as stored:
+        assert stored.getexif()[0x0112] == orientation
+        return np.asarray(stored.convert("RGB"))
+
+
+@pytest.mark.parametrize("orientation", sorted(ORIENTATION_TURNS))
+def test_exif_orientation_is_applied_before_the_thumbnail(root, access, orientation):
+    path = root / f"phone_{orientation}.jpg"
+    stored = stripes_jpeg(path, orientation)
+    upright = np.rot90(stored, k=ORIENTATION_TURNS[orientation])
+    assert read_image(path).size == (upright.shape[1], upright.shape[0])
+    factor = THUMB_PX // max(upright.shape[:2])  # tiny images are enlarged with NEAREST: exact pixel copies
+    expected = upright.repeat(factor, axis=0).repeat(factor, axis=1)
+    shown_px = np.asarray(assert_ok(load_thumbnail(str(path), access)).convert("RGB"))
+    assert shown_px.shape == expected.shape
+    assert np.abs(shown_px.astype(int) - expected.astype(int)).max() <= 2
+
+
+def test_orientation_6_turns_a_landscape_photo_to_portrait_red_on_top(root, access):
+    """The phone case of issue 12: stored sideways with "rotate 90° clockwise"; its left edge belongs on top."""
+    path = root / "sideways.jpg"
+    stored = stripes_jpeg(path, 6)
+    assert stored.shape[:2] == (20, 40)  # landscape as stored
+    img = np.asarray(assert_ok(load_thumbnail(str(path), access)).convert("RGB")).astype(int)
+    height, width = img.shape[:2]
+    assert height == 2 * width == THUMB_PX  # portrait as shown
+    top, bottom = img[: height // 2].mean(axis=(0, 1)), img[height // 2:].mean(axis=(0, 1))
+    assert top[0] > 150 > top[2] and bottom[2] > 150 > bottom[0]
+
+
+def test_unreadable_exif_block_still_shows_the_pixels(root, access):
+    path = root / "bad_exif.jpg"
+    save(photo(), path, "JPEG", exif=b"Exif\x00\x00MM\x00*\xff\xff\xff\xff")  # IFD offset past the end
+    assert_ok(load_thumbnail(str(path), access))
+    assert check_readable(str(path), access) == ""
+
+
 def test_thumbnails_follow_edits(root, access):
     path = save(photo(), root / "edit.png")
     assert load_thumbnail(str(path), access).ok
@@ -277,11 +326,9 @@ def test_directory(root, access):
 def test_fifo_never_blocks(root, access):
     fifo = root / "pipe.png"
     os.mkfifo(fifo)
-    start = time.monotonic()
-    refused(str(fifo), access, "not a regular file")
+    refused(str(fifo), access, "not a regular file")  # a blocking open would hang: the module's timeout fails it
     with pytest.raises(ImageUnavailable, match="not a regular file"):
         read_image(fifo)  # even without resolve(): opened non-blocking, refused by fstat
-    assert time.monotonic() - start < 5
 
 
 def test_socket_is_refused(root, access):
@@ -360,10 +407,9 @@ def test_decompression_bomb_is_refused_without_decoding(root, access):
     assert len(zlib.decompressobj().decompress(idat, 100_000)) == 100_000  # and its stream inflates
     bomb = root / "bomb.png"
     bomb.write_bytes(data)
-    rss_before, start = max_rss_mb(), time.monotonic()
+    rss_before = max_rss_mb()
     refused(str(bomb), access, "decompression bomb")
-    assert time.monotonic() - start < 2
-    assert max_rss_mb() - rss_before < 200
+    assert max_rss_mb() - rss_before < 200  # refused from the header: its pixels were never decoded
 
 
 def test_bomb_just_over_the_cap_is_refused_too(root, access):
