@@ -1,7 +1,7 @@
 """cleaner: find the bad data in an image-classification dataset. Run: streamlit run streamlit_app.py"""
 import streamlit as st
 
-from cleaner.ui import auth, cache, compute, data_source, downloads, map_panel, page_layout, review_area, summary
+from cleaner.ui import auth, autosave, cache, compute, data_source, downloads, map_panel, page_layout, review_area, summary
 from cleaner.ui.state import work_for
 
 
@@ -22,6 +22,7 @@ def main() -> None:
         result = compute.suspects(dataset, graph, work)
         map_panel.map_panel(work, maps, result)
     downloads.resume_and_downloads(work, result)
+    autosave.panel(work, cfg, user)
     with review_pane:
         summary.suspects_summary(result)
         review_area.review_area(work, graph, result, access)
