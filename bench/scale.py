@@ -180,30 +180,60 @@ def child_reference(args: dict) -> dict:
     return {"done_at": done, "peak_rss_mb": _peak_rss_mb()}
 
 
-def _gallery_fragment_id(at) -> str:
-    """The id of cleaner.ui.gallery's fragment among those the last run registered."""
+def _fragment_id(at, name: str) -> str:
+    """The id of the page's fragment function `name` among those the last run registered.
+
+    AppTest reruns the whole script for every interaction; the browser reruns only the fragment. Timing what the
+    browser runs needs the fragment's id, which AppTest keeps internally (bench-only: never in cleaner's code).
+    """
     for fragment_id, fn in at._fragment_storage._fragments.items():
         cells = [c.cell_contents for c in (getattr(fn, "__closure__", None) or ()) if callable(c.cell_contents)]
-        if any(getattr(c, "__name__", "") == "gallery" for c in cells):
+        if any(getattr(c, "__name__", "") == name for c in cells):
             return fragment_id
-    raise RuntimeError("gallery fragment not found")
+    raise RuntimeError(f"fragment {name} not found")
+
+
+def _timed_fragment_runs(at, fragment: str, act, times: int = 3) -> list[float]:
+    """Seconds for `act(at)` followed by a rerun of that fragment only, as the browser sends it."""
+    from streamlit.testing.v1 import local_script_runner
+
+    fragment_id = _fragment_id(at, fragment)
+    original = local_script_runner.RerunData
+
+    def fragment_rerun(**kw):
+        return original(fragment_id_queue=[fragment_id], **kw)
+
+    local_script_runner.RerunData = fragment_rerun
+    try:
+        timings = []
+        for _ in range(times):
+            t = time.perf_counter()
+            act(at)
+            at.run()
+            timings.append(time.perf_counter() - t)
+            assert not at.exception, at.exception
+    finally:
+        local_script_runner.RerunData = original
+    return timings
+
+
+def _first_queue_card_exclude(at) -> None:
+    next(b for b in at.button if b.key and b.key.startswith("q_excl_")).click()
 
 
 def child_tick(args: dict) -> dict:
-    """Time one Exclude tick on the page at N rows, both as the browser runs it (the gallery fragment only)
-    and as a full-script rerun (what AppTest does by default)."""
+    """Time an Exclude tick in the gallery and an Exclude decision in the review queue at N rows, as the browser
+    runs them (their fragment only), and a tick as a full-script rerun."""
     os.environ["CLEANER_CACHE_DIR"] = args["cache"]
     sys.path.insert(0, str(ROOT))
-    from streamlit.runtime.scriptrunner_utils import script_requests
     from streamlit.testing.v1 import AppTest
-    from streamlit.testing.v1 import local_script_runner
 
     from cleaner.dataset import load_npz
     from cleaner.layout import LayoutParams, LayoutStore
     from cleaner.layout_service import LayoutService
     from cleaner.neighbours import neighbour_graph
 
-    # Both maps ready first, so no background UMAP competes with the timed tick.
+    # Both maps ready first, so no background UMAP competes with the timed actions.
     dataset = load_npz(args["npz"])
     service = LayoutService(LayoutStore(Path(args["cache"]) / "layouts"))
     graph = None
@@ -223,42 +253,25 @@ def child_tick(args: dict) -> dict:
     at.file_uploader(key="npz_upload").set_value((Path(args["npz"]).name, data, "application/octet-stream"))
     at.run()
     assert not at.exception, at.exception
-    assert not [i for i in at.info if "PCA preview" in i.value], "maps not ready"
     at.selectbox(key="select_class").set_value(str(args["review_class"]))
     at.button(key="btn_class").click()
     at.run()
-    boxes = [c for c in at.checkbox if c.label == "Exclude"]
-    assert boxes, "no gallery"
-    # Full-script rerun, as AppTest runs every interaction.
+    assert [c for c in at.checkbox if c.label == "Exclude"], "no gallery"
     t = time.perf_counter()
-    boxes[0].check()
+    next(c for c in at.checkbox if c.label == "Exclude").check()
     at.run()
     full_s = time.perf_counter() - t
-    digest = list(at.session_state["cleaner_per_dataset"])[-1]
-    assert len(at.session_state["cleaner_per_dataset"][digest]["exclusions"]) == 1
-    # Fragment rerun, as the browser sends it for a widget inside @st.fragment.
-    fragment_id = _gallery_fragment_id(at)
-    original = local_script_runner.RerunData
-
-    def fragment_rerun(**kw):
-        return original(fragment_id_queue=[fragment_id], **kw)
-
-    local_script_runner.RerunData = fragment_rerun
-    try:
-        timings = []
-        for _ in range(3):
-            box = next(c for c in at.checkbox if c.label == "Exclude" and not c.value)
-            t = time.perf_counter()
-            box.check()
-            at.run()
-            timings.append(time.perf_counter() - t)
-    finally:
-        local_script_runner.RerunData = original
-    n_excluded = len(at.session_state["cleaner_per_dataset"][digest]["exclusions"])
-    assert n_excluded == 1 + len(timings), n_excluded
-    del script_requests
-    return {"tick_fragment_s": float(np.median(timings)), "tick_fragment_all_s": timings,
-            "tick_full_rerun_s": full_s}
+    ticks = _timed_fragment_runs(
+        at, "gallery", lambda a: next(c for c in a.checkbox if c.label == "Exclude" and not c.value).check())
+    work = next(iter(at.session_state["cleaner_work"].values()))
+    assert work.decisions.count("exclude") == 1 + len(ticks), work.decisions.count("exclude")
+    at.radio(key="review_view").set_value("Review queue")
+    at.run()
+    decisions = _timed_fragment_runs(at, "review_queue_panel", _first_queue_card_exclude)
+    assert work.decisions.count("exclude") == 1 + len(ticks) + len(decisions)
+    return {"tick_fragment_s": float(np.median(ticks)), "tick_fragment_all_s": ticks,
+            "tick_full_rerun_s": full_s, "decision_fragment_s": float(np.median(decisions)),
+            "decision_fragment_all_s": decisions}
 
 
 CHILDREN = {"ours": child_ours, "reference": child_reference, "tick": child_tick}
@@ -448,9 +461,11 @@ def main(argv: list[str] | None = None) -> dict:
             out["tick_s"] = round(tick["tick_fragment_s"], 3)
             out["tick_how"] = ("AppTest on streamlit_app.py with the NPZ uploaded, class selected, both maps ready: "
                                "median of 3 checkbox.check()+run() rerunning only the gallery fragment, "
-                               "as the browser does")
+                               "as the browser does; decision_s the same for the review queue's Exclude")
             out["tick_full_rerun_s"] = round(tick["tick_full_rerun_s"], 3)
-            log(f"  fragment {out['tick_s']} s, full rerun {out['tick_full_rerun_s']} s")
+            out["decision_s"] = round(tick["decision_fragment_s"], 3)
+            out["decision_all_s"] = [round(t, 3) for t in tick["decision_fragment_all_s"]]
+            log(f"  tick {out['tick_s']} s (full rerun {out['tick_full_rerun_s']} s), decision {out['decision_s']} s")
         else:
             out["tick_s"] = None
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-KEYS = ("n", "first_map_s", "reference_umap_s", "first_map_ratio", "cache_hit_s", "cold_demo_s", "tick_s",
+KEYS = ("n", "first_map_s", "reference_umap_s", "first_map_ratio", "cache_hit_s", "cold_demo_s", "tick_s", "decision_s",
         "bytes_per_point", "peak_rss_mb", "knn_preservation")
 
 
@@ -41,6 +41,7 @@ def test_values_are_sane(report):
     assert 0 < report["first_map_s"] < 3600
     assert 0 < report["cache_hit_s"] < report["first_map_s"]  # the second load found the layout on disk
     assert 0 < report["tick_s"] < 60 and 0 < report["tick_full_rerun_s"] < 600
+    assert 0 < report["decision_s"] < 60 and len(report["decision_all_s"]) == 3
     assert 5 < report["bytes_per_point"] < 500
     assert 50 < report["peak_rss_mb"] < 8000
     ours = report["knn_preservation"]["ours"]
