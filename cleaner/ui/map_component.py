@@ -1,0 +1,73 @@
+"""The 3D/2D map as a frameless Streamlit component (components v2): binary data in, click/box/lasso events out.
+
+Two components are registered: "cleaner.plotlyjs" carries the plotly.js of the installed plotly wheel and
+sets `window.Plotly`; "cleaner.map" (its JavaScript is map_component.js next to this file) draws the map with
+it. The plotly.js element is the same on every run, so after the first run Streamlit sends it as a reference to
+the copy the browser already holds (its message cache), not as 4.8 MB again; the map element carries only
+the map's arrays and the small map script.
+"""
+from __future__ import annotations
+
+import logging
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import plotly
+import streamlit as st
+
+from ..mapdata import MapEvent, MapEventError, MapPayload, decode_event
+
+_LOG = logging.getLogger(__name__)
+PLOTLY_JS = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
+
+
+class MapComponentError(RuntimeError):
+    """The map component cannot be set up (its scripts are missing from the installation)."""
+
+
+@cache
+def _plotly_component():
+    if not PLOTLY_JS.is_file():
+        raise MapComponentError(f"plotly.js is missing from the plotly package ({PLOTLY_JS}); reinstall plotly")
+    # plotly.min.js is a UMD bundle: evaluated as a module it sets window.Plotly. The export makes it a component.
+    js = PLOTLY_JS.read_text(encoding="utf-8") + "\nexport default function () {}\n"
+    return st.components.v2.component("cleaner.plotlyjs", js=js)
+
+
+@cache
+def _map_component():
+    try:
+        js = resources.files("cleaner.ui").joinpath("map_component.js").read_text(encoding="utf-8")
+    except (FileNotFoundError, OSError) as exc:
+        raise MapComponentError(f"the map's script cleaner/ui/map_component.js is missing: {exc}") from exc
+    # isolate_styles=False: plotly.js puts its CSS (modebar, hover labels) into document.head, which a shadow
+    # root would keep out.
+    return st.components.v2.component("cleaner.map", js=js, isolate_styles=False)
+
+
+def _ignore() -> None:
+    """Streamlit returns a trigger value only for components with a callback for it."""
+
+
+def map_chart(payload: MapPayload, *, key: str, height: int = 600) -> MapEvent | None:
+    """Draw the map; return the user's click, box or lasso once, on the run it happened, else None.
+
+    `key` identifies the map across reruns: keep it while the dataset stays the same (camera, zoom and legend
+    persist), change it (e.g. add the dataset digest) to start a new dataset with a fresh view. The payload's
+    coordinates decide 2D or 3D.
+    """
+    with st.container(gap=None):
+        _plotly_component()(key=f"{key}-plotlyjs", height=0)
+        data: dict[str, Any] = payload.component_data()
+        data["meta"] = {**data["meta"], "height": int(height)}
+        result = _map_component()(key=key, data=data, height="content", on_event_change=_ignore)
+    raw = result.get("event") if hasattr(result, "get") else getattr(result, "event", None)
+    if raw is None:
+        return None
+    try:
+        return decode_event(raw, payload)
+    except MapEventError as exc:
+        _LOG.warning("ignored a malformed map event: %s", exc)
+        return None

@@ -1,0 +1,64 @@
+"""A page with nothing but the map component, on a synthetic dataset, for the browser tests and the bench.
+
+Query parameters: `n` (points, default 300), `dims` (3 or 2), `classes` (default 3), `names` (1: send hover
+names). Under the map it prints the last event and the current selection as JSON (`#harness-state`), and has a
+button that excludes the selected rows (a rerun that changes the payload).
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import streamlit as st
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository, when run by `streamlit run`
+
+from cleaner.mapdata import build_payload  # noqa: E402
+from cleaner.ui.map_component import map_chart  # noqa: E402
+
+
+def synthetic(n: int, dims: int, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """Well separated clusters, one per class."""
+    rng = np.random.default_rng(11)
+    codes = np.arange(n) % n_classes
+    angles = 2 * np.pi * np.arange(n_classes) / n_classes
+    centres = np.zeros((n_classes, dims))
+    centres[:, 0], centres[:, 1] = 6 * np.cos(angles), 6 * np.sin(angles)
+    if dims == 3:
+        centres[:, 2] = np.linspace(-3, 3, n_classes)
+    coords = centres[codes] + rng.normal(0, 1.0, size=(n, dims))
+    return coords.astype(np.float32), codes
+
+
+def main() -> None:
+    q = st.query_params
+    n, dims, n_classes = int(q.get("n", 300)), int(q.get("dims", 3)), int(q.get("classes", 3))
+    coords, codes = st.cache_data(synthetic)(n, dims, n_classes)
+    ss = st.session_state
+    ss.setdefault("selected", np.empty(0, dtype=np.int64))
+    ss.setdefault("excluded", np.empty(0, dtype=np.int64))
+    ss.setdefault("last", None)
+    ss.setdefault("use_score", False)
+
+    if st.button("Exclude the selection"):
+        ss.excluded = np.union1d(ss.excluded, ss.selected)
+    if st.button("Colour by score"):
+        ss.use_score = not ss.use_score
+    score = (np.arange(n) % 97 / 96.0) if ss.use_score else None
+    names = [f"img_{i:05d}.png" for i in range(n)] if q.get("names") == "1" else None
+    payload = build_payload(coords, codes, [f"class {c}" for c in range(n_classes)], excluded_rows=ss.excluded,
+                            selected_rows=ss.selected, score=score, hover_names=names)
+    event = map_chart(payload, key=f"harness-map-{dims}d", height=520)
+    if event is not None:
+        ss.selected = event.apply(ss.selected)
+        ss.last = {"kind": event.kind, "mode": event.mode, "rows": event.rows.tolist(), "describe": event.describe(dims)}
+        st.rerun()  # draw the new selection highlighted, as the app's page does
+    state = {"selected": ss.selected.tolist(), "excluded": ss.excluded.tolist(), "last": ss.last}
+    st.text("harness-state " + json.dumps(state, separators=(",", ":")))
+    st.text(f"selected: {len(ss.selected)}")
+
+
+if __name__ == "__main__":  # `streamlit run` runs it as __main__; the tests import synthetic()
+    main()

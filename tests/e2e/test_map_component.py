@@ -1,0 +1,387 @@
+"""The map component in real headless Chromium: box, lasso, modes, click, hidden classes, a camera that stays.
+
+One harness server (tests/e2e/map_harness_app.py: the component alone on three well separated clusters) serves
+the module. Every expected set of rows is computed here from the data and the camera read from the page
+(plotly's own scene matrices), never taken from the component's answer.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from .helpers import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, VIEWPORT, distance_to_polygon, inside_polygon, screenshot
+from .map_harness_app import synthetic
+
+pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason=f"{CHROMIUM} not found (Debian package 'chromium')")
+
+REPO = Path(__file__).resolve().parents[2]
+N, N_CLASSES = 300, 3
+MARGIN_PX = 2.0  # no point this close to a shape's edge: which side it is on is then unambiguous
+
+
+@pytest.fixture(scope="module")
+def harness_url():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    log_path = ARTIFACTS / "map_harness_server.log"
+    home = tempfile.mkdtemp(prefix="cleaner-map-e2e-")
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "streamlit", "run", str(REPO / "tests/e2e/map_harness_app.py"),
+             "--server.headless", "true", "--server.port", str(port), "--server.address", "127.0.0.1",
+             "--browser.gatherUsageStats", "false"],
+            cwd=home, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as resp:
+                    if resp.read().decode().strip() == "ok":
+                        break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"the harness server did not start; log:\n{log_path.read_text()[-3000:]}", pytrace=False)
+            time.sleep(0.3)
+        yield url
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)  # the group we created: streamlit and nothing else
+            proc.wait(timeout=15)
+
+
+@pytest.fixture(scope="module")
+def chromium():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def open_map(chromium, harness_url, request):
+    """Open the harness (fresh context, fresh session) with the map in `dims` dimensions; wait for the first draw."""
+    contexts = []
+
+    def _open(dims: int = 3):
+        ctx = chromium.new_context(viewport=VIEWPORT)
+        ctx.set_default_timeout(60_000)
+        contexts.append(ctx)
+        page = ctx.new_page()
+        page.goto(f"{harness_url}/?n={N}&dims={dims}&classes={N_CLASSES}")
+        wait_drawn(page, 1)
+        return page
+
+    yield _open
+    failed = getattr(request.node, "rep_call", None) is not None and request.node.rep_call.failed
+    for i, ctx in enumerate(contexts):
+        if failed:
+            for page in ctx.pages:
+                print(f"[e2e] failure screenshot: {screenshot(page, f'FAILED_{request.node.name}_{i}')}")
+        ctx.close()
+
+
+# ---------------------------------------------------------------- reading the page
+
+def draws(page) -> int:
+    return int(page.locator(".cleaner-map").get_attribute("data-draws") or 0)
+
+
+def wait_drawn(page, at_least: int) -> None:
+    page.wait_for_function(
+        "n => { const m = document.querySelector('.cleaner-map'); return m && Number(m.dataset.draws) >= n"
+        " && !m.dataset.pending; }", arg=at_least, timeout=120_000)
+
+
+def harness_state(page) -> dict:
+    text = page.locator("[data-testid=stText]").filter(has_text="harness-state").first.inner_text()
+    return json.loads(text.split(" ", 1)[1])
+
+
+def wait_event(page, before: int) -> dict:
+    """The harness state after the component's next event has gone through Python and the map redrew."""
+    page.wait_for_function(
+        "n => { const m = document.querySelector('.cleaner-map'); return m && Number(m.dataset.draws) > n"
+        " && !m.dataset.pending; }", arg=before, timeout=60_000)
+    page.wait_for_function(
+        "() => { const a = document.querySelector('[data-testid=stApp]');"
+        " return a && a.getAttribute('data-test-script-state') !== 'running'; }")
+    return harness_state(page)
+
+
+def page_projection(page, coords: np.ndarray, dims: int) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Page pixels of every point, from the camera the page shows now (read from plotly's scene or axes)."""
+    if dims == 3:
+        cam = page.evaluate("""() => {
+            const s = document.querySelector('.cleaner-map-gd')._fullLayout.scene._scene, p = s.glplot.cameraParams;
+            const r = s.glplot.canvas.getBoundingClientRect();
+            return {model: Array.from(p.model), view: Array.from(p.view), projection: Array.from(p.projection),
+                    scale: Array.from(s.dataScale), left: r.left, top: r.top, width: r.width, height: r.height}; }""")
+        m = (np.array(cam["projection"]).reshape(4, 4).T @ np.array(cam["view"]).reshape(4, 4).T
+             @ np.array(cam["model"]).reshape(4, 4).T)
+        h = np.c_[coords.astype(np.float64) * np.array(cam["scale"]), np.ones(len(coords))] @ m.T
+        x = cam["left"] + (0.5 + 0.5 * h[:, 0] / h[:, 3]) * cam["width"]
+        y = cam["top"] + (0.5 - 0.5 * h[:, 1] / h[:, 3]) * cam["height"]
+        return x, y, cam
+    ax = page.evaluate("""() => { const gd = document.querySelector('.cleaner-map-gd'), r = gd.getBoundingClientRect();
+        const xa = gd._fullLayout.xaxis, ya = gd._fullLayout.yaxis;
+        return {left: r.left + xa._offset, top: r.top + ya._offset, width: xa._length, height: ya._length,
+                xr: xa.range.map(Number), yr: ya.range.map(Number)}; }""")
+    c = coords.astype(np.float64)
+    x = ax["left"] + (c[:, 0] - ax["xr"][0]) / (ax["xr"][1] - ax["xr"][0]) * ax["width"]
+    y = ax["top"] + (1 - (c[:, 1] - ax["yr"][0]) / (ax["yr"][1] - ax["yr"][0])) * ax["height"]
+    return x, y, ax
+
+
+def drawing_area(info: dict) -> tuple[float, float, float, float]:
+    return info["left"], info["top"], info["width"], info["height"]
+
+
+def clean_shape(x, y, area, rng, make, lo=15, hi=250, accept=lambda inside: True) -> list[tuple[int, int]]:
+    """A shape (integer page pixels) inside the drawing area holding lo..hi points, none within MARGIN_PX of its edge."""
+    left, top, width, height = area
+    for _ in range(3000):
+        i = rng.integers(len(x))
+        poly = make(float(x[i]), float(y[i]), rng)
+        if not all(left + 3 < px < left + width - 3 and top + 3 < py < top + height - 3 for px, py in poly):
+            continue
+        inside = inside_polygon(poly, x, y)
+        if not lo <= inside.sum() <= hi or not accept(inside):
+            continue
+        if distance_to_polygon(poly, x, y).min() < MARGIN_PX:
+            continue
+        return poly
+    raise AssertionError("found no clean shape over the map")
+
+
+def make_box(cx, cy, rng):
+    w, h = rng.uniform(20, 140, size=2)
+    x0, y0 = int(round(cx - w * rng.uniform(0.2, 0.8))), int(round(cy - h * rng.uniform(0.2, 0.8)))
+    return [(x0, y0), (x0 + int(w), y0), (x0 + int(w), y0 + int(h)), (x0, y0 + int(h))]
+
+
+def make_star(cx, cy, rng):
+    """A concave lasso: ten vertices, alternately far out and half way in."""
+    r, turn = rng.uniform(40, 120), rng.uniform(0, math.pi)
+    return [(int(round(cx + r * (1 if k % 2 == 0 else 0.45) * math.cos(turn + k * math.pi / 5))),
+             int(round(cy + r * (1 if k % 2 == 0 else 0.45) * math.sin(turn + k * math.pi / 5)))) for k in range(10)]
+
+
+def choose_tool(page, name: str) -> None:
+    page.locator(".cleaner-map-toolbar button", has_text=name).click()
+
+
+def drag_box(page, box, modifier: str | None = None) -> None:
+    (x0, y0), (x1, y1) = box[0], box[2]
+    if modifier:
+        page.keyboard.down(modifier)
+    page.mouse.move(x0, y0)
+    page.mouse.down()
+    page.mouse.move((x0 + x1) / 2, (y0 + y1) / 2, steps=3)
+    page.mouse.move(x1, y1, steps=3)
+    page.mouse.up()
+    if modifier:
+        page.keyboard.up(modifier)
+
+
+def drag_lasso(page, poly) -> None:
+    page.mouse.move(*poly[0])
+    page.mouse.down()
+    for vx, vy in poly[1:] + poly[:1]:
+        page.mouse.move(vx, vy)
+    page.mouse.up()
+
+
+def rotate(page, info: dict, dx: float = 90, dy: float = 40) -> None:
+    """Turn the 3D view by dragging across it with the Move tool, as a user does."""
+    choose_tool(page, "Move")
+    cx, cy = info["left"] + info["width"] * 0.5, info["top"] + info["height"] * 0.5
+    page.mouse.move(cx, cy)
+    page.mouse.down()
+    page.mouse.move(cx + dx, cy + dy, steps=8)
+    page.mouse.up()
+    page.wait_for_timeout(300)
+
+
+def coords_and_codes(dims: int) -> tuple[np.ndarray, np.ndarray]:
+    coords, codes = synthetic(N, dims, N_CLASSES)
+    return coords.astype(np.float32), codes
+
+
+def rows_inside(poly, x, y, mask=None) -> list[int]:
+    inside = inside_polygon(poly, x, y)
+    if mask is not None:
+        inside &= mask
+    return np.flatnonzero(inside).tolist()
+
+
+# ---------------------------------------------------------------- tests
+
+def test_box_on_the_rotated_3d_map_selects_exactly_the_points_projected_inside(open_map):
+    page = open_map(3)
+    coords, _ = coords_and_codes(3)
+    _, _, info = page_projection(page, coords, 3)
+    rotate(page, info)
+    x, y, info = page_projection(page, coords, 3)
+    box = clean_shape(x, y, drawing_area(info), np.random.default_rng(1), make_box)
+    choose_tool(page, "Box")
+    before = draws(page)
+    drag_box(page, box)
+    state = wait_event(page, before)
+    assert state["last"]["kind"] == "box" and state["last"]["mode"] == "replace"
+    assert state["selected"] == rows_inside(box, x, y)
+
+
+def test_lasso_on_the_3d_map_selects_exactly_the_points_projected_inside(open_map):
+    page = open_map(3)
+    coords, _ = coords_and_codes(3)
+    x, y, info = page_projection(page, coords, 3)
+    poly = clean_shape(x, y, drawing_area(info), np.random.default_rng(2), make_star)
+    choose_tool(page, "Lasso")
+    before = draws(page)
+    drag_lasso(page, poly)
+    page.wait_for_timeout(50)
+    state = wait_event(page, before)
+    assert state["last"]["kind"] == "lasso"
+    assert state["selected"] == rows_inside(poly, x, y)
+    # the highlighted selection and the drawn star, as a user sees them
+    page.evaluate("poly => { const p = document.querySelector('.cleaner-map-overlay path');"
+                  " const r = document.querySelector('.cleaner-map-plot').getBoundingClientRect();"
+                  " p.setAttribute('d', 'M' + poly.map(q => (q[0] - r.left) + ',' + (q[1] - r.top)).join('L') + 'Z'); }",
+                  [list(p) for p in poly])
+    screenshot(page, "map_3d_lasso")
+
+
+def test_shift_box_adds_and_alt_box_removes(open_map):
+    page = open_map(3)
+    coords, codes = coords_and_codes(3)
+    x, y, info = page_projection(page, coords, 3)
+    rng = np.random.default_rng(3)
+    area = drawing_area(info)
+    first = clean_shape(x, y, area, rng, make_box, accept=lambda inside: (codes[inside] == 0).all())
+    second = clean_shape(x, y, area, rng, make_box, accept=lambda inside: (codes[inside] == 1).all())
+    choose_tool(page, "Box")
+    before = draws(page)
+    drag_box(page, first)
+    assert wait_event(page, before)["selected"] == rows_inside(first, x, y)
+    before = draws(page)
+    drag_box(page, second, "Shift")
+    state = wait_event(page, before)
+    assert state["last"]["mode"] == "add"
+    both = sorted(set(rows_inside(first, x, y)) | set(rows_inside(second, x, y)))
+    assert state["selected"] == both
+    before = draws(page)
+    drag_box(page, first, "Alt")
+    state = wait_event(page, before)
+    assert state["last"]["mode"] == "remove"
+    assert state["selected"] == rows_inside(second, x, y)
+
+
+def test_the_camera_stays_when_the_excluded_set_changes(open_map):
+    page = open_map(3)
+    coords, _ = coords_and_codes(3)
+    x, y, info = page_projection(page, coords, 3)
+    box = clean_shape(x, y, drawing_area(info), np.random.default_rng(4), make_box)
+    choose_tool(page, "Box")
+    before = draws(page)
+    drag_box(page, box)
+    selected = wait_event(page, before)["selected"]
+    rotate(page, info, dx=-120, dy=30)
+    camera_js = "() => JSON.stringify(document.querySelector('.cleaner-map-gd')._fullLayout.scene.camera)"
+    camera = page.evaluate(camera_js)
+    _, _, rotated = page_projection(page, coords, 3)
+    before = draws(page)
+    page.get_by_role("button", name="Exclude the selection").click()
+    state = wait_event(page, before)
+    assert state["excluded"] == selected
+    n_crosses = page.evaluate("() => document.querySelector('.cleaner-map-gd').data.find(t => t.uid === 'x').x.length")
+    assert n_crosses == len(selected)
+    assert json.loads(page.evaluate(camera_js)) == json.loads(camera)
+    _, _, after = page_projection(page, coords, 3)
+    np.testing.assert_allclose(after["view"], rotated["view"], atol=1e-9)
+
+
+def test_a_click_selects_that_points_row(open_map):
+    page = open_map(3)
+    coords, _ = coords_and_codes(3)
+    x, y, info = page_projection(page, coords, 3)
+    # an isolated point: nothing else within 12 px on screen, so the pick cannot land on a neighbour
+    d = np.hypot(x[:, None] - x[None, :], y[:, None] - y[None, :])
+    np.fill_diagonal(d, np.inf)
+    isolated = np.flatnonzero(d.min(axis=1) > 12)
+    assert len(isolated), "no isolated point to click"
+    row = int(isolated[0])
+    before = draws(page)
+    page.mouse.move(x[row] + 1, y[row] + 1)
+    page.mouse.move(x[row], y[row])
+    page.wait_for_timeout(200)
+    page.mouse.down()
+    page.wait_for_timeout(300)  # held across a render, or gl-plot3d drops the click
+    page.mouse.up()
+    state = wait_event(page, before)
+    assert state["last"]["kind"] == "click"
+    assert state["selected"] == [row]
+
+
+def test_a_class_hidden_in_the_legend_is_not_selected(open_map):
+    page = open_map(3)
+    coords, codes = coords_and_codes(3)
+    page.locator(".legend .traces", has_text="class 1").click()
+    page.wait_for_function("() => document.querySelector('.cleaner-map-gd').data.find(t => t.uid === 'n1')"
+                           ".visible === 'legendonly'")
+    page.wait_for_timeout(300)
+    x, y, info = page_projection(page, coords, 3)
+    left, top, width, height = drawing_area(info)
+    everything = [(int(left + 5), int(top + 5)), (int(left + width - 5), int(top + 5)),
+                  (int(left + width - 5), int(top + height - 5)), (int(left + 5), int(top + height - 5))]
+    choose_tool(page, "Box")
+    before = draws(page)
+    drag_box(page, everything)
+    state = wait_event(page, before)
+    want = rows_inside(everything, x, y, mask=codes != 1)
+    assert len(want) == int((codes != 1).sum())  # the box holds every visible point
+    assert state["selected"] == want
+    assert page.evaluate("() => document.querySelector('.cleaner-map-gd').data.find(t => t.uid === 'n1').visible") \
+        == "legendonly"  # the legend state survived the rerun
+
+
+def test_box_and_lasso_on_the_2d_map(open_map):
+    page = open_map(2)
+    coords, _ = coords_and_codes(2)
+    x, y, info = page_projection(page, coords, 2)
+    rng = np.random.default_rng(6)
+    box = clean_shape(x, y, drawing_area(info), rng, make_box)
+    choose_tool(page, "Box")
+    before = draws(page)
+    drag_box(page, box)
+    state = wait_event(page, before)
+    assert state["selected"] == rows_inside(box, x, y)
+    x, y, info = page_projection(page, coords, 2)  # the view must not have moved; recompute anyway
+    star = clean_shape(x, y, drawing_area(info), rng, make_star)
+    choose_tool(page, "Lasso")
+    before = draws(page)
+    page.keyboard.down("Shift")
+    drag_lasso(page, star)
+    page.keyboard.up("Shift")
+    state = wait_event(page, before)
+    assert state["last"]["mode"] == "add"
+    assert state["selected"] == sorted(set(rows_inside(box, x, y)) | set(rows_inside(star, x, y)))
