@@ -19,16 +19,18 @@ ORDERS = {
 
 
 def reasons(dataset: Dataset, result: ScanResult, row: int) -> list[str]:
-    """Why a sample is suspect, strongest first, in words (empty when nothing is suspicious)."""
+    """Why a sample is flagged, strongest first, in words (empty when nothing is flagged).
+
+    Only flagged issues are named, so a card never contradicts the summary's counts."""
     found: list[tuple[float, str]] = []
     labels = result.labels
-    if labels.score[row] > 0 and labels.suggested_label[row] != labels.given_label[row]:
+    if labels.flagged[row] and labels.suggested_label[row] != labels.given_label[row]:
         share = float(labels.suggestion_share[row])
         found.append((float(labels.score[row]),
                       f"label issue {labels.score[row]:.2f}: {share:.0%} of its neighbours say "
                       f"'{dataset.class_names[int(labels.suggested_label[row])]}'"))
     outl = result.outliers
-    if outl.score[row] >= 0.5:
+    if outl.flagged[row]:
         ratio = float(outl.mean_distance[row]) / max(outl.typical_distance, 1e-12)
         found.append((float(outl.score[row]), f"outlier {outl.score[row]:.2f}: {ratio:.1f}x the typical neighbour distance"))
     dups = result.duplicates
