@@ -10,7 +10,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from cleaner.config import ENV_ALLOWED_USERS, load_settings, parse_allowed_users
-from cleaner.ui.auth import OPEN_NOTE, is_allowed, providers
+from cleaner.ui.auth import OPEN_NOTE, authlib_installed, is_allowed, providers
 
 REPO = Path(__file__).resolve().parents[1]
 AUTH = {"redirect_uri": "http://127.0.0.1:8501/oauth2callback", "cookie_secret": "s" * 32,
@@ -154,6 +154,18 @@ def test_without_auth_the_app_is_open_and_says_so_in_the_sidebar():
     assert "open to anyone who can reach this server" in OPEN_NOTE
 
 
+needs_authlib = pytest.mark.skipif(not authlib_installed(), reason="Authlib is not installed: pip install "
+                                   "'streamlit[auth]' (Streamlit's sign-in needs it)")
+
+
+def test_without_authlib_sign_in_is_not_attempted_and_the_page_says_what_to_install(monkeypatch):
+    monkeypatch.setattr("cleaner.ui.auth.authlib_installed", lambda: False)
+    at = run_gate(user={"is_logged_in": True, "email": "ann@team.example"})
+    assert not app_shown(at) and not at.button
+    assert 'pip install "streamlit[auth]"' in at.error[0].value
+
+
+@needs_authlib
 def test_a_visitor_not_signed_in_sees_one_sign_in_button_and_nothing_of_the_app():
     at = run_gate()
     assert not app_shown(at)
@@ -162,6 +174,7 @@ def test_a_visitor_not_signed_in_sees_one_sign_in_button_and_nothing_of_the_app(
     assert not at.sidebar.caption and not at.error
 
 
+@needs_authlib
 def test_named_providers_get_a_button_each():
     named = {"redirect_uri": AUTH["redirect_uri"], "cookie_secret": AUTH["cookie_secret"],
              "google": dict(AUTH), "okta": dict(AUTH)}
@@ -169,6 +182,7 @@ def test_named_providers_get_a_button_each():
     assert [b.label for b in at.button] == ["Sign in with google", "Sign in with okta"]
 
 
+@needs_authlib
 def test_an_allowed_user_gets_the_app_their_address_and_a_sign_out_button():
     at = run_gate(user={"is_logged_in": True, "email": "Bob@Crew.example", "email_verified": True})
     assert [m.value for m in at.markdown] == ["THE APP for 'bob@crew.example'"]
@@ -176,6 +190,7 @@ def test_an_allowed_user_gets_the_app_their_address_and_a_sign_out_button():
     assert [b.label for b in at.sidebar.button] == ["Sign out"]
 
 
+@needs_authlib
 def test_a_user_not_on_the_list_is_refused_with_only_a_sign_out_button():
     at = run_gate(user={"is_logged_in": True, "email": "eve@elsewhere.example"})
     assert not app_shown(at)
@@ -184,24 +199,28 @@ def test_a_user_not_on_the_list_is_refused_with_only_a_sign_out_button():
     assert [b.label for b in at.button] == ["Sign out"]
 
 
+@needs_authlib
 def test_an_address_the_provider_calls_unverified_is_refused():
     at = run_gate(user={"is_logged_in": True, "email": "ann@team.example", "email_verified": False})
     assert not app_shown(at)
     assert "verified e-mail address" in at.error[0].value
 
 
+@needs_authlib
 def test_an_account_without_an_address_is_refused():
     at = run_gate(user={"is_logged_in": True, "sub": "12345"})
     assert not app_shown(at)
     assert [b.label for b in at.button] == ["Sign out"]
 
 
+@needs_authlib
 def test_with_sign_in_but_no_allow_list_nobody_gets_in_and_the_page_says_what_to_set():
     at = run_gate(allowed="", user={"is_logged_in": True, "email": "ann@team.example"})
     assert not app_shown(at)
     assert ENV_ALLOWED_USERS in at.error[0].value
 
 
+@needs_authlib
 def test_star_lets_in_every_signed_in_user():
     at = run_gate(allowed="*", user={"is_logged_in": True, "email": "anyone@anywhere.example"})
     assert app_shown(at)

@@ -47,6 +47,11 @@ def auth_section() -> Mapping[str, object] | None:
     return section
 
 
+def authlib_installed() -> bool:
+    """Streamlit's sign-in needs Authlib (the `streamlit[auth]` extra); without it `st.login` fails."""
+    return importlib.util.find_spec("authlib") is not None
+
+
 def _secrets_files() -> list[str]:
     files = st.get_option("secrets.files") or []
     return [str(path) for path in files]
@@ -117,7 +122,7 @@ def gate(settings: Settings) -> str:
     if section is None:
         st.sidebar.caption(OPEN_NOTE)
         return ""
-    if importlib.util.find_spec("authlib") is None:
+    if not authlib_installed():
         _stop_with("Sign-in is configured in the secrets file, but this server lacks Authlib, which Streamlit's "
                    "sign-in needs: install it with pip install \"streamlit[auth]\".")
     if not st.user.is_logged_in:
