@@ -20,6 +20,12 @@ import numpy as np
 
 from .diskcache import store_file
 from .neighbours import NeighbourGraph, numba_guard
+from .numba_cache import cache_umap_kernels, kernel_cache_dir, use_numba_cache
+
+__all__ = [  # kernel_cache_dir and use_numba_cache: cleaner.layout_service imports them from here
+    "LARGE_MIN_ROWS", "PACKAGED_LAYOUTS", "LayoutParams", "LayoutStore", "compile_kernels", "kernel_cache_dir",
+    "large_data_epochs", "pca_projection", "umap_layout", "use_numba_cache",
+]
 
 PACKAGED_LAYOUTS = Path(__file__).parent / "assets" / "layouts"
 LARGE_MIN_ROWS = 10_000
@@ -110,7 +116,7 @@ def compile_kernels() -> None:
 def _umap(embeddings: np.ndarray, graph: NeighbourGraph, params: LayoutParams, large: bool) -> np.ndarray:
     import umap  # heavy (numba); imported only when a layout must really be computed
 
-    _cache_umap_kernels()
+    cache_umap_kernels()
     n_neighbors = max(2, min(params.n_neighbors, graph.k + 1))
     if graph.metric != params.metric:
         raise ValueError(f"graph metric {graph.metric!r} differs from layout metric {params.metric!r}")
@@ -141,90 +147,6 @@ def _umap(embeddings: np.ndarray, graph: NeighbourGraph, params: LayoutParams, l
         warnings.filterwarnings("ignore", message=".*knn_search_index.*")
         coords = reducer.fit_transform(data)
     return np.ascontiguousarray(coords, dtype=np.float32)
-
-
-_CACHE_LOCK = threading.Lock()
-_kernel_cache_dir: Path | None = None
-_cached_kernels = False
-
-
-def use_numba_cache(folder: Path) -> None:
-    """Keep the compiled UMAP kernels in folder, so a restarted server loads them in about a second instead of
-    compiling them for 20-30 s. Takes effect if called before the first layout of the process.
-
-    Only umap-learn's kernels move there. pynndescent (imported by umap) compiles dozens of functions at import
-    and caches them next to its own code; pointing NUMBA_CACHE_DIR at an empty folder would make every cold
-    cache folder pay that again (measured: `import umap` 2 s -> 35 s). A NUMBA_CACHE_DIR set by the
-    administrator is honoured for everything.
-    """
-    global _kernel_cache_dir
-    with _CACHE_LOCK:
-        if _kernel_cache_dir is None and not _cached_kernels:
-            _kernel_cache_dir = Path(folder)
-
-
-def kernel_cache_dir() -> Path | None:
-    """Where this process keeps compiled UMAP kernels on disk, if anywhere."""
-    if os.environ.get("NUMBA_CACHE_DIR"):
-        return Path(os.environ["NUMBA_CACHE_DIR"])
-    return _kernel_cache_dir
-
-
-def _cache_umap_kernels() -> None:
-    """umap-learn compiles its kernels without numba's on-disk cache: turn it on for the ones a layout runs.
-
-    The serial and the parallel epoch kernel share one Python function, and numba's cache index does not
-    tell them apart, so each gets its own tag in the key. Any failure only means compiling as before.
-    """
-    global _cached_kernels
-    with _CACHE_LOCK:
-        if _cached_kernels:
-            return
-        _cached_kernels = True
-        try:
-            from numba.core import caching
-            from umap import layouts, umap_
-
-            folder = None if os.environ.get("NUMBA_CACHE_DIR") else _kernel_cache_dir
-            if folder is not None:
-                folder.mkdir(parents=True, exist_ok=True)
-
-                class FolderLocator(caching.UserProvidedCacheLocator):
-                    def __init__(self, py_func, py_file):
-                        self._py_file = py_file
-                        self._lineno = py_func.__code__.co_firstlineno
-                        self._cache_path = os.path.join(str(folder), self.get_suitable_cache_subpath(py_file))
-
-                    @classmethod
-                    def from_function(cls, py_func, py_file):
-                        return caching._SourceFileBackedLocatorMixin.from_function.__func__(cls, py_func, py_file)
-
-                class FolderImpl(caching.CompileResultCacheImpl):
-                    _locator_classes = [FolderLocator]
-
-                base = type("FolderCache", (caching.FunctionCache,), {"_impl_class": FolderImpl})
-            else:
-                base = caching.FunctionCache
-
-            class TaggedCache(base):
-                def __init__(self, py_func, tag: str):
-                    super().__init__(py_func)
-                    self._tag = tag
-
-                def _index_key(self, sig, codegen):
-                    return (self._tag,) + tuple(super()._index_key(sig, codegen))
-
-            kernels = {
-                "smooth_knn_dist": umap_.smooth_knn_dist,
-                "membership": umap_.compute_membership_strengths,
-                "epoch_serial": layouts._nb_optimize_layout_euclidean_single_epoch,
-                "epoch_parallel": layouts._nb_optimize_layout_euclidean_single_epoch_parallel,
-            }
-            for tag, dispatcher in kernels.items():
-                if hasattr(dispatcher, "_cache") and not dispatcher.signatures:
-                    dispatcher._cache = TaggedCache(dispatcher.py_func, tag)
-        except Exception:  # noqa: BLE001 - numba internals moved: compile as umap-learn does
-            pass
 
 
 class LayoutStore:

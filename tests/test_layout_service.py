@@ -1,11 +1,77 @@
-"""The shared layout service: computes once in the background, then serves from memory or disk."""
+"""The shared layout service: computes once in the background, then serves from memory or disk; UMAP's
+compiled kernels kept on disk for the next process."""
+import json
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 
+from cleaner import numba_cache
 from cleaner.layout import LayoutParams, LayoutStore
 from cleaner.layout_service import LayoutService
 from cleaner.neighbours import exact_neighbours
 
 from .conftest import clustered_arrays
+
+ROOT = Path(__file__).resolve().parents[1]
+KERNELS = Path(os.environ["CLEANER_CACHE_DIR"]) / "numba"  # the folder the app uses in this test session
+FRESH_PROCESS = """
+import json, sys
+from pathlib import Path
+from cleaner import numba_cache
+from cleaner.layout import compile_kernels, use_numba_cache
+use_numba_cache(Path(sys.argv[1]))
+compile_kernels()
+print(json.dumps(numba_cache.kernel_stats()))
+"""
+
+
+def kernels_in_a_fresh_process(folder: Path) -> dict[str, list[int]]:
+    """Each cached kernel's [loaded from disk, compiled] counts after a new interpreter ran both layout paths."""
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_CACHE_DIR"}
+    proc = subprocess.run([sys.executable, "-c", FRESH_PROCESS, str(folder)], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def test_umap_kernels_are_kept_on_disk_for_the_next_process():
+    tags = {tag for _, _, tag in numba_cache.KERNELS}
+    first = kernels_in_a_fresh_process(KERNELS)
+    assert set(first) == tags  # every kernel a layout runs was swapped for a disk-cached copy
+    index_files = [p.name for p in KERNELS.rglob("*.nbi")]  # numba adds a subfolder per source folder
+    for tag in tags:  # one index per kernel: the serial and parallel epoch kernels do not share one
+        assert sum(f"__{tag}-" in name for name in index_files) == 1, (tag, index_files)
+    second = kernels_in_a_fresh_process(KERNELS)
+    assert {tag: counts[1] for tag, counts in second.items()} == dict.fromkeys(tags, 0), second  # none compiled
+    assert all(counts[0] >= 1 for counts in second.values()), second  # each loaded from the folder
+
+
+def test_a_kernel_that_cannot_be_cached_is_logged_and_left_alone(caplog):
+    """As if umap-learn renamed a kernel, or made it a plain function: say so, and change nothing."""
+    from cleaner import text
+
+    before = text.one_line
+    with caplog.at_level(logging.WARNING, logger="cleaner.numba_cache"):
+        assert not numba_cache._cache_kernel("cleaner.text", "no_such_kernel", "test", None)
+        assert not numba_cache._cache_kernel("cleaner.text", "one_line", "test", None)  # not compiled by numba
+    assert "cleaner.text.no_such_kernel will compile on every restart: AttributeError" in caplog.text
+    assert "cleaner.text.one_line will compile on every restart: AttributeError" in caplog.text
+    assert text.one_line is before
+
+
+def test_a_kernel_folder_others_can_write_is_not_used(tmp_path, caplog):
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)
+    with caplog.at_level(logging.WARNING, logger="cleaner.numba_cache"):
+        assert not numba_cache._own_private_folder(shared)  # numba unpickles what it finds there
+    assert "mode 700" in caplog.text
+    assert numba_cache._own_private_folder(tmp_path / "private")
+    assert (tmp_path / "private").stat().st_mode & 0o777 == 0o700
 
 
 def test_layout_computed_once_then_served_from_disk_after_restart(tmp_path):
@@ -13,7 +79,7 @@ def test_layout_computed_once_then_served_from_disk_after_restart(tmp_path):
     graph = exact_neighbours(emb, 15, "cosine")
     params = LayoutParams(n_components=3)
     store = LayoutStore(tmp_path / "layouts", packaged=tmp_path / "none")
-    service = LayoutService(store)
+    service = LayoutService(store, numba_cache=KERNELS)
     first = service.request("d1", params, emb, graph)
     assert first.state in ("queued", "running", "ready")
     service.wait("d1", params, timeout=600)
