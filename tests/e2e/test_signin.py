@@ -150,6 +150,7 @@ def test_an_allowed_user_signs_in_excludes_an_image_and_downloads_the_list(signi
     _shot(page, "signin_2_allowed_user_gallery")
 
     # The media finding: a gallery image's URL fetched with no cookies at all, and from another browser.
+    page.wait_for_selector("[data-testid=stImage] img[src*='/media/']")
     src = next(s for s in h.gallery_images(page) if "/media/" in s)
     try:
         with urllib.request.urlopen(src, timeout=10) as resp:
