@@ -15,9 +15,9 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
-from plotly.colors import qualitative
 
-PALETTE: tuple[str, ...] = tuple(qualitative.Dark24 + qualitative.Light24)
+from .palette import class_colours as palette_colours
+
 MAX_CLASS_TRACES = 40  # more classes than this are drawn as one trace coloured by class code
 # Hover names cost a string per point; at this size they add well under 14 bytes a point on average to the
 # payload, and above it the map shows label and score only.
@@ -149,8 +149,9 @@ def build_payload(
     if n and (codes.min() < 0 or codes.max() >= len(names)):
         raise ValueError(f"class codes must lie in 0..{len(names) - 1}")
     codes = codes.astype(np.uint8 if len(names) <= 256 else np.uint16)
-    palette = tuple(colours) if colours is not None else PALETTE
-    class_colours = tuple(palette[i % len(palette)] for i in range(len(names)))
+    if colours is not None and not colours:
+        raise ValueError("colours, when given, must hold at least one colour")
+    colour_of = tuple(colours[i % len(colours)] for i in range(len(names))) if colours else palette_colours(len(names))
     if score is not None:
         score = np.asarray(score, dtype=np.float32).ravel()
         if score.shape != (n,):
@@ -162,7 +163,7 @@ def build_payload(
         if len(hover) != n:
             raise ValueError(f"hover names must hold {n} values, one per point")
     return MapPayload(
-        coords=coords, class_codes=codes, class_names=names, class_colours=class_colours,
+        coords=coords, class_codes=codes, class_names=names, class_colours=colour_of,
         excluded_rows=_rows(excluded_rows, n, "excluded rows"), selected_rows=_rows(selected_rows, n, "selected rows"),
         score=score, score_name=plain_text(score_name), hover_names=hover, title=plain_text(title),
     )

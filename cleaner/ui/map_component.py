@@ -12,6 +12,7 @@ import logging
 from functools import cache
 from importlib import resources
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import plotly
@@ -47,27 +48,43 @@ def _map_component():
     return st.components.v2.component("cleaner.map", js=js, isolate_styles=False)
 
 
-def _ignore() -> None:
-    """Streamlit returns a trigger value only for components with a callback for it."""
+# The map's own session state: per component key, the payload last drawn (an event's rows refer to what the
+# user saw) and the event decoded by the callback, until the script run picks it up.
+_DRAWN = "_cleaner_map_drawn"
+_EVENTS = "_cleaner_map_events"
 
 
-def map_chart(payload: MapPayload, *, key: str, height: int = 600) -> MapEvent | None:
+def _decode_pending(key: str, on_event: Callable[[MapEvent], None] | None) -> None:
+    """The component's callback: runs before the script, so a selection shows on the very next run."""
+    state = st.session_state.get(key)
+    raw = state.get("event") if isinstance(state, dict) else None
+    payload = st.session_state.get(_DRAWN, {}).get(key)
+    if raw is None or payload is None:
+        return
+    try:
+        event = decode_event(raw, payload)
+    except MapEventError as exc:
+        _LOG.warning("ignored a malformed map event: %s", exc)
+        return
+    st.session_state.setdefault(_EVENTS, {})[key] = event
+    if on_event is not None:
+        on_event(event)
+
+
+def map_chart(payload: MapPayload, *, key: str, height: int = 600,
+              on_event: Callable[[MapEvent], None] | None = None) -> MapEvent | None:
     """Draw the map; return the user's click, box or lasso once, on the run it happened, else None.
 
-    `key` identifies the map across reruns: keep it while the dataset stays the same (camera, zoom and legend
-    persist), change it (e.g. add the dataset digest) to start a new dataset with a fresh view. The payload's
-    coordinates decide 2D or 3D.
+    `on_event`, if given, is called with the event before the script reruns (a Streamlit callback): apply the
+    selection there and the same run draws it highlighted. `key` identifies the map across reruns: keep it while
+    the dataset stays the same (camera, zoom and legend persist); change it (e.g. add the dataset digest) to give
+    a new dataset a fresh view. The payload's coordinates decide 2D or 3D.
     """
+    st.session_state.setdefault(_DRAWN, {})[key] = payload
     with st.container(gap=None):
         _plotly_component()(key=f"{key}-plotlyjs", height=0)
         data: dict[str, Any] = payload.component_data()
         data["meta"] = {**data["meta"], "height": int(height)}
-        result = _map_component()(key=key, data=data, height="content", on_event_change=_ignore)
-    raw = result.get("event") if hasattr(result, "get") else getattr(result, "event", None)
-    if raw is None:
-        return None
-    try:
-        return decode_event(raw, payload)
-    except MapEventError as exc:
-        _LOG.warning("ignored a malformed map event: %s", exc)
-        return None
+        _map_component()(key=key, data=data, height="content",
+                         on_event_change=lambda: _decode_pending(key, on_event))
+    return st.session_state.get(_EVENTS, {}).pop(key, None)

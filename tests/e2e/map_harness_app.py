@@ -1,7 +1,7 @@
 """A page with nothing but the map component, on a synthetic dataset, for the browser tests and the bench.
 
 Query parameters: `n` (points, default 300), `dims` (3 or 2), `classes` (default 3), `names` (1: send hover
-names). Under the map it prints the last event and the current selection as JSON (`#harness-state`), and has a
+names), `component=old` (today's streamlit-plotly-events 3D map instead, for the bench). Under the map it prints the last event and the current selection as JSON (`#harness-state`), and has a
 button that excludes the selected rows (a rerun that changes the payload).
 """
 from __future__ import annotations
@@ -32,10 +32,34 @@ def synthetic(n: int, dims: int, n_classes: int) -> tuple[np.ndarray, np.ndarray
     return coords.astype(np.float32), codes
 
 
+def old_component(coords: np.ndarray, codes: np.ndarray) -> None:
+    """Today's 3D map (streamlit-plotly-events, cleaner.figures.map_3d): the bench's reference."""
+    from streamlit_plotly_events import plotly_events
+
+    from cleaner.dataset_types import Dataset
+    from cleaner.figures import map_3d
+
+    labels = np.array([f"class {c}" for c in range(codes.max() + 1)])[codes]
+    paths = np.array([f"/data/img_{i:06d}.png" for i in range(len(codes))])
+    dataset = Dataset(embeddings=coords, labels=labels, image_paths=paths, digest="harness", embedding_digest="harness")
+    plotly_events(map_3d(dataset, coords, np.empty(0, dtype=np.int64)), click_event=True, override_height=520,
+                  key="old-map")
+
+
+def on_map_event(event, dims: int) -> None:
+    """Runs before the script: the same run then draws the new selection highlighted."""
+    ss = st.session_state
+    ss.selected = event.apply(ss.selected)
+    ss.last = {"kind": event.kind, "mode": event.mode, "rows": event.rows.tolist(), "describe": event.describe(dims)}
+
+
 def main() -> None:
     q = st.query_params
     n, dims, n_classes = int(q.get("n", 300)), int(q.get("dims", 3)), int(q.get("classes", 3))
     coords, codes = st.cache_data(synthetic)(n, dims, n_classes)
+    if q.get("component") == "old":
+        old_component(coords, codes)
+        return
     ss = st.session_state
     ss.setdefault("selected", np.empty(0, dtype=np.int64))
     ss.setdefault("excluded", np.empty(0, dtype=np.int64))
@@ -50,11 +74,7 @@ def main() -> None:
     names = [f"img_{i:05d}.png" for i in range(n)] if q.get("names") == "1" else None
     payload = build_payload(coords, codes, [f"class {c}" for c in range(n_classes)], excluded_rows=ss.excluded,
                             selected_rows=ss.selected, score=score, hover_names=names)
-    event = map_chart(payload, key=f"harness-map-{dims}d", height=520)
-    if event is not None:
-        ss.selected = event.apply(ss.selected)
-        ss.last = {"kind": event.kind, "mode": event.mode, "rows": event.rows.tolist(), "describe": event.describe(dims)}
-        st.rerun()  # draw the new selection highlighted, as the app's page does
+    map_chart(payload, key=f"harness-map-{dims}d", height=520, on_event=lambda event: on_map_event(event, dims))
     state = {"selected": ss.selected.tolist(), "excluded": ss.excluded.tolist(), "last": ss.last}
     st.text("harness-state " + json.dumps(state, separators=(",", ":")))
     st.text(f"selected: {len(ss.selected)}")
