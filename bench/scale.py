@@ -263,7 +263,7 @@ def child_tick(args: dict) -> dict:
     full_s = time.perf_counter() - t
     ticks = _timed_fragment_runs(
         at, "gallery", lambda a: next(c for c in a.checkbox if c.label == "Exclude" and not c.value).check())
-    work = next(iter(at.session_state["cleaner_work"].values()))
+    work = list(at.session_state["cleaner_work"].values())[-1]  # the uploaded dataset (the demo came first)
     assert work.decisions.count("exclude") == 1 + len(ticks), work.decisions.count("exclude")
     at.radio(key="review_view").set_value("Review queue")
     at.run()
