@@ -1,9 +1,9 @@
-"""The searches used at scale: the inverted-file graph, its fall-back, and the graph cache on disk."""
+"""The graph at scale: the recall check, the graph cache on disk, and the large-data layout on the graph."""
 import numpy as np
 import pytest
 
-from cleaner import neighbours
-from cleaner.neighbours import GraphStore, clustered_neighbours, exact_neighbours, neighbour_graph
+from cleaner import knn_backends, neighbours
+from cleaner.neighbours import GraphStore, exact_neighbours, neighbour_graph
 
 
 def _clusters(n: int, dims: int = 24, n_clusters: int = 12, seed: int = 0) -> np.ndarray:
@@ -12,65 +12,27 @@ def _clusters(n: int, dims: int = 24, n_clusters: int = 12, seed: int = 0) -> np
     return (centers[rng.integers(0, n_clusters, n)] + rng.normal(size=(n, dims))).astype(np.float32)
 
 
-def _recall(graph, truth) -> float:
-    hits = sum(len(np.intersect1d(a, b)) for a, b in zip(graph.indices, truth.indices))
-    return hits / truth.indices.size
-
-
-@pytest.mark.parametrize("metric", ["cosine", "euclidean"])
-def test_clustered_search_finds_the_true_neighbours(metric):
-    x = _clusters(3000)
-    truth = exact_neighbours(x, 15, metric)
-    graph = clustered_neighbours(x, 15, metric)
-    assert graph is not None and not graph.exact
-    assert graph.indices.shape == (3000, 15) and graph.indices.dtype == np.int32
-    assert _recall(graph, truth) >= 0.95
-    assert not (graph.indices == np.arange(3000)[:, None]).any()  # never its own neighbour
-    assert (np.diff(graph.distances, axis=1) >= -1e-6).all()  # closest first
-    # the distances are the metric's, as the exact search reports them
-    row, col = 7, 3
-    other = x[graph.indices[row, col]]
-    if metric == "cosine":
-        expected = 1 - np.dot(x[row], other) / np.linalg.norm(x[row]) / np.linalg.norm(other)
-    else:
-        expected = np.linalg.norm(x[row] - other)
-    assert graph.distances[row, col] == pytest.approx(expected, abs=1e-3)
-
-
 def test_recall_check_counts_an_equally_near_duplicate_as_found():
     # 40 groups of 25 identical rows: any 10 of a row's 24 twins are exact nearest neighbours.
     rng = np.random.default_rng(5)
     x = np.repeat(rng.normal(size=(40, 16)) * 5, 25, axis=0).astype(np.float32)
-    prepared = neighbours._prepare(x, "euclidean")
-    half_sq = 0.5 * np.einsum("ij,ij->i", prepared, prepared)
     rows = np.arange(0, 1000, 7)
+    backend = knn_backends.FaissBackend()
+    _, truth_d2 = backend.exact_rows(x, "euclidean", rows, 10)
     group_start = (np.arange(1000) // 25) * 25
     # Twins picked from the far end of each group, unlike the ones the exact search happens to list first.
     twins = np.array([[g + 24 - j if g + 24 - j != r else g for j in range(10)] for r, g in enumerate(group_start)])
-    assert neighbours._recall(prepared, half_sq, twins.astype(np.int32), rows) == 1.0
-    # A graph that lists rows of another group is still caught.
-    wrong = (twins + 25) % 1000
-    assert neighbours._recall(prepared, half_sq, wrong.astype(np.int32), rows) == 0.0
 
+    def d2(found: np.ndarray) -> np.ndarray:
+        return ((x[rows, None, :] - x[found]) ** 2).sum(-1)
 
-def test_clustered_search_is_deterministic():
-    x = _clusters(2000, seed=3)
-    a, b = clustered_neighbours(x, 10), clustered_neighbours(x, 10)
-    np.testing.assert_array_equal(a.indices, b.indices)
-
-
-def test_clustered_search_gives_up_rather_than_serve_a_poor_graph():
-    x = np.random.default_rng(1).normal(size=(2500, 64)).astype(np.float32)  # no clusters at all
-    assert clustered_neighbours(x, 15, n_probe=1, min_recall=1.01) is None
-
-
-def test_graph_falls_back_to_pynndescent_when_the_clustered_search_gives_up(monkeypatch):
-    x = _clusters(1500)
-    monkeypatch.setattr(neighbours, "EXACT_MAX_ROWS", 100)
-    monkeypatch.setattr(neighbours, "clustered_neighbours", lambda *a, **k: None)
-    graph = neighbour_graph(x, k=10)
-    assert not graph.exact and graph.indices.shape == (1500, 10)
-    assert _recall(graph, exact_neighbours(x, 10)) >= 0.9
+    assert knn_backends._recall(twins[rows], d2(twins[rows]), truth_d2) == 1.0
+    # A graph that lists rows of another group is still caught, and so is a missing neighbour (-1).
+    wrong = (twins[rows] + 25) % 1000
+    assert knn_backends._recall(wrong, d2(wrong), truth_d2) == 0.0
+    missing = twins[rows].copy()
+    missing[:, -1] = -1
+    assert knn_backends._recall(missing, d2(twins[rows]), truth_d2) == pytest.approx(0.9)
 
 
 def test_graph_store_round_trip_and_rejects_a_graph_of_other_data(tmp_path):
@@ -94,7 +56,7 @@ def test_graph_store_uses_the_stored_graph_and_keeps_within_its_size(tmp_path, m
     x = _clusters(300)
     store = GraphStore(tmp_path / "graphs", max_bytes=60_000)
     first = neighbour_graph(x, k=10, store=store, embedding_digest="d1")
-    monkeypatch.setattr(neighbours, "exact_neighbours", lambda *a, **k: pytest.fail("searched again"))
+    monkeypatch.setattr(neighbours, "_search", lambda *a, **k: pytest.fail("searched again"))
     np.testing.assert_array_equal(neighbour_graph(x, k=10, store=store, embedding_digest="d1").indices, first.indices)
     monkeypatch.undo()
     for digest in ("d2", "d3", "d4"):

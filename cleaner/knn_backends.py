@@ -1,0 +1,283 @@
+"""The k-nearest-neighbour search behind cleaner's one graph, behind a small interface (`KnnBackend`).
+
+`FaissBackend` runs on the CPU: an exact search (faiss's blockwise BLAS kNN) up to EXACT_MAX_ROWS rows, and
+above that an inverted-file index (IndexIVFFlat) whose number of probed lists is calibrated on a sample of
+rows against the exact answer, then checked on a second sample; the search widens until both reach
+MIN_RECALL, and turns exact when so wide an index would cost more than the exact search.
+
+A GPU backend is one class more: subclass FaissBackend and override `_flat_knn` (faiss.knn_gpu) and
+`_new_index` (faiss.index_cpu_to_gpu of the same IndexIVFFlat); the calibration and checks stay as they are.
+"""
+from __future__ import annotations
+
+import math
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import Callable, NamedTuple, Protocol
+
+import numpy as np
+
+METRICS = ("cosine", "euclidean")
+# Up to this many rows the exact search costs about as much as building and probing an index.
+EXACT_MAX_ROWS = 5_000
+# Recall, on RECALL_SAMPLE rows against the exact answer, below which the index search widens.
+MIN_RECALL = 0.97
+RECALL_SAMPLE = 300
+# The calibration sample aims this much higher, so that its sampling error does not leave the whole graph
+# below MIN_RECALL.
+CALIBRATION_MARGIN = 0.01
+FIRST_NPROBE = 2
+# An index scan is dearer per distance than the exact search's matrix products: probing more than this
+# share of the lists costs about as much as the exact search, which is then used instead.
+EXACT_SHARE = 0.4
+TRAIN_ROWS_PER_LIST = 64  # faiss's k-means wants at least 39 per list
+_CHUNK_BYTES = 256 << 20  # prepared float32 rows in flight at once, so a 1M-row search copies no full matrix
+_SEARCH_LOCK = threading.Lock()  # one search at a time: each uses every core
+
+
+class KnnResult(NamedTuple):
+    """The graph: [N, k] int32 rows, never the row itself; [N, k] float32 distances in the metric's units,
+    ascending; whether it is the exact answer."""
+
+    indices: np.ndarray
+    distances: np.ndarray
+    exact: bool
+
+
+class KnnBackend(Protocol):
+    def search(self, embeddings: np.ndarray, k: int, metric: str) -> KnnResult:
+        """Each row's k nearest other rows (k < N) under the metric."""
+        ...
+
+
+def cores() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:
+        return max(1, os.cpu_count() or 1)
+
+
+def prepared(embeddings: np.ndarray, metric: str, rows: slice | np.ndarray) -> np.ndarray:
+    """The rows as contiguous float32, unit length for cosine (then squared euclidean distance = 2 - 2 cos)."""
+    x = np.ascontiguousarray(embeddings[rows], dtype=np.float32)
+    if metric == "cosine":
+        norms = np.linalg.norm(x, axis=1, keepdims=True)
+        x = x / np.maximum(norms, 1e-12)  # a new array: the caller's embeddings are never changed
+    return x
+
+
+def to_metric(d2: np.ndarray, metric: str) -> np.ndarray:
+    """Squared euclidean distances of prepared rows in the metric's units (cosine distance = d^2 / 2)."""
+    d2 = np.maximum(d2, 0.0)
+    return (np.minimum(d2 / 2.0, 2.0) if metric == "cosine" else np.sqrt(d2)).astype(np.float32)
+
+
+def drop_self(ids: np.ndarray, d2: np.ndarray, rows: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """k of k + 1 found neighbours: without the row itself, or, where duplicates crowded it out, the farthest."""
+    own = ids == rows[:, None]
+    own[~own.any(axis=1), -1] = True
+    keep = ~own
+    return ids[keep].reshape(len(rows), k), d2[keep].reshape(len(rows), k)
+
+
+def _chunk_rows(dims: int) -> int:
+    return max(256, _CHUNK_BYTES // (4 * max(dims, 1)))
+
+
+def _blocks(n: int, most: int) -> range:
+    """Starts of blocks of rows: at least four per core, so no core idles at the end; at most `most` rows."""
+    size = max(64, min(most, -(-n // (4 * cores()))))
+    return range(0, n, size)
+
+
+def _in_parallel(tasks: list[Callable[[], None]]) -> None:
+    """Independent tasks on one Python thread per core, each with a single faiss (OpenMP) thread.
+
+    On a shared machine a descheduled OpenMP thread stalls its partner at every barrier of a parallel
+    region; independent tasks do not wait for each other. faiss releases the GIL in its calls.
+    """
+    import faiss
+
+    workers = min(len(tasks), cores())
+    if workers <= 1:
+        for task in tasks:
+            task()
+        return
+    with ThreadPoolExecutor(workers, thread_name_prefix="cleaner-knn", initializer=faiss.omp_set_num_threads,
+                            initargs=(1,)) as pool:
+        for future in [pool.submit(task) for task in tasks]:
+            future.result()
+
+
+def _recall(found: np.ndarray, found_d2: np.ndarray, truth_d2: np.ndarray) -> float:
+    """Share of found neighbours no farther than the exact k-th nearest, so a different but equally near
+    duplicate counts as found; a missing neighbour (-1) never does."""
+    kth = truth_d2[:, -1:]
+    tolerance = 1e-4 * (np.abs(kth) + 1.0)
+    return float(((found >= 0) & (found_d2 <= kth + tolerance)).mean())
+
+
+class FaissBackend:
+    """Exact search on small data, a recall-checked inverted file above; CPU, every core."""
+
+    def __init__(self, exact_max_rows: int | None = None, min_recall: float = MIN_RECALL,
+                 first_nprobe: int = FIRST_NPROBE, seed: int = 42):
+        self.exact_max_rows = EXACT_MAX_ROWS if exact_max_rows is None else exact_max_rows
+        self.min_recall = min_recall
+        self.first_nprobe = first_nprobe
+        self.seed = seed
+        self.last_nprobe: int | None = None  # of the last index search, for benchmarks and tests
+
+    # -- the two primitives a GPU backend would replace
+    def _flat_knn(self, queries: np.ndarray, base: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        import faiss
+
+        return faiss.knn(queries, base, k, faiss.METRIC_L2)
+
+    def _new_index(self, dims: int, n_lists: int):
+        import faiss
+
+        index = faiss.IndexIVFFlat(faiss.IndexFlatL2(dims), dims, n_lists, faiss.METRIC_L2)
+        index.cp.seed, index.cp.niter = self.seed, 10
+        return index
+
+    # -- the search
+    def search(self, embeddings: np.ndarray, k: int, metric: str) -> KnnResult:
+        import faiss
+
+        if metric not in METRICS:
+            raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
+        n = embeddings.shape[0]
+        if not 0 < k < n:
+            raise ValueError(f"k must be between 1 and {n - 1}, got {k}")
+        with _SEARCH_LOCK:
+            faiss.omp_set_num_threads(cores())
+            graph = None if n <= self.exact_max_rows else self._index_search(embeddings, k, metric)
+            if graph is None:
+                ids, d2 = self.exact_rows(embeddings, metric, np.arange(n), k)
+                graph = KnnResult(ids, to_metric(d2, metric), True)
+        return graph
+
+    def exact_rows(self, embeddings: np.ndarray, metric: str, rows: np.ndarray, k: int
+                   ) -> tuple[np.ndarray, np.ndarray]:
+        """The exact k nearest other rows of the given rows: int32 indices and squared distances."""
+        n, dims = embeddings.shape
+        base = prepared(embeddings, metric, slice(None)) if n <= _chunk_rows(dims) else None  # once, if it fits
+        ids = np.empty((len(rows), k), dtype=np.int32)
+        d2 = np.empty((len(rows), k), dtype=np.float32)
+        starts = _blocks(len(rows), 4096)
+
+        def task(start: int) -> None:
+            chunk = rows[start:start + starts.step]
+            found_d, found = self._exact_knn(prepared(embeddings, metric, chunk), embeddings, metric, k + 1, base)
+            ids[start:start + starts.step], d2[start:start + starts.step] = drop_self(found, found_d, chunk, k)
+
+        _in_parallel([lambda s=start: task(s) for start in starts])
+        return ids, d2
+
+    def _exact_knn(self, queries: np.ndarray, embeddings: np.ndarray, metric: str, k: int,
+                   base: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """Exact k nearest rows of prepared queries, over the rows in chunks (merged as they come)."""
+        n = embeddings.shape[0]
+        step = _chunk_rows(embeddings.shape[1])
+        best_d = best_i = None
+        for start in range(0, n, step):
+            rows = base if base is not None else prepared(embeddings, metric, slice(start, start + step))
+            d, i = self._flat_knn(queries, rows, min(k, len(rows)))
+            i += start
+            if best_d is not None:
+                d, i = np.hstack([best_d, d]), np.hstack([best_i, i])
+                keep = np.argsort(d, axis=1, kind="stable")[:, :k]
+                d, i = np.take_along_axis(d, keep, axis=1), np.take_along_axis(i, keep, axis=1)
+            best_d, best_i = d, i
+        return best_d, best_i
+
+    def _build_index(self, embeddings: np.ndarray, metric: str):
+        n, dims = embeddings.shape
+        n_lists = max(1, min(int(round(math.sqrt(n))), n // 39))
+        rng = np.random.default_rng(self.seed)
+        train = np.sort(rng.choice(n, size=min(n, TRAIN_ROWS_PER_LIST * n_lists), replace=False))
+        index = self._new_index(dims, n_lists)
+        index.train(prepared(embeddings, metric, train))
+        step = _chunk_rows(dims)
+        for start in range(0, n, step):
+            index.add(prepared(embeddings, metric, slice(start, start + step)))
+        return index
+
+    def _index_search(self, embeddings: np.ndarray, k: int, metric: str) -> KnnResult | None:
+        """The inverted-file graph, or None when only a scan of most of the data reaches MIN_RECALL."""
+        n = embeddings.shape[0]
+        index = self._build_index(embeddings, metric)
+        rng = np.random.default_rng(self.seed + 1)
+        sample = rng.choice(n, size=min(n, 2 * RECALL_SAMPLE), replace=False)
+        calibrate, check = sample[:len(sample) // 2], sample[len(sample) // 2:]
+        _, truth_d2 = self.exact_rows(embeddings, metric, sample, k)
+        nprobe = self.first_nprobe
+        while True:
+            nprobe = self._calibrate(index, embeddings, metric, calibrate, truth_d2[:len(calibrate)], k, nprobe)
+            if nprobe is None:
+                return None
+            ids, d2 = self._probe_all(index, embeddings, metric, k, nprobe)
+            if _recall(ids[check], d2[check], truth_d2[len(calibrate):]) >= self.min_recall:
+                break
+            nprobe = int(math.ceil(nprobe * 1.5))
+        self.last_nprobe = nprobe
+        missing = np.flatnonzero((ids < 0).any(axis=1))  # rows whose probed lists held fewer than k others
+        if len(missing):
+            ids[missing], d2[missing] = self.exact_rows(embeddings, metric, missing, k)
+        return KnnResult(ids, to_metric(d2, metric), False)
+
+    def _calibrate(self, index, embeddings: np.ndarray, metric: str, rows: np.ndarray, truth_d2: np.ndarray,
+                   k: int, nprobe: int) -> int | None:
+        """The fewest probed lists, from nprobe up, whose graph reaches MIN_RECALL (and the margin) on the rows."""
+        import faiss
+
+        queries = prepared(embeddings, metric, rows)
+        while nprobe <= EXACT_SHARE * index.nlist:
+            d2, ids = index.search(queries, k + 1, params=faiss.SearchParametersIVF(nprobe=nprobe))
+            ids, d2 = drop_self(ids, d2, rows, k)
+            if _recall(ids, d2, truth_d2) >= self.min_recall + CALIBRATION_MARGIN:
+                return nprobe
+            nprobe = int(math.ceil(nprobe * 1.5))
+        return None
+
+    def _probe_all(self, index, embeddings: np.ndarray, metric: str, k: int, nprobe: int
+                   ) -> tuple[np.ndarray, np.ndarray]:
+        """Every row's k nearest by the index, queried list by list: neighbouring queries probe the same
+        lists, which then stay in cache."""
+        import faiss
+
+        n, dims = embeddings.shape
+        order = _list_order(index)
+        params = faiss.SearchParametersIVF(nprobe=nprobe)
+        ids = np.empty((n, k), dtype=np.int32)
+        d2 = np.empty((n, k), dtype=np.float32)
+        starts = _blocks(n, max(256, _chunk_rows(dims) // 16))
+
+        def task(start: int) -> None:
+            rows = order[start:start + starts.step]
+            found_d, found = index.search(prepared(embeddings, metric, rows), k + 1, params=params)
+            ids[rows], d2[rows] = drop_self(found, found_d, rows, k)
+
+        _in_parallel([lambda s=start: task(s) for start in starts])
+        return ids, d2
+
+
+def _list_order(index) -> np.ndarray:
+    """The rows of the index grouped by inverted list."""
+    import faiss
+
+    lists = index.invlists
+    parts = []
+    for number in range(index.nlist):
+        size = lists.list_size(number)
+        if size:
+            part = np.empty(size, dtype=np.int64)
+            ids = lists.get_ids(number)
+            try:
+                faiss.memcpy(faiss.swig_ptr(part), ids, part.nbytes)
+            finally:
+                lists.release_ids(number, ids)
+            parts.append(part)
+    return np.concatenate(parts)

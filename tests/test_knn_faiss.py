@@ -1,0 +1,177 @@
+"""The faiss kNN backend: exact where small, a recall-checked inverted file above, against numpy brute force."""
+import threading
+
+import numpy as np
+import pytest
+
+from cleaner import knn_backends
+from cleaner.knn_backends import FaissBackend, KnnResult
+from cleaner.neighbours import NeighbourGraph, approximate_neighbours, exact_neighbours, neighbour_graph
+
+
+def _clusters(n: int, dims: int = 24, n_clusters: int = 12, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    centers = rng.normal(size=(n_clusters, dims)) * 4
+    return (centers[rng.integers(0, n_clusters, n)] + rng.normal(size=(n, dims))).astype(np.float32)
+
+
+def _brute_force(x: np.ndarray, k: int, metric: str) -> tuple[np.ndarray, np.ndarray]:
+    """Exact k nearest other rows in float64: indices and distances in the metric's units."""
+    x = np.asarray(x, dtype=np.float64)
+    if metric == "cosine":
+        x = x / np.linalg.norm(x, axis=1, keepdims=True)
+        d = 1.0 - x @ x.T
+    else:
+        sq = (x * x).sum(1)
+        d = np.sqrt(np.maximum(sq[:, None] + sq[None, :] - 2.0 * x @ x.T, 0.0))
+    np.fill_diagonal(d, np.inf)
+    part = np.argpartition(d, k - 1, axis=1)[:, :k]
+    idx = np.take_along_axis(part, np.argsort(np.take_along_axis(d, part, axis=1), axis=1), axis=1)
+    return idx, np.take_along_axis(d, idx, axis=1)
+
+
+def _recall(graph: NeighbourGraph, x: np.ndarray) -> float:
+    """Share of the graph's neighbours no farther than the exact k-th nearest (ties count as found)."""
+    _, truth_d = _brute_force(x, graph.k, graph.metric)
+    return float((graph.distances <= truth_d[:, -1:] + 1e-4).mean())
+
+
+@pytest.mark.parametrize("metric", ["cosine", "euclidean"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_graph_equals_brute_force_on_small_data(metric, dtype):
+    x = np.random.default_rng(3).normal(size=(400, 20)).astype(dtype)
+    graph = neighbour_graph(x, k=9, metric=metric)
+    idx, dist = _brute_force(x, 9, metric)
+    assert graph.exact and graph.indices.dtype == np.int32 and graph.distances.dtype == np.float32
+    np.testing.assert_array_equal(graph.indices, idx)
+    np.testing.assert_allclose(graph.distances, dist, atol=1e-4)
+
+
+@pytest.mark.parametrize("metric", ["cosine", "euclidean"])
+def test_index_search_on_clustered_data_reaches_the_recall(metric):
+    x = _clusters(6000, seed=1)
+    graph = neighbour_graph(x, k=15, metric=metric)  # above EXACT_MAX_ROWS: the index path
+    assert len(x) > knn_backends.EXACT_MAX_ROWS and not graph.exact
+    assert _recall(graph, x) >= 0.97
+    assert not (graph.indices == np.arange(len(x))[:, None]).any()
+    assert (np.diff(graph.distances, axis=1) >= -1e-6).all()
+    # the distances are the metric's, computed here from the rows themselves
+    rows = np.arange(0, 6000, 97)
+    a, b = x[rows].astype(np.float64), x[graph.indices[rows, 4]].astype(np.float64)
+    if metric == "cosine":
+        expected = 1 - (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+    else:
+        expected = np.linalg.norm(a - b, axis=1)
+    np.testing.assert_allclose(graph.distances[rows, 4], expected, atol=1e-3)
+
+
+def test_unclustered_data_is_never_served_a_poor_graph():
+    x = np.random.default_rng(2).normal(size=(6000, 48)).astype(np.float32)
+    backend = FaissBackend(exact_max_rows=0)
+    indices, distances, exact = backend.search(x, 15, "cosine")
+    graph = NeighbourGraph(indices, distances, "cosine", exact)
+    assert _recall(graph, x) >= 0.97
+
+
+def test_calibration_widens_from_a_tiny_nprobe():
+    x = _clusters(6000, dims=32, n_clusters=6, seed=4)  # few wide clusters: one list is far from enough
+    backend = FaissBackend(exact_max_rows=0, first_nprobe=1)
+    result = backend.search(x, 15, "euclidean")
+    assert not result.exact and backend.last_nprobe > 1
+    assert _recall(NeighbourGraph(*result[:2], "euclidean", False), x) >= 0.97
+
+
+class _NoCalibration(FaissBackend):
+    """Skips the calibration, so only the check of the finished graph can widen the search."""
+
+    def _calibrate(self, index, embeddings, metric, rows, truth_d2, k, nprobe):
+        return nprobe
+
+
+def test_check_of_the_finished_graph_widens_the_search():
+    x = _clusters(6000, dims=32, n_clusters=6, seed=4)
+    backend = _NoCalibration(exact_max_rows=0, first_nprobe=1)
+    result = backend.search(x, 15, "euclidean")
+    assert backend.last_nprobe > 1
+    assert _recall(NeighbourGraph(*result[:2], "euclidean", False), x) >= 0.97
+
+
+def test_rows_whose_probed_lists_are_too_small_get_their_exact_neighbours():
+    x = _clusters(400, dims=8, seed=5)
+    backend = _NoCalibration(exact_max_rows=0, first_nprobe=1, min_recall=0.0)  # a poor graph on purpose
+    indices, distances, exact = backend.search(x, 60, "euclidean")  # lists of ~40 rows, 61 wanted
+    assert not exact and indices.min() >= 0 and np.isfinite(distances).all()
+    assert not (indices == np.arange(400)[:, None]).any()
+
+
+def test_search_turns_exact_when_no_affordable_probe_reaches_the_recall():
+    x = _clusters(3000, seed=6)
+    result = FaissBackend(exact_max_rows=0, min_recall=1.01).search(x, 10, "cosine")
+    assert result.exact
+    np.testing.assert_array_equal(result.indices, _brute_force(x, 10, "cosine")[0])
+
+
+def test_approximate_search_is_deterministic():
+    x = _clusters(6000, seed=3)
+    a, b = approximate_neighbours(x, 10), approximate_neighbours(x, 10)
+    np.testing.assert_array_equal(a.indices, b.indices)
+
+
+def test_duplicates_and_zero_vectors():
+    rng = np.random.default_rng(7)
+    x = np.repeat(rng.normal(size=(20, 16)), 30, axis=0).astype(np.float32)  # 30 copies of each row
+    x[:5] = 0.0
+    for metric in ("cosine", "euclidean"):
+        graph = neighbour_graph(x, k=10, metric=metric)
+        assert np.isfinite(graph.distances).all() and graph.indices.min() >= 0
+        assert not (graph.indices == np.arange(len(x))[:, None]).any()
+        twins = graph.indices[100:] // 30 == (np.arange(100, len(x)) // 30)[:, None]
+        assert twins.all() and np.allclose(graph.distances[100:], 0.0, atol=1e-4)
+
+
+def test_duplicates_on_the_index_path():
+    rng = np.random.default_rng(8)
+    x = np.repeat(rng.normal(size=(300, 16)) * 5, 25, axis=0).astype(np.float32)  # 7,500 rows, 25 copies each
+    graph = neighbour_graph(x, k=10, metric="euclidean")
+    assert not graph.exact and not (graph.indices == np.arange(len(x))[:, None]).any()
+    assert (graph.indices // 25 == (np.arange(len(x)) // 25)[:, None]).mean() >= 0.97
+
+
+@pytest.mark.parametrize("n", [1, 2, 5])
+def test_tiny_data_caps_k(n):
+    x = np.random.default_rng(9).normal(size=(n, 4))
+    graph = neighbour_graph(x, k=20)
+    assert graph.indices.shape == graph.distances.shape == (n, n - 1)
+    assert not (graph.indices == np.arange(n)[:, None]).any()
+
+
+def test_unknown_metric_is_refused():
+    with pytest.raises(ValueError):
+        neighbour_graph(np.zeros((10, 3), np.float32), k=3, metric="manhattan")
+
+
+def test_searches_from_several_threads_agree():
+    x = _clusters(2000, seed=10)
+    results: list = [None] * 3
+
+    def work(i: int) -> None:
+        results[i] = exact_neighbours(x, 8, "cosine").indices
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for r in results[1:]:
+        np.testing.assert_array_equal(r, results[0])
+
+
+def test_graph_uses_the_backend_it_is_given():
+    class Fixed:
+        def search(self, embeddings, k, metric):
+            n = len(embeddings)
+            indices = (np.arange(n)[:, None] + np.arange(1, k + 1)[None, :]) % n
+            return KnnResult(indices.astype(np.int32), np.ones((n, k), np.float32), False)
+
+    graph = neighbour_graph(np.zeros((30, 4), np.float32), k=5, backend=Fixed())
+    assert graph.indices[0].tolist() == [1, 2, 3, 4, 5] and not graph.exact
