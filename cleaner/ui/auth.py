@@ -11,6 +11,8 @@ from typing import NoReturn
 import streamlit as st
 
 from ..config import ALLOW_ANY_SIGNED_IN, ENV_ALLOWED_USERS, Settings
+from ..text import one_line, shown
+from .text import literal
 
 ABOUT = ("cleaner shows a team's training images so its members can find and exclude the mislabeled, "
          "corrupted and off-topic ones.")
@@ -92,14 +94,15 @@ def _sign_in_page(section: Mapping[str, object]) -> None:
 
 def _refusal(email: str, settings: Settings) -> None:
     st.title("cleaner")
+    who = literal(shown(email))  # the provider's claim, shown as written (no Markdown, no link)
     if not email:
         st.error("Your account did not give this app a verified e-mail address, so it cannot tell whether you "
                  "are on the team's list. Sign out and sign in with your team account.")
     elif not settings.allowed_users:
-        st.error(f"You are signed in as {email}, but nobody has been let in yet: the server's administrator has "
+        st.error(f"You are signed in as {who}, but nobody has been let in yet: the server's administrator has "
                  f"to list the team in {ENV_ALLOWED_USERS} (addresses or @domain entries).")
     else:
-        st.error(f"You are signed in as {email}, which is not on this server's list of users. "
+        st.error(f"You are signed in as {who}, which is not on this server's list of users. "
                  "Ask the server's administrator to add you, or sign out and use another account.")
     if st.button("Sign out", key="sign_out_refused"):
         st.logout()
@@ -118,7 +121,7 @@ def gate(settings: Settings) -> str:
     try:
         section = auth_section()
     except AuthConfigError as exc:
-        _stop_with(str(exc))
+        _stop_with(literal(one_line(exc, limit=400)))
     if section is None:
         st.sidebar.caption(OPEN_NOTE)
         return ""
@@ -133,7 +136,7 @@ def gate(settings: Settings) -> str:
         _refusal(email, settings)
         st.stop()
     with st.sidebar:
-        st.caption(f"Signed in as {email}")
+        st.caption(f"Signed in as {literal(shown(email))}")
         if st.button("Sign out", key="sign_out"):
             st.logout()
     return email
