@@ -4,8 +4,10 @@ umap-learn decides `cache=` for its own numba functions and compiles the four a 
 disk cache; numba has no supported switch to cache another library's functions (NUMBA_CACHE_DIR only moves
 the caches of functions compiled with cache=True). So this module, and only this one, compiles those four
 again with `numba.jit(cache=True)` and the options umap-learn gave them, and puts them in umap's modules in
-place of its own. Should umap-learn or numba change so that this no longer fits, it logs what failed and
-umap-learn compiles as it always does.
+place of its own. What that relies on beyond documented APIs: the kernels' names in umap's modules (two are
+private), a dispatcher's `targetoptions` and `locals`, and numba reading `numba.config.CACHE_DIR` (the
+NUMBA_CACHE_DIR setting) when a cached function is created. Should any of it change, it logs what failed
+and umap-learn compiles as it always does.
 
 numba's cache files are pickles: the folder must be the server's own, which is checked before use.
 """
@@ -64,10 +66,13 @@ def cache_umap_kernels() -> None:
         if _done:
             return
         _done = True
-        folder = None if os.environ.get("NUMBA_CACHE_DIR") else _folder
-        if folder is None and not os.environ.get("NUMBA_CACHE_DIR"):
+        if os.environ.get("NUMBA_CACHE_DIR"):
+            folder = None  # the administrator's setting decides, for these kernels as for all others
+        elif _folder is None:
             return  # no folder given: cleaner writes nowhere else, so umap-learn compiles as it always does
-        if folder is not None and not _own_private_folder(folder):
+        elif _own_private_folder(_folder):
+            folder = _folder
+        else:
             return
         for module, name, tag in KERNELS:
             _cache_kernel(module, name, tag, folder)
@@ -101,7 +106,6 @@ def _cache_kernel(module_name: str, name: str, tag: str, folder: Path | None) ->
     """Put a disk-cached copy of one umap kernel in its module; log and keep umap's own if that fails."""
     try:
         import numba
-        from numba.core import config
 
         module = importlib.import_module(module_name)
         original = getattr(module, name)
@@ -110,12 +114,13 @@ def _cache_kernel(module_name: str, name: str, tag: str, folder: Path | None) ->
                                   py_func.__closure__)
         copy.__kwdefaults__ = py_func.__kwdefaults__
         copy.__qualname__ = f"{py_func.__qualname__}__{tag}"  # its own index file: see KERNELS
-        previous = config.CACHE_DIR
-        config.CACHE_DIR = str(folder) if folder is not None else previous  # read when the cache is located
+        previous = numba.config.CACHE_DIR
+        # numba picks the cache folder when the function is created: only these kernels go to ours.
+        numba.config.CACHE_DIR = str(folder) if folder is not None else previous
         try:
             cached = numba.jit(copy, cache=True, locals=dict(original.locals), **original.targetoptions)
         finally:
-            config.CACHE_DIR = previous
+            numba.config.CACHE_DIR = previous
         setattr(module, name, cached)
         _installed[tag] = cached
         return True
