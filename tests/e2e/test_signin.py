@@ -133,7 +133,6 @@ def test_an_allowed_user_signs_in_excludes_an_image_and_downloads_the_list(signi
     expect(h.sidebar(page).get_by_role("button", name="Sign out", exact=True)).to_be_visible()
     labels, paths = signin_server.demo()
     by_name = {os.path.basename(p): p for p in paths}
-    h.wait_map3d(page, DEMO_ROWS)
     h.select_class(page, "3", int((labels == "3").sum()))
     chosen = h.gallery_items(page)[2]["file"]
     h.tick(page, chosen)
