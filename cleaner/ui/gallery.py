@@ -4,9 +4,10 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from ..images import ImageAccess, load_thumbnail
+from ..images import ImageAccess
 from ..neighbours import NeighbourGraph
 from ..scores import plural
+from .thumbs import thumbnail
 from .state import DatasetWork, show_widget_value, widget_value, work_by_digest
 
 PAGE_SIZE = 24
@@ -81,8 +82,8 @@ def gallery(work: DatasetWork, access: ImageAccess) -> None:
 def _card(work: DatasetWork, row: int, access: ImageAccess) -> None:
     dataset = work.dataset
     path = str(dataset.image_paths[row])
-    thumb = load_thumbnail(path, access)
-    st.image(thumb.png, width="stretch")
+    url, thumb = thumbnail(path, access)
+    st.image(url, width="stretch")
     decision = work.decisions.get(path)
     label = dataset.label_text(row)
     if decision is not None and decision.kind == "relabel":

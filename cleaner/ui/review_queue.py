@@ -3,12 +3,13 @@ from __future__ import annotations
 
 import streamlit as st
 
-from ..images import ImageAccess, load_thumbnail
+from ..images import ImageAccess
 from ..neighbours import NeighbourGraph
 from ..review import ORDERS, pending_rows, reasons
 from ..scores import unreadable_images
 from ..suspects import ScanResult
 from .gallery import SMALL_DATA_ROWS
+from .thumbs import thumbnail
 from .state import DatasetWork, remembered, work_by_digest
 from .text import literal
 
@@ -63,8 +64,8 @@ def _card(work: DatasetWork, result: ScanResult, row: int, by: str, access: Imag
     why = reasons(dataset, result, row)
     given = dataset.class_names[int(labels.given_label[row])]
     suggested = dataset.class_names[int(labels.suggested_label[row])]
-    thumb = load_thumbnail(str(dataset.image_paths[row]), access)
-    st.image(thumb.png, width=150)
+    url, thumb = thumbnail(str(dataset.image_paths[row]), access)
+    st.image(url, width=150)
     st.text(f"label: {given}" + (f"   neighbours say: {suggested}" if suggested != given else ""))
     st.text(dataset.file_name(row))
     st.text("\n".join(why) or "no strong signal")
@@ -92,6 +93,6 @@ def _evidence(work: DatasetWork, graph: NeighbourGraph, row: int, access: ImageA
     distances = graph.distances[row, :EVIDENCE_NEIGHBOURS].tolist()
     codes = work.label_codes()  # a relabelled neighbour shows its new label
     for col, other, distance in zip(cols, neighbours, distances):
-        thumb = load_thumbnail(str(dataset.image_paths[other]), access)
-        col.image(thumb.png, width="stretch")
+        url, _ = thumbnail(str(dataset.image_paths[other]), access)
+        col.image(url, width="stretch")
         col.text(f"{dataset.class_names[int(codes[other])]}\n{distance:.2f}")  # st.text: labels never render

@@ -195,6 +195,15 @@ def gallery_images(page: Page) -> list[str]:
     return page.locator("[data-testid=stImage] img").evaluate_all("els => els.map(e => e.src)")
 
 
+def image_bytes(page: Page, src: str) -> bytes:
+    """The bytes behind an <img> src: inline data URLs (how the app sends thumbnails) or a fetched URL."""
+    if src.startswith("data:"):
+        import base64
+
+        return base64.b64decode(src.split(",", 1)[1])
+    return page.request.get(src).body()
+
+
 def similar_images(shown: bytes, original: Path) -> float:
     """Correlation of two images at 8x8 grey: the gallery thumbnail against the file it claims to show."""
     a = np.asarray(Image.open(io.BytesIO(shown)).convert("L").resize((8, 8), Image.BOX), dtype=float).ravel()

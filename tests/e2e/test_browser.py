@@ -90,7 +90,8 @@ def test_3d_click_shows_that_sample_in_the_gallery(app_server, page):
     items = h.gallery_items(page)
     assert items == [{"label": label, "file": file_name, "checked": False}], items
     (src,) = h.gallery_images(page)
-    shown = page.request.get(src).body()
+    assert src.startswith("data:image/png;base64,")  # inline: never a /media/ URL anyone could fetch
+    shown = h.image_bytes(page, src)
     similarity = h.similar_images(shown, Path(paths[row]))
     _shot(page, "2_3d_click_gallery")
     h.scroll_to_top(page.get_by_text("Selected: 1 image", exact=True))
