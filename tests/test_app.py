@@ -386,3 +386,15 @@ def test_queue_cards_show_their_nearest_neighbours_with_labels():
     shown_texts = [t.value for t in at.text]
     start = next(i for i, t in enumerate(shown_texts) if t == data.file_name(first))
     assert shown_texts[start + 2:start + 8] == expected  # after its file name and its reasons
+
+
+def test_a_bad_setting_is_explained_in_the_page(monkeypatch):
+    monkeypatch.setenv("CLEANER_MAX_ROWS", "many")
+    cache._settings.clear()
+    try:
+        at = AppTest.from_file(APP, default_timeout=240).run()
+        assert not at.exception
+        assert any("configuration is invalid" in shown(e) and "CLEANER_MAX_ROWS" in shown(e) for e in at.error)
+    finally:
+        monkeypatch.undo()
+        cache._settings.clear()

@@ -19,8 +19,17 @@ from ..suspects import ScanResult, scores_from_graph
 
 
 @st.cache_resource(show_spinner=False)
-def settings() -> Settings:
+def _settings() -> Settings:
     return load_settings()
+
+
+def settings() -> Settings:
+    """The server's settings; a mistake in them stops the page with a message the administrator can act on."""
+    try:
+        return _settings()
+    except ValueError as exc:  # raised before anything is cached, so a fixed environment is read on the next visit
+        st.error(f"The server's configuration is invalid: {exc}. The administrator must fix it and restart.")
+        st.stop()
 
 
 @st.cache_resource(show_spinner=False)
