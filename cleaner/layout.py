@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from .diskcache import store_file
+from .limits import CACHE_MAX_BYTES
 from .neighbours import NeighbourGraph, numba_guard
 from .numba_cache import cache_umap_kernels, kernel_cache_dir, use_numba_cache
 
@@ -152,7 +153,7 @@ def _umap(embeddings: np.ndarray, graph: NeighbourGraph, params: LayoutParams, l
 class LayoutStore:
     """Layouts on disk keyed by (embedding digest, params), so a restart or another user gets them at once."""
 
-    def __init__(self, folder: Path, max_bytes: int = 2 * 1024**3, packaged: Path = PACKAGED_LAYOUTS):
+    def __init__(self, folder: Path, max_bytes: int = CACHE_MAX_BYTES, packaged: Path = PACKAGED_LAYOUTS):
         self.folder = Path(folder)
         self.max_bytes = max_bytes
         self.packaged = Path(packaged)
