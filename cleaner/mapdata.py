@@ -10,7 +10,7 @@ from __future__ import annotations
 import html
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import numpy as np
@@ -68,15 +68,17 @@ class MapPayload:
         return int(self.coords.shape[1])
 
     def component_data(self) -> dict[str, Any]:
-        """The `data=` of the component mount: DataFrames (sent as Arrow) for per-point arrays, JSON for the rest."""
+        """The map element's `data=`: per-point DataFrames (sent as Arrow) and JSON meta, without the marks.
+
+        It stays the same while only the selection or the excluded rows change, so Streamlit sends it as a
+        reference to the copy the browser holds and the browser does not redraw the points.
+        """
         if not self._frames:
             columns: dict[str, np.ndarray] = {axis: self.coords[:, i] for i, axis in enumerate("xyz"[: self.dims])}
             columns["c"] = self.class_codes
             if self.score is not None:
                 columns["s"] = self.score
             self._frames["points"] = pd.DataFrame(columns, copy=False)
-            self._frames["excluded"] = pd.DataFrame({"row": self.excluded_rows}, copy=False)
-            self._frames["selected"] = pd.DataFrame({"row": self.selected_rows}, copy=False)
             if self.hover_names is not None:
                 self._frames["names"] = pd.DataFrame({"name": list(self.hover_names)})
         data: dict[str, Any] = dict(self._frames)
@@ -87,15 +89,26 @@ class MapPayload:
         }
         return data
 
-    def encoded_bytes(self) -> int:
-        """Bytes of the payload as Arrow IPC plus its JSON part (what the websocket carries, before framing)."""
+    def marks_data(self) -> dict[str, Any]:
+        """The marks element's `data=`: the selected and excluded rows (int32, as Arrow)."""
+        return {"role": "marks", "selected": pd.DataFrame({"row": self.selected_rows}, copy=False),
+                "excluded": pd.DataFrame({"row": self.excluded_rows}, copy=False)}
+
+    def with_marks(self, *, selected_rows: Sequence[int] | np.ndarray | None = None,
+                   excluded_rows: Sequence[int] | np.ndarray | None = None) -> MapPayload:
+        """The same map with another selection and excluded set; the per-point data (and its encoding) is shared."""
+        return replace(self, selected_rows=_rows(selected_rows, self.n, "selected rows"),
+                       excluded_rows=_rows(excluded_rows, self.n, "excluded rows"))
+
+    def encoded_bytes(self, part: str = "map") -> int:
+        """Bytes of the map element's data ("map") or the marks element's ("marks"): Arrow IPC plus JSON."""
         import json
 
         import pyarrow as pa
 
         total = 0
-        data = self.component_data()
-        for key, value in data.items():
+        data = self.component_data() if part == "map" else self.marks_data()
+        for value in data.values():
             if isinstance(value, pd.DataFrame):
                 table = pa.Table.from_pandas(value, preserve_index=False)
                 sink = pa.BufferOutputStream()
@@ -107,6 +120,7 @@ class MapPayload:
         return total
 
     def bytes_per_point(self) -> float:
+        """The map element's bytes per point (what a page load or a new colouring sends)."""
         return self.encoded_bytes() / max(1, self.n)
 
 

@@ -91,7 +91,21 @@ def test_payload_dtypes_and_compact_arrays():
     assert list(data["points"].columns) == ["x", "y", "z", "c", "s"]
     assert [str(t) for t in data["points"].dtypes] == ["float32"] * 3 + ["uint8", "float32"]
     assert data["meta"]["dims"] == 3 and data["meta"]["has_score"] and not data["meta"]["one_trace"]
-    assert "names" not in data
+    assert "names" not in data and "selected" not in data  # the marks travel in their own element
+    marks = p.marks_data()
+    assert marks["excluded"]["row"].tolist() == [3, 5] and str(marks["selected"]["row"].dtype) == "int32"
+
+
+def test_with_marks_shares_the_points_and_checks_the_rows():
+    coords, codes = clusters(100)
+    p = build_payload(coords, codes, ["a", "b", "c"])
+    points = p.component_data()["points"]
+    q = p.with_marks(selected_rows=[4, 2], excluded_rows=np.array([9]))
+    assert q.component_data()["points"] is points  # encoded once, not again for each selection
+    assert q.selected_rows.tolist() == [2, 4] and q.excluded_rows.tolist() == [9]
+    assert p.selected_rows.tolist() == []
+    with pytest.raises(ValueError, match="outside"):
+        p.with_marks(selected_rows=[100])
 
 
 def test_bytes_per_point_at_100k_within_budget_and_names_only_for_small_maps():
@@ -101,6 +115,7 @@ def test_bytes_per_point_at_100k_within_budget_and_names_only_for_small_maps():
                       excluded_rows=np.arange(0, 100_000, 50), selected_rows=np.arange(300))
     assert p.hover_names is None  # too many points for per-point strings
     assert p.bytes_per_point() <= 14
+    assert p.encoded_bytes("marks") < 4 * (2000 + 300) + 2000  # 4 bytes a marked row, plus Arrow's framing
     small = build_payload(coords[:HOVER_NAMES_MAX_POINTS], codes[:HOVER_NAMES_MAX_POINTS], [str(i) for i in range(10)],
                           hover_names=names[:HOVER_NAMES_MAX_POINTS])
     assert small.hover_names is not None and "names" in small.component_data()

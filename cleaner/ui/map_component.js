@@ -1,14 +1,21 @@
 // cleaner's map: a frameless Streamlit component (components v2) drawing the 3D or 2D map with plotly.js.
 //
-// Python sends per-point arrays as Arrow tables (coordinates, class codes, score) plus a small JSON "meta".
+// Two elements share this script. The map element ("cleaner.map") gets the per-point arrays as Arrow tables
+// (coordinates, class codes, score, names) plus a small JSON "meta", and draws them with plotly.js. The marks
+// element ("cleaner.mapmarks", data.role === "marks") gets the selected and excluded rows; they are drawn on a
+// canvas over the plot (the selection highlighted with the rest dimmed, excluded points as ×), so a new
+// selection or exclusion neither redraws plotly's scene (which costs as much as the first draw) nor sends
+// the points again (their element is unchanged, and Streamlit sends an unchanged element as a reference).
 // The user rotates/zooms/pans as Plotly does, clicks a point, or draws a box or a lasso over the view; a
 // drawn shape goes back as its polygon in pixels plus the camera it was drawn through, and Python
 // (cleaner/mapdata.py) decides which rows it encloses. window.Plotly comes from the "cleaner.plotlyjs"
-// component, which carries the plotly.min.js of the installed plotly wheel.
+// element, which carries the plotly.min.js of the installed plotly wheel.
 
 // Camera, axis ranges and hidden legend entries per component key: they outlive a remount of the element
 // (the map hidden and shown again) for as long as the page lives.
 const VIEWS = new Map();
+// Map key → {state, marks}: how a marks element finds its map (each element's script is its own module).
+const MAPS = window.__cleanerMaps || (window.__cleanerMaps = new Map());
 const STYLE_ID = "cleaner-map-style";
 const MIN_DRAG_PX = 3;
 const LASSO_STEP_PX = 2;
@@ -29,6 +36,7 @@ const CSS = `
 .cleaner-map-overlay.active { pointer-events: auto; cursor: crosshair; }
 .cleaner-map-overlay path { fill: rgba(255, 75, 75, 0.08); stroke: rgb(255, 75, 75); stroke-width: 1.5;
   stroke-dasharray: 5 3; }
+.cleaner-map-marks { position: absolute; pointer-events: none; z-index: 4; }
 .cleaner-map-message { position: absolute; inset: 0; display: flex; align-items: center; justify-content: center;
   opacity: 0.7; pointer-events: none; }
 `;
@@ -99,14 +107,6 @@ function column(table, name) {
   return child ? child.toArray() : null;
 }
 
-function lighten(hex, amount) {
-  const m = /^#?([0-9a-f]{6})$/i.exec(hex);
-  if (!m) return "#d3d3d3";
-  const v = parseInt(m[1], 16);
-  const mix = (c) => Math.round(c + (255 - c) * amount);
-  return `rgb(${mix((v >> 16) & 255)},${mix((v >> 8) & 255)},${mix(v & 255)})`;
-}
-
 function templateText(s) {
   return String(s).replace(/%/g, "&#37;"); // a literal % must not start a plotly template field
 }
@@ -118,8 +118,6 @@ function buildFigure(data, state) {
   const x = column(data.points, "x"), y = column(data.points, "y"), z = dims === 3 ? column(data.points, "z") : null;
   const codes = column(data.points, "c");
   const score = meta.has_score ? column(data.points, "s") : null;
-  const excluded = column(data.excluded, "row") || new Int32Array(0);
-  const selected = column(data.selected, "row") || new Int32Array(0);
   let names = null;
   if (meta.has_names && data.names) {
     const col = data.names.getChild("name");
@@ -127,17 +125,13 @@ function buildFigure(data, state) {
     for (let i = 0; i < col.length; i++) names[i] = col.get(i);
   }
   const nGroups = meta.one_trace ? 1 : meta.classes.length;
-  const dim = selected.length > 0;
-  const isSel = new Uint8Array(n);
-  for (let i = 0; i < selected.length; i++) if (selected[i] < n) isSel[selected[i]] = 1;
 
-  // rows of each (group, selected?) bucket, by counting sort
-  const counts = new Int32Array(nGroups * 2 + 1);
-  const bucket = (i) => (meta.one_trace ? 0 : codes[i]) * 2 + isSel[i];
-  for (let i = 0; i < n; i++) counts[bucket(i) + 1]++;
+  // rows of each class (one group in one-trace mode), by counting sort
+  const counts = new Int32Array(nGroups + 1);
+  for (let i = 0; i < n; i++) counts[(meta.one_trace ? 0 : codes[i]) + 1]++;
   for (let k = 1; k < counts.length; k++) counts[k] += counts[k - 1];
   const order = new Int32Array(n), fill = counts.slice(0, -1);
-  for (let i = 0; i < n; i++) order[fill[bucket(i)]++] = i;
+  for (let i = 0; i < n; i++) order[fill[meta.one_trace ? 0 : codes[i]]++] = i;
 
   const size = n <= 5000 ? (dims === 3 ? 3 : 6) : (dims === 3 ? 2 : 3);
   const traceType = dims === 3 ? "scatter3d" : "scattergl";
@@ -148,61 +142,40 @@ function buildFigure(data, state) {
     return out;
   };
   const scoreLabel = score ? `<br>${templateText(meta.score_name)} %{customdata:.3f}` : "";
-  const addTrace = (rows, props) => {
+  for (let g = 0; g < nGroups; g++) {
+    const rows = order.subarray(counts[g], counts[g + 1]);
+    const name = meta.one_trace ? `${meta.classes.length} classes` : meta.classes[g];
+    let marker;
+    if (score) {
+      // reversed: plotly's YlOrRd runs dark to light, and the most suspect should be the darkest red
+      marker = { color: gather(score, rows, Float32Array), colorscale: "YlOrRd", reversescale: true, cmin: 0, cmax: 1 };
+      if (g === 0) {
+        marker.showscale = true;
+        // under the map, so it does not sit on the legend
+        marker.colorbar = { title: { text: templateText(meta.score_name), side: "right" }, orientation: "h",
+          thickness: 10, len: 0.5, x: 0.5, xanchor: "center", y: 0, yanchor: "top", ypad: 4 };
+      }
+    } else if (meta.one_trace) {
+      marker = { color: gather(codes, rows, Float32Array), colorscale: "Turbo", cmin: 0, cmax: Math.max(1, meta.classes.length - 1) };
+    } else {
+      marker = { color: meta.colours[g] };
+    }
+    marker.size = size;
     const t = {
-      type: traceType, mode: "markers", x: gather(x, rows, Float32Array), y: gather(y, rows, Float32Array),
-      ...props,
+      type: traceType, mode: "markers", name, uid: `n${g}`, marker,
+      x: gather(x, rows, Float32Array), y: gather(y, rows, Float32Array),
+      hovertemplate: `<b>${templateText(name)}</b>${names ? "<br>%{text}" : ""}${scoreLabel}<extra></extra>`,
+      visible: state.hidden.has(`g${g}`) ? "legendonly" : true,
     };
     if (z) t.z = gather(z, rows, Float32Array);
     if (names) t.text = Array.from(rows, (r) => names[r]);
     if (score) t.customdata = gather(score, rows, Float32Array);
     traces.push(t);
     traceRows.push(rows);
-  };
-  let colourbarShown = false;
-  for (let g = 0; g < nGroups; g++) {
-    const name = meta.one_trace ? `${meta.classes.length} classes` : meta.classes[g];
-    const template = `<b>${templateText(name)}</b>${names ? "<br>%{text}" : ""}${scoreLabel}<extra></extra>`;
-    for (const sel of [0, 1]) {
-      const rows = order.subarray(counts[g * 2 + sel], counts[g * 2 + sel + 1]);
-      const faded = dim && !sel;
-      let marker;
-      if (score) {
-        if (faded) marker = { color: "#d6d6d6" };
-        else {
-          marker = { color: gather(score, rows, Float32Array), colorscale: "YlOrRd", cmin: 0, cmax: 1 };
-          if (!colourbarShown && rows.length) {
-            marker.showscale = true;
-            marker.colorbar = { title: { text: templateText(meta.score_name) }, thickness: 12 };
-            colourbarShown = true;
-          }
-        }
-      } else if (meta.one_trace) {
-        marker = faded ? { color: "#d6d6d6" }
-          : { color: gather(codes, rows, Float32Array), colorscale: "Turbo", cmin: 0, cmax: Math.max(1, meta.classes.length - 1) };
-      } else {
-        marker = { color: faded ? lighten(meta.colours[g], 0.75) : meta.colours[g] };
-      }
-      marker.size = sel && dim ? size + 1 : size;
-      const uid = `${sel ? "s" : "n"}${g}`;
-      addTrace(rows, {
-        // the legend shows the undimmed trace of the pair, so its swatch keeps the class colour
-        name, uid, legendgroup: `g${g}`, showlegend: dim ? !!sel : !sel, marker, hovertemplate: template,
-        visible: state.hidden.has(`g${g}`) ? "legendonly" : true,
-      });
-    }
   }
-  const excludedTemplate = `<b>excluded</b>${names ? "<br>%{text}" : ""}${scoreLabel}<extra></extra>`;
-  addTrace(Int32Array.from(excluded), {
-    name: `excluded (${excluded.length.toLocaleString("en-US")})`, uid: "x", legendgroup: "excluded",
-    marker: dims === 3
-      ? { symbol: "x", color: "black", size: size + 4 }
-      : { symbol: "x-thin-open", color: "black", size: size + 6, line: { width: 2, color: "black" } },
-    hovertemplate: excludedTemplate, visible: state.hidden.has("excluded") ? "legendonly" : true,
-  });
 
   const layout = {
-    height: state.height, margin: { l: 0, r: 0, t: meta.title ? 30 : 0, b: 0 },
+    height: state.height, margin: { l: 0, r: 0, t: meta.title ? 40 : 26, b: score ? 44 : 0 }, // t: room for the modebar
     title: meta.title ? { text: meta.title } : undefined,
     legend: { itemsizing: "constant" }, hovermode: "closest", uirevision: "cleaner-map", showlegend: true,
   };
@@ -219,7 +192,7 @@ function buildFigure(data, state) {
       layout.yaxis.range = state.camera.y; layout.yaxis.autorange = false;
     }
   }
-  return { traces, traceRows, layout, dims };
+  return { traces, traceRows, layout, dims, x, y, z, codes, score, n };
 }
 
 // ------------------------------------------------------------------ the map element
@@ -234,10 +207,12 @@ function createMap(parentElement, key) {
       <button type="button" data-tool="pan" aria-pressed="true" title="Drag to rotate (3D) or pan (2D)">Move</button>
       <button type="button" data-tool="box" aria-pressed="false" title="Drag a box: the points inside are selected">Box</button>
       <button type="button" data-tool="lasso" aria-pressed="false" title="Draw a lasso: the points inside are selected">Lasso</button>
+      <label class="cleaner-map-hint"><input type="checkbox" data-show="excluded" checked> × excluded</label>
       <span class="cleaner-map-hint">Shift adds, Alt removes · Ctrl/⌘ + wheel zooms</span>
     </div>
     <div class="cleaner-map-plot">
       <div class="cleaner-map-gd"></div>
+      <canvas class="cleaner-map-marks"></canvas>
       <svg class="cleaner-map-overlay"><path d=""></path></svg>
       <div class="cleaner-map-message">Loading the map…</div>
     </div>`;
@@ -247,7 +222,8 @@ function createMap(parentElement, key) {
     key, root, tool: "pan", figure: null, setTriggerValue: null, height: 600, dims: null,
     gd: root.querySelector(".cleaner-map-gd"), plot: root.querySelector(".cleaner-map-plot"),
     overlay: root.querySelector(".cleaner-map-overlay"), path: root.querySelector(".cleaner-map-overlay path"),
-    message: root.querySelector(".cleaner-map-message"),
+    message: root.querySelector(".cleaner-map-message"), marksCanvas: root.querySelector(".cleaner-map-marks"),
+    marks: { selected: new Int32Array(0), excluded: new Int32Array(0) }, marksFrame: 0,
     camera: saved.camera || null, hidden: new Set(saved.hidden || []), savedDims: saved.dims || null,
     drawing: null, queue: Promise.resolve(), listeners: [],
   };
@@ -257,6 +233,10 @@ function createMap(parentElement, key) {
   };
   root.querySelectorAll("button[data-tool]").forEach((button) =>
     listen(button, "click", () => setTool(state, button.dataset.tool)));
+  const showExcluded = root.querySelector("input[data-show=excluded]");
+  showExcluded.checked = saved.showExcluded !== false;
+  state.showExcluded = showExcluded.checked;
+  listen(showExcluded, "change", () => { state.showExcluded = showExcluded.checked; remember(state); drawMarks(state); });
   listen(state.overlay, "pointerdown", (ev) => startShape(state, ev));
   listen(state.overlay, "pointermove", (ev) => moveShape(state, ev));
   listen(state.overlay, "pointerup", (ev) => endShape(state, ev));
@@ -264,6 +244,13 @@ function createMap(parentElement, key) {
   listen(window, "keydown", (ev) => { if (ev.key === "Escape") cancelShape(state); });
   // The wheel scrolls the page (scrollZoom is off); with Ctrl or ⌘ it zooms the map instead.
   listen(state.plot, "wheel", (ev) => zoomWheel(state, ev), { passive: false, capture: true });
+  const resize = new ResizeObserver(() => scheduleMarks(state));
+  resize.observe(state.plot);
+  state.listeners.push(() => resize.disconnect());
+  const entry = MAPS.get(key) || {};
+  entry.state = state;
+  MAPS.set(key, entry);
+  if (entry.marks) state.marks = entry.marks;
   return state;
 }
 
@@ -368,7 +355,7 @@ function hiddenClasses(state) {
 }
 
 function sendEvent(state, event) {
-  state.root.dataset.pending = "1";
+  state.root.dataset.events = String(Number(state.root.dataset.events || 0) + 1);
   state.setTriggerValue("event", event);
 }
 
@@ -395,15 +382,135 @@ function zoomWheel(state, ev) {
   }
 }
 
+// ------------------------------------------------------------------ marks: selection and excluded rows
+
+const YLORRD = [[255, 255, 204], [255, 237, 160], [254, 217, 118], [254, 178, 76], [253, 141, 60], [252, 78, 42],
+  [227, 26, 28], [189, 0, 38], [128, 0, 38]];
+
+function scoreColour(v) {
+  const t = Math.min(1, Math.max(0, v)) * (YLORRD.length - 1), i = Math.min(YLORRD.length - 2, Math.floor(t)), f = t - i;
+  const a = YLORRD[i], b = YLORRD[i + 1];
+  return `rgb(${Math.round(a[0] + (b[0] - a[0]) * f)},${Math.round(a[1] + (b[1] - a[1]) * f)},${Math.round(a[2] + (b[2] - a[2]) * f)})`;
+}
+
+function setMarks(state, marks) {
+  state.marks = marks;
+  state.root.dataset.selected = String(marks.selected.length);
+  state.root.dataset.excluded = String(marks.excluded.length);
+  drawMarks(state);
+  state.root.dataset.marks = String(Number(state.root.dataset.marks || 0) + 1);
+}
+
+function scheduleMarks(state) {
+  if (state.marksFrame) return;
+  state.marksFrame = requestAnimationFrame(() => { state.marksFrame = 0; drawMarks(state); });
+}
+
+// page pixels (relative to the drawing area) of the given rows, through the view plotly shows now
+function projector(view, fig) {
+  const { x, y, z } = fig;
+  if (fig.dims === 3) {
+    const v = view.view, mul = (a, b) => { // column-major 4×4 product a·b
+      const o = new Float64Array(16);
+      for (let c = 0; c < 4; c++) for (let r = 0; r < 4; r++) {
+        let sum = 0;
+        for (let k = 0; k < 4; k++) sum += a[k * 4 + r] * b[c * 4 + k];
+        o[c * 4 + r] = sum;
+      }
+      return o;
+    };
+    const m = mul(v.projection, mul(v.view, v.model)), [sx, sy, sz] = v.data_scale, w = v.width, h = v.height;
+    return (row, out) => {
+      const px = x[row] * sx, py = y[row] * sy, pz = z[row] * sz;
+      const cw = m[3] * px + m[7] * py + m[11] * pz + m[15];
+      if (cw <= 1e-12) return false;
+      out[0] = (0.5 + 0.5 * (m[0] * px + m[4] * py + m[8] * pz + m[12]) / cw) * w;
+      out[1] = (0.5 - 0.5 * (m[1] * px + m[5] * py + m[9] * pz + m[13]) / cw) * h;
+      return true;
+    };
+  }
+  const [x0, x1] = view.view.x_range, [y0, y1] = view.view.y_range, w = view.view.width, h = view.view.height;
+  return (row, out) => {
+    out[0] = (x[row] - x0) / (x1 - x0) * w;
+    out[1] = (1 - (y[row] - y0) / (y1 - y0)) * h;
+    return true;
+  };
+}
+
+function drawMarks(state) {
+  const canvas = state.marksCanvas, fig = state.figure;
+  const ctx = canvas.getContext("2d");
+  if (!fig || !state.gd._fullLayout) { ctx.clearRect(0, 0, canvas.width, canvas.height); return; }
+  const view = readView(state.gd, fig.dims);
+  if (!view) return;
+  const plotRect = state.plot.getBoundingClientRect(), ratio = window.devicePixelRatio || 1;
+  const w = view.rect.width, h = view.rect.height;
+  canvas.style.left = `${view.rect.left - plotRect.left}px`;
+  canvas.style.top = `${view.rect.top - plotRect.top}px`;
+  canvas.style.width = `${w}px`;
+  canvas.style.height = `${h}px`;
+  if (canvas.width !== Math.round(w * ratio) || canvas.height !== Math.round(h * ratio)) {
+    canvas.width = Math.round(w * ratio);
+    canvas.height = Math.round(h * ratio);
+  }
+  ctx.setTransform(ratio, 0, 0, ratio, 0, 0);
+  ctx.clearRect(0, 0, w, h);
+  const { selected, excluded } = state.marks;
+  if (!selected.length && !excluded.length) return;
+  const meta = state.meta, hiddenGroups = new Set(hiddenClasses(state)), codes = fig.codes;
+  const shown = (row) => row < fig.n && !hiddenGroups.has(codes[row]);
+  const project = projector(view, fig), p = [0, 0];
+  const inside = () => p[0] >= -4 && p[0] <= w + 4 && p[1] >= -4 && p[1] <= h + 4;
+  if (selected.length) {
+    ctx.fillStyle = "rgba(255, 255, 255, 0.72)"; // dims everything the selection does not cover
+    ctx.fillRect(0, 0, w, h);
+    const radius = fig.n <= 5000 ? 3.2 : 2.4;
+    const byColour = new Map();
+    for (let i = 0; i < selected.length; i++) {
+      const row = selected[i];
+      if (!shown(row) || !project(row, p) || !inside()) continue;
+      const colour = fig.score ? scoreColour(fig.score[row]) : meta.colours[codes[row] % meta.colours.length];
+      let list = byColour.get(colour);
+      if (!list) byColour.set(colour, (list = []));
+      list.push(p[0], p[1]);
+    }
+    ctx.lineWidth = 0.6;
+    ctx.strokeStyle = "rgba(0, 0, 0, 0.55)";
+    for (const [colour, list] of byColour) {
+      ctx.fillStyle = colour;
+      ctx.beginPath();
+      for (let k = 0; k < list.length; k += 2) {
+        ctx.moveTo(list[k] + radius, list[k + 1]);
+        ctx.arc(list[k], list[k + 1], radius, 0, 2 * Math.PI);
+      }
+      ctx.fill();
+      ctx.stroke();
+    }
+  }
+  if (excluded.length && state.showExcluded) {
+    const arm = fig.n <= 5000 ? 4.5 : 3.5;
+    ctx.strokeStyle = "#000";
+    ctx.lineWidth = 1.6;
+    ctx.beginPath();
+    for (let i = 0; i < excluded.length; i++) {
+      const row = excluded[i];
+      if (!shown(row) || !project(row, p) || !inside()) continue;
+      ctx.moveTo(p[0] - arm, p[1] - arm); ctx.lineTo(p[0] + arm, p[1] + arm);
+      ctx.moveTo(p[0] - arm, p[1] + arm); ctx.lineTo(p[0] + arm, p[1] - arm);
+    }
+    ctx.stroke();
+  }
+}
+
 function remember(state) {
   if (!state.figure || !state.gd._fullLayout) return;
   const hidden = [];
   state.gd.data.forEach((t) => {
-    if (t.visible === "legendonly" && (t.uid[0] === "n" || t.uid === "x")) hidden.push(t.uid === "x" ? "excluded" : `g${t.uid.slice(1)}`);
+    if (t.visible === "legendonly" && t.uid[0] === "n") hidden.push(`g${t.uid.slice(1)}`);
   });
   state.hidden = new Set(hidden);
   state.camera = readCamera(state.gd, state.figure.dims);
-  VIEWS.set(state.key, { camera: state.camera, hidden, dims: state.figure.dims });
+  VIEWS.set(state.key, { camera: state.camera, hidden, dims: state.figure.dims, showExcluded: state.showExcluded });
 }
 
 async function render(state, data) {
@@ -429,15 +536,17 @@ async function render(state, data) {
   state.figure = fig;
   if (fresh) {
     state.gd.on("plotly_click", (ev) => onClick(state, ev));
-    state.gd.on("plotly_relayout", () => remember(state));
-    state.gd.on("plotly_restyle", () => remember(state));
-    state.gd.on("plotly_legendclick", () => { setTimeout(() => remember(state), 0); });
+    state.gd.on("plotly_relayout", () => { remember(state); scheduleMarks(state); });
+    state.gd.on("plotly_relayouting", () => scheduleMarks(state));
+    state.gd.on("plotly_restyle", () => { remember(state); scheduleMarks(state); });
+    state.gd.on("plotly_legendclick", () => { setTimeout(() => { remember(state); scheduleMarks(state); }, 0); });
   }
   await new Promise((resolve) => requestAnimationFrame(() => requestAnimationFrame(resolve)));
   remember(state);
+  if (fresh) setMarks(state, state.marks); // marks that arrived before the map was drawn
+  else drawMarks(state);
   state.message.style.display = "none";
   state.path.setAttribute("d", "");
-  delete state.root.dataset.pending;
   state.root.dataset.draws = String(Number(state.root.dataset.draws) + 1);
   state.root.dataset.points = String(data.meta.n);
   state.root.dataset.dims = String(data.meta.dims);
@@ -455,11 +564,25 @@ function onClick(state, ev) {
   sendEvent(state, { kind: "click", row: rows[p.pointNumber], mode });
 }
 
+function receiveMarks(data) {
+  const marks = { selected: column(data.selected, "row") || new Int32Array(0),
+    excluded: column(data.excluded, "row") || new Int32Array(0) };
+  const entry = MAPS.get(data.map_key) || {};
+  entry.marks = marks;
+  MAPS.set(data.map_key, entry);
+  if (entry.state) setMarks(entry.state, marks);
+}
+
 export default function (component) {
-  const { data, parentElement, setTriggerValue, key } = component;
+  const { data, parentElement, setTriggerValue } = component;
+  if (data && data.role === "marks") {
+    receiveMarks(data);
+    return undefined;
+  }
+  const key = (data && data.meta && data.meta.key) || component.key || "map";
   let state = parentElement.__cleanerMap;
   if (!state) {
-    state = createMap(parentElement, key || "map");
+    state = createMap(parentElement, key);
     parentElement.__cleanerMap = state;
   }
   state.setTriggerValue = setTriggerValue;
@@ -475,6 +598,8 @@ export default function (component) {
   return () => {
     remember(state);
     state.listeners.forEach((off) => off());
+    const entry = MAPS.get(key);
+    if (entry && entry.state === state) entry.state = null;
     if (window.Plotly) window.Plotly.purge(state.gd);
     parentElement.__cleanerMap = undefined;
   };

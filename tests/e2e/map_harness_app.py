@@ -15,7 +15,7 @@ import streamlit as st
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository, when run by `streamlit run`
 
-from cleaner.mapdata import build_payload  # noqa: E402
+from cleaner.mapdata import MapPayload, build_payload  # noqa: E402
 from cleaner.ui.map_component import map_chart  # noqa: E402
 
 
@@ -46,6 +46,15 @@ def old_component(coords: np.ndarray, codes: np.ndarray) -> None:
                   key="old-map")
 
 
+@st.cache_resource(max_entries=8)
+def base_payload(n: int, dims: int, n_classes: int, use_score: bool, names: bool) -> MapPayload:
+    """The points, built (and encoded) once per colouring, as the app's page should; marks are added per run."""
+    coords, codes = synthetic(n, dims, n_classes)
+    score = (np.arange(n) % 97 / 96.0) if use_score else None
+    hover = [f"img_{i:05d}.png" for i in range(n)] if names else None
+    return build_payload(coords, codes, [f"class {c}" for c in range(n_classes)], score=score, hover_names=hover)
+
+
 def on_map_event(event, dims: int) -> None:
     """Runs before the script: the same run then draws the new selection highlighted."""
     ss = st.session_state
@@ -56,9 +65,8 @@ def on_map_event(event, dims: int) -> None:
 def main() -> None:
     q = st.query_params
     n, dims, n_classes = int(q.get("n", 300)), int(q.get("dims", 3)), int(q.get("classes", 3))
-    coords, codes = st.cache_data(synthetic)(n, dims, n_classes)
     if q.get("component") == "old":
-        old_component(coords, codes)
+        old_component(*synthetic(n, dims, n_classes))
         return
     ss = st.session_state
     ss.setdefault("selected", np.empty(0, dtype=np.int64))
@@ -70,10 +78,8 @@ def main() -> None:
         ss.excluded = np.union1d(ss.excluded, ss.selected)
     if st.button("Colour by score"):
         ss.use_score = not ss.use_score
-    score = (np.arange(n) % 97 / 96.0) if ss.use_score else None
-    names = [f"img_{i:05d}.png" for i in range(n)] if q.get("names") == "1" else None
-    payload = build_payload(coords, codes, [f"class {c}" for c in range(n_classes)], excluded_rows=ss.excluded,
-                            selected_rows=ss.selected, score=score, hover_names=names)
+    base = base_payload(n, dims, n_classes, ss.use_score, q.get("names") == "1")
+    payload = base.with_marks(selected_rows=ss.selected, excluded_rows=ss.excluded)
     map_chart(payload, key=f"harness-map-{dims}d", height=520, on_event=lambda event: on_map_event(event, dims))
     state = {"selected": ss.selected.tolist(), "excluded": ss.excluded.tolist(), "last": ss.last}
     st.text("harness-state " + json.dumps(state, separators=(",", ":")))

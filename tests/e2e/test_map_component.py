@@ -102,14 +102,23 @@ def open_map(chromium, harness_url, request):
 
 # ---------------------------------------------------------------- reading the page
 
+def counter(page, name: str) -> int:
+    """The map's counters: `draws` (plotly drew the points), `marks` (selection/excluded drawn), `events` (sent)."""
+    return int(page.locator(".cleaner-map").get_attribute(f"data-{name}") or 0)
+
+
 def draws(page) -> int:
-    return int(page.locator(".cleaner-map").get_attribute("data-draws") or 0)
+    return counter(page, "draws")
+
+
+def marks(page) -> int:
+    return counter(page, "marks")
 
 
 def wait_drawn(page, at_least: int) -> None:
     page.wait_for_function(
         "n => { const m = document.querySelector('.cleaner-map'); return m && Number(m.dataset.draws) >= n"
-        " && !m.dataset.pending; }", arg=at_least, timeout=120_000)
+        " && Number(m.dataset.marks || 0) >= 1; }", arg=at_least, timeout=120_000)
 
 
 def harness_state(page) -> dict:
@@ -117,11 +126,12 @@ def harness_state(page) -> dict:
     return json.loads(text.split(" ", 1)[1])
 
 
-def wait_event(page, before: int) -> dict:
-    """The harness state after the component's next event has gone through Python and the map redrew."""
+def wait_event(page, before: int, what: str = "marks") -> dict:
+    """The harness state once the map's `what` counter passed `before` (the event went through Python, the
+    selection came back and was drawn) and the script run is over."""
     page.wait_for_function(
-        "n => { const m = document.querySelector('.cleaner-map'); return m && Number(m.dataset.draws) > n"
-        " && !m.dataset.pending; }", arg=before, timeout=60_000)
+        "([n, what]) => { const m = document.querySelector('.cleaner-map'); return m && Number(m.dataset[what]) > n; }",
+        arg=[before, what], timeout=60_000)
     page.wait_for_function(
         "() => { const a = document.querySelector('[data-testid=stApp]');"
         " return a && a.getAttribute('data-test-script-state') !== 'running'; }")
@@ -244,7 +254,7 @@ def test_box_on_the_rotated_3d_map_selects_exactly_the_points_projected_inside(o
     x, y, info = page_projection(page, coords, 3)
     box = clean_shape(x, y, drawing_area(info), np.random.default_rng(1), make_box)
     choose_tool(page, "Box")
-    before = draws(page)
+    before = marks(page)
     drag_box(page, box)
     state = wait_event(page, before)
     assert state["last"]["kind"] == "box" and state["last"]["mode"] == "replace"
@@ -257,7 +267,7 @@ def test_lasso_on_the_3d_map_selects_exactly_the_points_projected_inside(open_ma
     x, y, info = page_projection(page, coords, 3)
     poly = clean_shape(x, y, drawing_area(info), np.random.default_rng(2), make_star)
     choose_tool(page, "Lasso")
-    before = draws(page)
+    before = marks(page)
     drag_lasso(page, poly)
     page.wait_for_timeout(50)
     state = wait_event(page, before)
@@ -280,16 +290,16 @@ def test_shift_box_adds_and_alt_box_removes(open_map):
     first = clean_shape(x, y, area, rng, make_box, accept=lambda inside: (codes[inside] == 0).all())
     second = clean_shape(x, y, area, rng, make_box, accept=lambda inside: (codes[inside] == 1).all())
     choose_tool(page, "Box")
-    before = draws(page)
+    before = marks(page)
     drag_box(page, first)
     assert wait_event(page, before)["selected"] == rows_inside(first, x, y)
-    before = draws(page)
+    before = marks(page)
     drag_box(page, second, "Shift")
     state = wait_event(page, before)
     assert state["last"]["mode"] == "add"
     both = sorted(set(rows_inside(first, x, y)) | set(rows_inside(second, x, y)))
     assert state["selected"] == both
-    before = draws(page)
+    before = marks(page)
     drag_box(page, first, "Alt")
     state = wait_event(page, before)
     assert state["last"]["mode"] == "remove"
@@ -302,22 +312,31 @@ def test_the_camera_stays_when_the_excluded_set_changes(open_map):
     x, y, info = page_projection(page, coords, 3)
     box = clean_shape(x, y, drawing_area(info), np.random.default_rng(4), make_box)
     choose_tool(page, "Box")
-    before = draws(page)
+    before = marks(page)
     drag_box(page, box)
     selected = wait_event(page, before)["selected"]
     rotate(page, info, dx=-120, dy=30)
     camera_js = "() => JSON.stringify(document.querySelector('.cleaner-map-gd')._fullLayout.scene.camera)"
     camera = page.evaluate(camera_js)
     _, _, rotated = page_projection(page, coords, 3)
-    before = draws(page)
+    drawn = draws(page)
+    before = marks(page)
     page.get_by_role("button", name="Exclude the selection").click()
     state = wait_event(page, before)
     assert state["excluded"] == selected
-    n_crosses = page.evaluate("() => document.querySelector('.cleaner-map-gd').data.find(t => t.uid === 'x').x.length")
-    assert n_crosses == len(selected)
+    assert counter(page, "excluded") == len(selected)  # the × marks the map draws
+    assert draws(page) == drawn  # selection and exclusion never redraw plotly's scene
     assert json.loads(page.evaluate(camera_js)) == json.loads(camera)
     _, _, after = page_projection(page, coords, 3)
     np.testing.assert_allclose(after["view"], rotated["view"], atol=1e-9)
+    # a new colouring redraws the points, through the same camera
+    page.get_by_role("button", name="Colour by score").click()
+    wait_event(page, drawn, "draws")
+    assert page.evaluate("() => document.querySelector('.cleaner-map-gd').data[0].marker.colorscale") is not None
+    assert json.loads(page.evaluate(camera_js)) == json.loads(camera)
+    _, _, recoloured = page_projection(page, coords, 3)
+    np.testing.assert_allclose(recoloured["view"], rotated["view"], atol=1e-9)
+    screenshot(page, "map_3d_excluded_by_score")
 
 
 def test_a_click_selects_that_points_row(open_map):
@@ -330,7 +349,7 @@ def test_a_click_selects_that_points_row(open_map):
     isolated = np.flatnonzero(d.min(axis=1) > 12)
     assert len(isolated), "no isolated point to click"
     row = int(isolated[0])
-    before = draws(page)
+    before = marks(page)
     page.mouse.move(x[row] + 1, y[row] + 1)
     page.mouse.move(x[row], y[row])
     page.wait_for_timeout(200)
@@ -354,7 +373,7 @@ def test_a_class_hidden_in_the_legend_is_not_selected(open_map):
     everything = [(int(left + 5), int(top + 5)), (int(left + width - 5), int(top + 5)),
                   (int(left + width - 5), int(top + height - 5)), (int(left + 5), int(top + height - 5))]
     choose_tool(page, "Box")
-    before = draws(page)
+    before = marks(page)
     drag_box(page, everything)
     state = wait_event(page, before)
     want = rows_inside(everything, x, y, mask=codes != 1)
@@ -371,14 +390,14 @@ def test_box_and_lasso_on_the_2d_map(open_map):
     rng = np.random.default_rng(6)
     box = clean_shape(x, y, drawing_area(info), rng, make_box)
     choose_tool(page, "Box")
-    before = draws(page)
+    before = marks(page)
     drag_box(page, box)
     state = wait_event(page, before)
     assert state["selected"] == rows_inside(box, x, y)
     x, y, info = page_projection(page, coords, 2)  # the view must not have moved; recompute anyway
     star = clean_shape(x, y, drawing_area(info), rng, make_star)
     choose_tool(page, "Lasso")
-    before = draws(page)
+    before = marks(page)
     page.keyboard.down("Shift")
     drag_lasso(page, star)
     page.keyboard.up("Shift")
