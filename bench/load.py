@@ -1,0 +1,627 @@
+#!/usr/bin/env python
+"""What a team does to one server: N real browser sessions at once, each running a user's whole workflow.
+
+    python bench/load.py --sessions 10 --json OUT.json                 # 100k rows, warm then cold cache
+    python bench/load.py --n 5000 --sessions 2 --ticks 4 --decisions 2 # a quick try of the script itself
+
+One `streamlit run streamlit_app.py` server on 127.0.0.1 with its own cache folder and an allowed folder holding
+a generated dataset (bench/scale.py's generator; a few hundred small PNGs behind symlinks, one per row). Headless
+Chromium contexts (Debian's /usr/bin/chromium, driven by Playwright) each: open the dataset from the server
+folder, select a class, tick Exclude on `--ticks` tiles across gallery pages, decide `--decisions` review-queue
+cards (Exclude and Keep in turn), download the exclusion list, and check that the list holds exactly its own
+exclusions. Latencies are from the click to the page showing its effect (the count the server renders after
+the change), so they include the server's rerun, the websocket and the browser's redraw.
+
+Phases: a warm cache (graph and layouts computed beforehand): one session alone (its RSS is "one user"), then
+a wave of N, then, after the sessions closed and Streamlit's disconnected-session TTL passed, a second wave of
+N (memory must come back down, not grow per wave). Then a new server with an empty graph and layout cache
+(numba's compiled kernels kept, as after a restart): N sessions arrive a second apart, the first one starts
+the computations; every write into the layout store is counted. Every wait is bounded, and so is the run.
+See bench/README.md for the keys of the JSON.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+APP = ROOT / "streamlit_app.py"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]
+VIEWPORT = {"width": 1400, "height": 1000}
+PAGE_SIZE = 24  # the gallery's tiles per page (cleaner.ui.gallery.PAGE_SIZE)
+SOURCE_TILES = 300  # distinct PNGs; every row's path is a symlink to one of them
+ACTIONS = ("open", "select", "page", "tick", "queue", "decision", "download")
+ERROR_LINE = re.compile(r"Traceback|^\S*Error\b|Exception in|^\s*E\s", re.MULTILINE)
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+# ------------------------------------------------------------------------------------------------ data
+
+@dataclass(frozen=True)
+class Data:
+    npz: Path
+    root: Path
+    paths: np.ndarray  # what the NPZ holds, row by row
+    class_sizes: dict[str, int]
+
+
+def write_data(root: Path, n: int, dims: int, clusters: int, seed: int) -> Data:
+    """bench/scale.py's embeddings with text labels, and one symlinked PNG per row (reused by many rows)."""
+    from PIL import Image
+
+    sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
+    from scale import make_data  # noqa: E402 - bench/scale.py: the one data generator of the benchmarks
+
+    from cleaner.dataset import npz_bytes
+
+    npz = root / f"load_{n}.npz"
+    images = root / "images"
+    tiles = images / "_tiles"
+    tiles.mkdir(parents=True, exist_ok=True)
+    paths = np.array([str(images / f"img_{i:06d}.png") for i in range(n)])
+    if not npz.exists():
+        log(f"writing {n:,} x {dims} embeddings and {n:,} image links under {root}")
+        emb, codes = make_data(n, dims, clusters, seed)
+        labels = np.array([f"class_{c:02d}" for c in codes])
+        rng = np.random.default_rng(seed)
+        for t in range(SOURCE_TILES):
+            pixels = rng.integers(0, 255, size=(8, 8, 3), dtype=np.uint8).repeat(8, 0).repeat(8, 1)
+            Image.fromarray(pixels, mode="RGB").save(tiles / f"tile_{t:03d}.png")
+        for i, path in enumerate(paths):
+            link = Path(path)
+            if not link.is_symlink():
+                link.symlink_to(tiles / f"tile_{i % SOURCE_TILES:03d}.png")
+        tmp = npz.with_suffix(".tmp")
+        tmp.write_bytes(npz_bytes(emb, labels, paths))
+        tmp.replace(npz)
+    with np.load(npz, allow_pickle=False) as z:
+        labels = z["labels"].astype(str)
+        stored = z["image_paths"].astype(str)
+    names, counts = np.unique(labels, return_counts=True)
+    return Data(npz=npz, root=root, paths=stored, class_sizes=dict(zip(names.tolist(), counts.tolist())))
+
+
+PRECOMPUTE = r"""
+import sys
+from dataclasses import replace
+from pathlib import Path
+sys.path.insert(0, sys.argv[1])
+from cleaner.dataset import load_npz
+from cleaner.layout import LayoutParams, LayoutStore
+from cleaner.layout_service import LayoutService
+from cleaner.neighbours import METRICS, GraphStore, neighbour_graph
+from cleaner.ui.data_source import GRAPH_K
+cache = Path(sys.argv[3])
+dataset = load_npz(sys.argv[2])
+params = LayoutParams(metric=METRICS[0])  # the page's defaults (cleaner.ui.data_source.map_settings)
+graph = neighbour_graph(dataset.embeddings, k=GRAPH_K, metric=params.metric, store=GraphStore(cache / "graphs"),
+                        embedding_digest=dataset.embedding_digest)
+service = LayoutService(LayoutStore(cache / "layouts"))
+for n in (3, 2):
+    p = replace(params, n_components=n)
+    service.request(dataset.embedding_digest, p, dataset.embeddings, graph)
+    service.wait(dataset.embedding_digest, p)
+"""
+
+
+def precompute(data: Data, cache: Path, timeout: float) -> None:
+    """The graph and both layouts of the page's default settings, in the server's cache folder."""
+    if (cache / "layouts").is_dir() and len(list((cache / "layouts").glob("*.npy"))) >= 2:
+        return
+    log("computing the graph and both layouts into the warm cache (once per work folder)")
+    subprocess.run([sys.executable, "-c", PRECOMPUTE, str(ROOT), str(data.npz), str(cache)], check=True,
+                   timeout=timeout)
+
+
+# ------------------------------------------------------------------------------------------------ server
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def rss_mb(pid: int) -> float:
+    try:
+        with open(f"/proc/{pid}/status") as fh:
+            for line in fh:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return 0.0
+
+
+class Server:
+    """`streamlit run streamlit_app.py` in its own process group, its RSS sampled in the background."""
+
+    def __init__(self, cache: Path, allowed: Path, log_path: Path, session_ttl_s: int, timeout: float = 180):
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.cache = cache
+        self.log_path = log_path
+        env = {**os.environ, "CLEANER_CACHE_DIR": str(cache), "CLEANER_ALLOWED_ROOTS": str(allowed),
+               "PYTHONUNBUFFERED": "1"}
+        self._log = open(log_path, "wb")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "streamlit", "run", str(APP), "--server.headless", "true",
+             "--server.port", str(self.port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats",
+             "false", "--server.disconnectedSessionTTL", str(session_ttl_s)],
+            cwd=str(ROOT), env=env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        self.samples: list[tuple[float, float]] = []  # (time, RSS MB)
+        self._stop = threading.Event()
+        started = time.monotonic()
+        while not self._healthy():
+            if self.proc.poll() is not None or time.monotonic() - started > timeout:
+                self.stop()
+                raise RuntimeError(f"server did not start; log tail:\n{log_path.read_text(errors='replace')[-2000:]}")
+            time.sleep(0.2)
+        self._sampler = threading.Thread(target=self._sample, daemon=True)
+        self._sampler.start()
+
+    def _healthy(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"{self.url}/_stcore/health", timeout=2) as resp:
+                return resp.read().strip() == b"ok"
+        except OSError:
+            return False
+
+    def _sample(self) -> None:
+        while not self._stop.is_set():
+            self.samples.append((time.monotonic(), rss_mb(self.proc.pid)))
+            self._stop.wait(0.2)
+
+    def rss(self) -> float:
+        return rss_mb(self.proc.pid)
+
+    def peak_since(self, t: float) -> float:
+        return max((mb for at, mb in self.samples if at >= t), default=self.rss())
+
+    def log_errors(self) -> list[str]:
+        self._log.flush()
+        text = self.log_path.read_text(errors="replace")
+        return [m.group(0) + text[m.end():m.end() + 200].split("\n")[0] for m in ERROR_LINE.finditer(text)]
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGTERM)  # the group this script created, nothing else
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=20)
+            except ProcessLookupError:
+                pass
+        self._log.close()
+
+
+class StoreWrites:
+    """Counts files written into a cache store: os.replace gives each write a new inode, a read's utime does not."""
+
+    def __init__(self, folder: Path, pattern: str):
+        self.folder, self.pattern = folder, pattern
+        self.seen: set[tuple[str, int]] = set()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.poll()
+            self._stop.wait(0.1)
+
+    def poll(self) -> None:
+        try:
+            for path in self.folder.glob(self.pattern):
+                try:
+                    self.seen.add((path.name, path.stat().st_ino))
+                except OSError:
+                    pass
+        except OSError:
+            pass
+
+    def stop(self) -> dict:
+        self._stop.set()
+        self._thread.join()
+        self.poll()
+        return {"writes": len(self.seen), "distinct": len({name for name, _ in self.seen})}
+
+
+# ------------------------------------------------------------------------------------------------ one session
+
+@dataclass
+class Session:
+    sid: int
+    klass: str
+    times: dict[str, list[float]] = field(default_factory=lambda: {a: [] for a in ACTIONS})
+    expected: set[str] = field(default_factory=set)  # the paths this session excluded
+    downloaded: set[str] | None = None
+    errors: list[str] = field(default_factory=list)
+    done: bool = False
+    step: str = "start"  # where a failure happened
+
+
+TEXT_SHOWN = "([needles]) => { const t = document.body.innerText; return needles.some(n => t.includes(n)); }"
+# Idle for quiet_ms on end: a tick on small data, or a map that became ready, starts a second run right after the
+# first one, and a click that lands between the two can be dropped by the page.
+SCRIPT_IDLE = """(quietMs) => {
+    const a = document.querySelector('[data-testid=stApp]');
+    const now = performance.now();
+    if (!a || a.getAttribute('data-test-script-state') === 'running') { window.__benchBusyAt = now; return false; }
+    return now - window.__benchBusyAt >= quietMs;
+}"""
+QUIET_MS = 300
+
+
+async def settle(page) -> None:
+    """Wait until the script has stopped running and stayed stopped for QUIET_MS (not part of any latency)."""
+    await page.evaluate("() => { window.__benchBusyAt = performance.now(); }")
+    await page.wait_for_function(SCRIPT_IDLE, arg=QUIET_MS, polling=50)
+
+
+TILE_FILES = """() => {
+    const out = []; let last = null;
+    for (const el of document.querySelectorAll('[data-testid=stText], [data-testid=stCheckbox]')) {
+        if (el.getAttribute('data-testid') === 'stText') { if (el.innerText.startsWith('label: ')) last = el.innerText; continue; }
+        const input = el.querySelector('input[type=checkbox]');
+        if (!input || input.getAttribute('aria-label') !== 'Exclude' || last === null) continue;
+        out.push([(last.split('\\n')[1] || '').trim(), input.checked]); last = null;
+    }
+    return out;
+}"""
+CARD_FILE = """(button) => {
+    for (let el = button; el; el = el.parentElement) {
+        const m = el.innerText && el.innerText.match(/img_\\d+\\.png/);
+        if (m) return m[0];
+    }
+    return null;
+}"""
+
+
+def _count_needles(k: int) -> list[str]:
+    """Texts the page shows once the server has counted k exclusions: the gallery's note or the header."""
+    return [f"{k:,} image{'' if k == 1 else 's'} excluded in all", f"· {k:,} excluded ·"]
+
+
+async def _timed(session: Session, action: str, act, effect) -> None:
+    session.step = f"{action} {len(session.times[action]) + 1}"
+    t0 = time.perf_counter()
+    await act()
+    await effect()
+    session.times[action].append(time.perf_counter() - t0)
+
+
+async def run_session(ctx, url: str, session: Session, data: Data, ticks: int, decisions: int,
+                      timeout_ms: float, shots: Path | None = None) -> None:
+    """One user's workflow; any failure is recorded and ends this session only."""
+    from playwright.async_api import expect
+
+    page = await ctx.new_page()
+    page.set_default_timeout(timeout_ms)
+    by_file = {os.path.basename(p): p for p in data.paths.tolist()}
+    try:
+        await page.goto(url)
+        sidebar = page.get_by_test_id("stSidebar")
+        server_folder = sidebar.locator("[data-testid=stRadio] label").filter(has_text=re.compile(r"^Server folder$"))
+        await server_folder.wait_for()
+        shown = f"· {len(data.paths):,} images ·"
+        await _timed(session, "open", server_folder.click,
+                     lambda: page.wait_for_function(TEXT_SHOWN, arg=[[shown]], polling=100, timeout=timeout_ms))
+        await settle(page)
+        combo = page.get_by_role("combobox", name="NPZ on the server", exact=True)
+        value = await combo.input_value()
+        if value != str(data.npz):
+            raise AssertionError(f"the server folder offers {value!r}, not {data.npz}")
+
+        # Select the session's own class (typed into the box, as a keyboard user does).
+        klass = page.get_by_role("combobox", name="Class", exact=True)
+        await klass.click()
+        await klass.fill(session.klass)
+        await page.get_by_role("option", name=session.klass, exact=True).wait_for()
+        await page.keyboard.press("Enter")  # clicking in the popover is fragile: it closes when the page scrolls
+        await expect(klass).to_have_value(session.klass)
+        size = data.class_sizes[session.klass]
+        heading = f"Selected: {size:,} image{'' if size == 1 else 's'}"
+        await _timed(session, "select", page.get_by_role("button", name="Select class", exact=True).click,
+                     lambda: page.wait_for_function(TEXT_SHOWN, arg=[[heading]], polling=50, timeout=timeout_ms))
+        await settle(page)
+
+        # Ticks, spread over the first pages of the selection.
+        per_page = max(1, min(PAGE_SIZE // 3, -(-ticks // 3)))
+        done = 0
+        page_number = 1
+        while done < ticks:
+            tiles = await page.evaluate(TILE_FILES)
+            for index in range(0, len(tiles), 3)[:per_page]:
+                if done >= ticks:
+                    break
+                name, checked = tiles[index]
+                if checked:
+                    raise AssertionError(f"{name} is ticked before this session ticked it")
+                box = page.locator("[data-testid=stCheckbox]").filter(
+                    has=page.get_by_role("checkbox", name="Exclude", exact=True)).nth(index).locator("label")
+                await box.scroll_into_view_if_needed()
+                session.expected.add(by_file[name])
+                done += 1
+                await _timed(session, "tick", box.click,
+                             lambda k=done: page.wait_for_function(TEXT_SHOWN, arg=[_count_needles(k)], polling=25,
+                                                                   timeout=timeout_ms))
+                await settle(page)
+            if done < ticks:
+                page_number += 1
+                first = tiles[0][0]
+                number = page.get_by_role("spinbutton", name=re.compile(r"^Page \(of \d+\)"))
+
+                async def turn(number=number, page_number=page_number) -> None:
+                    await number.fill(str(page_number))
+                    await number.press("Enter")
+
+                await number.scroll_into_view_if_needed()
+                await _timed(session, "page", turn, lambda first=first: page.wait_for_function(
+                    "(first) => { const t = Array.from(document.querySelectorAll('[data-testid=stText]'))"
+                    ".find(e => e.innerText.startsWith('label: ')); return t && !t.innerText.endsWith(first); }",
+                    arg=first, polling=25, timeout=timeout_ms))
+                await settle(page)
+
+        # The review queue: Exclude and Keep in turn on the first card.
+        queue = page.locator("[data-testid=stRadio] label").filter(has_text=re.compile(r"^Review queue$"))
+        await _timed(session, "queue", queue.click, lambda: page.wait_for_function(
+            TEXT_SHOWN, arg=[["flagged samples left to review"]], polling=50, timeout=timeout_ms))
+        await settle(page)
+        main = page.get_by_test_id("stMain")
+        for i in range(decisions):
+            kind = "Exclude" if i % 2 == 0 else "Keep"
+            button = main.get_by_role("button", name=re.compile(rf"^{kind}\b(?! all)")).first
+            name = await button.evaluate(CARD_FILE)
+            if name is None:
+                raise AssertionError("a queue card without a file name")
+            if kind == "Exclude":
+                session.expected.add(by_file[name])
+            decided = f"· {ticks + i + 1:,} decided ·"
+            await _timed(session, "decision", button.click, lambda d=decided: page.wait_for_function(
+                TEXT_SHOWN, arg=[[d]], polling=25, timeout=timeout_ms))
+            await settle(page)
+
+        # The download: what this session's training script would read.
+        download_button = sidebar.get_by_role("button", name="Download exclusion list")
+        t0 = time.perf_counter()
+        async with page.expect_download(timeout=timeout_ms) as info:
+            await download_button.click()
+        download = await info.value
+        text = Path(await download.path()).read_text()
+        session.times["download"].append(time.perf_counter() - t0)
+        session.downloaded = {line for line in text.splitlines() if line.strip()}
+        session.done = True
+    except Exception as exc:  # noqa: BLE001 - a failed session is a result, reported with the others
+        session.errors.append(f"session {session.sid} at {session.step}: {type(exc).__name__}: "
+                              f"{str(exc).splitlines()[0][:300]}")
+        if shots is not None:
+            try:
+                await page.screenshot(path=str(shots / f"failed_session_{session.sid}.png"))
+            except Exception:  # noqa: BLE001 - the page may be gone
+                pass
+    finally:
+        try:
+            boxes = page.locator("[data-testid=stException]")
+            for i in range(await boxes.count()):
+                session.errors.append(f"session {session.sid} page exception: {(await boxes.nth(i).inner_text())[:300]}")
+        except Exception:  # noqa: BLE001 - the page may be gone
+            pass
+
+
+async def run_wave(browser, url: str, sids: list[int], data: Data, opts, stagger_s: float = 0.0) -> list[Session]:
+    """Sessions in their own browser contexts, all at once (or `stagger_s` apart); closed at the end."""
+    classes = sorted(data.class_sizes, key=lambda c: -data.class_sizes[c])
+    sessions = [Session(sid, classes[sid % len(classes)]) for sid in sids]
+    contexts = [await browser.new_context(viewport=VIEWPORT, accept_downloads=True) for _ in sessions]
+
+    async def one(i: int) -> None:
+        await asyncio.sleep(i * stagger_s)
+        await run_session(contexts[i], url, sessions[i], data, opts.ticks, opts.decisions, opts.step_timeout * 1000,
+                          opts.shots)
+
+    try:
+        await asyncio.wait_for(asyncio.gather(*(one(i) for i in range(len(sessions)))), timeout=opts.wave_timeout)
+    except asyncio.TimeoutError:
+        for s in sessions:
+            if not s.done and not s.errors:
+                s.errors.append(f"session {s.sid}: not done within the wave's {opts.wave_timeout} s")
+    finally:
+        for ctx in contexts:
+            await ctx.close()
+    return sessions
+
+
+# ------------------------------------------------------------------------------------------------ report
+
+def percentile(values: list[float], q: float) -> float | None:
+    return round(float(np.percentile(values, q)), 3) if values else None
+
+
+def summarise(sessions: list[Session]) -> dict:
+    out: dict = {"sessions": len(sessions), "completed": sum(s.done for s in sessions)}
+    for action in ACTIONS:
+        values = [t for s in sessions for t in s.times[action]]
+        out[action] = {"n": len(values), "p50_s": percentile(values, 50), "p95_s": percentile(values, 95),
+                       "max_s": round(max(values), 3) if values else None}
+    lost = crossed = 0
+    everyone = {p: s.sid for s in sessions for p in s.expected}
+    for s in sessions:
+        if s.downloaded is None:
+            continue
+        lost += len(s.expected - s.downloaded)
+        for p in s.downloaded - s.expected:
+            crossed += 1
+            if p in everyone:
+                s.errors.append(f"session {s.sid} downloaded session {everyone[p]}'s exclusion {p}")
+    out["lost"], out["crossed"] = lost, crossed
+    out["page_errors"] = [e for s in sessions for e in s.errors]
+    return out
+
+
+async def settle_rss(server: Server, ttl_s: int) -> float:
+    """The server's RSS once closed sessions have outlived Streamlit's disconnected-session TTL."""
+    await asyncio.sleep(ttl_s + 15)
+    return round(server.rss(), 1)
+
+
+async def bench(opts, work: Path) -> dict:
+    from playwright.async_api import async_playwright
+
+    data = write_data(work / "allowed", opts.n, opts.dims, opts.clusters, opts.seed)
+    warm_cache = work / "cache_warm"
+    precompute(data, warm_cache, timeout=opts.wave_timeout)
+    out: dict = {"n": opts.n, "dims": opts.dims, "sessions": opts.sessions, "ticks_per_session": opts.ticks,
+                 "decisions_per_session": opts.decisions, "cores": os.cpu_count(),
+                 "load_average_start": round(os.getloadavg()[0], 2), "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+                 "session_ttl_s": opts.session_ttl}
+    errors: list[str] = []
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        try:
+            # ---------------------------------------------------------------- warm cache
+            log(f"warm cache: server on {warm_cache}")
+            server = Server(warm_cache, data.root, work / "server_warm.log", opts.session_ttl)
+            try:
+                out["rss_idle_mb"] = round(server.rss(), 1)
+                t = time.monotonic()
+                log("warm: one session alone")
+                solo = await run_wave(browser, server.url, [0], data, opts)
+                out["rss_one_session_mb"] = round(server.peak_since(t), 1)
+                out["warm_solo"] = summarise(solo)
+                all_sessions = list(solo)
+                waves = []
+                for wave in (1, 2):
+                    t = time.monotonic()
+                    log(f"warm: wave {wave} of {opts.sessions} sessions at once")
+                    first = 1 + (wave - 1) * opts.sessions
+                    sessions = await run_wave(browser, server.url, list(range(first, first + opts.sessions)), data, opts)
+                    peak = round(server.peak_since(t), 1)
+                    log(f"warm: wave {wave} done (peak RSS {peak} MB); waiting for the closed sessions to expire")
+                    after = await settle_rss(server, opts.session_ttl)
+                    waves.append({"peak_rss_mb": peak, "rss_after_close_mb": after, **summarise(sessions)})
+                    all_sessions += sessions
+                out["warm_waves"] = waves
+                out["rss_peak_warm_mb"] = max(w["peak_rss_mb"] for w in waves)
+                out["rss_per_extra_session_mb"] = round(
+                    (waves[0]["peak_rss_mb"] - out["rss_one_session_mb"]) / max(1, opts.sessions - 1), 1)
+                out["rss_after_wave1_mb"], out["rss_after_wave2_mb"] = (w["rss_after_close_mb"] for w in waves)
+                errors += server.log_errors()
+            finally:
+                server.stop()
+            warm = summarise([s for s in all_sessions if s.sid > 0])
+
+            # ---------------------------------------------------------------- cold cache
+            cold_cache = work / "cache_cold"
+            shutil.rmtree(cold_cache, ignore_errors=True)
+            cold_cache.mkdir()
+            if (warm_cache / "numba").is_dir() and not opts.cold_numba:
+                shutil.copytree(warm_cache / "numba", cold_cache / "numba")  # kept by a restart, as in production
+            log(f"cold cache: server on {cold_cache}; {opts.sessions} sessions {opts.cold_stagger} s apart")
+            server = Server(cold_cache, data.root, work / "server_cold.log", opts.session_ttl)
+            layouts = StoreWrites(cold_cache / "layouts", "*.npy")
+            graphs = StoreWrites(cold_cache / "graphs", "graph_*.npz")
+            try:
+                t = time.monotonic()
+                cold_sessions = await run_wave(browser, server.url, list(range(opts.sessions)), data, opts,
+                                               stagger_s=opts.cold_stagger)
+                out["rss_peak_cold_mb"] = round(server.peak_since(t), 1)
+                # The layouts may still be on their way when the sessions are done: wait for them, bounded.
+                deadline = time.monotonic() + opts.step_timeout
+                while time.monotonic() < deadline and len(list((cold_cache / "layouts").glob("*.npy"))) < 2:
+                    await asyncio.sleep(1)
+                errors += server.log_errors()
+            finally:
+                layout_writes, graph_writes = layouts.stop(), graphs.stop()
+                server.stop()
+            cold = summarise(cold_sessions)
+        finally:
+            await browser.close()
+
+    out["warm"], out["cold"] = warm, cold
+    out["layout_jobs_cold"] = layout_writes["writes"]
+    out["layouts_cold"] = layout_writes["distinct"]  # the 3D and the 2D map: 2 jobs means each computed once
+    out["graph_jobs_cold"] = graph_writes["writes"]
+    out["p95_tick_s"] = warm["tick"]["p95_s"]
+    out["p95_decision_s"] = warm["decision"]["p95_s"]
+    out["p95_tick_cold_s"] = cold["tick"]["p95_s"]
+    out["p95_decision_cold_s"] = cold["decision"]["p95_s"]
+    out["server_log_errors"] = errors
+    out["errors"] = len(errors) + len(out["warm_solo"]["page_errors"]) + len(warm["page_errors"]) + len(cold["page_errors"])
+    out["crossed_or_lost"] = sum(part[k] for part in (out["warm_solo"], warm, cold) for k in ("lost", "crossed"))
+    out["load_average_end"] = round(os.getloadavg()[0], 2)
+    out["targets_met"] = {
+        "p95_tick_le_1s": out["p95_tick_s"] is not None and out["p95_tick_s"] <= 1.0,
+        "p95_decision_le_1_5s": out["p95_decision_s"] is not None and out["p95_decision_s"] <= 1.5,
+        "rss_per_extra_session_le_60mb": out["rss_per_extra_session_mb"] <= 60,
+        "no_errors": out["errors"] == 0,
+        "nothing_crossed_or_lost": out["crossed_or_lost"] == 0,
+        "cold_layouts_computed_once": out["layout_jobs_cold"] == out["layouts_cold"],
+    }
+    return out
+
+
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sessions", type=int, default=10, help="browser sessions per wave")
+    ap.add_argument("--n", type=int, default=100_000, help="rows of synthetic data")
+    ap.add_argument("--dims", type=int, default=512)
+    ap.add_argument("--clusters", type=int, default=50)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--ticks", type=int, default=20, help="Exclude ticks per session, across gallery pages")
+    ap.add_argument("--decisions", type=int, default=10, help="review-queue decisions per session")
+    ap.add_argument("--step-timeout", type=float, default=300, help="seconds any one step may take")
+    ap.add_argument("--wave-timeout", type=float, default=1200, help="seconds a wave may take")
+    ap.add_argument("--session-ttl", type=int, default=30,
+                    help="the server's disconnectedSessionTTL: closed sessions are dropped this long after")
+    ap.add_argument("--cold-stagger", type=float, default=1.0, help="seconds between arrivals in the cold wave")
+    ap.add_argument("--cold-numba", action="store_true", help="cold wave without numba's compiled kernels too")
+    ap.add_argument("--json", type=Path, help="write the results here")
+    ap.add_argument("--workdir", type=Path, help="keep data and the warm cache here (default: a temp folder, removed)")
+    opts = ap.parse_args(argv)
+    if not Path(CHROMIUM).exists():
+        ap.error(f"{CHROMIUM} not found (Debian package 'chromium')")
+
+    work = opts.workdir or Path(tempfile.mkdtemp(prefix="cleaner-load-"))
+    work.mkdir(parents=True, exist_ok=True)
+    opts.shots = work if opts.workdir else None  # screenshots of failed sessions, kept with the work folder
+    try:
+        out = asyncio.run(asyncio.wait_for(bench(opts, work), timeout=opts.wave_timeout * 5))
+    finally:
+        if not opts.workdir:
+            shutil.rmtree(work, ignore_errors=True)
+    text = json.dumps(out, indent=2)
+    if opts.json:
+        opts.json.write_text(text + "\n")
+    print(text)
+    return out
+
+
+if __name__ == "__main__":
+    main()
