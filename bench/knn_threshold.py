@@ -79,7 +79,7 @@ def child(kind: str, data: str, out: str) -> None:
     else:
         from cleaner import knn_backends
 
-        backend = knn_backends.FaissBackend(exact_max_rows=len(x) if kind == "exact" else 0)
+        backend = knn_backends.FaissBackend(exact_max_work=float("inf") if kind == "exact" else 0)
         indices, _, exact = backend.search(x, K, METRIC)
         result["nprobe"] = backend.last_nprobe
     result["s"] = time.perf_counter() - t
@@ -161,7 +161,7 @@ def main() -> None:
         for n in opts.sizes:
             for kind in opts.kinds:
                 rows.append(measure(kind, n, opts.dims or KINDS[kind], opts.searches, work, opts.exact_max))
-    result = {"k": K, "metric": METRIC, "exact_max_rows": knn_backends.EXACT_MAX_ROWS,
+    result = {"k": K, "metric": METRIC, "exact_max_work": knn_backends.EXACT_MAX_WORK,
               "min_recall": knn_backends.MIN_RECALL, "crossover": crossovers(rows), "rows": rows}
     print(json.dumps({"crossover": result["crossover"]}))
     if opts.json:

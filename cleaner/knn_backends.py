@@ -1,9 +1,10 @@
 """The k-nearest-neighbour search behind cleaner's one graph, behind a small interface (`KnnBackend`).
 
-`FaissBackend` runs on the CPU: an exact search (faiss's blockwise BLAS kNN) up to EXACT_MAX_ROWS rows, and
-above that an inverted-file index (IndexIVFFlat) whose number of probed lists is calibrated on a sample of
-rows against the exact answer, then checked on a second sample; the search widens until both reach
-MIN_RECALL, and turns exact when so wide an index would cost more than the exact search.
+`FaissBackend` runs on the CPU: an exact search (faiss's blockwise BLAS kNN) while it costs at most
+EXACT_MAX_WORK multiply-adds (N^2 D), and above that an inverted-file index (IndexIVFFlat) whose number
+of probed lists is calibrated on a sample of rows against the exact answer, then checked on a second
+sample; the search widens until both reach MIN_RECALL, and turns exact when so wide an index would cost
+more than the exact search.
 
 A GPU backend is one class more: subclass FaissBackend and override `_flat_knn` (faiss.knn_gpu) and
 `_new_index` (faiss.index_cpu_to_gpu of the same IndexIVFFlat); the calibration and checks stay as they are.
@@ -19,8 +20,10 @@ from typing import Callable, NamedTuple, Protocol
 import numpy as np
 
 METRICS = ("cosine", "euclidean")
-# Up to this many rows the exact search costs about as much as building and probing an index.
-EXACT_MAX_ROWS = 5_000
+# The exact search costs N^2 D multiply-adds; up to this many it takes about a second on 2 cores and is
+# about as fast as building, calibrating and probing an index (crossover measured by bench/knn_threshold.py:
+# near 10k rows at 512-D on clustered data; data that needs most lists probed never crosses over).
+EXACT_MAX_WORK = 10_000 ** 2 * 512
 # Recall, on RECALL_SAMPLE rows against the exact answer, below which the index search widens.
 MIN_RECALL = 0.97
 RECALL_SAMPLE = 300
@@ -31,7 +34,7 @@ FIRST_NPROBE = 2
 # An index scan is dearer per distance than the exact search's matrix products: probing more than this
 # share of the lists costs about as much as the exact search, which is then used instead.
 EXACT_SHARE = 0.4
-TRAIN_ROWS_PER_LIST = 64  # faiss's k-means wants at least 39 per list
+TRAIN_ROWS_PER_LIST = 40  # faiss's k-means wants at least 39 per list
 _CHUNK_BYTES = 256 << 20  # prepared float32 rows in flight at once, so a 1M-row search copies no full matrix
 _SEARCH_LOCK = threading.Lock()  # one search at a time: each uses every core
 
@@ -118,12 +121,20 @@ def _recall(found: np.ndarray, found_d2: np.ndarray, truth_d2: np.ndarray) -> fl
     return float(((found >= 0) & (found_d2 <= kth + tolerance)).mean())
 
 
+def _merge(best_d: np.ndarray, best_i: np.ndarray, d: np.ndarray, i: np.ndarray
+           ) -> tuple[np.ndarray, np.ndarray]:
+    """The nearest of two neighbour lists per row, as many as the first holds, closest first."""
+    d, i = np.hstack([best_d, d]), np.hstack([best_i, i])
+    keep = np.argsort(d, axis=1, kind="stable")[:, :best_d.shape[1]]
+    return np.take_along_axis(d, keep, axis=1), np.take_along_axis(i, keep, axis=1)
+
+
 class FaissBackend:
     """Exact search on small data, a recall-checked inverted file above; CPU, every core."""
 
-    def __init__(self, exact_max_rows: int | None = None, min_recall: float = MIN_RECALL,
+    def __init__(self, exact_max_work: float | None = None, min_recall: float = MIN_RECALL,
                  first_nprobe: int = FIRST_NPROBE, seed: int = 42):
-        self.exact_max_rows = EXACT_MAX_ROWS if exact_max_rows is None else exact_max_rows
+        self.exact_max_work = EXACT_MAX_WORK if exact_max_work is None else exact_max_work
         self.min_recall = min_recall
         self.first_nprobe = first_nprobe
         self.seed = seed
@@ -148,12 +159,12 @@ class FaissBackend:
 
         if metric not in METRICS:
             raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
-        n = embeddings.shape[0]
+        n, dims = embeddings.shape
         if not 0 < k < n:
             raise ValueError(f"k must be between 1 and {n - 1}, got {k}")
         with _SEARCH_LOCK:
             faiss.omp_set_num_threads(cores())
-            graph = None if n <= self.exact_max_rows else self._index_search(embeddings, k, metric)
+            graph = None if n * n * dims <= self.exact_max_work else self._index_search(embeddings, k, metric)
             if graph is None:
                 ids, d2 = self.exact_rows(embeddings, metric, np.arange(n), k)
                 graph = KnnResult(ids, to_metric(d2, metric), True)
@@ -163,35 +174,24 @@ class FaissBackend:
                    ) -> tuple[np.ndarray, np.ndarray]:
         """The exact k nearest other rows of the given rows: int32 indices and squared distances."""
         n, dims = embeddings.shape
-        base = prepared(embeddings, metric, slice(None)) if n <= _chunk_rows(dims) else None  # once, if it fits
-        ids = np.empty((len(rows), k), dtype=np.int32)
-        d2 = np.empty((len(rows), k), dtype=np.float32)
+        best_d = np.full((len(rows), k + 1), np.inf, dtype=np.float32)
+        best_i = np.full((len(rows), k + 1), -1, dtype=np.int64)
         starts = _blocks(len(rows), 4096)
+        step = _chunk_rows(dims)
+        for base_start in range(0, n, step):  # each chunk of the rows prepared once, searched by every block
+            base = prepared(embeddings, metric, slice(base_start, base_start + step))
 
-        def task(start: int) -> None:
-            chunk = rows[start:start + starts.step]
-            found_d, found = self._exact_knn(prepared(embeddings, metric, chunk), embeddings, metric, k + 1, base)
-            ids[start:start + starts.step], d2[start:start + starts.step] = drop_self(found, found_d, chunk, k)
+            def task(start: int) -> None:
+                block = slice(start, start + starts.step)
+                d, i = self._flat_knn(prepared(embeddings, metric, rows[block]), base, min(k + 1, len(base)))
+                if base_start == 0:
+                    best_d[block], best_i[block] = d, i
+                else:
+                    best_d[block], best_i[block] = _merge(best_d[block], best_i[block], d, i + base_start)
 
-        _in_parallel([lambda s=start: task(s) for start in starts])
-        return ids, d2
-
-    def _exact_knn(self, queries: np.ndarray, embeddings: np.ndarray, metric: str, k: int,
-                   base: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-        """Exact k nearest rows of prepared queries, over the rows in chunks (merged as they come)."""
-        n = embeddings.shape[0]
-        step = _chunk_rows(embeddings.shape[1])
-        best_d = best_i = None
-        for start in range(0, n, step):
-            rows = base if base is not None else prepared(embeddings, metric, slice(start, start + step))
-            d, i = self._flat_knn(queries, rows, min(k, len(rows)))
-            i += start
-            if best_d is not None:
-                d, i = np.hstack([best_d, d]), np.hstack([best_i, i])
-                keep = np.argsort(d, axis=1, kind="stable")[:, :k]
-                d, i = np.take_along_axis(d, keep, axis=1), np.take_along_axis(i, keep, axis=1)
-            best_d, best_i = d, i
-        return best_d, best_i
+            _in_parallel([lambda s=start: task(s) for start in starts])
+        ids, d2 = drop_self(best_i, best_d, rows, k)
+        return ids.astype(np.int32), d2
 
     def _build_index(self, embeddings: np.ndarray, metric: str):
         n, dims = embeddings.shape
@@ -212,14 +212,17 @@ class FaissBackend:
         rng = np.random.default_rng(self.seed + 1)
         sample = rng.choice(n, size=min(n, 2 * RECALL_SAMPLE), replace=False)
         calibrate, check = sample[:len(sample) // 2], sample[len(sample) // 2:]
-        _, truth_d2 = self.exact_rows(embeddings, metric, sample, k)
+        calibrate_d2 = self.exact_rows(embeddings, metric, calibrate, k)[1]
+        check_d2 = None  # computed once the index proves worth probing
         nprobe = self.first_nprobe
         while True:
-            nprobe = self._calibrate(index, embeddings, metric, calibrate, truth_d2[:len(calibrate)], k, nprobe)
+            nprobe = self._calibrate(index, embeddings, metric, calibrate, calibrate_d2, k, nprobe)
             if nprobe is None:
                 return None
             ids, d2 = self._probe_all(index, embeddings, metric, k, nprobe)
-            if _recall(ids[check], d2[check], truth_d2[len(calibrate):]) >= self.min_recall:
+            if check_d2 is None:
+                check_d2 = self.exact_rows(embeddings, metric, check, k)[1]
+            if _recall(ids[check], d2[check], check_d2) >= self.min_recall:
                 break
             nprobe = int(math.ceil(nprobe * 1.5))
         self.last_nprobe = nprobe

@@ -1,14 +1,16 @@
 """The k-nearest-neighbour graph of the embeddings: computed once, shared by the layout, selection and scores.
 
 The search itself is a `KnnBackend` (cleaner/knn_backends.py): by default faiss on the CPU, exact up to
-EXACT_MAX_ROWS rows and an inverted-file index above, whose recall is checked on sampled rows against the
-exact answer and widened until it reaches MIN_RECALL (thresholds measured with bench/knn_threshold.py).
+EXACT_MAX_WORK multiply-adds (N^2 D) and an inverted-file index above, whose recall is checked on sampled
+rows against the exact answer and widened until it reaches MIN_RECALL (bounds measured with
+bench/knn_threshold.py).
 """
 from __future__ import annotations
 
 import contextlib
 import hashlib
 import importlib
+import math
 import os
 import threading
 from dataclasses import dataclass
@@ -17,9 +19,9 @@ from pathlib import Path
 import numpy as np
 
 from .diskcache import store_file
-from .knn_backends import EXACT_MAX_ROWS, METRICS, MIN_RECALL, RECALL_SAMPLE, FaissBackend, KnnBackend, KnnResult
+from .knn_backends import EXACT_MAX_WORK, METRICS, MIN_RECALL, RECALL_SAMPLE, FaissBackend, KnnBackend, KnnResult
 
-__all__ = ["EXACT_MAX_ROWS", "METRICS", "MIN_RECALL", "RECALL_SAMPLE", "GraphStore", "KnnBackend", "NeighbourGraph",
+__all__ = ["EXACT_MAX_WORK", "METRICS", "MIN_RECALL", "RECALL_SAMPLE", "GraphStore", "KnnBackend", "NeighbourGraph",
            "approximate_neighbours", "default_backend", "exact_neighbours", "neighbour_graph", "numba_guard"]
 
 # Part of the disk cache key: bump when a search, or a bound above that picks one, changes the graphs it
@@ -102,12 +104,12 @@ def _search(embeddings: np.ndarray, k: int, metric: str, backend: KnnBackend) ->
 
 def exact_neighbours(embeddings: np.ndarray, k: int, metric: str = "cosine") -> NeighbourGraph:
     """Exact kNN (faiss's blockwise matrix products), whatever the size."""
-    return _search(embeddings, k, metric, FaissBackend(exact_max_rows=embeddings.shape[0]))
+    return _search(embeddings, k, metric, FaissBackend(exact_max_work=math.inf))
 
 
 def approximate_neighbours(embeddings: np.ndarray, k: int, metric: str = "cosine", seed: int = 42) -> NeighbourGraph:
     """kNN by the recall-checked inverted-file index, whatever the size (exact where that is cheaper)."""
-    return _search(embeddings, k, metric, FaissBackend(exact_max_rows=0, seed=seed))
+    return _search(embeddings, k, metric, FaissBackend(exact_max_work=0, seed=seed))
 
 
 class GraphStore:

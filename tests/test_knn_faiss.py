@@ -48,10 +48,11 @@ def test_graph_equals_brute_force_on_small_data(metric, dtype):
 
 
 @pytest.mark.parametrize("metric", ["cosine", "euclidean"])
-def test_index_search_on_clustered_data_reaches_the_recall(metric):
+def test_index_search_on_clustered_data_reaches_the_recall(metric, monkeypatch):
     x = _clusters(6000, seed=1)
-    graph = neighbour_graph(x, k=15, metric=metric)  # above EXACT_MAX_ROWS: the index path
-    assert len(x) > knn_backends.EXACT_MAX_ROWS and not graph.exact
+    monkeypatch.setattr(knn_backends, "EXACT_MAX_WORK", 1000**2 * 24)  # this size of data takes the index path
+    graph = neighbour_graph(x, k=15, metric=metric)
+    assert not graph.exact
     assert _recall(graph, x) >= 0.97
     assert not (graph.indices == np.arange(len(x))[:, None]).any()
     assert (np.diff(graph.distances, axis=1) >= -1e-6).all()
@@ -67,7 +68,7 @@ def test_index_search_on_clustered_data_reaches_the_recall(metric):
 
 def test_unclustered_data_is_never_served_a_poor_graph():
     x = np.random.default_rng(2).normal(size=(6000, 48)).astype(np.float32)
-    backend = FaissBackend(exact_max_rows=0)
+    backend = FaissBackend(exact_max_work=0)
     indices, distances, exact = backend.search(x, 15, "cosine")
     graph = NeighbourGraph(indices, distances, "cosine", exact)
     assert _recall(graph, x) >= 0.97
@@ -75,7 +76,7 @@ def test_unclustered_data_is_never_served_a_poor_graph():
 
 def test_calibration_widens_from_a_tiny_nprobe():
     x = _clusters(6000, dims=32, n_clusters=6, seed=4)  # few wide clusters: one list is far from enough
-    backend = FaissBackend(exact_max_rows=0, first_nprobe=1)
+    backend = FaissBackend(exact_max_work=0, first_nprobe=1)
     result = backend.search(x, 15, "euclidean")
     assert not result.exact and backend.last_nprobe > 1
     assert _recall(NeighbourGraph(*result[:2], "euclidean", False), x) >= 0.97
@@ -90,7 +91,7 @@ class _NoCalibration(FaissBackend):
 
 def test_check_of_the_finished_graph_widens_the_search():
     x = _clusters(6000, dims=32, n_clusters=6, seed=4)
-    backend = _NoCalibration(exact_max_rows=0, first_nprobe=1)
+    backend = _NoCalibration(exact_max_work=0, first_nprobe=1)
     result = backend.search(x, 15, "euclidean")
     assert backend.last_nprobe > 1
     assert _recall(NeighbourGraph(*result[:2], "euclidean", False), x) >= 0.97
@@ -98,7 +99,7 @@ def test_check_of_the_finished_graph_widens_the_search():
 
 def test_rows_whose_probed_lists_are_too_small_get_their_exact_neighbours():
     x = _clusters(400, dims=8, seed=5)
-    backend = _NoCalibration(exact_max_rows=0, first_nprobe=1, min_recall=0.0)  # a poor graph on purpose
+    backend = _NoCalibration(exact_max_work=0, first_nprobe=1, min_recall=0.0)  # a poor graph on purpose
     indices, distances, exact = backend.search(x, 60, "euclidean")  # lists of ~40 rows, 61 wanted
     assert not exact and indices.min() >= 0 and np.isfinite(distances).all()
     assert not (indices == np.arange(400)[:, None]).any()
@@ -106,7 +107,7 @@ def test_rows_whose_probed_lists_are_too_small_get_their_exact_neighbours():
 
 def test_search_turns_exact_when_no_affordable_probe_reaches_the_recall():
     x = _clusters(3000, seed=6)
-    result = FaissBackend(exact_max_rows=0, min_recall=1.01).search(x, 10, "cosine")
+    result = FaissBackend(exact_max_work=0, min_recall=1.01).search(x, 10, "cosine")
     assert result.exact
     np.testing.assert_array_equal(result.indices, _brute_force(x, 10, "cosine")[0])
 
@@ -132,7 +133,7 @@ def test_duplicates_and_zero_vectors():
 def test_duplicates_on_the_index_path():
     rng = np.random.default_rng(8)
     x = np.repeat(rng.normal(size=(300, 16)) * 5, 25, axis=0).astype(np.float32)  # 7,500 rows, 25 copies each
-    graph = neighbour_graph(x, k=10, metric="euclidean")
+    graph = approximate_neighbours(x, k=10, metric="euclidean")
     assert not graph.exact and not (graph.indices == np.arange(len(x))[:, None]).any()
     assert (graph.indices // 25 == (np.arange(len(x)) // 25)[:, None]).mean() >= 0.97
 
