@@ -9,9 +9,11 @@ Figures (synthetic clustered 3D coordinates, 10 classes; the harness page tests/
   the rows are computed there, the script reruns and prints them).
 - old_map_draw_s: the same for cleaner.figures.map_3d through streamlit-plotly-events (iframe, plotly.js 1.58):
   the figure's message arrives → its iframe shows a scene holding every point.
-- bytes_per_point: the bytes of the websocket message carrying the new map's data, per point (and the encoded
+- selection_highlighted_s: the same box released → the selection drawn highlighted on the map.
+- bytes_per_point: the bytes of the websocket message carrying the new map's points, per point (and the encoded
   payload for comparison); rerun_bytes_*: all websocket bytes the browser receives for a rerun that changes
-  nothing on the map, and for the rerun after a selection (the map's data is sent again, plotly.js is not).
+  nothing on the map, and for the rerun after a selection (only the marks and the harness's text are new:
+  plotly.js and the points go as references to the browser's copies).
 """
 from __future__ import annotations
 
@@ -120,6 +122,7 @@ def bench_new(browser, url: str, n: int, payload_bytes: int) -> dict:
                          ".glplot.canvas.getBoundingClientRect(); return [r.left, r.top, r.width, r.height]; }")
     left, top, width, height = rect
     draws = int(page.locator(".cleaner-map").get_attribute("data-draws"))
+    marks = int(page.locator(".cleaner-map").get_attribute("data-marks"))
     page.locator(".cleaner-map-toolbar button", has_text="Box").click()
     mark = len(ws_log(page))
     x0, y0, x1, y1 = left + width * 0.35, top + height * 0.35, left + width * 0.6, top + height * 0.6
@@ -136,11 +139,12 @@ def bench_new(browser, url: str, n: int, payload_bytes: int) -> dict:
     out["selection_s"] = (shown_at - released) / 1000
     out["selected_rows"] = int(page.locator("[data-testid=stText]", has_text="selected: ").first.inner_text()
                                .split(":")[1])
-    page.wait_for_function("n => Number(document.querySelector('.cleaner-map').dataset.draws) > n"
-                           " && !document.querySelector('.cleaner-map').dataset.pending", arg=draws, timeout=600_000)
-    out["selection_redrawn_s"] = (page.evaluate("window.__cleanerMapDrawn.at") - released) / 1000
+    page.wait_for_function("n => Number(document.querySelector('.cleaner-map').dataset.marks) > n", arg=marks,
+                           timeout=600_000)
+    out["selection_highlighted_s"] = (page.evaluate("window.__cleanerMapMarkedAt") - released) / 1000
     wait_script_idle(page)
     page.wait_for_timeout(500)
+    out["map_redrawn_by_selection"] = int(page.locator(".cleaner-map").get_attribute("data-draws")) != draws
     out["rerun_bytes_selection"] = sum(size for _, size in ws_log(page)[mark:])
     shot = REPO / "artifacts" / "map_draw_new.png"
     shot.parent.mkdir(exist_ok=True)
@@ -195,7 +199,7 @@ def main() -> None:
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
             url = f"http://127.0.0.1:{port}"
-            result.update(bench_new(browser, url, args.n, payload.encoded_bytes()))
+            result.update(bench_new(browser, url, args.n, payload.encoded_bytes("map")))
             if not args.skip_old:
                 result.update(bench_old(browser, url, args.n))
             browser.close()

@@ -91,7 +91,7 @@ class MapPayload:
 
     def marks_data(self) -> dict[str, Any]:
         """The marks element's `data=`: the selected and excluded rows (int32, as Arrow)."""
-        return {"role": "marks", "selected": pd.DataFrame({"row": self.selected_rows}, copy=False),
+        return {"selected": pd.DataFrame({"row": self.selected_rows}, copy=False),
                 "excluded": pd.DataFrame({"row": self.excluded_rows}, copy=False)}
 
     def with_marks(self, *, selected_rows: Sequence[int] | np.ndarray | None = None,

@@ -1,8 +1,8 @@
 // cleaner's map: a frameless Streamlit component (components v2) drawing the 3D or 2D map with plotly.js.
 //
-// Two elements share this script. The map element ("cleaner.map") gets the per-point arrays as Arrow tables
-// (coordinates, class codes, score, names) plus a small JSON "meta", and draws them with plotly.js. The marks
-// element ("cleaner.mapmarks", data.role === "marks") gets the selected and excluded rows; they are drawn on a
+// The map element ("cleaner.map") gets the per-point arrays as Arrow tables (coordinates, class codes, score,
+// names) plus a small JSON "meta", and draws them with plotly.js. The marks element ("cleaner.mapmarks",
+// map_marks.js) gets the selected and excluded rows and hands them over through MAPS; they are drawn on a
 // canvas over the plot (the selection highlighted with the rest dimmed, excluded points as ×), so a new
 // selection or exclusion neither redraws plotly's scene (which costs as much as the first draw) nor sends
 // the points again (their element is unchanged, and Streamlit sends an unchanged element as a reference).
@@ -249,6 +249,7 @@ function createMap(parentElement, key) {
   state.listeners.push(() => resize.disconnect());
   const entry = MAPS.get(key) || {};
   entry.state = state;
+  entry.apply = (marks) => setMarks(state, marks);
   MAPS.set(key, entry);
   if (entry.marks) state.marks = entry.marks;
   return state;
@@ -399,6 +400,7 @@ function setMarks(state, marks) {
   state.root.dataset.excluded = String(marks.excluded.length);
   drawMarks(state);
   state.root.dataset.marks = String(Number(state.root.dataset.marks || 0) + 1);
+  window.__cleanerMapMarkedAt = Date.now(); // read by bench/map_draw.py
 }
 
 function scheduleMarks(state) {
@@ -564,21 +566,8 @@ function onClick(state, ev) {
   sendEvent(state, { kind: "click", row: rows[p.pointNumber], mode });
 }
 
-function receiveMarks(data) {
-  const marks = { selected: column(data.selected, "row") || new Int32Array(0),
-    excluded: column(data.excluded, "row") || new Int32Array(0) };
-  const entry = MAPS.get(data.map_key) || {};
-  entry.marks = marks;
-  MAPS.set(data.map_key, entry);
-  if (entry.state) setMarks(entry.state, marks);
-}
-
 export default function (component) {
   const { data, parentElement, setTriggerValue } = component;
-  if (data && data.role === "marks") {
-    receiveMarks(data);
-    return undefined;
-  }
   const key = (data && data.meta && data.meta.key) || component.key || "map";
   let state = parentElement.__cleanerMap;
   if (!state) {
@@ -599,7 +588,7 @@ export default function (component) {
     remember(state);
     state.listeners.forEach((off) => off());
     const entry = MAPS.get(key);
-    if (entry && entry.state === state) entry.state = null;
+    if (entry && entry.state === state) { entry.state = null; entry.apply = null; }
     if (window.Plotly) window.Plotly.purge(state.gd);
     parentElement.__cleanerMap = undefined;
   };

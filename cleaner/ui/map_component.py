@@ -3,7 +3,7 @@
 A map is three elements with no gap between them:
 - "cleaner.plotlyjs" carries the plotly.js of the installed plotly wheel and sets `window.Plotly`;
 - "cleaner.map" (its script is map_component.js next to this file) draws the points with it;
-- "cleaner.mapmarks" (the same script) carries the selected and excluded rows, drawn over the map.
+- "cleaner.mapmarks" (map_marks.js) carries the selected and excluded rows, drawn over the map.
 Streamlit sends an element that is the same as on the previous run as a reference to the browser's copy (its
 message cache), so a rerun sends plotly.js's 4.8 MB only with the first page load, the points only when they
 or their colouring change, and a new selection or exclusion costs 4 bytes per marked row.
@@ -40,24 +40,24 @@ def _plotly_component():
 
 
 @cache
-def _map_script() -> str:
+def _script(name: str) -> str:
     try:
-        return resources.files("cleaner.ui").joinpath("map_component.js").read_text(encoding="utf-8")
+        return resources.files("cleaner.ui").joinpath(name).read_text(encoding="utf-8")
     except (FileNotFoundError, OSError) as exc:
-        raise MapComponentError(f"the map's script cleaner/ui/map_component.js is missing: {exc}") from exc
+        raise MapComponentError(f"the map's script cleaner/ui/{name} is missing: {exc}") from exc
 
 
 @cache
 def _map_component():
     # isolate_styles=False: plotly.js puts its CSS (modebar, hover labels) into document.head, which a shadow
     # root would keep out.
-    return st.components.v2.component("cleaner.map", js=_map_script(), isolate_styles=False)
+    return st.components.v2.component("cleaner.map", js=_script("map_component.js"), isolate_styles=False)
 
 
 @cache
 def _marks_component():
     """The selected and excluded rows, in an element of their own: changing them leaves the map's element as is."""
-    return st.components.v2.component("cleaner.mapmarks", js=_map_script(), isolate_styles=False)
+    return st.components.v2.component("cleaner.mapmarks", js=_script("map_marks.js"), isolate_styles=False)
 
 
 # The map's own session state: per component key, the payload last drawn (an event's rows refer to what the
@@ -99,5 +99,7 @@ def map_chart(payload: MapPayload, *, key: str, height: int = 600,
         data["meta"] = {**data["meta"], "height": int(height), "key": key}
         _map_component()(key=key, data=data, height="content",
                          on_event_change=lambda: _decode_pending(key, on_event))
-        _marks_component()(key=f"{key}-marks", data={**payload.marks_data(), "map_key": key}, height=0)
+        marks = payload.marks_data()
+        marks["map_key"] = key
+        _marks_component()(key=f"{key}-marks", data=marks, height=0)
     return st.session_state.get(_EVENTS, {}).pop(key, None)
