@@ -602,6 +602,8 @@ def main(argv: list[str] | None = None) -> dict:
                     help="the server's disconnectedSessionTTL: closed sessions are dropped this long after")
     ap.add_argument("--cold-stagger", type=float, default=1.0, help="seconds between arrivals in the cold wave")
     ap.add_argument("--cold-numba", action="store_true", help="cold wave without numba's compiled kernels too")
+    ap.add_argument("--prepare-only", action="store_true",
+                    help="write the data and the warm cache into --workdir, then stop (a later run reuses them)")
     ap.add_argument("--json", type=Path, help="write the results here")
     ap.add_argument("--workdir", type=Path, help="keep data and the warm cache here (default: a temp folder, removed)")
     opts = ap.parse_args(argv)
@@ -611,6 +613,10 @@ def main(argv: list[str] | None = None) -> dict:
     work = opts.workdir or Path(tempfile.mkdtemp(prefix="cleaner-load-"))
     work.mkdir(parents=True, exist_ok=True)
     opts.shots = work if opts.workdir else None  # screenshots of failed sessions, kept with the work folder
+    if opts.prepare_only:
+        data = write_data(work / "allowed", opts.n, opts.dims, opts.clusters, opts.seed)
+        precompute(data, work / "cache_warm", timeout=opts.wave_timeout)
+        return {"prepared": str(work)}
     try:
         out = asyncio.run(asyncio.wait_for(bench(opts, work), timeout=opts.wave_timeout * 5))
     finally:
