@@ -8,7 +8,7 @@ import pytest
 
 from cleaner.mapdata import (
     HOVER_NAMES_MAX_POINTS, MAX_POLYGON_VERTICES, Axes2D, Camera3D, MapEventError, build_payload,
-    combine_selection, decode_event, points_in_polygon, rows_in_shape,
+    combine_selection, decode_event, decode_rows, encode_rows, points_in_polygon, rows_in_shape,
 )
 
 
@@ -96,6 +96,15 @@ def test_payload_dtypes_and_compact_arrays():
     assert marks["excluded"]["row"].tolist() == [3, 5] and str(marks["selected"]["row"].dtype) == "int32"
 
 
+@pytest.mark.parametrize("n, rows", [(1000, []), (1000, [0, 999]), (1000, range(0, 1000, 3)), (13, range(13)),
+                                     (100_000, range(0, 100_000, 2))])
+def test_marked_rows_go_as_row_numbers_or_bits_whichever_is_smaller(n, rows):
+    rows = np.asarray(list(rows), dtype=np.int64)
+    frame = encode_rows(rows, n)
+    np.testing.assert_array_equal(decode_rows(frame, n), rows)
+    assert int(frame.memory_usage(index=False).sum()) == min(4 * len(rows), (n + 7) // 8)
+
+
 def test_with_marks_shares_the_points_and_checks_the_rows():
     coords, codes = clusters(100)
     p = build_payload(coords, codes, ["a", "b", "c"])
@@ -115,7 +124,7 @@ def test_bytes_per_point_at_100k_within_budget_and_names_only_for_small_maps():
                       excluded_rows=np.arange(0, 100_000, 50), selected_rows=np.arange(300))
     assert p.hover_names is None  # too many points for per-point strings
     assert p.bytes_per_point() <= 14
-    assert p.encoded_bytes("marks") < 4 * (2000 + 300) + 2000  # 4 bytes a marked row, plus Arrow's framing
+    assert p.encoded_bytes("marks") < 4 * 300 + 100_000 // 8 + 2000  # rows, or a bit per point, plus Arrow's framing
     small = build_payload(coords[:HOVER_NAMES_MAX_POINTS], codes[:HOVER_NAMES_MAX_POINTS], [str(i) for i in range(10)],
                           hover_names=names[:HOVER_NAMES_MAX_POINTS])
     assert small.hover_names is not None and "names" in small.component_data()

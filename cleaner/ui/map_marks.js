@@ -3,7 +3,21 @@
 export default function ({ data }) {
   if (!data || !data.map_key) return;
   const maps = window.__cleanerMaps || (window.__cleanerMaps = new Map());
-  const rows = (table) => (table && table.getChild("row") ? table.getChild("row").toArray() : new Int32Array(0));
+  // row numbers ("row"), or one bit per point ("bits", little-endian bit order) for large sets
+  const rows = (table) => {
+    if (table && table.getChild("row")) return table.getChild("row").toArray();
+    if (!table || !table.getChild("bits")) return new Int32Array(0);
+    const bits = table.getChild("bits").toArray();
+    let count = 0;
+    for (let i = 0; i < bits.length; i++) for (let b = bits[i]; b; b &= b - 1) count++;
+    const out = new Int32Array(count);
+    let k = 0;
+    for (let i = 0; i < bits.length; i++) {
+      const byte = bits[i];
+      if (byte) for (let b = 0; b < 8; b++) if (byte & (1 << b)) out[k++] = i * 8 + b;
+    }
+    return out;
+  };
   const entry = maps.get(data.map_key) || {};
   entry.marks = { selected: rows(data.selected), excluded: rows(data.excluded) };
   maps.set(data.map_key, entry);

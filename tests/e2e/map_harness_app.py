@@ -19,6 +19,9 @@ from cleaner.mapdata import MapPayload, build_payload  # noqa: E402
 from cleaner.ui.map_component import map_chart  # noqa: E402
 
 
+SHOWN_ROWS = 5_000
+
+
 def synthetic(n: int, dims: int, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
     """Well separated clusters, one per class."""
     rng = np.random.default_rng(11)
@@ -80,8 +83,12 @@ def main() -> None:
         ss.use_score = not ss.use_score
     base = base_payload(n, dims, n_classes, ss.use_score, q.get("names") == "1")
     payload = base.with_marks(selected_rows=ss.selected, excluded_rows=ss.excluded)
-    map_chart(payload, key=f"harness-map-{dims}d", height=520, on_event=lambda event: on_map_event(event, dims))
+    if not st.checkbox("Hide the map"):  # unmounts the element, as switching between the app's maps does
+        map_chart(payload, key=f"harness-map-{dims}d", height=520, on_event=lambda event: on_map_event(event, dims))
     state = {"selected": ss.selected.tolist(), "excluded": ss.excluded.tolist(), "last": ss.last}
+    if len(ss.selected) + len(ss.excluded) > SHOWN_ROWS:  # the bench's big maps: a page of text, not megabytes
+        state = {"selected": ss.selected[:SHOWN_ROWS].tolist(), "excluded": ss.excluded[:SHOWN_ROWS].tolist(),
+                 "last": {**ss.last, "rows": ss.last["rows"][:SHOWN_ROWS]} if ss.last else None, "truncated": True}
     st.text("harness-state " + json.dumps(state, separators=(",", ":")))
     st.text(f"selected: {len(ss.selected)}")
 

@@ -339,6 +339,25 @@ def test_the_camera_stays_when_the_excluded_set_changes(open_map):
     screenshot(page, "map_3d_excluded_by_score")
 
 
+def test_the_view_comes_back_when_the_map_is_hidden_and_shown(open_map):
+    page = open_map(3)
+    coords, codes = coords_and_codes(3)
+    _, _, info = page_projection(page, coords, 3)
+    rotate(page, info, dx=70, dy=-50)
+    page.locator(".legend .traces", has_text="class 2").click()
+    page.wait_for_timeout(300)
+    camera_js = "() => JSON.stringify(document.querySelector('.cleaner-map-gd')._fullLayout.scene.camera)"
+    camera = json.loads(page.evaluate(camera_js))
+    hide = page.get_by_text("Hide the map", exact=True)
+    hide.click()
+    page.wait_for_function("() => !document.querySelector('.cleaner-map')")
+    hide.click()
+    wait_drawn(page, 1)
+    assert json.loads(page.evaluate(camera_js)) == camera
+    assert page.evaluate("() => document.querySelector('.cleaner-map-gd').data.find(t => t.uid === 'n2').visible") \
+        == "legendonly"
+
+
 def test_a_click_selects_that_points_row(open_map):
     page = open_map(3)
     coords, _ = coords_and_codes(3)
