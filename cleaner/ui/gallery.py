@@ -18,20 +18,21 @@ SMALL_DATA_ROWS = 20_000  # below this a decision also redraws the map's marks a
 def selection_tools(work: DatasetWork, graph: NeighbourGraph) -> None:
     """Select a whole class, or the nearest neighbours of the clicked point, or clear the selection."""
     dataset = work.dataset
-    cols = st.columns([2, 1.3, 2.2, 1.6, 0.9], vertical_alignment="bottom")
+    cols = st.columns([2, 1.4, 1], vertical_alignment="bottom")
     klass = cols[0].selectbox("Class", dataset.class_names, key="select_class")
     if cols[1].button("Select class", key="btn_class", width="stretch"):
         code = dataset.class_names.index(klass)
         rows = tuple(np.flatnonzero(dataset.label_codes == code).tolist())
         work.select(rows, f"class {klass!r} ({plural(len(rows), 'image')})")
-    k = cols[2].slider("Nearest neighbours of the clicked point", 1, graph.k, min(10, graph.k), key="knn_k")
+    if cols[2].button("Clear", key="btn_clear", width="stretch"):
+        work.clear_selection()
+    cols = st.columns([2, 1.4, 1], vertical_alignment="bottom")
+    k = cols[0].slider("Nearest neighbours of the clicked point", 1, graph.k, min(10, graph.k), key="knn_k")
     anchor = work.selection.anchor
-    if cols[3].button("Select neighbours", key="btn_knn", disabled=anchor is None, width="stretch",
+    if cols[1].button("Select neighbours", key="btn_knn", disabled=anchor is None, width="stretch",
                       help="Click a point on the map first" if anchor is None else None):
         rows = (anchor,) + tuple(graph.indices[anchor, :k].tolist())
         work.select(rows, f"point #{anchor} and its {k} nearest neighbours", anchor=anchor)
-    if cols[4].button("Clear", key="btn_clear", width="stretch"):
-        work.clear_selection()
 
 
 def _tick(digest: str, row: int, key: str) -> None:

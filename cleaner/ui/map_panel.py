@@ -1,34 +1,36 @@
-"""The map: 3D (click) or 2D (box / lasso), coloured by class or by a score, excluded images marked."""
+"""The map: one component for 3D and 2D; click, box or lasso select; coloured by class or by a score."""
 from __future__ import annotations
 
 import numpy as np
 import streamlit as st
-from streamlit_plotly_events import plotly_events
 
-from .. import figures
 from ..dataset import Dataset
+from ..mapdata import HOVER_NAMES_MAX_POINTS, MapEvent, MapPayload, build_payload
+from ..palette import class_colours
 from ..review import ORDERS
-from ..scores import plural, worst
+from ..scores import worst
 from ..suspects import ScanResult
 from .compute import Maps
-from .state import DatasetWork, is_new_event, remembered
+from .map_component import map_chart
+from .state import DatasetWork, remembered, work_by_digest
 
-MAP_VIEWS = ("3D map: click a point", "2D map: box or lasso select")
-
-
-@st.cache_resource(max_entries=32, show_spinner=False)
-def _map_3d(digest: str, layout_key: str, excluded_key: tuple[int, ...], color_key: str,
-            _dataset: Dataset, _coords: np.ndarray, _scores: np.ndarray | None):
-    return figures.map_3d(_dataset, _coords, np.asarray(excluded_key, dtype=np.int64), scores=_scores)
+MAP_VIEWS = ("3D", "2D")
+MAP_HEIGHT = 620
 
 
-@st.cache_resource(max_entries=32, show_spinner=False)
-def _map_2d(digest: str, layout_key: str, excluded_key: tuple[int, ...], color_key: str,
-            _dataset: Dataset, _coords: np.ndarray, _scores: np.ndarray | None):
-    return figures.map_2d(_dataset, _coords, np.asarray(excluded_key, dtype=np.int64), scores=_scores)
+@st.cache_resource(max_entries=16, show_spinner=False)
+def _payload(digest: str, layout_key: str, dims: int, color_by: str, relabels_key: int,
+             _dataset: Dataset, _coords: np.ndarray, _codes: np.ndarray, _score: np.ndarray | None) -> MapPayload:
+    """The map's points, built once per (layout, colouring, relabels) and shared by every session that shows it."""
+    small = _dataset.n <= HOVER_NAMES_MAX_POINTS
+    return build_payload(
+        _coords, _codes, _dataset.class_names, score=_score, score_name=ORDERS.get(color_by, color_by),
+        colours=class_colours(len(_dataset.class_names)),
+        hover_names=[_dataset.file_name(r) for r in range(_dataset.n)] if small else None,
+    )
 
 
-def _scores_for_color(result: ScanResult, color_by: str) -> np.ndarray | None:
+def _score_for_colour(result: ScanResult, color_by: str) -> np.ndarray | None:
     if color_by == "class":
         return None
     if color_by == "worst":
@@ -36,36 +38,29 @@ def _scores_for_color(result: ScanResult, color_by: str) -> np.ndarray | None:
     return next(s.score for s in result.all() if s.name == color_by)
 
 
+def _on_map_event(digest: str, dims: int, event: MapEvent) -> None:
+    """A click, box or lasso: the gallery shows its rows (Shift adds to the selection, Alt removes from it)."""
+    work = work_by_digest(digest)
+    rows = event.apply(np.asarray(work.selection.rows, dtype=np.int64))
+    anchor = int(event.rows[0]) if event.kind == "click" and len(event.rows) == 1 else work.selection.anchor
+    work.select(tuple(rows.tolist()), event.describe(dims), anchor=anchor)
+
+
 def map_panel(work: DatasetWork, maps: Maps, result: ScanResult) -> None:
-    """3D map (click a point) and 2D map (box/lasso); a new selection replaces the current one."""
+    """Colouring and view choices above the map; the selection and the excluded images drawn on it."""
     dataset = work.dataset
-    excluded = tuple(work.excluded_rows().tolist())
-    work.map_drawn()
-    color_names = {"class": "Class", **{k: v for k, v in ORDERS.items() if k != "unreadable"}}
+    colour_names = {"class": "Class", **{k: v for k, v in ORDERS.items() if k != "unreadable"}}
     if result.unreadable is not None:
-        color_names["unreadable"] = ORDERS["unreadable"]
-    color_by = st.selectbox("Color the map by", list(color_names), format_func=color_names.get,
-                            **remembered("color_by"))
-    scores = _scores_for_color(result, color_by)
-    # One map at a time: the 3D click component left mounted in a hidden st.tabs tab redraws itself in a loop.
-    view = st.radio("Map", MAP_VIEWS, horizontal=True, label_visibility="collapsed",
-                    **remembered("map_view"))
-    if view == MAP_VIEWS[0]:
-        fig3 = _map_3d(dataset.digest, maps.key, excluded, color_by, dataset, maps.coords3, scores)
-        clicked = plotly_events(fig3, click_event=True, override_height=600, key=f"map3d_{dataset.digest[:12]}")
-        if clicked and is_new_event("map3d", (dataset.digest, clicked)):
-            event = clicked[0]
-            row = fig3.rows_for(int(event.get("curveNumber", -1)), int(event.get("pointNumber", -1)))
-            if row is not None:
-                work.select((row,), f"clicked point #{row}", anchor=row)
-    else:
-        fig2 = _map_2d(dataset.digest, maps.key, excluded, color_by, dataset, maps.coords2, scores)
-        state = st.plotly_chart(
-            fig2, on_select="rerun", selection_mode=("box", "lasso"), key=f"map2d_{dataset.digest[:12]}",
-            config={"displaylogo": False},
-        )
-        points = (state or {}).get("selection", {}).get("points", []) if state else []
-        rows = tuple(dict.fromkeys(int(p["customdata"]) for p in points if "customdata" in p))
-        if rows and is_new_event("map2d", (dataset.digest, rows)):
-            work.select(rows, f"{plural(len(rows), 'point')} selected in the 2D map",
-                        anchor=rows[0] if len(rows) == 1 else None)
+        colour_names["unreadable"] = ORDERS["unreadable"]
+    top = st.columns([2, 1], vertical_alignment="bottom")
+    color_by = top[0].selectbox("Colour the map by", list(colour_names), format_func=colour_names.get,
+                                **remembered("color_by"))
+    view = top[1].segmented_control("Map", MAP_VIEWS, **remembered("map_view", default="3D"))
+    dims = 2 if view == "2D" else 3  # a second click on the chosen view unselects it: stay in 3D
+    coords = maps.coords2 if dims == 2 else maps.coords3
+    base = _payload(dataset.digest, maps.key, dims, color_by, work.relabels_key(), dataset, coords,
+                    work.label_codes(), _score_for_colour(result, color_by))
+    payload = base.with_marks(selected_rows=work.selection.rows, excluded_rows=work.excluded_rows())
+    work.map_drawn()
+    map_chart(payload, key=f"map{dims}d_{dataset.digest[:12]}", height=MAP_HEIGHT,
+              on_event=lambda event: _on_map_event(dataset.digest, dims, event))

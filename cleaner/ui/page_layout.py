@@ -8,6 +8,7 @@ from streamlit.delta_generator import DeltaGenerator
 STACK_BELOW_PX = 1100  # narrower than this, a map beside four thumbnails a row is too cramped to use
 
 _CSS = f"""<style>
+[data-testid="stMainBlockContainer"] {{ padding-top: 2.5rem; }}
 .st-key-workspace div[data-testid="stHorizontalBlock"]:has(> div > .st-key-map_pane) > div:first-child {{
   position: sticky; top: 3.75rem; align-self: flex-start; z-index: 1;
 }}

@@ -33,7 +33,7 @@ def review_queue_panel(work: DatasetWork, graph: NeighbourGraph, result: ScanRes
     if work.map_is_behind and dataset.n <= SMALL_DATA_ROWS:
         st.rerun()
     orders = [k for k in ORDERS if k != "unreadable" or result.unreadable is not None]
-    top = st.columns([3, 2, 2], vertical_alignment="bottom")
+    top = st.columns([2.2, 1.6, 1.8], vertical_alignment="bottom")
     by = top[0].selectbox("Order by", orders, format_func=ORDERS.get, **remembered("queue_order"))
     if result.unreadable is None and top[1].button(
             "Check image files", key="btn_check_images", width="stretch",

@@ -126,6 +126,10 @@ class DatasetWork:
     def decided_rows(self) -> np.ndarray:
         return self._derive()[2]
 
+    def relabels_key(self) -> int:
+        """Changes exactly when the relabels change: what the map's colours depend on."""
+        return hash(tuple((p, d.new_label) for p, d in self.decisions.by_path.items() if d.kind == "relabel"))
+
     def label_codes(self) -> np.ndarray:
         """Class codes with the relabels applied."""
         return self._derive()[3]
