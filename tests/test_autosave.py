@@ -195,3 +195,43 @@ def test_decisions_survive_a_server_restart_with_the_token():
     assert any("Restored 3 exclusions" in m for m in back["messages"]) and back["toggle"] is True
     stranger = restore(new_token())
     assert stranger["excluded"] == [] and any("No decisions are saved" in m for m in stranger["messages"])
+
+
+def _signed_in_page() -> None:
+    """The autosave panel alone, for a signed-in user (AppTest cannot sign in through a provider)."""
+    from cleaner.ui import autosave, cache
+    from cleaner.ui.state import work_for
+
+    cfg = cache.settings()
+    work = work_for(cache.demo_dataset(str(cfg.demo_dir)), user="ann@example.com")
+    autosave.panel(work, cfg, "ann@example.com")
+
+
+def test_signed_in_list_is_merged_never_overwritten_unseen():
+    first = AppTest.from_function(_signed_in_page, default_timeout=240)
+    first.run()
+    assert not first.code  # no token: the sign-in is the key
+    work = list(first.session_state["cleaner_work"].values())[-1]
+    paths = [str(p) for p in work.dataset.image_paths[:3]]
+    first.toggle(key=panel.TOGGLE_KEY).set_value(True)
+    first.run()
+    for row in range(3):
+        work.decide(row, "exclude", "blurry")
+    first.run()
+    assert any("3 decisions kept" in c.value for c in first.sidebar.caption)
+
+    # After a restart: a new session decided one of those images otherwise, and one more, before opting in.
+    second = AppTest.from_function(_signed_in_page, default_timeout=240)
+    second.run()
+    again = list(second.session_state["cleaner_work"].values())[-1]
+    again.decide(0, "keep", "fine after all")
+    again.decide(5, "exclude", "off-topic")
+    second.toggle(key=panel.TOGGLE_KEY).set_value(True)
+    second.run()
+    assert not second.exception, second.exception
+    assert again.decisions.get(paths[0]).kind == "keep"  # this session's own decision wins
+    assert sorted(again.decisions.paths("exclude")) == sorted(paths[1:] + [str(again.dataset.image_paths[5])])
+    assert any("Restored 2 exclusions" in m.value for m in second.sidebar.success)
+    store = AutosaveStore.under(Path(os.environ["CLEANER_CACHE_DIR"]))
+    saved = store.load(Owner.from_email("ann@example.com"), again.dataset.digest).decisions
+    assert saved == again.decisions.by_path  # the merged list is what is kept now
