@@ -168,7 +168,8 @@ def bench_old(browser, url: str, n: int) -> dict:
                 .reduce((s, t) => s + (t.x ? t.x.length : 0), 0);
             return total === n ? Date.now() : null; }""", arg=n, timeout=600_000, polling="raf").json_value()
     # two frames more, as the new component waits before calling itself drawn
-    drawn_at = frame.evaluate("() => new Promise(r => requestAnimationFrame(() => requestAnimationFrame(() => r(Date.now()))))")
+    drawn_at = frame.evaluate(
+        "() => new Promise(r => requestAnimationFrame(() => requestAnimationFrame(() => r(Date.now()))))")
     log = ws_log(page)
     fig_msg = max(log, key=lambda m: m[1])
     ctx.close()

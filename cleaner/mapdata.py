@@ -386,7 +386,8 @@ def _polygon(raw: Any) -> np.ndarray:
     for i, p in enumerate(raw):
         if not isinstance(p, (list, tuple)) or len(p) != 2:
             raise MapEventError("each polygon point must be [x, y]")
-        pts[i] = (_number(p[0], "a polygon x", -MAX_PIXELS, MAX_PIXELS), _number(p[1], "a polygon y", -MAX_PIXELS, MAX_PIXELS))
+        pts[i] = (_number(p[0], "a polygon x", -MAX_PIXELS, MAX_PIXELS),
+                  _number(p[1], "a polygon y", -MAX_PIXELS, MAX_PIXELS))
     return pts
 
 

@@ -156,7 +156,8 @@ function buildFigure(data, state) {
           thickness: 10, len: 0.5, x: 0.5, xanchor: "center", y: 0, yanchor: "top", ypad: 4 };
       }
     } else if (meta.one_trace) {
-      marker = { color: gather(codes, rows, Float32Array), colorscale: "Turbo", cmin: 0, cmax: Math.max(1, meta.classes.length - 1) };
+      marker = { color: gather(codes, rows, Float32Array), colorscale: "Turbo", cmin: 0,
+        cmax: Math.max(1, meta.classes.length - 1) };
     } else {
       marker = { color: meta.colours[g] };
     }
@@ -391,7 +392,8 @@ const YLORRD = [[255, 255, 204], [255, 237, 160], [254, 217, 118], [254, 178, 76
 function scoreColour(v) {
   const t = Math.min(1, Math.max(0, v)) * (YLORRD.length - 1), i = Math.min(YLORRD.length - 2, Math.floor(t)), f = t - i;
   const a = YLORRD[i], b = YLORRD[i + 1];
-  return `rgb(${Math.round(a[0] + (b[0] - a[0]) * f)},${Math.round(a[1] + (b[1] - a[1]) * f)},${Math.round(a[2] + (b[2] - a[2]) * f)})`;
+  const mix = (c) => Math.round(a[c] + (b[c] - a[c]) * f);
+  return `rgb(${mix(0)},${mix(1)},${mix(2)})`;
 }
 
 function setMarks(state, marks) {

@@ -6,24 +6,27 @@ A map is three elements with no gap between them:
 - "cleaner.mapmarks" (map_marks.js) carries the selected and excluded rows, drawn over the map.
 Streamlit sends an element that is the same as on the previous run as a reference to the browser's copy (its
 message cache), so a rerun sends plotly.js's 4.8 MB only with the first page load, the points only when they
-or their colouring change, and a new selection or exclusion costs 4 bytes per marked row.
+or their colouring change, and a new selection or exclusion costs 4 bytes per marked row (or a bit per point,
+whichever is smaller).
 """
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from functools import cache
 from importlib import resources
 from pathlib import Path
-from collections.abc import Callable
 from typing import Any
 
 import plotly
 import streamlit as st
+from streamlit.errors import StreamlitDuplicateElementKey
 
 from ..mapdata import MapEvent, MapEventError, MapPayload, decode_event
 
 _LOG = logging.getLogger(__name__)
 PLOTLY_JS = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
+PLOTLY_KEY = "cleaner-plotlyjs"
 
 
 class MapComponentError(RuntimeError):
@@ -94,7 +97,11 @@ def map_chart(payload: MapPayload, *, key: str, height: int = 600,
     """
     st.session_state.setdefault(_DRAWN, {})[key] = payload
     with st.container(gap=None):
-        _plotly_component()(key=f"{key}-plotlyjs", height=0)
+        try:
+            # One key for every map: the element is then the same message on every run, whichever map shows.
+            _plotly_component()(key=PLOTLY_KEY, height=0)
+        except StreamlitDuplicateElementKey:
+            pass  # a second map in this run: plotly.js is on the page already
         data: dict[str, Any] = payload.component_data()
         data["meta"] = {**data["meta"], "height": int(height), "key": key}
         _map_component()(key=key, data=data, height="content",

@@ -1,8 +1,9 @@
 """A page with nothing but the map component, on a synthetic dataset, for the browser tests and the bench.
 
 Query parameters: `n` (points, default 300), `dims` (3 or 2), `classes` (default 3), `names` (1: send hover
-names), `component=old` (today's streamlit-plotly-events 3D map instead, for the bench). Under the map it prints the last event and the current selection as JSON (`#harness-state`), and has a
-button that excludes the selected rows (a rerun that changes the payload).
+names), `component=old` (today's streamlit-plotly-events 3D map instead, for the bench). Under the map it prints
+the last event and the current selection as JSON ("harness-state ..."). Buttons exclude the selected rows and
+switch the colouring to a score (reruns that change the marks, or the points); a checkbox hides the map.
 """
 from __future__ import annotations
 
