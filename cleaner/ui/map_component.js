@@ -398,6 +398,7 @@ function scoreColour(v) {
 
 function setMarks(state, marks) {
   state.marks = marks;
+  state.path.setAttribute("d", ""); // the shape drawn has done its work: its rows are highlighted now
   state.root.dataset.selected = String(marks.selected.length);
   state.root.dataset.excluded = String(marks.excluded.length);
   drawMarks(state);
@@ -468,7 +469,9 @@ function drawMarks(state) {
   if (selected.length) {
     ctx.fillStyle = "rgba(255, 255, 255, 0.72)"; // dims everything the selection does not cover
     ctx.fillRect(0, 0, w, h);
-    const radius = fig.n <= 5000 ? 3.2 : 2.4;
+    // many selected points: small and without outline, or the outlines merge into a dark mass
+    const dense = selected.length > 3000;
+    const radius = fig.n <= 5000 ? 3.2 : dense ? 1.7 : 2.4;
     const byColour = new Map();
     for (let i = 0; i < selected.length; i++) {
       const row = selected[i];
@@ -488,7 +491,7 @@ function drawMarks(state) {
         ctx.arc(list[k], list[k + 1], radius, 0, 2 * Math.PI);
       }
       ctx.fill();
-      ctx.stroke();
+      if (!dense) ctx.stroke();
     }
   }
   if (excluded.length && state.showExcluded) {
