@@ -223,6 +223,7 @@ def test_signed_in_list_is_merged_never_overwritten_unseen():
     # After a restart: a new session decided one of those images otherwise, and one more, before opting in.
     second = AppTest.from_function(_signed_in_page, default_timeout=240)
     second.run()
+    assert any("keeps decisions you made on this dataset before" in i.value for i in second.sidebar.info)
     again = list(second.session_state["cleaner_work"].values())[-1]
     again.decide(0, "keep", "fine after all")
     again.decide(5, "exclude", "off-topic")

@@ -19,7 +19,6 @@ import sys
 import threading
 import time
 import weakref
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np

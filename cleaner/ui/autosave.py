@@ -72,7 +72,10 @@ def panel(work: DatasetWork, cfg: Settings, user: str = "") -> None:
                          "restart (Restore below).")
             side.code(owner.secret, language=None)
         else:
-            side.caption(f"Kept for {literal(user)}: signing in again after a restart brings them back.")
+            side.caption(f"Kept for {literal(user)}: after a restart, turn this on again to bring them back.")
+    elif user and _store(str(cfg.cache_dir)).path(Owner.from_email(user), work.dataset.digest).exists():
+        side.info("This server keeps decisions you made on this dataset before: turn on "
+                  "“Keep my decisions on this server” to bring them back.")
     with side.expander("Restore saved decisions"):
         st.text_input("Token", key=TOKEN_INPUT_KEY, max_chars=64, type="password",
                       placeholder="the token shown when you turned saving on")
