@@ -265,7 +265,7 @@ function setTool(state, tool) {
 }
 
 function localPoint(state, ev) {
-  const r = state.plot.getBoundingClientRect();
+  const r = state.overlay.getBoundingClientRect();
   return [ev.clientX - r.left, ev.clientY - r.top];
 }
 
@@ -333,9 +333,9 @@ function endShape(state, ev) {
   }
   const view = readView(state.gd, state.figure.dims);
   if (!view) return cancelShape(state);
-  // pixels relative to the drawing area the camera projects onto
-  const plotRect = state.plot.getBoundingClientRect();
-  const dx = view.rect.left - plotRect.left, dy = view.rect.top - plotRect.top;
+  // pixels relative to the drawing area the camera projects onto (the overlay covers it, give or take a resize)
+  const overlayRect = state.overlay.getBoundingClientRect();
+  const dx = view.rect.left - overlayRect.left, dy = view.rect.top - overlayRect.top;
   const mode = ev.shiftKey ? "add" : ev.altKey ? "remove" : "replace";
   sendEvent(state, {
     kind: d.tool, mode, dims: state.figure.dims, view: view.view, hidden: hiddenClasses(state),
@@ -445,15 +445,21 @@ function projector(view, fig) {
 function drawMarks(state) {
   const canvas = state.marksCanvas, fig = state.figure;
   const ctx = canvas.getContext("2d");
-  if (!fig || !state.gd._fullLayout) { ctx.clearRect(0, 0, canvas.width, canvas.height); return; }
+  if (!fig || !state.gd._fullLayout) {
+    ctx.clearRect(0, 0, canvas.width, canvas.height);
+    return;
+  }
   const view = readView(state.gd, fig.dims);
   if (!view) return;
   const plotRect = state.plot.getBoundingClientRect(), ratio = window.devicePixelRatio || 1;
   const w = view.rect.width, h = view.rect.height;
-  canvas.style.left = `${view.rect.left - plotRect.left}px`;
-  canvas.style.top = `${view.rect.top - plotRect.top}px`;
-  canvas.style.width = `${w}px`;
-  canvas.style.height = `${h}px`;
+  // the marks canvas and the drawing overlay cover the drawing area only: legend and modebar stay clickable
+  for (const el of [canvas, state.overlay]) {
+    el.style.left = `${view.rect.left - plotRect.left}px`;
+    el.style.top = `${view.rect.top - plotRect.top}px`;
+    el.style.width = `${w}px`;
+    el.style.height = `${h}px`;
+  }
   if (canvas.width !== Math.round(w * ratio) || canvas.height !== Math.round(h * ratio)) {
     canvas.width = Math.round(w * ratio);
     canvas.height = Math.round(h * ratio);
