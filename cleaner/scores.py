@@ -10,24 +10,28 @@ from __future__ import annotations
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Mapping, Sequence
 
 import numpy as np
 
+from .label_votes import Confusion, class_confusion, decided_codes, rows_to_update, score_rows, typical_distance
 from .neighbours import NeighbourGraph
 
 if TYPE_CHECKING:  # cleaner.images imports Pillow; only unreadable_images needs it, and imports it itself
     from .images import ImageAccess
 
 FLAG_SCORE = 0.9
-# Label vote: the 15 nearest of the graph's neighbours. Of k = 10, 15, 20, 30, k=15 was best or within 0.004 of
-# the best precision@n on planted flips in digits and MLP-embedded shifted digits (bench/detect.py data, 10 seeds
-# not used in the benchmark); farther neighbours add votes from other classes.
-LABEL_K = 15
-# A flagged label issue: after down-weighting untrustworthy neighbours, under 10% of the neighbourhood's weight
-# carries the given label. On planted 5-20% flips this flags 1.0-1.12x as many samples as were flipped with
-# recall >= 0.976 (0.5 flags up to 1.7x, 0.8 up to 1.2x), and 0.4% (digits) to 0.7% (MLP digits) of a dataset
-# with no planted flips.
+# Label vote: each row's LABEL_K nearest neighbours vote for their labels, weighted by exp(-d / scale) with scale
+# LABEL_KERNEL x the graph's typical neighbour distance, so closer neighbours count more under any metric. The
+# score mixes how little weight backs the given label with how far the strongest other label leads it
+# (MARGIN_WEIGHT), which also catches flips to a look-alike class. Chosen on bench/detect.py's whole table.
+LABEL_K = 20
+LABEL_KERNEL = 0.5
+MARGIN_WEIGHT = 0.5
+# Rows whose shares tie (all neighbours carry one other label) are ordered by how close and how many those
+# neighbours are: a weight this small only reorders rows the shares cannot tell apart.
+EVIDENCE_WEIGHT = 1e-3
+# A flagged label issue: with two labels in the neighbourhood, about 10% or less of its weight backs the given label.
 LABEL_FLAG = FLAG_SCORE
 # Outlier: robust z of log(mean distance to the k neighbours). 4 is beyond Tukey's "far out" fence for normal
 # data (about 4.7 counts as far out); no sample of digits or MLP digits reaches it (their maxima: 3.0-3.4).
@@ -35,8 +39,6 @@ OUTLIER_Z_FLAG = 4.0
 _MIN_LOG_SPREAD = 0.02  # a perfectly regular dataset must not turn float noise into outliers
 # Near-duplicate: closer than 0.13 x the median nearest-neighbour distance, as cleanlab's near_duplicate default.
 DUPLICATE_RELATIVE = 0.13
-_TRUST_FLOOR = 1e-3  # a neighbour whose own label looks wrong still counts a little, so no row loses all votes
-_CHUNK = 16384
 
 
 @dataclass(frozen=True, eq=False)
@@ -64,6 +66,8 @@ class LabelIssues(IssueScores):
     given_label: np.ndarray  # [N] int32 label codes as given
     suggested_label: np.ndarray  # [N] int32: the neighbours' weighted majority (may equal the given label)
     suggestion_share: np.ndarray  # [N] float32: share of the neighbours' weight behind the suggestion
+    excluded: np.ndarray | None = None  # [N] bool: rows left out by review decisions (no vote, score 0)
+    kernel_scale: float = 1.0  # distance at which a vote weighs 1/e; re-scoring keeps it
 
 
 @dataclass(frozen=True, eq=False)
@@ -100,78 +104,50 @@ class WorstScores(IssueScores):
     issue: np.ndarray  # [N] str: name of the score that gave the maximum ("" when all are 0)
 
 
-@dataclass(frozen=True)
-class Confusion:
-    """Flagged label issues given label `given` whose neighbours suggest `suggested`."""
-
-    given: int
-    suggested: int
-    count: int
-    rows: np.ndarray  # row indices, most suspect first
-
-
 def plural(n: int, one: str, many: str | None = None) -> str:
     """'1 sample', '3 samples' (many defaults to one + 's')."""
     return f"{n:,} {one if n == 1 else (many or one + 's')}"
 
 
-def _positive_median(values: np.ndarray) -> float:
-    """The median of the positive values (exact duplicates have distance 0), or 1.0 if there are none."""
-    pos = values[values > 0]
-    return float(np.median(pos)) if pos.size else 1.0
-
-
-def _vote(
-    indices: np.ndarray, weights: np.ndarray, codes: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Weighted share of the given label, the weighted-majority label and its share, per row.
-
-    Works on [rows, k, k] label-agreement blocks instead of a dense [N, n_classes] table, so memory stays
-    bounded for a million rows and thousands of classes. Ties go to the label of the nearer neighbour.
-    """
-    n, k = indices.shape
-    given_share = np.empty(n, dtype=np.float64)
-    majority = np.empty(n, dtype=np.int32)
-    majority_share = np.empty(n, dtype=np.float64)
-    for start in range(0, n, _CHUNK):
-        stop = min(start + _CHUNK, n)
-        lab = codes[indices[start:stop]]  # [r, k]
-        w = weights[start:stop]
-        total = w.sum(axis=1)
-        total = np.where(total > 0, total, 1.0)
-        given_share[start:stop] = (w * (lab == codes[start:stop, None])).sum(axis=1) / total
-        # support[r, j] = weight of all neighbours sharing neighbour j's label
-        support = np.einsum("rjl,rl->rj", lab[:, :, None] == lab[:, None, :], w)
-        best = support.argmax(axis=1)
-        rows = np.arange(stop - start)
-        majority[start:stop] = lab[rows, best]
-        majority_share[start:stop] = support[rows, best] / total
-    return given_share, majority, majority_share
-
-
 def label_issues(
     graph: NeighbourGraph, label_codes: np.ndarray, n_classes: int, k: int = LABEL_K
 ) -> LabelIssues:
-    """Score each sample by how little of its neighbourhood agrees with its label (similarity-weighted kNN vote).
+    """Score each sample by how little of its neighbourhood agrees with its label (similarity-weighted kNN vote)."""
+    return rescore_label_issues(graph, label_codes, n_classes, k=k)
 
-    Two passes: the first scores every sample; the second votes again with each neighbour weighted also by how
-    trustworthy its own label looked, so a mislabelled neighbour does not vouch for a mislabelled sample.
-    """
-    codes = np.asarray(label_codes, dtype=np.int32).reshape(-1)
+
+def rescore_label_issues(
+    graph: NeighbourGraph,
+    label_codes: np.ndarray,
+    n_classes: int,
+    excluded: Sequence[int] | np.ndarray | None = None,
+    relabelled: Mapping[int, int] | None = None,
+    previous: LabelIssues | None = None,
+    k: int = LABEL_K,
+) -> LabelIssues:
+    """Label issues after review decisions: the `excluded` rows (indices) neither vote nor score, `relabelled`
+    rows (row -> new code) vote with and are scored against their new label. With `previous` (an earlier result on
+    the same graph, k and original labels) only the rows whose neighbourhood a changed decision touches are
+    recomputed."""
     n = graph.indices.shape[0]
-    if codes.shape[0] != n:
-        raise ValueError(f"{codes.shape[0]} labels for a graph of {n} rows")
-    if n and (codes.min() < 0 or codes.max() >= n_classes):
-        raise ValueError(f"label codes must lie in [0, {n_classes})")
+    codes = decided_codes(label_codes, n_classes, n, relabelled)
+    out = np.zeros(n, dtype=bool)
+    out[np.asarray(excluded if excluded is not None else [], dtype=np.int64)] = True
     k = max(1, min(k, graph.k))
-    idx = graph.indices[:, :k]
-    dist = graph.distances[:, :k].astype(np.float64)
-    # Closer neighbours count more; the scale is the dataset's typical neighbour distance, so any metric works.
-    weights = np.exp(-dist / _positive_median(dist))
-    first_share, _, _ = _vote(idx, weights, codes)
-    trust = (first_share + _TRUST_FLOOR) / (1.0 + _TRUST_FLOOR)
-    share, suggested, suggested_share = _vote(idx, weights * trust[idx], codes)
-    score = np.clip(1.0 - share, 0.0, 1.0).astype(np.float32)
+    if previous is not None and previous.excluded is not None and previous.score.shape[0] == n:
+        changed = (previous.given_label != codes) | (previous.excluded != out)
+        rows, scale = rows_to_update(graph.indices[:, :k], changed), previous.kernel_scale
+        score, suggested = previous.score.copy(), previous.suggested_label.copy()
+        share = previous.suggestion_share.copy()
+    else:
+        rows = np.arange(n)
+        scale = LABEL_KERNEL * typical_distance(graph.distances[:, :k])
+        score, suggested = np.zeros(n, np.float32), codes.copy()
+        share = np.zeros(n, np.float32)
+    score[rows], suggested[rows], share[rows] = score_rows(
+        graph.indices[rows, :k], graph.distances[rows, :k], codes, rows, ~out, scale, MARGIN_WEIGHT, EVIDENCE_WEIGHT
+    )
+    suggested[out], share[out] = codes[out], 0.0
     flagged = (score >= LABEL_FLAG) & (suggested != codes)
     count = int(flagged.sum())
     return LabelIssues(
@@ -181,16 +157,17 @@ def label_issues(
         summary=f"{plural(count, 'sample whose', 'samples whose')} neighbours mostly carry another label",
         given_label=codes,
         suggested_label=suggested,
-        suggestion_share=suggested_share.astype(np.float32),
+        suggestion_share=share,
+        excluded=out,
+        kernel_scale=float(scale),
     )
-
 
 def outliers(graph: NeighbourGraph) -> Outliers:
     """Score each sample by its mean distance to its k neighbours, relative to the dataset's typical one."""
     mean_distance = graph.distances.astype(np.float64).mean(axis=1)
     # Robust z on a log scale: distances are skewed, and log makes it nearly the same for cosine (a squared
     # length) and euclidean distances, since z does not change when the log is scaled.
-    floor = _positive_median(mean_distance) * 1e-6
+    floor = typical_distance(mean_distance) * 1e-6
     logd = np.log(np.maximum(mean_distance, floor))
     centre = float(np.median(logd))
     spread = max(1.4826 * float(np.median(np.abs(logd - centre))), _MIN_LOG_SPREAD)
@@ -238,7 +215,7 @@ def near_duplicates(
     nearest = graph.distances[:, 0].astype(np.float64)
     if threshold is None:
         # Relative, so it adapts to the metric and the embedding's scale; exact duplicates (distance ~0) always pass.
-        threshold = DUPLICATE_RELATIVE * _positive_median(nearest)
+        threshold = DUPLICATE_RELATIVE * typical_distance(nearest)
     threshold = float(threshold)
     rows, cols = np.nonzero(graph.distances <= threshold)
     a = rows.astype(np.int64)
@@ -371,16 +348,3 @@ def review_queue(*scores: IssueScores, by: str = "worst", flagged_only: bool = F
     if flagged_only:
         order = order[key.flagged[order]]
     return order.astype(np.int64)
-
-
-def class_confusion(issues: LabelIssues) -> list[Confusion]:
-    """Flagged label issues grouped by (given label, suggested label), largest group first."""
-    rows = review_queue(issues, by=issues.name, flagged_only=True)
-    rows = rows[issues.given_label[rows] != issues.suggested_label[rows]]
-    groups: dict[tuple[int, int], list[int]] = {}
-    for row in rows.tolist():  # rows come most suspect first, so each group's rows stay in that order
-        groups.setdefault((int(issues.given_label[row]), int(issues.suggested_label[row])), []).append(row)
-    out = [
-        Confusion(given=g, suggested=s, count=len(r), rows=np.array(r, dtype=np.int64)) for (g, s), r in groups.items()
-    ]
-    return sorted(out, key=lambda c: (-c.count, c.given, c.suggested))
