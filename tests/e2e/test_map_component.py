@@ -275,7 +275,7 @@ def test_lasso_on_the_3d_map_selects_exactly_the_points_projected_inside(open_ma
     assert state["selected"] == rows_inside(poly, x, y)
     # the highlighted selection and the drawn star, as a user sees them
     page.evaluate("poly => { const p = document.querySelector('.cleaner-map-overlay path');"
-                  " const r = document.querySelector('.cleaner-map-plot').getBoundingClientRect();"
+                  " const r = document.querySelector('.cleaner-map-overlay').getBoundingClientRect();"
                   " p.setAttribute('d', 'M' + poly.map(q => (q[0] - r.left) + ',' + (q[1] - r.top)).join('L') + 'Z'); }",
                   [list(p) for p in poly])
     screenshot(page, "map_3d_lasso")
