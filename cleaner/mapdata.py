@@ -19,8 +19,8 @@ import pandas as pd
 from .palette import class_colours as palette_colours
 
 MAX_CLASS_TRACES = 40  # more classes than this are drawn as one trace coloured by class code
-# Hover names cost a string per point; at this size they add well under 14 bytes a point on average to the
-# payload, and above it the map shows label and score only.
+# Hover names cost 4 bytes plus the name per point (Arrow strings); above this many points they are left out, so
+# a large map stays within 14 bytes a point and its hover shows label and score only.
 HOVER_NAMES_MAX_POINTS = 20_000
 MAX_POLYGON_VERTICES = 2_000  # a lasso the browser already thinned; anything longer is not from our JS
 MAX_PIXELS = 100_000  # a viewport side larger than this is not a screen
@@ -45,7 +45,8 @@ def plain_text(value: object) -> str:
 
 @dataclass(frozen=True, eq=False)
 class MapPayload:
-    """Everything the map draws, as compact arrays; `component_data()` is what goes to the browser."""
+    """Everything the map draws, as compact arrays: `component_data()` (the points) and `marks_data()` (selected
+    and excluded rows) are what goes to the browser, in two elements."""
 
     coords: np.ndarray  # (n, 2) or (n, 3) float32
     class_codes: np.ndarray  # (n,) uint8 or uint16
@@ -57,7 +58,7 @@ class MapPayload:
     score_name: str = "score"
     hover_names: tuple[str, ...] | None = None  # escaped file names, only for small maps
     title: str = ""
-    _frames: dict[str, pd.DataFrame] = field(default_factory=dict, repr=False)
+    _frames: dict[str, pd.DataFrame] = field(default_factory=dict, repr=False)  # the points, encoded once
 
     @property
     def n(self) -> int:
