@@ -255,6 +255,16 @@ class Axes2D:
 View = Camera3D | Axes2D
 
 
+def _is_axis_aligned_box(poly: np.ndarray) -> bool:
+    if len(poly) != 4:
+        return False
+    nxt = np.roll(poly, -1, axis=0)
+    horizontal = poly[:, 1] == nxt[:, 1]
+    vertical = poly[:, 0] == nxt[:, 0]
+    return bool(((horizontal ^ vertical).all()) and (horizontal[0::2].all() or vertical[0::2].all())
+                and horizontal.sum() == 2)
+
+
 def points_in_polygon(x: np.ndarray, y: np.ndarray, polygon: np.ndarray) -> np.ndarray:
     """Boolean mask of the points inside `polygon` ((k, 2) vertices, closed implicitly) by the even-odd rule.
 
@@ -268,6 +278,9 @@ def points_in_polygon(x: np.ndarray, y: np.ndarray, polygon: np.ndarray) -> np.n
     if len(poly) < 3 or not len(x):
         return inside
     (xmin, ymin), (xmax, ymax) = poly.min(axis=0), poly.max(axis=0)
+    if _is_axis_aligned_box(poly):
+        # the even-odd rule with half-open crossings reduces to this for a box: no sort needed
+        return (x >= xmin) & (x < xmax) & (y >= ymin) & (y < ymax)
     candidates = np.flatnonzero((x >= xmin) & (x <= xmax) & (y >= ymin) & (y <= ymax))
     if not len(candidates):
         return inside

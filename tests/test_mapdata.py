@@ -224,6 +224,20 @@ def test_point_in_polygon_at_a_million_points_matches_the_plain_rule():
     np.testing.assert_array_equal(got, want)
 
 
+@pytest.mark.parametrize("box", [[(10, 10), (30, 10), (30, 40), (10, 40)], [(30, 40), (10, 40), (10, 10), (30, 10)],
+                                 [(10, 40), (30, 40), (30, 10), (10, 10)]])
+def test_a_box_gives_the_plain_rule_even_for_points_on_its_edges(box):
+    rng = np.random.default_rng(5)
+    x, y = rng.integers(0, 50, 50_000).astype(float), rng.integers(0, 50, 50_000).astype(float)  # many on edges
+    want = np.zeros(len(x), dtype=bool)
+    for (x1, y1), (x2, y2) in zip(box, box[1:] + box[:1]):
+        with np.errstate(divide="ignore", invalid="ignore"):
+            want ^= ((y1 > y) != (y2 > y)) & (x < x1 + (y - y1) * (x2 - x1) / (y2 - y1))
+    np.testing.assert_array_equal(points_in_polygon(x, y, np.array(box)), want)
+    tilted = np.array(box, dtype=float) + [[0, 0], [0, 0.5], [0, 0], [0, 0]]  # not a box: the general path
+    assert points_in_polygon(x, y, tilted).sum() > 0
+
+
 def test_modes_combine_with_the_current_selection():
     cur = np.array([1, 2, 3])
     assert combine_selection(cur, [3, 4], "replace").tolist() == [3, 4]
