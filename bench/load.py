@@ -29,7 +29,6 @@ import re
 import shutil
 import signal
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -52,7 +51,7 @@ VIEWPORT = {"width": 1400, "height": 1000}
 PAGE_SIZE = 24  # the gallery's tiles per page (cleaner.ui.gallery.PAGE_SIZE)
 SOURCE_TILES = 300  # distinct PNGs; every row's path is a symlink to one of them
 ACTIONS = ("open", "select", "page", "tick", "queue", "decision", "download")
-ERROR_LINE = re.compile(r"Traceback|^\S*Error\b|Exception in|^\s*E\s", re.MULTILINE)
+ERROR_LINE = re.compile(r"Traceback \(most recent call last\)|Uncaught app exc\w*|\bERROR\b|Exception in \w+")
 
 
 def log(msg: str) -> None:
@@ -126,6 +125,14 @@ for n in (3, 2):
     service.request(dataset.embedding_digest, p, dataset.embeddings, graph)
     service.wait(dataset.embedding_digest, p)
 """
+
+
+def data_digest(data: Data) -> str:
+    """The dataset's digest, as the page computes it (autosaved lists are named after it)."""
+    sys.path.insert(0, str(ROOT))
+    from cleaner.dataset import load_npz
+
+    return load_npz(data.npz).digest
 
 
 def precompute(data: Data, cache: Path, timeout: float) -> None:
@@ -202,10 +209,21 @@ class Server:
     def peak_since(self, t: float) -> float:
         return max((mb for at, mb in self.samples if at >= t), default=self.rss())
 
-    def log_errors(self) -> list[str]:
+    def log_errors(self) -> tuple[list[str], int]:
+        """Error lines of the server log, and how many tracebacks were Streamlit's own noise about a websocket
+        that a closed tab took away (raised inside Streamlit's server, reported apart from the app's errors)."""
         self._log.flush()
         text = self.log_path.read_text(errors="replace")
-        return [m.group(0) + text[m.end():m.end() + 200].split("\n")[0] for m in ERROR_LINE.finditer(text)]
+        blocks = re.split(r"\n(?=\S)(?!Traceback|During handling|  )", text)
+        errors, disconnects = [], 0
+        for block in blocks:
+            if not ERROR_LINE.search(block):
+                continue
+            if "WebSocketDisconnected" in block or "WebSocket is not connected" in block:
+                disconnects += 1
+            else:
+                errors.append(block.strip()[:400])
+        return errors, disconnects
 
     def stop(self) -> None:
         self._stop.set()
@@ -265,6 +283,7 @@ class Session:
     errors: list[str] = field(default_factory=list)
     done: bool = False
     step: str = "start"  # where a failure happened
+    token: str = ""  # with --autosave: the token the page gave this session
 
 
 TEXT_SHOWN = "([needles]) => { const t = document.body.innerText; return needles.some(n => t.includes(n)); }"
@@ -318,7 +337,7 @@ async def _timed(session: Session, action: str, act, effect) -> None:
 
 
 async def run_session(ctx, url: str, session: Session, data: Data, ticks: int, decisions: int,
-                      timeout_ms: float, shots: Path | None = None) -> None:
+                      timeout_ms: float, shots: Path | None = None, autosave: bool = False) -> None:
     """One user's workflow; any failure is recorded and ends this session only."""
     from playwright.async_api import expect
 
@@ -338,6 +357,13 @@ async def run_session(ctx, url: str, session: Session, data: Data, ticks: int, d
         value = await combo.input_value()
         if value != str(data.npz):
             raise AssertionError(f"the server folder offers {value!r}, not {data.npz}")
+        if autosave:
+            session.step = "autosave on"
+            await sidebar.get_by_text("Keep my decisions on this server", exact=True).click()
+            code = sidebar.locator("[data-testid=stCode] code")
+            await code.wait_for()
+            session.token = (await code.inner_text()).strip()
+            await settle(page)
 
         # Select the session's own class (typed into the box, as a keyboard user does).
         klass = page.get_by_role("combobox", name="Class", exact=True)
@@ -444,7 +470,7 @@ async def run_wave(browser, url: str, sids: list[int], data: Data, opts, stagger
     async def one(i: int) -> None:
         await asyncio.sleep(i * stagger_s)
         await run_session(contexts[i], url, sessions[i], data, opts.ticks, opts.decisions, opts.step_timeout * 1000,
-                          opts.shots)
+                          opts.shots, opts.autosave)
 
     try:
         await asyncio.wait_for(asyncio.gather(*(one(i) for i in range(len(sessions)))), timeout=opts.wave_timeout)
@@ -462,6 +488,32 @@ async def run_wave(browser, url: str, sids: list[int], data: Data, opts, stagger
 
 def percentile(values: list[float], q: float) -> float | None:
     return round(float(np.percentile(values, q)), 3) if values else None
+
+
+def autosave_mismatches(sessions: list[Session], cache: Path, digest: str, wait_s: float = 30) -> int:
+    """Sessions whose autosaved list (read with their token) differs from their download, after the last save."""
+    sys.path.insert(0, str(ROOT))
+    from cleaner.autosave import AutosaveError, AutosaveStore, Owner
+
+    store = AutosaveStore.under(cache)
+    bad = 0
+    for s in sessions:
+        if not s.done or not s.token:
+            continue
+        deadline = time.monotonic() + wait_s  # the page saves a few seconds after the last change
+        while True:
+            try:
+                parsed = store.load(Owner.from_token(s.token), digest).decisions
+                saved = {p for p, d in parsed.items() if d.kind == "exclude"}
+            except AutosaveError as exc:
+                saved = {f"unreadable: {exc}"}
+            if saved == s.downloaded or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        if saved != s.downloaded:
+            bad += 1
+            s.errors.append(f"session {s.sid}: its autosaved exclusions differ from its download")
+    return bad
 
 
 def summarise(sessions: list[Session]) -> dict:
@@ -498,10 +550,12 @@ async def bench(opts, work: Path) -> dict:
     warm_cache = work / "cache_warm"
     precompute(data, warm_cache, timeout=opts.wave_timeout)
     out: dict = {"n": opts.n, "dims": opts.dims, "sessions": opts.sessions, "ticks_per_session": opts.ticks,
+                 "autosave": opts.autosave,
                  "decisions_per_session": opts.decisions, "cores": os.cpu_count(),
                  "load_average_start": round(os.getloadavg()[0], 2), "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
                  "session_ttl_s": opts.session_ttl}
     errors: list[str] = []
+    disconnect_noise = 0
     async with async_playwright() as pw:
         browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
         try:
@@ -517,12 +571,16 @@ async def bench(opts, work: Path) -> dict:
                 out["warm_solo"] = summarise(solo)
                 all_sessions = list(solo)
                 waves = []
+                digest = data_digest(data) if opts.autosave else ""
                 for wave in (1, 2):
                     t = time.monotonic()
                     log(f"warm: wave {wave} of {opts.sessions} sessions at once")
                     first = 1 + (wave - 1) * opts.sessions
                     sessions = await run_wave(browser, server.url, list(range(first, first + opts.sessions)), data, opts)
                     peak = round(server.peak_since(t), 1)
+                    if opts.autosave:
+                        out.setdefault("autosave_mismatches", 0)
+                        out["autosave_mismatches"] += autosave_mismatches(sessions, warm_cache, digest)
                     log(f"warm: wave {wave} done (peak RSS {peak} MB); waiting for the closed sessions to expire")
                     after = await settle_rss(server, opts.session_ttl)
                     waves.append({"peak_rss_mb": peak, "rss_after_close_mb": after, **summarise(sessions)})
@@ -532,7 +590,9 @@ async def bench(opts, work: Path) -> dict:
                 out["rss_per_extra_session_mb"] = round(
                     (waves[0]["peak_rss_mb"] - out["rss_one_session_mb"]) / max(1, opts.sessions - 1), 1)
                 out["rss_after_wave1_mb"], out["rss_after_wave2_mb"] = (w["rss_after_close_mb"] for w in waves)
-                errors += server.log_errors()
+                found, noise = server.log_errors()
+                errors += found
+                disconnect_noise += noise
             finally:
                 server.stop()
             warm = summarise([s for s in all_sessions if s.sid > 0])
@@ -556,7 +616,9 @@ async def bench(opts, work: Path) -> dict:
                 deadline = time.monotonic() + opts.step_timeout
                 while time.monotonic() < deadline and len(list((cold_cache / "layouts").glob("*.npy"))) < 2:
                     await asyncio.sleep(1)
-                errors += server.log_errors()
+                found, noise = server.log_errors()
+                errors += found
+                disconnect_noise += noise
             finally:
                 layout_writes, graph_writes = layouts.stop(), graphs.stop()
                 server.stop()
@@ -573,6 +635,7 @@ async def bench(opts, work: Path) -> dict:
     out["p95_tick_cold_s"] = cold["tick"]["p95_s"]
     out["p95_decision_cold_s"] = cold["decision"]["p95_s"]
     out["server_log_errors"] = errors
+    out["server_log_websocket_disconnects"] = disconnect_noise
     out["errors"] = len(errors) + len(out["warm_solo"]["page_errors"]) + len(warm["page_errors"]) + len(cold["page_errors"])
     out["crossed_or_lost"] = sum(part[k] for part in (out["warm_solo"], warm, cold) for k in ("lost", "crossed"))
     out["load_average_end"] = round(os.getloadavg()[0], 2)
@@ -602,6 +665,9 @@ def main(argv: list[str] | None = None) -> dict:
                     help="the server's disconnectedSessionTTL: closed sessions are dropped this long after")
     ap.add_argument("--cold-stagger", type=float, default=1.0, help="seconds between arrivals in the cold wave")
     ap.add_argument("--cold-numba", action="store_true", help="cold wave without numba's compiled kernels too")
+    ap.add_argument("--autosave", action="store_true",
+                    help="warm waves: each session turns on 'Keep my decisions on this server'; its saved list "
+                         "must match its download")
     ap.add_argument("--prepare-only", action="store_true",
                     help="write the data and the warm cache into --workdir, then stop (a later run reuses them)")
     ap.add_argument("--json", type=Path, help="write the results here")
