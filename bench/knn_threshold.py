@@ -12,7 +12,9 @@ dataset); `noise`, unclustered Gaussian rows (128-D). `--dims` overrides the dim
 Searches, each in a fresh process: `exact` (faiss exact search), `index` (the recall-checked inverted file,
 whatever the size), `graph` (cleaner.neighbours.neighbour_graph: what the app runs), `before`
 (neighbour_graph of the checkout given by --before). Recall is the share of the exact 20 nearest
-neighbours found, on 1,000 sampled rows; peak RSS is the child's, data included. `crossover` is, per kind,
+neighbours found, on 1,000 sampled rows; peak RSS is the child's, data included; `_cpu_s` is the
+child's CPU time in the search (all threads): on a busy shared machine wall seconds swell, CPU time much
+less, and on 2 idle cores wall time is about half of it for the parallel parts. `crossover` is, per kind,
 the smallest N from which the index search beat the exact one. Times of one run on a shared machine:
 compare within a run.
 """
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import resource
 import subprocess
 import sys
 import tempfile
@@ -65,6 +68,11 @@ def _rss_mb(field: str) -> float:
     return float("nan")
 
 
+def _cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)  # every thread of the process
+    return usage.ru_utime + usage.ru_stime
+
+
 def child(kind: str, data: str, out: str) -> None:
     root = Path(out).parent.joinpath("root").read_text() if kind == "before" else str(ROOT)
     sys.path.insert(0, root)
@@ -72,7 +80,7 @@ def child(kind: str, data: str, out: str) -> None:
 
     x = np.load(data)
     result: dict = {"data_rss_mb": round(_rss_mb("VmRSS"))}
-    t = time.perf_counter()
+    t, cpu = time.perf_counter(), _cpu_s()
     if kind in ("graph", "before"):
         graph = neighbours.neighbour_graph(x, k=K, metric=METRIC)
         indices, exact = graph.indices, graph.exact
@@ -83,6 +91,7 @@ def child(kind: str, data: str, out: str) -> None:
         indices, _, exact = backend.search(x, K, METRIC)
         result["nprobe"] = backend.last_nprobe
     result["s"] = time.perf_counter() - t
+    result["cpu_s"] = _cpu_s() - cpu
     result["exact"] = bool(exact)
     result["peak_rss_mb"] = round(_rss_mb("VmHWM"))
     np.save(out, indices)
@@ -124,6 +133,7 @@ def measure(kind: str, n: int, dims: int, searches: list[str], work: Path, exact
             continue
         timing, indices = run(search, data, work)
         row[f"{search}_s"] = round(timing["s"], 2)
+        row[f"{search}_cpu_s"] = round(timing["cpu_s"], 2)
         row[f"{search}_recall"] = round(recall(indices, x, sample), 4)
         row[f"{search}_peak_rss_mb"] = timing["peak_rss_mb"]
         row[f"{search}_data_rss_mb"] = timing["data_rss_mb"]
