@@ -362,9 +362,11 @@ function sendEvent(state, event) {
 }
 
 function zoomWheel(state, ev) {
-  if (!(ev.ctrlKey || ev.metaKey) || !state.figure) return; // a plain wheel scrolls the page
-  ev.preventDefault();
+  // Caught on the way down (capture phase): plotly's 3D camera cancels every wheel event it sees, zoom or not,
+  // so a plain wheel must not reach it for the page to scroll.
   ev.stopPropagation();
+  if (!(ev.ctrlKey || ev.metaKey) || !state.figure) return;
+  ev.preventDefault();
   const factor = Math.exp(Math.max(-200, Math.min(200, ev.deltaY)) * 0.002);
   const Plotly = window.Plotly;
   if (state.figure.dims === 3) {

@@ -82,8 +82,8 @@ def open_map(chromium, harness_url, request):
     """Open the harness (fresh context, fresh session) with the map in `dims` dimensions; wait for the first draw."""
     contexts = []
 
-    def _open(dims: int = 3):
-        ctx = chromium.new_context(viewport=VIEWPORT)
+    def _open(dims: int = 3, viewport: dict | None = None):
+        ctx = chromium.new_context(viewport=viewport or VIEWPORT)
         ctx.set_default_timeout(60_000)
         contexts.append(ctx)
         page = ctx.new_page()
@@ -356,6 +356,28 @@ def test_the_view_comes_back_when_the_map_is_hidden_and_shown(open_map):
     assert json.loads(page.evaluate(camera_js)) == camera
     assert page.evaluate("() => document.querySelector('.cleaner-map-gd').data.find(t => t.uid === 'n2').visible") \
         == "legendonly"
+
+
+def test_the_wheel_scrolls_the_page_and_ctrl_wheel_zooms_the_map(open_map):
+    page = open_map(3, viewport={"width": 1400, "height": 650})  # short: the page scrolls
+    coords, _ = coords_and_codes(3)
+    _, _, info = page_projection(page, coords, 3)
+    camera_js = "() => JSON.stringify(document.querySelector('.cleaner-map-gd')._fullLayout.scene.camera)"
+    scroll_js = "() => document.querySelector('[data-testid=stMain]').scrollTop"
+    camera, scrolled = page.evaluate(camera_js), page.evaluate(scroll_js)
+    page.mouse.move(info["left"] + info["width"] / 2, info["top"] + min(info["height"], 650 - info["top"]) / 2)
+    page.mouse.wheel(0, 200)
+    page.wait_for_function(f"() => document.querySelector('[data-testid=stMain]').scrollTop > {scrolled}")
+    assert page.evaluate(camera_js) == camera  # the map did not zoom
+    _, _, info = page_projection(page, coords, 3)
+    page.mouse.move(info["left"] + info["width"] / 2, max(5, info["top"] + 40))
+    eye = json.loads(camera)["eye"]
+    page.keyboard.down("Control")
+    page.mouse.wheel(0, -200)
+    page.keyboard.up("Control")
+    page.wait_for_function(f"c => ({camera_js})() !== c", arg=camera)
+    zoomed = json.loads(page.evaluate(camera_js))["eye"]
+    assert math.hypot(*zoomed.values()) < math.hypot(*eye.values())  # closer: zoomed in
 
 
 def test_a_click_selects_that_points_row(open_map):
