@@ -80,7 +80,7 @@ class _ArrayUnpickler(pickle.Unpickler):
     ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
                ("numpy", "ndarray"), ("numpy", "dtype")}
 
-    def find_class(self, module: str, name: str):
+    def find_class(self, module: str, name: str) -> type:
         if (module, name) not in self.ALLOWED:
             raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
         return super().find_class(module, name)
@@ -305,7 +305,7 @@ def probe_baseline(x: np.ndarray, labels: np.ndarray) -> np.ndarray:
     return suspicion
 
 
-def ours(x: np.ndarray, labels: np.ndarray, metric: str = "cosine"):
+def ours(x: np.ndarray, labels: np.ndarray, metric: str = "cosine") -> tuple:
     """cleaner's default: the kNN graph (k=20, as the app and scan build it) and its scores (label issues,
     outliers, near-duplicates)."""
     from cleaner.neighbours import neighbour_graph

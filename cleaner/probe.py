@@ -94,7 +94,8 @@ def thorough_label_issues(
     """Label issues from the kNN votes and a cross-validated linear probe's probabilities, averaged per class.
 
     Same result shape as `label_issues` (suggestions, shares, flags); `progress(done, total)` is called after
-    each of the probe's fits. Needs scikit-learn and memory for two [N, n_classes] tables.
+    each of the probe's fits. Needs scikit-learn and memory for two [N, n_classes] tables. Review decisions
+    re-score with `rescore_label_issues` (the kNN ranking), which recomputes every row when given this result.
     """
     base = label_issues(graph, label_codes, n_classes, k=k)  # checks the labels; its evidence breaks ties
     codes = base.given_label
@@ -120,6 +121,6 @@ def thorough_label_issues(
         given_label=codes,
         suggested_label=suggested,
         suggestion_share=np.where(lead, other, given).astype(np.float32),
-        excluded=base.excluded,
+        excluded=None,  # so rescore_label_issues never patches these scores with kNN-only ones: it starts afresh
         kernel_scale=base.kernel_scale,
     )
