@@ -6,8 +6,8 @@ of probed lists is calibrated on a sample of rows against the exact answer, then
 sample; the search widens until both reach MIN_RECALL, and turns exact when so wide an index would cost
 more than the exact search.
 
-A GPU backend is one class more: subclass FaissBackend and override `_flat_knn` (faiss.knn_gpu) and
-`_new_index` (faiss.index_cpu_to_gpu of the same IndexIVFFlat); the calibration and checks stay as they are.
+A GPU backend is one class more: subclass FaissBackend, override `_flat_knn` (faiss.knn_gpu) and
+`_build_index` (the same IndexIVFFlat, moved by faiss.index_cpu_to_gpu); calibration and checks stay.
 """
 from __future__ import annotations
 
@@ -194,21 +194,39 @@ class FaissBackend:
         return ids.astype(np.int32), d2
 
     def _build_index(self, embeddings: np.ndarray, metric: str):
+        """The trained index holding every row, and the rows in the order of its lists."""
+        import faiss
+
         n, dims = embeddings.shape
         n_lists = max(1, min(int(round(math.sqrt(n))), n // 39))
         rng = np.random.default_rng(self.seed)
         train = np.sort(rng.choice(n, size=min(n, TRAIN_ROWS_PER_LIST * n_lists), replace=False))
         index = self._new_index(dims, n_lists)
         index.train(prepared(embeddings, metric, train))
-        step = _chunk_rows(dims)
-        for start in range(0, n, step):
-            index.add(prepared(embeddings, metric, slice(start, start + step)))
-        return index
+        lists = np.empty(n, dtype=np.int64)
+        starts = _blocks(n, max(256, _chunk_rows(dims) // 16))
+
+        def assign(start: int) -> None:
+            block = slice(start, start + starts.step)
+            lists[block] = index.quantizer.assign(prepared(embeddings, metric, block), 1)[:, 0]
+
+        _in_parallel([lambda s=start: assign(s) for start in starts])
+        order = np.argsort(lists, kind="stable")
+        bounds = np.searchsorted(lists[order], np.arange(n_lists + 1))
+        # Each list filled in one call: index.add grows the lists piecemeal, and their spare capacity
+        # would cost a good part of another copy of the data.
+        for number in range(n_lists):
+            ids = order[bounds[number]:bounds[number + 1]]
+            if len(ids):
+                codes = prepared(embeddings, metric, ids)
+                index.invlists.add_entries(number, len(ids), faiss.swig_ptr(ids), faiss.swig_ptr(codes.view(np.uint8)))
+        index.ntotal = n
+        return index, order
 
     def _index_search(self, embeddings: np.ndarray, k: int, metric: str) -> KnnResult | None:
         """The inverted-file graph, or None when only a scan of most of the data reaches MIN_RECALL."""
         n = embeddings.shape[0]
-        index = self._build_index(embeddings, metric)
+        index, order = self._build_index(embeddings, metric)
         rng = np.random.default_rng(self.seed + 1)
         sample = rng.choice(n, size=min(n, 2 * RECALL_SAMPLE), replace=False)
         calibrate, check = sample[:len(sample) // 2], sample[len(sample) // 2:]
@@ -219,7 +237,7 @@ class FaissBackend:
             nprobe = self._calibrate(index, embeddings, metric, calibrate, calibrate_d2, k, nprobe)
             if nprobe is None:
                 return None
-            ids, d2 = self._probe_all(index, embeddings, metric, k, nprobe)
+            ids, d2 = self._probe_all(index, embeddings, metric, order, k, nprobe)
             if check_d2 is None:
                 check_d2 = self.exact_rows(embeddings, metric, check, k)[1]
             if _recall(ids[check], d2[check], check_d2) >= self.min_recall:
@@ -245,14 +263,13 @@ class FaissBackend:
             nprobe = int(math.ceil(nprobe * 1.5))
         return None
 
-    def _probe_all(self, index, embeddings: np.ndarray, metric: str, k: int, nprobe: int
+    def _probe_all(self, index, embeddings: np.ndarray, metric: str, order: np.ndarray, k: int, nprobe: int
                    ) -> tuple[np.ndarray, np.ndarray]:
-        """Every row's k nearest by the index, queried list by list: neighbouring queries probe the same
-        lists, which then stay in cache."""
+        """Every row's k nearest by the index, queried in the order of its lists: neighbouring queries probe
+        the same lists, which then stay in cache."""
         import faiss
 
         n, dims = embeddings.shape
-        order = _list_order(index)
         params = faiss.SearchParametersIVF(nprobe=nprobe)
         ids = np.empty((n, k), dtype=np.int32)
         d2 = np.empty((n, k), dtype=np.float32)
@@ -265,22 +282,3 @@ class FaissBackend:
 
         _in_parallel([lambda s=start: task(s) for start in starts])
         return ids, d2
-
-
-def _list_order(index) -> np.ndarray:
-    """The rows of the index grouped by inverted list."""
-    import faiss
-
-    lists = index.invlists
-    parts = []
-    for number in range(index.nlist):
-        size = lists.list_size(number)
-        if size:
-            part = np.empty(size, dtype=np.int64)
-            ids = lists.get_ids(number)
-            try:
-                faiss.memcpy(faiss.swig_ptr(part), ids, part.nbytes)
-            finally:
-                lists.release_ids(number, ids)
-            parts.append(part)
-    return np.concatenate(parts)
