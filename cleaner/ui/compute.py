@@ -11,6 +11,7 @@ from ..dataset import Dataset
 from ..layout import LayoutParams
 from ..layout_service import LayoutService
 from ..neighbours import NeighbourGraph
+from ..scores import rescore_label_issues
 from ..suspects import ScanResult
 from . import cache
 from .data_source import GRAPH_K
@@ -62,3 +63,21 @@ def suspects(dataset: Dataset, graph: NeighbourGraph, work: DatasetWork) -> Scan
     with st.spinner("Scoring every sample for label issues, outliers and near-duplicates…"):
         result = cache.suspects(dataset.digest, graph.k, graph.metric, dataset, graph)
     return replace(result, unreadable=work.unreadable) if work.unreadable is not None else result
+
+
+def learn_from_decisions(result: ScanResult, graph: NeighbourGraph, work: DatasetWork) -> ScanResult:
+    """The scores after this session's decisions: an excluded image no longer votes, a relabelled one votes with its
+    new label, and their neighbours are re-scored (only the rows a changed decision touches are recomputed)."""
+    if not len(work.decisions):
+        return result
+    version = work.decisions.version
+    learned = work.learned_labels
+    if learned is None or learned[0] != version:
+        codes = work.label_codes()
+        changed = np.flatnonzero(codes != work.dataset.label_codes)
+        labels = rescore_label_issues(
+            graph, work.dataset.label_codes, len(work.dataset.class_names), excluded=work.excluded_rows(),
+            relabelled=dict(zip(changed.tolist(), codes[changed].tolist())),
+            previous=learned[1] if learned is not None else None)
+        work.learned_labels = learned = (version, labels)
+    return replace(result, labels=learned[1])

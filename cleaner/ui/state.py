@@ -12,7 +12,7 @@ import streamlit as st
 
 from ..dataset import Dataset
 from ..decisions import Decision, Decisions, Kind, ParsedDecisions, label_codes_after, rows_of
-from ..scores import UnreadableImages, plural
+from ..scores import LabelIssues, UnreadableImages, plural
 
 _WORK_KEY = "cleaner_work"
 _SEEN_KEY = "cleaner_seen_events"
@@ -41,6 +41,7 @@ class DatasetWork:
     undo_stack: list[tuple[str, Decision | None]] = field(default_factory=list)
     unreadable: UnreadableImages | None = None  # set once the user has checked the image files
     map_marks_version: int = 0  # the decisions' version the map was last drawn with
+    learned_labels: tuple[int, LabelIssues] | None = None  # label issues re-scored after the decisions of a version
     queue_slots: dict[str, list[int]] = field(default_factory=dict)  # per queue order: the rows on its cards
     list_message: tuple[str, str] | None = None  # ("success" | "warning" | "error", text) about an uploaded list
     _derived: tuple[int, np.ndarray, np.ndarray, np.ndarray] | None = field(default=None, repr=False)
