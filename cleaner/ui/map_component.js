@@ -94,7 +94,9 @@ function readCamera(gd, dims) {
   const full = gd._fullLayout;
   if (!full) return null;
   if (dims === 3) {
-    const cam = full.scene && full.scene.camera;
+    // the camera as drawn now (the layout's copy lags behind a rotation that is still easing out)
+    const scene = full.scene && full.scene._scene;
+    const cam = scene && scene.getCamera ? scene.getCamera() : full.scene && full.scene.camera;
     return cam ? JSON.parse(JSON.stringify(cam)) : null;
   }
   return { x: full.xaxis.range.slice(), y: full.yaxis.range.slice() };
