@@ -10,8 +10,8 @@ from typing import Iterable, Literal
 import numpy as np
 
 from .dataset import Dataset, npz_bytes
+from .limits import MAX_LIST_BYTES, MB
 
-MAX_LIST_BYTES = 64 * 1024 * 1024
 Kind = Literal["exclude", "keep", "relabel"]
 KINDS: tuple[Kind, ...] = ("exclude", "keep", "relabel")
 DECISIONS_COLUMNS = ("image_path", "decision", "reason", "old_label", "new_label", "decided_by")
@@ -133,7 +133,7 @@ class ParsedDecisions:
 def _text_of(data: bytes | str) -> str:
     if isinstance(data, bytes):
         if len(data) > MAX_LIST_BYTES:
-            raise ValueError(f"The list is larger than {MAX_LIST_BYTES // 1024 // 1024} MB.")
+            raise ValueError(f"The list is larger than {MAX_LIST_BYTES // MB} MB.")
         try:
             data = data.decode("utf-8-sig")
         except UnicodeDecodeError as exc:

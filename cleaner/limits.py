@@ -12,6 +12,9 @@ MAX_MEMBERS = 64  # files inside the NPZ; it needs three
 MAX_PATH_CHARS = 4096
 MAX_LABEL_CHARS = 256
 
+# An uploaded exclusion list or decisions CSV
+MAX_LIST_BYTES = 64 * MB
+
 # One image file
 MAX_IMAGE_BYTES = 64 * MB
 MAX_IMAGE_PIXELS = 64_000_000

@@ -10,6 +10,7 @@ from ..config import Settings
 from ..dataset import Dataset, DatasetError, load_npz
 from ..images import ImageAccess, PathRemap
 from ..layout import LayoutParams
+from ..limits import MB
 from ..neighbours import METRICS
 from . import cache
 from .state import remembered, uploaded_dataset
@@ -50,7 +51,7 @@ def choose_dataset(cfg: Settings) -> Dataset | None:
 def _uploaded(cfg: Settings) -> Dataset | None:
     upload = st.sidebar.file_uploader(
         "NPZ with embeddings, labels, image_paths", type=["npz"], key="npz_upload",
-        max_upload_size=max(1, cfg.max_npz_bytes // (1024 * 1024)),
+        max_upload_size=max(1, cfg.max_npz_bytes // MB),
     )
     if upload is None:
         st.info("Upload an `.npz` made with `np.savez_compressed(path, embeddings=[N, D] floats, "
