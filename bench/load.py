@@ -675,6 +675,19 @@ def _finish(out: dict, warm: dict, cold: dict, layout_writes: dict, graph_writes
     return out
 
 
+def markdown_table(out: dict) -> str:
+    """Per action p50 / p95 seconds, warm and cold, as a Markdown table (for the README)."""
+    def cell(part: dict, action: str) -> str:
+        found = part.get(action) or {}
+        if not found.get("n"):
+            return "–"
+        return f"{found['p50_s']:.2f} / {found['p95_s']:.2f} ({found['n']})"
+
+    rows = ["| action | warm cache: p50 / p95 s (count) | cold cache: p50 / p95 s (count) |", "|---|---|---|"]
+    rows += [f"| {a} | {cell(out['warm'], a)} | {cell(out['cold'], a)} |" for a in ACTIONS]
+    return "\n".join(rows)
+
+
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sessions", type=int, default=10, help="browser sessions per wave")
@@ -696,6 +709,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--autosave", action="store_true",
                     help="warm waves: each session turns on 'Keep my decisions on this server'; its saved list "
                          "must match its download")
+    ap.add_argument("--max-minutes", type=float, default=60, help="the whole run stops after this long")
     ap.add_argument("--prepare-only", action="store_true",
                     help="write the data and the warm cache into --workdir, then stop (a later run reuses them)")
     ap.add_argument("--json", type=Path, help="write the results here")
@@ -712,11 +726,13 @@ def main(argv: list[str] | None = None) -> dict:
         precompute(data, work / "cache_warm", timeout=opts.wave_timeout)
         return {"prepared": str(work)}
     try:
-        out = asyncio.run(asyncio.wait_for(bench(opts, work), timeout=opts.wave_timeout * 5))
+        out = asyncio.run(asyncio.wait_for(bench(opts, work), timeout=opts.max_minutes * 60))
     finally:
         if not opts.workdir:
             shutil.rmtree(work, ignore_errors=True)
     text = json.dumps(out, indent=2)
+    if "warm" in out:
+        print(markdown_table(out), file=sys.stderr)
     if opts.json:
         opts.json.write_text(text + "\n")
     print(text)
