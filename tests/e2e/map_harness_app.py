@@ -92,6 +92,8 @@ def main() -> None:
                  "last": {**ss.last, "rows": ss.last["rows"][:SHOWN_ROWS]} if ss.last else None, "truncated": True}
     st.text("harness-state " + json.dumps(state, separators=(",", ":")))
     st.text(f"selected: {len(ss.selected)}")
+    ss.runs = ss.get("runs", 0) + 1
+    st.text(f"script runs: {ss.runs}")
 
 
 if __name__ == "__main__":  # `streamlit run` runs it as __main__; the tests import synthetic()

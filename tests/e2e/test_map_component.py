@@ -390,6 +390,43 @@ def test_the_wheel_scrolls_the_page_and_ctrl_wheel_zooms_the_map(open_map):
     assert math.hypot(*zoomed.values()) < math.hypot(*eye.values())  # closer: zoomed in
 
 
+WS_HOOK = """(() => {
+    window.__wsBytes = 0;
+    const Native = window.WebSocket;
+    window.WebSocket = function (...args) {
+        const ws = new Native(...args);
+        ws.addEventListener('message', (e) => { window.__wsBytes += e.data.byteLength ?? e.data.size ?? e.data.length; });
+        return ws;
+    };
+    window.WebSocket.prototype = Native.prototype;
+    Object.assign(window.WebSocket, {CONNECTING: 0, OPEN: 1, CLOSING: 2, CLOSED: 3});
+})();"""
+
+
+def test_a_rerun_does_not_send_plotly_js_or_the_points_again(chromium, harness_url):
+    """plotly.js (4.8 MB) and the points go once per page load; Streamlit sends unchanged elements as references."""
+    ctx = chromium.new_context(viewport=VIEWPORT)
+    try:
+        page = ctx.new_page()
+        page.add_init_script(WS_HOOK)
+        page.goto(f"{harness_url}/?n={N}&dims=3&classes={N_CLASSES}")
+        wait_drawn(page, 1)
+        first_load = page.evaluate("window.__wsBytes")
+        assert first_load > 4_000_000  # plotly.js came over the websocket once
+        page.wait_for_timeout(500)
+        before = page.evaluate("window.__wsBytes")
+        runs = page.locator("[data-testid=stText]", has_text="script runs: ").first
+        count = int(runs.inner_text().split(":")[1])
+        page.get_by_role("button", name="Exclude the selection").click()  # nothing selected: nothing changes
+        page.wait_for_function("n => Array.from(document.querySelectorAll('[data-testid=stText]'))"
+                               ".some(e => e.innerText === 'script runs: ' + n)", arg=count + 1)
+        page.wait_for_timeout(300)
+        assert page.evaluate("window.__wsBytes") - before < 20_000
+        assert draws(page) == 1
+    finally:
+        ctx.close()
+
+
 def test_a_click_selects_that_points_row(open_map):
     page = open_map(3)
     coords, _ = coords_and_codes(3)
