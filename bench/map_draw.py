@@ -7,7 +7,7 @@ Figures (synthetic clustered 3D coordinates, 10 classes; the harness page tests/
   (the component's own "drawn" mark after Plotly.react and two animation frames).
 - selection_s: a box released over the 3D map → the harness shows the selected rows (the event goes to Python,
   the rows are computed there, the script reruns and prints them).
-- old_map_draw_s: the same for cleaner.figures.map_3d through streamlit-plotly-events (iframe, plotly.js 1.58):
+- old_map_draw_s: the same for bench/plotly_events_map.map_3d through streamlit-plotly-events (iframe, plotly.js 1.58):
   the figure's message arrives → its iframe shows a scene holding every point.
 - selection_highlighted_s: the same box released → the selection drawn highlighted on the map.
 - bytes_per_point: the bytes of the websocket message carrying the new map's points, per point (and the encoded

@@ -373,13 +373,13 @@ def cold_demo(cache: Path, timeout: float = 180) -> dict:
 # ------------------------------------------------------------------------------------------------ main
 
 def bytes_per_point(npz: Path, coords: np.ndarray) -> float:
+    """The 3D map element's data (Arrow columns and JSON) per point, as the page sends it."""
     sys.path.insert(0, str(ROOT))
     from cleaner.dataset import load_npz
-    from cleaner.figures import map_3d
+    from cleaner.mapdata import build_payload
 
     dataset = load_npz(npz)
-    fig = map_3d(dataset, coords, np.array([], dtype=np.int64))
-    return len(fig.to_json()) / dataset.n
+    return build_payload(coords, dataset.label_codes, dataset.class_names).bytes_per_point()
 
 
 def main(argv: list[str] | None = None) -> dict:

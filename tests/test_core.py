@@ -1,11 +1,9 @@
-"""Unit tests for the neighbour graph, layouts, exclusion list, figures and the demo."""
-import json
+"""Unit tests for the neighbour graph, the layouts and the demo."""
 
 import numpy as np
 import pytest
 
 from cleaner.dataset import dataset_from_arrays
-from cleaner.figures import map_2d, map_3d, plain_text
 from cleaner.layout import LayoutParams, LayoutStore, pca_projection
 from cleaner.neighbours import approximate_neighbours, exact_neighbours, neighbour_graph
 
@@ -123,40 +121,6 @@ def _tiny_dataset(labels=None):
     labels = default_labels if labels is None else labels
     paths = np.array([f"/img/{i}.png" for i in range(len(emb))])
     return dataset_from_arrays(emb, labels, paths, "tiny"), pca_projection(emb, 3)
-
-
-def test_3d_figure_maps_every_click_back_to_its_row():
-    dataset, coords = _tiny_dataset()
-    fig = map_3d(dataset, coords, np.array([4, 17]))
-    data = json.loads(fig.to_json())["data"]
-    assert len(data) == 4  # three classes and the excluded marks
-    assert sum(len(t["x"]) for t in data[:3]) == dataset.n
-    for curve, trace in enumerate(data):
-        assert isinstance(trace["x"], list)  # plotly.js 1.58 in the component cannot read typed arrays
-        for point, x in enumerate(trace["x"]):
-            row = fig.rows_for(curve, point)
-            assert x == pytest.approx(round(float(coords[row, 0]), 3))
-    assert fig.rows_for(3, 1) == 17 and fig.rows_for(9, 0) is None
-
-
-def test_labels_are_escaped_in_legend_and_hover():
-    labels = np.array(["<img src=x onerror=alert(1)>"] * 15 + ["**bold**"] * 15)
-    emb, _ = clustered_arrays(n_per_class=15, n_classes=2, dims=4)
-    paths = np.array([f"/img/{i}.png" for i in range(30)])
-    dataset = dataset_from_arrays(emb, labels, paths, "x")
-    fig = json.loads(map_3d(dataset, pca_projection(emb), np.array([], dtype=int)).to_json())
-    names = [t["name"] for t in fig["data"]]
-    assert "&lt;img src=x onerror=alert(1)&gt;" in names and "**bold**" in names
-    assert all("<img" not in h for t in fig["data"] for h in t.get("hovertext") or [])
-    assert plain_text("<b>") == "&lt;b&gt;"
-
-
-def test_2d_figure_carries_rows_and_lasso_mode():
-    dataset, coords = _tiny_dataset()
-    fig = map_2d(dataset, coords[:, :2], np.array([], dtype=int))
-    rows = np.concatenate([np.asarray(t.customdata) for t in fig.data[:-1]])
-    assert sorted(rows.tolist()) == list(range(dataset.n))
-    assert fig.layout.dragmode == "lasso"
 
 
 def test_demo_is_real_digits_with_images_and_shipped_layouts(tmp_path):

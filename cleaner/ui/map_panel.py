@@ -1,6 +1,8 @@
 """The map: one component for 3D and 2D; click, box or lasso select; coloured by class or by a score."""
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 import streamlit as st
 
@@ -62,5 +64,7 @@ def map_panel(work: DatasetWork, maps: Maps, result: ScanResult) -> None:
                     work.label_codes(), _score_for_colour(result, color_by))
     payload = base.with_marks(selected_rows=work.selection.rows, excluded_rows=work.excluded_rows())
     work.map_drawn()
-    map_chart(payload, key=f"map{dims}d_{dataset.digest[:12]}", height=MAP_HEIGHT,
+    # A new layout (the UMAP map replacing the PCA preview, new map settings) gets a fresh view: a new key.
+    layout_tag = hashlib.blake2b(maps.key.encode(), digest_size=4).hexdigest()
+    map_chart(payload, key=f"map{dims}d_{dataset.digest[:12]}_{layout_tag}", height=MAP_HEIGHT,
               on_event=lambda event: _on_map_event(dataset.digest, dims, event))

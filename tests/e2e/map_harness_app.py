@@ -37,11 +37,12 @@ def synthetic(n: int, dims: int, n_classes: int) -> tuple[np.ndarray, np.ndarray
 
 
 def old_component(coords: np.ndarray, codes: np.ndarray) -> None:
-    """Today's 3D map (streamlit-plotly-events, cleaner.figures.map_3d): the bench's reference."""
+    """Today's 3D map (streamlit-plotly-events, bench/plotly_events_map.py): the bench's reference."""
     from streamlit_plotly_events import plotly_events
 
     from cleaner.dataset_types import Dataset
-    from cleaner.figures import map_3d
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))  # the old map lives on as a reference
+    from plotly_events_map import map_3d
 
     labels = np.array([f"class {c}" for c in range(codes.max() + 1)])[codes]
     paths = np.array([f"/data/img_{i:06d}.png" for i in range(len(codes))])

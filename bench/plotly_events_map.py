@@ -1,4 +1,5 @@
-"""Plotly figures of a layout: one trace per class, excluded points marked, rows recoverable from any click."""
+"""The map cleaner drew before its own component (streamlit-plotly-events, plotly.js 1.58, JSON lists): kept only
+as the reference that bench/map_draw.py measures the new map against."""
 from __future__ import annotations
 
 import html
@@ -13,7 +14,7 @@ import pandas  # noqa: F401
 import plotly.graph_objects as go
 from plotly.colors import qualitative
 
-from .dataset import Dataset
+from cleaner.dataset import Dataset
 
 PALETTE = qualitative.Dark24 + qualitative.Light24
 MAX_CLASS_TRACES = 40  # more classes than this are drawn as one trace colored by class id
