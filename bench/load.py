@@ -556,17 +556,18 @@ async def settle_rss(server: Server, ttl_s: int) -> float:
     return round(server.rss(), 1)
 
 
-async def bench(opts, work: Path) -> dict:
+async def bench(opts, work: Path, out: dict) -> dict:
+    """Fills `out` as the phases finish, so a run stopped by --max-minutes still reports what it measured."""
     from playwright.async_api import async_playwright
 
     data = write_data(work / "allowed", opts.n, opts.dims, opts.clusters, opts.seed)
     warm_cache = work / "cache_warm"
     precompute(data, warm_cache, timeout=opts.wave_timeout)
-    out: dict = {"n": opts.n, "dims": opts.dims, "sessions": opts.sessions, "ticks_per_session": opts.ticks,
+    out.update({"n": opts.n, "dims": opts.dims, "sessions": opts.sessions, "ticks_per_session": opts.ticks,
                  "autosave": opts.autosave, "webgl_map_drawn": not opts.no_webgl,
                  "decisions_per_session": opts.decisions, "cores": os.cpu_count(),
                  "load_average_start": round(os.getloadavg()[0], 2), "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
-                 "session_ttl_s": opts.session_ttl}
+                 "session_ttl_s": opts.session_ttl})
     errors: list[str] = []
     disconnect_noise = 0
     async with async_playwright() as pw:
@@ -583,7 +584,7 @@ async def bench(opts, work: Path) -> dict:
                 out["rss_one_session_mb"] = round(server.peak_since(t), 1)
                 out["warm_solo"] = summarise(solo)
                 all_sessions = list(solo)
-                waves = []
+                waves: list[dict] = out.setdefault("warm_waves", [])
                 digest = data_digest(data) if opts.autosave else ""
                 for wave in (1, 2):
                     t = time.monotonic()
@@ -598,7 +599,6 @@ async def bench(opts, work: Path) -> dict:
                     after = await settle_rss(server, opts.session_ttl)
                     waves.append({"peak_rss_mb": peak, "rss_after_close_mb": after, **summarise(sessions)})
                     all_sessions += sessions
-                out["warm_waves"] = waves
                 out["rss_peak_warm_mb"] = max(w["peak_rss_mb"] for w in waves)
                 out["rss_per_extra_session_mb"] = round(
                     (waves[0]["peak_rss_mb"] - out["rss_one_session_mb"]) / max(1, opts.sessions - 1), 1)
@@ -726,7 +726,11 @@ def main(argv: list[str] | None = None) -> dict:
         precompute(data, work / "cache_warm", timeout=opts.wave_timeout)
         return {"prepared": str(work)}
     try:
-        out = asyncio.run(asyncio.wait_for(bench(opts, work), timeout=opts.max_minutes * 60))
+        out: dict = {}
+        try:
+            asyncio.run(asyncio.wait_for(bench(opts, work, out), timeout=opts.max_minutes * 60))
+        except asyncio.TimeoutError:
+            out["stopped"] = f"--max-minutes {opts.max_minutes} reached: the phases after the last one reported did not run"
     finally:
         if not opts.workdir:
             shutil.rmtree(work, ignore_errors=True)
