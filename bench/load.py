@@ -434,14 +434,26 @@ async def run_session(ctx, url: str, session: Session, data: Data, ticks: int, d
                 TEXT_SHOWN, arg=[[d]], polling=25, timeout=timeout_ms))
             await settle(page)
 
-        # The download: what this session's training script would read.
+        # The download: what this session's training script would read. A failed download is an error the user
+        # sees; they would click again, and so does the bench, once, to still check what the list holds.
         download_button = sidebar.get_by_role("button", name="Download exclusion list")
-        t0 = time.perf_counter()
-        async with page.expect_download(timeout=timeout_ms) as info:
-            await download_button.click()
-        download = await info.value
-        text = Path(await download.path()).read_text()
-        session.times["download"].append(time.perf_counter() - t0)
+        for attempt in (1, 2):
+            session.step = f"download (attempt {attempt})"
+            t0 = time.perf_counter()
+            try:
+                async with page.expect_download(timeout=min(timeout_ms, 60_000)) as info:
+                    await download_button.click()
+                download = await info.value
+                text = Path(await download.path()).read_text()
+            except Exception as exc:  # noqa: BLE001 - reported, then tried once more
+                session.errors.append(f"session {session.sid}: download attempt {attempt} failed: "
+                                      f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}")
+                if attempt == 2:
+                    raise
+                await settle(page)
+                continue
+            session.times["download"].append(time.perf_counter() - t0)
+            break
         session.downloaded = {line for line in text.splitlines() if line.strip()}
         session.done = True
     except Exception as exc:  # noqa: BLE001 - a failed session is a result, reported with the others
