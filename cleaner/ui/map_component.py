@@ -22,7 +22,9 @@ import plotly
 import streamlit as st
 from streamlit.errors import StreamlitDuplicateElementKey
 
-from ..mapdata import MapEvent, MapEventError, MapPayload, decode_event
+from ..map_events import MapEvent, MapEventError, decode_event
+from ..mapdata import MapPayload
+from .state import session_table, widget_value
 
 _LOG = logging.getLogger(__name__)
 PLOTLY_JS = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
@@ -65,15 +67,15 @@ def _marks_component():
 
 # The map's own session state: per component key, the payload last drawn (an event's rows refer to what the
 # user saw) and the event decoded by the callback, until the script run picks it up.
-_DRAWN = "_cleaner_map_drawn"
-_EVENTS = "_cleaner_map_events"
+_DRAWN = "map_drawn"
+_EVENTS = "map_events"
 
 
 def _decode_pending(key: str, on_event: Callable[[MapEvent], None] | None) -> None:
     """The component's callback: runs before the script, so a selection shows on the very next run."""
-    state = st.session_state.get(key)
+    state = widget_value(key)
     raw = state.get("event") if isinstance(state, dict) else None
-    payload = st.session_state.get(_DRAWN, {}).get(key)
+    payload = session_table(_DRAWN).get(key)
     if raw is None or payload is None:
         return
     try:
@@ -81,7 +83,7 @@ def _decode_pending(key: str, on_event: Callable[[MapEvent], None] | None) -> No
     except MapEventError as exc:
         _LOG.warning("ignored a malformed map event: %s", exc)
         return
-    st.session_state.setdefault(_EVENTS, {})[key] = event
+    session_table(_EVENTS)[key] = event
     if on_event is not None:
         on_event(event)
 
@@ -95,7 +97,7 @@ def map_chart(payload: MapPayload, *, key: str, height: int = 600,
     the dataset stays the same (camera, zoom and legend persist); change it (e.g. add the dataset digest) to give
     a new dataset a fresh view. The payload's coordinates decide 2D or 3D.
     """
-    st.session_state.setdefault(_DRAWN, {})[key] = payload
+    session_table(_DRAWN)[key] = payload
     with st.container(gap=None):
         try:
             # One key for every map: the element is then the same message on every run, whichever map shows.
@@ -109,4 +111,4 @@ def map_chart(payload: MapPayload, *, key: str, height: int = 600,
         marks = payload.marks_data()
         marks["map_key"] = key
         _marks_component()(key=f"{key}-marks", data=marks, height=0)
-    return st.session_state.get(_EVENTS, {}).pop(key, None)
+    return session_table(_EVENTS).pop(key, None)

@@ -7,7 +7,8 @@ import numpy as np
 import streamlit as st
 
 from ..dataset import Dataset
-from ..mapdata import HOVER_NAMES_MAX_POINTS, MapEvent, MapPayload, build_payload
+from ..map_events import MapEvent
+from ..mapdata import HOVER_NAMES_MAX_POINTS, MapPayload, build_payload
 from ..palette import class_colours
 from ..review import ORDERS
 from ..scores import worst

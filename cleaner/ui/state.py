@@ -189,6 +189,11 @@ def widget_value(key: str) -> Any:
     return st.session_state.get(key)
 
 
+def session_table(name: str) -> dict[str, Any]:
+    """A named table of this session's own (e.g. the map component's drawn payloads and pending events)."""
+    return st.session_state.setdefault(f"cleaner_{name}", {})
+
+
 def remembered(key: str, **default: Any) -> dict[str, Any]:
     """Keyword arguments for a choice widget whose value outlives the runs that do not draw it.
 
