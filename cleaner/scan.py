@@ -75,6 +75,9 @@ def _parser() -> argparse.ArgumentParser:
         help="folder the images may be read from (repeatable); paths outside every root count as unreadable",
     )
     parser.add_argument("--no-image-check", action="store_true", help="never open the images")
+    parser.add_argument("--thorough", action="store_true",
+                        help="rank label issues with a cross-validated linear probe on the embeddings as well as the "
+                        "neighbours' votes: slower, better where the embedding mixes classes (imports scikit-learn)")
     return parser
 
 
@@ -91,6 +94,10 @@ def _image_access(args: argparse.Namespace, dataset: Dataset):
     from .images import ImageAccess  # Pillow: imported only when images are really checked
 
     return ImageAccess(allowed_roots=roots)
+
+
+def _print_progress(done: int, total: int) -> None:
+    print(f"  linear probe: fold {done} of {total} done", flush=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -116,7 +123,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"cleaner scan: error: {args.npz}: {exc}", file=sys.stderr)
         return 2
     access = _image_access(args, dataset)
-    result = scan_dataset(dataset, k=args.k, metric=args.metric, access=access)
+    progress = _print_progress if args.thorough else None
+    result = scan_dataset(dataset, k=args.k, metric=args.metric, access=access, thorough=args.thorough,
+                          progress=progress)
     out = Path(args.out)
     try:
         out.write_text(report_csv(dataset, result), encoding="utf-8")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import Callable
 
 import numpy as np
 
@@ -45,15 +46,29 @@ class ScanResult:
         return review_queue(*scores, by="worst")[: max(0, n)]
 
 
-def scan_dataset(dataset: Dataset, k: int = 20, metric: str = "cosine", access=None) -> ScanResult:
+def scan_dataset(dataset: Dataset, k: int = 20, metric: str = "cosine", access=None, thorough: bool = False,
+                 progress: Callable[[int, int], None] | None = None) -> ScanResult:
     """Every score of the dataset; images are checked only when an ImageAccess is given."""
-    return scores_from_graph(dataset, neighbour_graph(dataset.embeddings, k=k, metric=metric), access)
+    graph = neighbour_graph(dataset.embeddings, k=k, metric=metric)
+    return scores_from_graph(dataset, graph, access, thorough=thorough, progress=progress)
 
 
-def scores_from_graph(dataset: Dataset, graph: NeighbourGraph, access=None) -> ScanResult:
-    """Every score from a neighbour graph already computed (the app passes the one its map was built on)."""
+def scores_from_graph(dataset: Dataset, graph: NeighbourGraph, access=None, thorough: bool = False,
+                      progress: Callable[[int, int], None] | None = None) -> ScanResult:
+    """Every score from a neighbour graph already computed (the app passes the one its map was built on).
+
+    `thorough` adds a cross-validated linear probe on the embeddings to the label-issue ranking (slower; for weak
+    embeddings); `progress(done, total)` follows its fits.
+    """
+    n_classes = len(dataset.class_names)
+    if thorough:
+        from .probe import thorough_label_issues  # scikit-learn: imported only when asked for
+
+        labels = thorough_label_issues(graph, dataset.embeddings, dataset.label_codes, n_classes, progress)
+    else:
+        labels = label_issues(graph, dataset.label_codes, n_classes)
     return ScanResult(
-        labels=label_issues(graph, dataset.label_codes, len(dataset.class_names)),
+        labels=labels,
         outliers=outliers(graph),
         duplicates=near_duplicates(graph, dataset.label_codes),
         unreadable=unreadable_images(dataset.image_paths, access) if access is not None else None,

@@ -406,3 +406,10 @@ def test_a_bad_setting_is_explained_in_the_page(monkeypatch):
     finally:
         monkeypatch.undo()
         cache._settings.clear()
+
+
+def test_thorough_ranking_is_a_choice_and_ranks_with_the_probe():
+    at = start_app()
+    at.radio(key="ranking").set_value("Thorough: votes and a linear probe").run()
+    assert not at.exception
+    assert any("linear probe" in t.value for t in at.text)  # the summary names what ranked the labels

@@ -158,3 +158,15 @@ def test_scan_imports_no_ui_or_heavy_libraries(tmp_path):
     loaded = {name.split(".")[0] for name in result["modules"]}
     assert not loaded & set(HEAVY), sorted(loaded & set(HEAVY))
     assert "PIL" not in loaded  # images were not reachable, so Pillow was never needed
+
+
+def test_thorough_scan_reports_its_probe_and_ranks_the_flipped_label_first(tmp_path):
+    npz, _ = write_dataset(tmp_path, with_images=False)
+    out = tmp_path / "report.csv"
+    proc = run_cli("scan", npz, "--out", out, "--thorough", "--no-image-check")
+    assert proc.returncode == 0, proc.stderr
+    assert "linear probe: fold 5 of 5 done" in proc.stdout
+    _, rows = read_report(out)
+    by_label_score = sorted(rows, key=lambda r: -float(r["label_issue_score"]))
+    assert int(by_label_score[0]["index"]) in (FLIPPED, DUP_B)  # the planted label errors come first
+    assert rows[FLIPPED]["suggested_label"] == "cat"

@@ -5,6 +5,7 @@ Big arrays are `_underscored` arguments so Streamlit never hashes them on a reru
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import streamlit as st
@@ -65,5 +66,6 @@ def preview(embedding_digest: str, n_components: int, _embeddings: np.ndarray) -
 
 
 @st.cache_resource(max_entries=8, show_spinner=False)
-def suspects(digest: str, k: int, metric: str, _dataset: Dataset, _graph: NeighbourGraph) -> ScanResult:
-    return scores_from_graph(_dataset, _graph)
+def suspects(digest: str, k: int, metric: str, thorough: bool, _dataset: Dataset, _graph: NeighbourGraph,
+             _progress: Callable[[int, int], None] | None = None) -> ScanResult:
+    return scores_from_graph(_dataset, _graph, thorough=thorough, progress=_progress)

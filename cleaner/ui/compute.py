@@ -58,18 +58,28 @@ def _wait_for_maps(service: LayoutService, digest: str, all_params: list[LayoutP
                f"({elapsed:.0f} s so far). It replaces the preview when ready; you can select and review meanwhile.")
 
 
-def suspects(dataset: Dataset, graph: NeighbourGraph, work: DatasetWork) -> ScanResult:
+def suspects(dataset: Dataset, graph: NeighbourGraph, work: DatasetWork, thorough: bool = False) -> ScanResult:
     """All scores from the shared graph (cached per dataset), plus the image check once the user ran it."""
-    with st.spinner("Scoring every sample for label issues, outliers and near-duplicates…"):
-        result = cache.suspects(dataset.digest, graph.k, graph.metric, dataset, graph)
+    work.use_ranking(thorough)
+    if thorough:
+        bar = st.empty()
+
+        def progress(done: int, total: int) -> None:
+            bar.progress(done / total, text=f"Thorough ranking: linear probe, fold {done} of {total}")
+
+        result = cache.suspects(dataset.digest, graph.k, graph.metric, True, dataset, graph, progress)
+        bar.empty()
+    else:
+        with st.spinner("Scoring every sample for label issues, outliers and near-duplicates…"):
+            result = cache.suspects(dataset.digest, graph.k, graph.metric, False, dataset, graph)
     return replace(result, unreadable=work.unreadable) if work.unreadable is not None else result
 
 
 def learn_from_decisions(result: ScanResult, graph: NeighbourGraph, work: DatasetWork) -> ScanResult:
     """The scores after this session's decisions: an excluded image no longer votes, a relabelled one votes with its
     new label, and their neighbours are re-scored (only the rows a changed decision touches are recomputed)."""
-    if not len(work.decisions):
-        return result
+    if not len(work.decisions) or work.thorough:
+        return result  # the probe's probabilities would need refitting: the thorough ranking stays as computed
     version = work.decisions.version
     learned = work.learned_labels
     if learned is None or learned[0] != version:

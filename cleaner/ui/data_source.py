@@ -90,6 +90,17 @@ def _from_server_folder(cfg: Settings) -> Dataset | None:
         return None
 
 
+RANKINGS = ("Fast: the neighbours' votes", "Thorough: votes and a linear probe")
+
+
+def ranking_is_thorough() -> bool:
+    """The label-issue ranking: the neighbours' votes, or (slower, for weak embeddings) with a linear probe too."""
+    choice = st.sidebar.radio("Label-issue ranking", RANKINGS, **remembered("ranking"),
+                              help="Thorough fits a cross-validated logistic regression on the embeddings: better "
+                                   "where the embedding mixes classes, slower on large data.")
+    return choice == RANKINGS[1]
+
+
 def map_settings() -> LayoutParams:
     with st.sidebar.expander("Map settings"):
         metric = st.selectbox("Distance", METRICS, **remembered("metric"), help="Cosine suits most neural-network embeddings.")

@@ -41,6 +41,7 @@ class DatasetWork:
     undo_stack: list[tuple[str, Decision | None]] = field(default_factory=list)
     unreadable: UnreadableImages | None = None  # set once the user has checked the image files
     map_marks_version: int = 0  # the decisions' version the map was last drawn with
+    thorough: bool = False  # the label-issue ranking in use: the neighbours' votes, or with a linear probe too
     learned_labels: tuple[int, LabelIssues] | None = None  # label issues re-scored after the decisions of a version
     queue_slots: dict[str, list[int]] = field(default_factory=dict)  # per queue order: the rows on its cards
     list_message: tuple[str, str] | None = None  # ("success" | "warning" | "error", text) about an uploaded list
@@ -104,6 +105,10 @@ class DatasetWork:
 
     def forget_list_message(self) -> None:
         self.list_message = None
+
+    def use_ranking(self, thorough: bool) -> None:
+        if thorough != self.thorough:
+            self.thorough, self.learned_labels = thorough, None
 
     def map_drawn(self) -> None:
         self.map_marks_version = self.decisions.version
