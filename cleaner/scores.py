@@ -27,7 +27,7 @@ FLAG_SCORE = 0.9
 # (MARGIN_WEIGHT), which also catches flips to a look-alike class. Chosen on bench/detect.py's whole table.
 LABEL_K = 20
 LABEL_KERNEL = 0.5
-MARGIN_WEIGHT = 0.5
+MARGIN_WEIGHT = 0.25
 # Rows whose shares tie (all neighbours carry one other label) are ordered by how close and how many those
 # neighbours are: a weight this small only reorders rows the shares cannot tell apart.
 EVIDENCE_WEIGHT = 1e-3
