@@ -19,7 +19,7 @@ from .decisions import Decision, Decisions, exclusion_file_name
 from .neighbours import METRICS
 from .report import report_csv
 from .scores import plural, worst
-from .suspects import scan_dataset
+from .suspects import ScanResult, scan_dataset
 
 _PROBE_PATHS = 32  # paths tried to decide whether the images are on this machine at all
 
@@ -96,6 +96,24 @@ def _image_access(args: argparse.Namespace, dataset: Dataset):
     return ImageAccess(allowed_roots=roots)
 
 
+def _write_exclusions(args: argparse.Namespace, dataset: Dataset, result: ScanResult, out: Path) -> int:
+    """The --exclude-top list next to the report; returns the exit code."""
+    rows = result.exclusion_rows(args.exclude_top)
+    exclusions = Decisions()
+    overall = worst(*result.all())
+    for row in rows.tolist():
+        exclusions.put(str(dataset.image_paths[row]), Decision("exclude", reason=str(overall.issue[row])))
+    target = Path(args.exclude_out) if args.exclude_out else out.parent / exclusion_file_name()
+    try:
+        target.write_text(exclusions.exclusion_text(), encoding="utf-8")
+    except OSError as exc:
+        print(f"cleaner scan: error: could not write {target}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    n_flagged = int(overall.flagged[rows].sum())
+    print(f"  exclusion list: {plural(len(exclusions), 'path')} ({n_flagged:,} of them flagged): {target}")
+    return 0
+
+
 def _print_progress(done: int, total: int) -> None:
     print(f"  linear probe: fold {done} of {total} done", flush=True)
 
@@ -137,18 +155,4 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"  {scores.name}: {scores.summary}")
     if result.unreadable is None:
         print("  unreadable: not checked (no --image-root given and the image paths do not exist here)")
-    if args.exclude_top:
-        rows = result.exclusion_rows(args.exclude_top)
-        exclusions = Decisions()
-        overall = worst(*result.all())
-        for row in rows.tolist():
-            exclusions.put(str(dataset.image_paths[row]), Decision("exclude", reason=str(overall.issue[row])))
-        target = Path(args.exclude_out) if args.exclude_out else out.parent / exclusion_file_name()
-        try:
-            target.write_text(exclusions.exclusion_text(), encoding="utf-8")
-        except OSError as exc:
-            print(f"cleaner scan: error: could not write {target}: {exc.strerror or exc}", file=sys.stderr)
-            return 1
-        n_flagged = int(overall.flagged[rows].sum())
-        print(f"  exclusion list: {plural(len(exclusions), 'path')} ({n_flagged:,} of them flagged): {target}")
-    return 0
+    return _write_exclusions(args, dataset, result, out) if args.exclude_top else 0
