@@ -2,7 +2,7 @@
 
 Everything here drives the app through the mouse and keyboard (or a file input, like a user picking a file)
 and reads the page (DOM text, the Plotly figures the user is looking at, screenshot pixels).
-See /work/shared/notes/selection-and-browser.md for why the 3D click works the way it does.
+The map is cleaner's own plotly component in the page (no iframe); its helpers read plotly's figure and camera.
 """
 from __future__ import annotations
 
@@ -10,12 +10,11 @@ import io
 import math
 import os
 import re
-import time
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from playwright.sync_api import Frame, Page, expect
+from playwright.sync_api import Page, expect
 from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
 CHROMIUM = Path(os.environ.get("CLEANER_E2E_CHROMIUM") or "/usr/bin/chromium")  # Debian's package
@@ -24,9 +23,6 @@ CHROMIUM_ARGS = [
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
 ]
 VIEWPORT = {"width": 1400, "height": 1000}
-MAP3D_IFRAME = "iframe[title='streamlit_plotly_events.plotly_events']"
-MAP2D_PLOT = "[data-testid=stPlotlyChart] .js-plotly-plot"
-EXCLUDED_TRACE = "excluded"
 
 ARTIFACTS = Path(os.environ.get("CLEANER_E2E_ARTIFACTS") or Path(__file__).resolve().parents[2] / "artifacts" / "e2e")
 
@@ -213,57 +209,50 @@ def similar_images(shown: bytes, original: Path) -> float:
     return float(np.corrcoef(a, b)[0, 1])
 
 
-# ---------------------------------------------------------------- 3D map (streamlit-plotly-events iframe)
+# ---------------------------------------------------------------- the map (cleaner's plotly component, in the page)
+# The map is a frameless component: `.cleaner-map` holds the toolbar and `.cleaner-map-gd`, plotly's graph div, in
+# the main document. Its `data-*` counters say when plotly drew the points (`draws`) and when the marks (selection,
+# × for excluded rows) were drawn (`marks`). Expected rows are always computed here from the figure's coordinates
+# and the camera read off the page, never taken from the app's answer.
 
-def map3d_iframe(page: Page):
-    """The 3D map's iframe the user sees (a replaced one can linger hidden for a moment after a dataset change)."""
-    return page.locator(MAP3D_IFRAME).filter(visible=True).last
+MAP = ".cleaner-map"
+MAP_GD = ".cleaner-map-gd"
+MARGIN_PX = 2.0  # no point this close to a drawn shape's edge: which side it is on is then unambiguous
 
-
-def map3d_frame(page: Page, timeout: float = 120_000) -> Frame:
-    iframe = map3d_iframe(page)
-    iframe.wait_for(state="visible", timeout=timeout)
-    frame = iframe.element_handle().content_frame()
-    assert frame is not None
-    frame.wait_for_function(
-        "() => { const gd = document.querySelector('.js-plotly-plot');"
-        " return gd && gd._fullLayout && gd._fullLayout.scene && gd._fullLayout.scene._scene"
-        " && gd._fullLayout.scene._scene.glplot && gd.data; }",
-        timeout=timeout,
-    )
-    return frame
-
-
-def map3d_traces(frame: Frame) -> list[tuple[str, int]]:
-    return [tuple(t) for t in frame.evaluate(
-        "() => document.querySelector('.js-plotly-plot').data.map(d => [d.name, (d.x || []).length])")]
+_MAP_READY_JS = """([n, dims]) => {
+    if (document.querySelector('[data-testid=stException]')) return true;
+    if (Array.from(document.querySelectorAll('[data-testid=stCaption]')).some(e => e.innerText.includes('PCA preview')))
+        return false;  // the preview's swap for the UMAP map reruns the page: wait for the map that stays
+    const maps = document.querySelectorAll('.cleaner-map');
+    if (maps.length !== 1) return false;
+    const m = maps[0], gd = m.querySelector('.cleaner-map-gd');
+    if (Number(m.dataset.draws || 0) < 1 || Number(m.dataset.marks || 0) < 1) return false;
+    if (Number(m.dataset.points) !== n || Number(m.dataset.dims) !== dims) return false;
+    return !!(gd && gd.data && gd._fullLayout && gd.data.reduce((s, t) => s + t.x.length, 0) === n);
+}"""
 
 
-def map3d_points(traces: list[tuple[str, int]]) -> int:
-    return sum(n for name, n in traces if not name.startswith(EXCLUDED_TRACE))
+def wait_map(page: Page, n_points: int, dims: int = 3, timeout: float = 300_000) -> None:
+    """Wait until the map (not a PCA preview) draws n_points in `dims` dimensions with its marks; the script idle."""
+    page.wait_for_function(_MAP_READY_JS, arg=[n_points, dims], timeout=timeout)
+    settle(page, timeout)
+    page.wait_for_function(_MAP_READY_JS, arg=[n_points, dims], timeout=timeout)
 
 
-def wait_map3d(page: Page, n_points: int, timeout: float = 180.0) -> Frame:
-    """Wait until the 3D map draws n_points (the iframe is replaced when the dataset changes)."""
-    deadline = time.monotonic() + timeout
-    seen = None
-    while time.monotonic() < deadline:
-        try:
-            frame = map3d_frame(page, timeout=max(1_000, (deadline - time.monotonic()) * 1000))
-            seen = map3d_traces(frame)
-            if map3d_points(seen) == n_points:
-                return frame
-        except Exception as exc:  # the frame was replaced while reading it: look again
-            seen = f"{type(exc).__name__}: {exc}"
-        err = app_error(page)
-        assert err is None, f"the app shows an exception:\n{err}"
-        time.sleep(0.5)
-    raise AssertionError(f"the 3D map never drew {n_points} points; last seen: {seen}")
+def map_counter(page: Page, name: str) -> int:
+    """The map's counters: `draws`, `marks`, `events`, `selected`, `excluded`, `points`, `dims`."""
+    return int(page.locator(MAP).get_attribute(f"data-{name}") or 0)
 
 
-def canvas_pixels(page: Page) -> np.ndarray:
-    """The 3D map as the user sees it (screenshot of its iframe)."""
-    png = map3d_iframe(page).screenshot()
+def map_traces(page: Page) -> list[tuple[str, int]]:
+    """(name, number of points) of each trace the figure draws: one per class."""
+    return [tuple(t) for t in page.evaluate(
+        f"() => document.querySelector('{MAP_GD}').data.map(d => [d.name, (d.x || []).length])")]
+
+
+def map_pixels(page: Page) -> np.ndarray:
+    """The map's plot as the user sees it (a screenshot of the plot area, toolbar left out)."""
+    png = page.locator(f"{MAP} .cleaner-map-plot").screenshot()
     return np.asarray(Image.open(io.BytesIO(png)).convert("RGB")).astype(int)
 
 
@@ -276,126 +265,237 @@ def not_blank(pixels: np.ndarray) -> dict:
     return {"distinct_colours": len(colours), "non_white_share": non_white, "saturated_pixels": saturated}
 
 
-_SELECTION_JS = """() => new Promise(resolve => requestAnimationFrame(() => requestAnimationFrame(() => {
-    const s = document.querySelector('.js-plotly-plot')._fullLayout.scene._scene.glplot.selection;
+def map_coords(page: Page, labels: np.ndarray) -> np.ndarray:
+    """Each row's coordinates as the figure holds them: trace `name` draws the rows labelled `name`, in row order."""
+    traces = page.evaluate(f"""() => document.querySelector('{MAP_GD}').data.map(t =>
+        ({{name: t.name, x: Array.from(t.x), y: Array.from(t.y), z: t.z ? Array.from(t.z) : null}}))""")
+    dims = 3 if traces and traces[0]["z"] is not None else 2
+    coords = np.full((len(labels), dims), np.nan)
+    for t in traces:
+        rows = np.flatnonzero(np.asarray(labels) == t["name"])
+        assert len(rows) == len(t["x"]), f"trace {t['name']!r} draws {len(t['x'])} points, the data has {len(rows)}"
+        coords[rows, 0], coords[rows, 1] = t["x"], t["y"]
+        if dims == 3:
+            coords[rows, 2] = t["z"]
+    assert not np.isnan(coords).any(), "rows the figure does not draw"
+    return coords
+
+
+def map_projection(page: Page, coords: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
+    """(page x, page y, in front of the camera, drawing area) of every point, through the view the page shows now
+    (plotly's scene matrices in 3D, the axis ranges in 2D)."""
+    if coords.shape[1] == 3:
+        cam = page.evaluate(f"""() => {{
+            const s = document.querySelector('{MAP_GD}')._fullLayout.scene._scene, p = s.glplot.cameraParams;
+            const r = s.glplot.canvas.getBoundingClientRect();
+            return {{model: Array.from(p.model), view: Array.from(p.view), projection: Array.from(p.projection),
+                     scale: Array.from(s.dataScale), left: r.left, top: r.top, width: r.width, height: r.height}}; }}""")
+        m = (np.array(cam["projection"]).reshape(4, 4).T @ np.array(cam["view"]).reshape(4, 4).T
+             @ np.array(cam["model"]).reshape(4, 4).T)
+        hom = np.c_[coords.astype(np.float64) * np.array(cam["scale"]), np.ones(len(coords))] @ m.T
+        front = hom[:, 3] > 1e-12
+        with np.errstate(divide="ignore", invalid="ignore"):
+            x = cam["left"] + (0.5 + 0.5 * hom[:, 0] / hom[:, 3]) * cam["width"]
+            y = cam["top"] + (0.5 - 0.5 * hom[:, 1] / hom[:, 3]) * cam["height"]
+        return x, y, front, cam
+    ax = page.evaluate(f"""() => {{ const gd = document.querySelector('{MAP_GD}'), r = gd.getBoundingClientRect();
+        const xa = gd._fullLayout.xaxis, ya = gd._fullLayout.yaxis;
+        return {{left: r.left + xa._offset, top: r.top + ya._offset, width: xa._length, height: ya._length,
+                 xr: xa.range.map(Number), yr: ya.range.map(Number)}}; }}""")
+    c = coords.astype(np.float64)
+    x = ax["left"] + (c[:, 0] - ax["xr"][0]) / (ax["xr"][1] - ax["xr"][0]) * ax["width"]
+    y = ax["top"] + (1 - (c[:, 1] - ax["yr"][0]) / (ax["yr"][1] - ax["yr"][0])) * ax["height"]
+    return x, y, np.ones(len(c), dtype=bool), ax
+
+
+def legend_box(page: Page) -> dict | None:
+    return page.locator(f"{MAP} .legend").first.bounding_box() if page.locator(f"{MAP} .legend").count() else None
+
+
+def shape_area(page: Page, info: dict) -> tuple[float, float, float, float]:
+    """(left, top, width, height) where a shape may be drawn: the drawing area inside the viewport, below the
+    modebar and left of the legend (the overlay covers them, but a user draws over the points)."""
+    vw, vh = page.viewport_size["width"], page.viewport_size["height"]
+    left, top = max(info["left"], 0), max(info["top"] + 30, 0)
+    right, bottom = min(info["left"] + info["width"], vw), min(info["top"] + info["height"], vh)
+    legend = legend_box(page)
+    if legend:
+        right = min(right, legend["x"] - 4)
+    return left, top, right - left, bottom - top
+
+
+def make_box(cx: float, cy: float, rng: np.random.Generator) -> list[tuple[int, int]]:
+    w, h = rng.uniform(20, 160, size=2)
+    x0, y0 = int(round(cx - w * rng.uniform(0.2, 0.8))), int(round(cy - h * rng.uniform(0.2, 0.8)))
+    return [(x0, y0), (x0 + int(w), y0), (x0 + int(w), y0 + int(h)), (x0, y0 + int(h))]
+
+
+def make_star(cx: float, cy: float, rng: np.random.Generator) -> list[tuple[int, int]]:
+    """A concave lasso: ten vertices, alternately far out and half way in."""
+    r, turn = rng.uniform(30, 130), rng.uniform(0, math.pi)
+    return [(int(round(cx + r * (1 if k % 2 == 0 else 0.45) * math.cos(turn + k * math.pi / 5))),
+             int(round(cy + r * (1 if k % 2 == 0 else 0.45) * math.sin(turn + k * math.pi / 5)))) for k in range(10)]
+
+
+def clean_shape(x: np.ndarray, y: np.ndarray, area, rng: np.random.Generator, make, lo: int = 3, hi: int = 400,
+                prefer=lambda inside: True, tries: int = 4000) -> list[tuple[int, int]]:
+    """A shape (integer page pixels) inside `area` holding lo..hi points, none within MARGIN_PX of its edge; one
+    that `prefer` likes if any is found (e.g. one that cuts a class rather than holding whole ones)."""
+    left, top, width, height = area
+    fallback = None
+    ok = np.isfinite(x) & np.isfinite(y)
+    candidates = np.flatnonzero(ok & (x > left) & (x < left + width) & (y > top) & (y < top + height))
+    assert len(candidates), "no point inside the area to draw a shape around"
+    for _ in range(tries):
+        i = candidates[rng.integers(len(candidates))]
+        poly = make(float(x[i]), float(y[i]), rng)
+        if not all(left + 3 < px < left + width - 3 and top + 3 < py < top + height - 3 for px, py in poly):
+            continue
+        inside = inside_polygon(poly, x, y) & ok
+        if not lo <= inside.sum() <= hi:
+            continue
+        if distance_to_polygon(poly, x[ok], y[ok]).min() < MARGIN_PX:
+            continue
+        if prefer(inside):
+            return poly
+        fallback = fallback or poly
+    assert fallback is not None, "found no clean shape over the map"
+    return fallback
+
+
+def choose_tool(page: Page, name: str) -> None:
+    """Move, Box or Lasso: the map's own toolbar."""
+    button = page.locator(f"{MAP} .cleaner-map-toolbar button", has_text=name)
+    button.click()
+    expect(button).to_have_attribute("aria-pressed", "true")
+
+
+def drag_box(page: Page, box: list[tuple[int, int]]) -> None:
+    (x0, y0), (x1, y1) = box[0], box[2]
+    page.mouse.move(x0, y0)
+    page.mouse.down()
+    page.mouse.move((x0 + x1) / 2, (y0 + y1) / 2, steps=3)
+    page.mouse.move(x1, y1, steps=3)
+    page.mouse.up()
+
+
+def wait_marks_after(page: Page, before: int, timeout: float = 60_000) -> None:
+    """Wait until the map drew new marks (the event went through Python and the new selection came back)."""
+    page.wait_for_function(
+        "n => { const m = document.querySelector('.cleaner-map'); return m && Number(m.dataset.marks || 0) > n; }",
+        arg=before, timeout=timeout)
+    settle(page)
+
+
+_MARKS_JS = """() => {
+    const root = document.querySelector('.cleaner-map');
+    for (const [key, entry] of (window.__cleanerMaps || new Map()))
+        if (entry.state && entry.state.root === root)
+            return {key, selected: Array.from(entry.state.marks.selected), excluded: Array.from(entry.state.marks.excluded),
+                    showExcluded: entry.state.showExcluded};
+    return null;
+}"""
+
+
+def map_marks(page: Page) -> dict:
+    """What the map draws over the points now: the highlighted (selected) rows and the rows drawn as ×."""
+    marks = page.evaluate(_MARKS_JS)
+    assert marks is not None, "no marks element drawn on the map"
+    return marks
+
+
+def isolated_points(x: np.ndarray, y: np.ndarray, front: np.ndarray, area, k: int = 20) -> list[int]:
+    """The k rows drawn farthest from any other point on screen (a click there lands on that point), farthest first."""
+    left, top, width, height = area
+    ok = front & np.isfinite(x) & (x > left + 10) & (x < left + width - 10) & (y > top + 10) & (y < top + height - 10)
+    rows = np.flatnonzero(ok)
+    assert len(rows), "no point in the drawing area to click"
+    d = np.hypot(x[rows, None] - x[None, :], y[rows, None] - y[None, :])
+    d[np.arange(len(rows)), rows] = np.inf
+    d[:, ~np.isfinite(x)] = np.inf
+    gap = d.min(axis=1)
+    return rows[np.argsort(-gap)][:k].tolist()
+
+
+_PICKED_JS = """() => new Promise(resolve => requestAnimationFrame(() => requestAnimationFrame(() => {
+    const s = document.querySelector('.cleaner-map-gd')._fullLayout.scene._scene.glplot.selection;
     if (!s || !s.object || !s.object._trace) return resolve(null);
     const t = s.object._trace.data;
     resolve({distance: s.distance, curve: t.index, point: s.index, name: t.name});
 })))"""
 
 
-def click_3d_point(page: Page, frame: Frame, rng: np.random.Generator, attempts: int = 60) -> dict:
-    """Click a point of the 3D map the way a user must: hover until plotly picks a point within 5 px, hold the button.
-
-    Candidate positions are coloured pixels of the chart (a screenshot), not a blind grid; the picked point
-    (trace and index within the trace) is read from gl-plot3d's own selection, which is what a click reports.
-    """
-    box = map3d_iframe(page).bounding_box()
-    plot_width = frame.evaluate("() => document.querySelector('.js-plotly-plot')._fullLayout._size.w")
-    pixels = canvas_pixels(page)
-    sat = pixels.max(axis=2) - pixels.min(axis=2)
-    ys, xs = np.nonzero(sat > 80)
-    keep = (xs < plot_width - 10) & (xs > 10) & (ys > 10) & (ys < pixels.shape[0] - 10)  # not the legend
-    ys, xs = ys[keep], xs[keep]
-    assert len(xs), "no coloured pixel in the 3D map to click"
-    for i in rng.permutation(len(xs))[:attempts]:
-        x, y = float(box["x"] + xs[i]), float(box["y"] + ys[i])
-        page.mouse.move(x, y)
-        sel = frame.evaluate(_SELECTION_JS)
-        if sel and sel["distance"] < 5 and not sel["name"].startswith(EXCLUDED_TRACE):
-            page.mouse.down()
-            page.wait_for_timeout(300)  # held across a render, or gl-plot3d drops the click
-            page.mouse.up()
-            return {**sel, "x": x, "y": y}
-    raise AssertionError(f"no point within 5 px after hovering {attempts} coloured pixels")
+def hover_pick(page: Page, x: float, y: float) -> dict | None:
+    """Hover at (x, y) on the 3D map; the point gl-plot3d picks there (what a click reports), or None."""
+    page.mouse.move(x + 1, y + 1)
+    page.mouse.move(x, y)
+    return page.evaluate(_PICKED_JS)
 
 
-def hover_text(frame: Frame, curve: int, point: int) -> str:
-    return frame.evaluate("([c, p]) => { const d = document.querySelector('.js-plotly-plot').data[c];"
-                          " return Array.isArray(d.hovertext) ? d.hovertext[p] : d.hovertext; }", [curve, point])
+def click_point(page: Page, x: float, y: float) -> None:
+    """Hover, then press and hold across a render (gl-plot3d drops a click that is too quick), release."""
+    page.mouse.move(x + 1, y + 1)
+    page.mouse.move(x, y)
+    page.wait_for_timeout(200)
+    page.mouse.down()
+    page.wait_for_timeout(300)
+    page.mouse.up()
 
 
-# ---------------------------------------------------------------- 2D map (st.plotly_chart in the main document)
-
-def start_counting_3d_frame_messages(page: Page) -> None:
-    """Count the 3D component's frame-height messages from now on (passed through, only counted)."""
-    frame = map3d_frame(page)
-    frame.evaluate(
-        """() => {
-            const host = window.parent;
-            host.__e2eHeightMessages = 0;
-            if (!host.__e2eCounting) {
-                host.__e2eCounting = true;
-                const post = host.postMessage;
-                host.__e2eOriginalPost = post;
-                host.postMessage = function (message, ...rest) {
-                    if (message && message.type === 'streamlit:setFrameHeight') host.__e2eHeightMessages += 1;
-                    return post.call(host, message, ...rest);
-                };
-            }
-        }"""
-    )
+def choose_map_view(page: Page, view: str) -> None:
+    """The "Map" segmented control above the map: "3D" or "2D"."""
+    page.locator(".st-key-map_view button", has_text=re.compile(rf"^{view}$")).click()
 
 
-def stop_counting_3d_frame_messages(page: Page) -> None:
-    """Remove the counter. It lives in the 3D iframe's realm: once that iframe is gone, messages passed through
-    it would come from a dead window, and a newly mounted component could never register with the page."""
-    page.evaluate("() => { if (window.__e2eCounting) { window.postMessage = window.__e2eOriginalPost;"
-                  " window.__e2eCounting = false; } }")
+def open_review(page: Page, view: str) -> None:
+    """The review pane's radio: "Selected images", "Review queue" or "Class confusion"."""
+    page.locator(".st-key-review_view label").filter(has_text=re.compile(rf"^{re.escape(view)}$")).click()
+    settle(page)
 
 
-def count_3d_frame_messages(page: Page, seconds: float) -> int:
-    """Frame-height messages in the next `seconds` (0 if the app no longer renders the hidden 3D map)."""
-    page.evaluate("() => { window.__e2eHeightMessages = 0; }")
-    page.wait_for_timeout(seconds * 1000)
-    return page.evaluate("() => window.__e2eHeightMessages || 0")
+# ---------------------------------------------------------------- review queue
+
+def queue_slots(page: Page) -> dict[int, int]:
+    """Slot number → the dataset row of the card in that slot (read from its buttons' keys)."""
+    found = page.evaluate("""() => Array.from(document.querySelectorAll('[class*="st-key-queue_slot_"]')).map(e => {
+        const slot = Array.from(e.classList).find(c => c.startsWith('st-key-queue_slot_'));
+        const btn = e.querySelector('[class*="st-key-q_excl_"]');
+        const key = btn ? Array.from(btn.classList).find(c => c.startsWith('st-key-q_excl_')) : null;
+        return [slot, key];
+    })""")
+    out = {}
+    for slot, key in found:
+        assert key, f"{slot} holds no Exclude button"
+        out[int(slot.rsplit("_", 1)[1])] = int(key.rsplit("_", 1)[1])
+    return out
 
 
-def choose_map(page: Page, name_start: str) -> None:
-    """Click the map view radio ("3D map ..." or "2D map ...") above the map."""
-    page.locator("[data-testid=stRadio] label").filter(
-        has_text=re.compile(rf"^{re.escape(name_start)}")).click()
+def queue_left(page: Page) -> int:
+    text = page.get_by_text(re.compile(r"flagged samples left to review")).first.inner_text()
+    return int(re.search(r"([\d,]+) flagged samples left", text).group(1).replace(",", ""))
 
 
-def open_2d_tab(page: Page) -> None:
-    choose_map(page, "2D map")
-    page.wait_for_function(
-        f"""() => {{ const gd = document.querySelector('{MAP2D_PLOT}');
-            return gd && gd._fullData && gd._fullLayout.xaxis._length > 0 && gd.getBoundingClientRect().width > 0; }}""",
-        timeout=60_000,
-    )
-    page.locator(MAP2D_PLOT).scroll_into_view_if_needed()
+def queue_card(page: Page, row: int):
+    """The bordered container of the queue card showing `row`."""
+    return page.locator("[class*='st-key-queue_slot_']").filter(has=page.locator(f".st-key-q_excl_{row}"))
 
 
-def points_2d(page: Page) -> np.ndarray:
-    """[page x, page y, dataset row] of every visible point of the 2D map, from the figure the page drew."""
-    pts = page.evaluate(
-        f"""() => {{
-            const gd = document.querySelector('{MAP2D_PLOT}');
-            const r = gd.getBoundingClientRect(), xa = gd._fullLayout.xaxis, ya = gd._fullLayout.yaxis;
-            const out = [];
-            gd._fullData.forEach(t => {{
-                if (t.visible !== true) return;
-                const n = t._length ?? t.x.length;
-                for (let j = 0; j < n; j++)
-                    out.push([r.left + xa._offset + xa.c2p(t.x[j]), r.top + ya._offset + ya.c2p(t.y[j]), Number(t.customdata[j])]);
-            }});
-            return out;
-        }}"""
-    )
-    return np.asarray(pts, dtype=float).reshape(-1, 3)
+def queue_button(page: Page, row: int, name: str):
+    key = {"Exclude": "q_excl", "Keep": "q_keep", "Relabel": "q_relabel"}[name]
+    return page.locator(f".st-key-{key}_{row} button")
 
 
-def plot_area_2d(page: Page) -> tuple[float, float, float, float]:
-    """(left, top, width, height) of the 2D plot area, clipped to the viewport: the mouse only acts there."""
-    return tuple(page.evaluate(
-        f"""() => {{ const gd = document.querySelector('{MAP2D_PLOT}'); const r = gd.getBoundingClientRect();
-            const xa = gd._fullLayout.xaxis, ya = gd._fullLayout.yaxis;
-            const left = Math.max(0, r.left + xa._offset), top = Math.max(0, r.top + ya._offset);
-            const right = Math.min(window.innerWidth, r.left + xa._offset + xa._length);
-            const bottom = Math.min(window.innerHeight, r.top + ya._offset + ya._length);
-            return [left, top, right - left, bottom - top]; }}"""
-    ))
+# ---------------------------------------------------------------- downloads (sidebar)
+
+def download(page: Page, name_start: str) -> tuple[str, bytes]:
+    """Click a sidebar download button; (suggested file name, bytes)."""
+    button = sidebar(page).get_by_role("button", name=re.compile(rf"^{re.escape(name_start)}"))
+    button.scroll_into_view_if_needed()
+    with page.expect_download() as info:
+        button.click()
+    got = info.value
+    assert got.failure() is None, got.failure()
+    return got.suggested_filename, Path(got.path()).read_bytes()
 
 
 def inside_polygon(poly: list[tuple[float, float]], x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -416,30 +516,6 @@ def distance_to_polygon(poly: list[tuple[float, float]], x: np.ndarray, y: np.nd
         t = np.clip(((x - x1) * dx + (y - y1) * dy) / (dx * dx + dy * dy), 0, 1)
         best = np.minimum(best, np.hypot(x - (x1 + t * dx), y - (y1 + t * dy)))
     return best
-
-
-def lasso_polygon(points: np.ndarray, area: tuple[float, float, float, float], rng: np.random.Generator,
-                  min_inside: int = 15, max_inside: int = 300, margin: float = 1.5,
-                  accept=lambda rows: True) -> list[tuple[int, int]]:
-    """A hexagon (integer page pixels) inside the plot area holding a moderate number of points, none of them
-    within `margin` px of its edge (so which points it holds is unambiguous), whose rows `accept` likes."""
-    left, top, width, height = area
-    for _ in range(2000):
-        cx, cy = points[rng.integers(len(points)), :2]
-        radius = float(rng.uniform(25, 90))
-        poly = [(int(round(cx + radius * math.cos(a))), int(round(cy + radius * math.sin(a))))
-                for a in np.linspace(0, 2 * math.pi, 7)[:-1] + rng.uniform(0, math.pi)]
-        if not all(left + 2 < px < left + width - 2 and top + 2 < py < top + height - 2 for px, py in poly):
-            continue
-        inside = inside_polygon(poly, points[:, 0], points[:, 1])
-        if not (min_inside <= inside.sum() <= max_inside):
-            continue
-        if distance_to_polygon(poly, points[:, 0], points[:, 1]).min() < margin:
-            continue
-        if not accept(set(points[inside, 2].astype(int).tolist())):
-            continue
-        return poly
-    raise AssertionError("found no clean lasso polygon on the 2D map")
 
 
 def drag_lasso(page: Page, poly: list[tuple[int, int]]) -> None:

@@ -1,9 +1,15 @@
 """The app in a real headless Chromium: what a user clicks, and what they see.
 
-Run: python -m pytest -q tests/e2e   (screenshots and the server log go to artifacts/e2e/, or $CLEANER_E2E_ARTIFACTS)
+One app server for the module (conftest's app_server); a fresh browser context per test. Every expected outcome is
+computed from the data (app_server.demo(): labels and paths) and from what the page draws (the figure's points and
+the camera read off the page), never copied from a run.
+
+Run: python -m pytest -q tests/e2e/test_browser.py   (screenshots and the server log go to artifacts/e2e/)
 """
 from __future__ import annotations
 
+import csv
+import io
 import os
 import re
 from pathlib import Path
@@ -21,23 +27,27 @@ from playwright.sync_api import expect  # noqa: E402
 
 from . import helpers as h  # noqa: E402
 
-DEMO_ROWS = 1797
-DEMO_CLASS_SIZES = {"0": 178, "1": 182, "2": 177, "3": 183, "4": 181, "5": 182, "6": 181, "7": 179, "8": 174, "9": 180}
-
 
 def _shot(page, name: str) -> None:
     print(f"[e2e] screenshot {h.screenshot(page, name)}")
 
 
+def _class_sizes(labels: np.ndarray) -> dict[str, int]:
+    names, counts = np.unique(labels, return_counts=True)
+    return {str(n): int(c) for n, c in zip(names, counts)}
+
+
+def _open_demo(page, app_server) -> tuple[np.ndarray, np.ndarray]:
+    h.open_app(page, app_server.url)
+    labels, paths = app_server.demo()
+    h.wait_map(page, len(labels))
+    return labels, paths
+
+
 def _download_list(page) -> str:
-    button = page.get_by_role("button", name=re.compile(r"^Download exclusion list"))
-    button.scroll_into_view_if_needed()
-    with page.expect_download() as info:
-        button.click()
-    download = info.value
-    assert download.failure() is None, download.failure()
-    assert re.fullmatch(r"images_to_exclude_from_training_\d{4}_\d{2}_\d{2}\.txt", download.suggested_filename)
-    return Path(download.path()).read_text(encoding="utf-8")
+    name, data = h.download(page, "Download exclusion list")
+    assert re.fullmatch(r"images_to_exclude_from_training_\d{4}_\d{2}_\d{2}\.txt", name), name
+    return data.decode("utf-8")
 
 
 def _sidebar_excluded(page, n: int) -> None:
@@ -45,16 +55,25 @@ def _sidebar_excluded(page, n: int) -> None:
     expect(h.sidebar(page).get_by_text(re.compile(pattern))).to_be_visible()
 
 
+def _expect_selected(page, n: int):
+    heading = page.get_by_text(f"Selected: {n:,} image{'' if n == 1 else 's'}", exact=True)
+    expect(heading).to_be_visible(timeout=60_000)
+    return heading
+
+
 # ---------------------------------------------------------------- 1. cold start
 
 def test_cold_start_demo_map_draws_every_point(app_server, page):
     h.open_app(page, app_server.url)
-    assert f"{DEMO_ROWS:,} images" in h.header(page)
-    frame = h.wait_map3d(page, DEMO_ROWS)
-    traces = h.map3d_traces(frame)
-    assert dict(traces[:-1]) == DEMO_CLASS_SIZES, traces
-    assert traces[-1] == ("excluded (0)", 0), traces
-    stats = h.not_blank(h.canvas_pixels(page))
+    labels, _ = app_server.demo()
+    assert f"{len(labels):,} images" in h.header(page)
+    h.wait_map(page, len(labels))
+    traces = h.map_traces(page)
+    assert dict(traces) == _class_sizes(labels), traces  # one trace per class, every point of it
+    assert sum(n for _, n in traces) == len(labels)
+    marks = h.map_marks(page)
+    assert marks["selected"] == [] and marks["excluded"] == []
+    stats = h.not_blank(h.map_pixels(page))
     _shot(page, "1_cold_start_3d_map")
     assert stats["distinct_colours"] >= 10, stats  # ten class colours plus axes, not one flat colour
     assert stats["non_white_share"] > 0.01, stats
@@ -64,111 +83,109 @@ def test_cold_start_demo_map_draws_every_point(app_server, page):
 # ---------------------------------------------------------------- 2. 3D click
 
 def test_3d_click_shows_that_sample_in_the_gallery(app_server, page):
-    h.open_app(page, app_server.url)
-    labels, paths = app_server.demo()
-    frame = h.wait_map3d(page, DEMO_ROWS)
-    rng = np.random.default_rng(2)
-    for attempt in range(3):  # a click gl-plot3d did not register leaves the page unchanged: try another point
-        picked = h.click_3d_point(page, frame, rng)
+    labels, paths = _open_demo(page, app_server)
+    coords = h.map_coords(page, labels)
+    x, y, front, info = h.map_projection(page, coords)
+    before = h.map_counter(page, "marks")
+    row = None
+    for candidate in h.isolated_points(x, y, front, h.shape_area(page, info)):
+        # The row under the cursor, independently of the app: the picked trace's point-th row of that label (the
+        # figure draws each class's rows in row order), and it must be the point the camera puts there.
+        picked = h.hover_pick(page, float(x[candidate]), float(y[candidate]))
+        if not picked or picked["distance"] > 4:
+            continue
+        under = int(np.flatnonzero(labels == picked["name"])[picked["point"]])
+        if under != candidate:
+            continue
+        h.click_point(page, float(x[candidate]), float(y[candidate]))
         try:
-            expect(page.get_by_text("Selected: 1 image", exact=True)).to_be_visible(timeout=15_000)
-            break
-        except AssertionError:
-            print(f"[e2e] 3D click {attempt + 1} at {picked} not registered; trying another point")
-    else:
-        raise AssertionError("three 3D clicks within 5 px of a point never selected it")
-    h.settle(page)
-    # The expected sample, independently of the app's code: the class trace's point-th row of that label.
-    label = picked["name"]
-    row = int(np.flatnonzero(labels == label)[picked["point"]])
+            h.wait_marks_after(page, before, timeout=15_000)
+        except Exception:  # a click gl-plot3d did not register leaves the page unchanged: try another point
+            print(f"[e2e] click on row {candidate} at ({x[candidate]:.0f}, {y[candidate]:.0f}) not registered")
+            continue
+        row = candidate
+        break
+    assert row is not None, "no click on a well separated point of the 3D map selected it"
     file_name = os.path.basename(paths[row])
-    print(f"[e2e] clicked trace {picked['curve']} ({label!r}) point {picked['point']} at "
-          f"({picked['x']:.0f}, {picked['y']:.0f}), {picked['distance']:.1f} px away: row {row}, {file_name}")
-    assert h.hover_text(frame, picked["curve"], picked["point"]) == f"{label} · {file_name}"
-    expect(page.get_by_text(f"clicked point #{row}", exact=True)).to_be_visible()
+    print(f"[e2e] clicked row {row} ({labels[row]!r}, {file_name}) at ({x[row]:.0f}, {y[row]:.0f})")
+    _expect_selected(page, 1)
+    expect(page.get_by_text("click on the 3D map: 1 image", exact=True)).to_be_visible()
+    assert h.map_marks(page)["selected"] == [row]  # the map highlights that point
     expect(h.exclude_boxes(page)).to_have_count(1)
     items = h.gallery_items(page)
-    assert items == [{"label": label, "file": file_name, "checked": False}], items
+    assert items == [{"label": labels[row], "file": file_name, "checked": False}], items
     (src,) = h.gallery_images(page)
     assert src.startswith("data:image/png;base64,")  # inline: never a /media/ URL anyone could fetch
-    shown = h.image_bytes(page, src)
-    similarity = h.similar_images(shown, Path(paths[row]))
+    similarity = h.similar_images(h.image_bytes(page, src), Path(paths[row]))
     _shot(page, "2_3d_click_gallery")
-    h.scroll_to_top(page.get_by_text("Selected: 1 image", exact=True))
-    _shot(page, "2_3d_click_gallery_tile")
     assert similarity > 0.8, f"the gallery image does not look like {paths[row]} (correlation {similarity:.2f})"
 
 
-# ---------------------------------------------------------------- 3. 2D lasso
+# ---------------------------------------------------------------- 3. box in 3D, lasso in 2D
 
-def test_2d_lasso_selects_exactly_the_points_inside(app_server, page):
-    h.open_app(page, app_server.url)
-    labels, paths = app_server.demo()
-    h.wait_map3d(page, DEMO_ROWS)
-    h.open_2d_tab(page)
-    points = h.points_2d(page)
-    assert len(points) == DEMO_ROWS
-    class_size = {name: int((labels == name).sum()) for name in set(labels)}
+def _cuts_a_class(labels: np.ndarray):
+    sizes = _class_sizes(labels)
 
-    def not_whole_classes(rows: set[int]) -> bool:
-        """A lasso that cuts through a class: selecting whole classes instead would not pass."""
-        found = {}
-        for r in rows:
-            found[labels[r]] = found.get(labels[r], 0) + 1
-        return (any(class_size[name] - n >= 3 for name, n in found.items())
-                and len(rows) not in class_size.values())
+    def prefer(inside: np.ndarray) -> bool:
+        """A shape that holds part of a class: selecting whole classes instead would not pass."""
+        found = _class_sizes(labels[inside]) if inside.any() else {}
+        return any(sizes[name] - n >= 3 for name, n in found.items()) and inside.sum() <= 120
+    return prefer
 
-    poly = h.lasso_polygon(points, h.plot_area_2d(page), np.random.default_rng(3), max_inside=120,
-                           accept=not_whole_classes)
-    inside = h.inside_polygon(poly, points[:, 0], points[:, 1])
-    expected_rows = set(points[inside, 2].astype(int).tolist())
-    print(f"[e2e] lasso through {poly}: {len(expected_rows)} points inside")
-    h.drag_lasso(page, poly)
-    expect(page.get_by_text(re.compile(r"^Selected: [\d,]+ images?$"))).to_be_visible(timeout=60_000)
-    h.settle(page)
-    _shot(page, "3_2d_lasso_map")
-    assert h.selected_count(page) == len(expected_rows)
-    expect(h.exclude_boxes(page)).to_have_count(min(24, len(expected_rows)))
-    described = f"{len(expected_rows):,} point{'' if len(expected_rows) == 1 else 's'} selected in the 2D map"
-    expect(page.get_by_text(described, exact=True)).to_be_visible()
-    h.scroll_to_top(page.get_by_text(re.compile(r"^Selected: ")))
-    _shot(page, "3_2d_lasso_gallery")
-    items = h.gallery_all_pages(page)  # every page: exactly the lassoed images, each once, with its label
-    expected_files = {os.path.basename(paths[r]): labels[r] for r in expected_rows}
-    assert sorted(it["file"] for it in items) == sorted(expected_files)
+
+def _check_shape_selection(page, labels, paths, expected: list[int], kind: str, dims: int, shot: str) -> None:
+    n = len(expected)
+    assert n >= 1
+    _expect_selected(page, n)
+    expect(page.get_by_text(f"{kind} on the {dims}D map: {n:,} image{'' if n == 1 else 's'}", exact=True)).to_be_visible()
+    assert h.map_marks(page)["selected"] == expected  # highlighted on the map: exactly those rows
+    _shot(page, shot)
+    expected_files = {os.path.basename(paths[r]): labels[r] for r in expected}
+    items = h.gallery_all_pages(page) if n > 24 else h.gallery_items(page)
+    assert sorted(it["file"] for it in items) == sorted(expected_files)  # every page: exactly those images, once
     assert all(expected_files[it["file"]] == it["label"] for it in items)
 
 
-def test_hidden_3d_map_stays_idle_behind_the_2d_tab(app_server, page):
-    """While the 2D map shows, the 3D map must not keep redrawing behind it, and coming back shows it again.
+def test_3d_box_selects_exactly_the_points_projected_inside(app_server, page):
+    labels, paths = _open_demo(page, app_server)
+    coords = h.map_coords(page, labels)
+    x, y, front, info = h.map_projection(page, coords)
+    x, y = np.where(front, x, np.nan), np.where(front, y, np.nan)
+    box = h.clean_shape(x, y, h.shape_area(page, info), np.random.default_rng(1), h.make_box,
+                        prefer=_cuts_a_class(labels))
+    expected = np.flatnonzero(h.inside_polygon(box, x, y) & front).tolist()
+    print(f"[e2e] box {box}: {len(expected)} points inside")
+    h.choose_tool(page, "Box")
+    before = h.map_counter(page, "marks")
+    h.drag_box(page, box)
+    h.wait_marks_after(page, before)
+    _check_shape_selection(page, labels, paths, expected, "box", 3, "3_3d_box")
 
-    streamlit-plotly-events left mounted in a hidden st.tabs tab flips its iframe height 0/600 and rebuilds the
-    3D scene on every flip (hundreds of messages a second; the page stops answering). So the app shows one map
-    at a time, chosen by a radio."""
-    h.open_app(page, app_server.url)
-    h.wait_map3d(page, DEMO_ROWS)
-    h.start_counting_3d_frame_messages(page)
-    idle = h.count_3d_frame_messages(page, 2)
-    h.open_2d_tab(page)
-    page.wait_for_timeout(500)
-    behind = h.count_3d_frame_messages(page, 3)
-    print(f"[e2e] 3D frame-height messages: {idle} in 2 s on its own tab, {behind} in 3 s behind the 2D tab")
-    assert idle <= 4
-    assert behind <= 4, f"the hidden 3D map posted {behind} frame-height messages in 3 s"
-    assert len(h.points_2d(page)) == DEMO_ROWS
-    h.stop_counting_3d_frame_messages(page)
-    h.choose_map(page, "3D map")
-    h.wait_map3d(page, DEMO_ROWS)  # back on the 3D view, the 3D map is drawn again with every point
+
+def test_2d_lasso_selects_exactly_the_points_inside(app_server, page):
+    labels, paths = _open_demo(page, app_server)
+    h.choose_map_view(page, "2D")
+    h.wait_map(page, len(labels), dims=2)
+    coords = h.map_coords(page, labels)
+    assert coords.shape[1] == 2
+    x, y, _, info = h.map_projection(page, coords)
+    star = h.clean_shape(x, y, h.shape_area(page, info), np.random.default_rng(3), h.make_star,
+                         prefer=_cuts_a_class(labels))
+    expected = np.flatnonzero(h.inside_polygon(star, x, y)).tolist()
+    print(f"[e2e] lasso {star}: {len(expected)} points inside")
+    h.choose_tool(page, "Lasso")
+    before = h.map_counter(page, "marks")
+    h.drag_lasso(page, star)
+    h.wait_marks_after(page, before)
+    _check_shape_selection(page, labels, paths, expected, "lasso", 2, "3_2d_lasso")
 
 
 # ---------------------------------------------------------------- 4. exclude and download
 
-def test_ticked_images_are_the_downloaded_list(app_server, page):
-    h.open_app(page, app_server.url)
-    labels, paths = app_server.demo()
-    by_name = {os.path.basename(p): p for p in paths}
-    h.wait_map3d(page, DEMO_ROWS)
-    h.select_class(page, "3", DEMO_CLASS_SIZES["3"])
+def test_ticked_images_are_the_downloaded_list_and_the_crosses_on_the_map(app_server, page):
+    labels, paths = _open_demo(page, app_server)
+    row_of = {os.path.basename(p): r for r, p in enumerate(paths)}
+    h.select_class(page, "3", int((labels == "3").sum()))
     items = h.gallery_items(page)
     chosen = [items[0]["file"], items[4]["file"], items[9]["file"]]
     for n, name in enumerate(chosen, start=1):
@@ -178,14 +195,18 @@ def test_ticked_images_are_the_downloaded_list(app_server, page):
     h.expect_header(page, f"· {len(chosen)} excluded ·")
     ticked = [it["file"] for it in h.gallery_items(page) if it["checked"]]
     assert sorted(ticked) == sorted(chosen)
-    frame = h.wait_map3d(page, DEMO_ROWS)
-    assert h.map3d_traces(frame)[-1] == (f"excluded ({len(chosen)})", len(chosen))  # the black crosses
     text = _download_list(page)
     lines = text.splitlines()
     assert text.endswith("\n") and len(lines) == len(set(lines)) == len(chosen), text
-    assert set(lines) == {by_name[name] for name in chosen}
-    h.scroll_to_top(page.get_by_text(re.compile(r"^Selected: ")))
-    _shot(page, "4_ticked_and_downloaded")
+    assert set(lines) == {paths[row_of[name]] for name in chosen}
+    # the × marks the map draws: exactly the excluded rows (a small dataset redraws the marks at once)
+    want = sorted(row_of[name] for name in chosen)
+    page.wait_for_function("n => Number(document.querySelector('.cleaner-map').dataset.excluded) === n",
+                           arg=len(chosen))
+    marks = h.map_marks(page)
+    assert marks["excluded"] == want and marks["showExcluded"] is True, marks
+    assert marks["selected"] == np.flatnonzero(labels == "3").tolist()  # the class stays highlighted
+    _shot(page, "4_ticked_and_crossed")
 
 
 # ---------------------------------------------------------------- 5. upload an NPZ, and a broken one
@@ -197,48 +218,43 @@ def test_uploaded_npz_draws_its_map_and_a_broken_one_is_reported(app_server, pag
     uploader = h.file_input(page, "NPZ with embeddings")
     uploader.set_input_files(str(small.npz))
     h.expect_header(page, f"{small.npz.name} · {len(small.labels):,} images", timeout=120_000)
-    frame = h.wait_map3d(page, len(small.labels))
-    names = [name for name, _ in h.map3d_traces(frame)]
-    assert names[:-1] == ["bird", "cat", "dog"], names
-    stats = h.not_blank(h.canvas_pixels(page))
-    assert stats["saturated_pixels"] > 100 and stats["distinct_colours"] >= 4, stats
+    h.wait_map(page, len(small.labels))  # the UMAP map, after any PCA preview
+    assert dict(h.map_traces(page)) == _class_sizes(small.labels)
+    assert [name for name, _ in h.map_traces(page)] == ["bird", "cat", "dog"]
+    stats = h.not_blank(h.map_pixels(page))
     _shot(page, "5_uploaded_npz_map")
-    # A PCA preview may stand in while UMAP runs; its swap for the UMAP map reruns the page: wait for it first.
-    expect(page.get_by_text("Showing a quick PCA preview")).to_have_count(0, timeout=180_000)
-    h.settle(page)
-    h.wait_map3d(page, len(small.labels))
+    assert stats["saturated_pixels"] > 100 and stats["distinct_colours"] >= 4, stats
     # Its images are read from the allowed folder: no placeholder in the gallery.
-    h.select_class(page, "cat", 100)
+    h.select_class(page, "cat", int((small.labels == "cat").sum()))
     items = h.gallery_items(page)
     assert {it["label"] for it in items} == {"cat"} and all(it["file"].startswith("cat_") for it in items)
     expect(page.get_by_text(re.compile("^⚠"))).to_have_count(0)
-    _shot(page, "5_uploaded_npz_gallery")
 
     uploader.set_input_files(str(small.broken_npz))
     error = page.locator("[data-testid=stAlert]").filter(has_text="Could not load x.npz")
     expect(error).to_be_visible(timeout=60_000)
     h.settle(page)
     print(f"[e2e] broken NPZ message: {error.inner_text()!r}")
-    expect(h.map3d_iframe(page)).to_have_count(0)  # no stale map of the previous upload
+    expect(page.locator(h.MAP)).to_have_count(0)  # no stale map of the previous upload
+    expect(page.locator(h.HEADER)).to_have_count(0)
     _shot(page, "5_broken_npz_error")
 
     h.choose_data_source(page, "Demo (digits)")
-    h.expect_header(page, f"{DEMO_ROWS:,} images")
-    h.wait_map3d(page, DEMO_ROWS)
-    h.settle(page)
-    _shot(page, "5_back_to_demo")
+    labels, _ = app_server.demo()
+    h.expect_header(page, f"{len(labels):,} images")
+    h.wait_map(page, len(labels))
+    assert dict(h.map_traces(page)) == _class_sizes(labels)
 
 
-# ---------------------------------------------------------------- 6. resume from a saved list
+# ---------------------------------------------------------------- 6. resume from a saved list or decisions CSV
 
 def test_resumed_list_restores_ticks_that_survive_reruns(app_server, page, tmp_path):
-    h.open_app(page, app_server.url)
-    labels, paths = app_server.demo()
+    labels, paths = _open_demo(page, app_server)
+    n_threes = int((labels == "3").sum())
     threes = np.flatnonzero(labels == "3")
     resumed = [paths[r] for r in threes[[0, 2, 5]]]  # all on the class's first gallery page
     saved = tmp_path / "images_to_exclude_from_training_2020_01_01.txt"
     saved.write_text("".join(f"{p}\n" for p in resumed) + "/not/in/this/dataset.png\n", encoding="utf-8")
-    h.wait_map3d(page, DEMO_ROWS)
     h.file_input(page, "Resume from a saved list").set_input_files(str(saved))
     message = f"Restored 3 exclusions, 0 relabels, 0 kept marks from {saved.name}. Skipped 1 line whose path"
     expect(h.sidebar(page).get_by_text(message, exact=False)).to_be_visible()
@@ -249,16 +265,15 @@ def test_resumed_list_restores_ticks_that_survive_reruns(app_server, page, tmp_p
     def ticked() -> set[str]:
         return {it["file"] for it in h.gallery_items(page) if it["checked"]}
 
-    h.select_class(page, "3", DEMO_CLASS_SIZES["3"])
+    h.select_class(page, "3", n_threes)
     assert ticked() == resumed_names
-    h.scroll_to_top(page.get_by_text(re.compile(r"^Selected: ")))
-    _shot(page, "6_resumed_ticks")
+    assert h.map_marks(page)["excluded"] == sorted(threes[[0, 2, 5]].tolist())
 
     # Other reruns: clear the selection, choose the class again; the ticks are still there.
     page.get_by_role("button", name="Clear", exact=True).click()
     expect(page.get_by_text(re.compile(r"^Selected: "))).to_have_count(0)
     h.settle(page)
-    h.select_class(page, "3", DEMO_CLASS_SIZES["3"])
+    h.select_class(page, "3", n_threes)
     assert ticked() == resumed_names
 
     # Untick one: the uploaded list (still in its uploader) must not bring it back on the next rerun.
@@ -269,22 +284,76 @@ def test_resumed_list_restores_ticks_that_survive_reruns(app_server, page, tmp_p
     page.get_by_role("button", name="Clear", exact=True).click()
     expect(page.get_by_text(re.compile(r"^Selected: "))).to_have_count(0)
     h.settle(page)
-    h.select_class(page, "3", DEMO_CLASS_SIZES["3"])
+    h.select_class(page, "3", n_threes)
     assert ticked() == resumed_names - {gone}
     h.expect_header(page, "· 2 excluded ·")
     assert set(_download_list(page).splitlines()) == set(resumed) - {resumed[1]}
-    h.scroll_to_top(page.get_by_text(re.compile(r"^Selected: ")))
     _shot(page, "6_after_reruns")
+
+
+def test_resumed_decisions_csv_restores_exclusions_relabels_and_kept_marks(app_server, page, tmp_path):
+    labels, paths = _open_demo(page, app_server)
+    sizes = _class_sizes(labels)
+    excluded, relabelled, kept = (int(np.flatnonzero(labels == c)[i]) for c, i in (("1", 3), ("3", 7), ("5", 11)))
+    new_label = "8"
+    saved = tmp_path / "cleaner_decisions.csv"
+    rows = [
+        ["image_path", "decision", "reason", "old_label", "new_label", "decided_by"],
+        [paths[excluded], "exclude", "blurry", labels[excluded], "", ""],
+        [paths[relabelled], "relabel", "looks like an 8", labels[relabelled], new_label, ""],
+        [paths[kept], "keep", "kept after review", labels[kept], "", ""],
+        ["/not/in/this/dataset.png", "exclude", "", "0", "", ""],
+    ]
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="\n").writerows(rows)
+    saved.write_text(buf.getvalue(), encoding="utf-8")
+    h.file_input(page, "Resume from a saved list").set_input_files(str(saved))
+    side = h.sidebar(page)
+    expect(side.get_by_text(f"Restored 1 exclusion, 1 relabel, 1 kept mark from {saved.name}.", exact=False)) \
+        .to_be_visible()
+    expect(side.get_by_text("Skipped 1 line whose path is not in this dataset or whose label is unknown.",
+                            exact=False)).to_be_visible()
+    h.expect_header(page, "· 1 excluded · 1 relabelled · 1 kept")
+    expect(side.get_by_text("1 image excluded, 1 relabelled, 1 kept", exact=True)).to_be_visible()
+    # The map draws the relabelled point with its new class, and the excluded one as a ×.
+    want = dict(sizes)
+    want[labels[relabelled]] -= 1
+    want[new_label] += 1
+    page.wait_for_function("n => Number(document.querySelector('.cleaner-map').dataset.excluded) === n", arg=1)
+    h.wait_map(page, len(labels))
+    page.wait_for_function(
+        "([name, n]) => document.querySelector('.cleaner-map-gd').data.find(t => t.name === name).x.length === n",
+        arg=[new_label, want[new_label]])
+    assert dict(h.map_traces(page)) == want
+    assert h.map_marks(page)["excluded"] == [excluded]
+    # The gallery card tells the relabel; the downloads carry all three decisions.
+    h.select_class(page, labels[relabelled], sizes[labels[relabelled]])
+    items = [it for it in h.gallery_all_pages(page) if it["file"] == os.path.basename(paths[relabelled])]
+    assert [it["label"] for it in items] == [f"{labels[relabelled]} → {new_label}"], items
+    _, data = h.download(page, "Download decisions (CSV)")
+    got = {r["image_path"]: r for r in csv.DictReader(io.StringIO(data.decode("utf-8")))}
+    assert {p: r["decision"] for p, r in got.items()} == {
+        paths[excluded]: "exclude", paths[relabelled]: "relabel", paths[kept]: "keep"}
+    assert got[paths[relabelled]]["new_label"] == new_label
+    name, data = h.download(page, "Download labels to fix")
+    assert re.fullmatch(r"labels_to_fix_\d{4}_\d{2}_\d{2}\.csv", name), name
+    assert list(csv.reader(io.StringIO(data.decode("utf-8")))) == [
+        ["image_path", "old_label", "new_label"], [paths[relabelled], labels[relabelled], new_label]]
+    h.open_review(page, "Review queue")
+    expect(page.get_by_text(re.compile(r"· 3 decided · 1 excluded$"))).to_be_visible()
+    _shot(page, "6_resumed_decisions_csv")
 
 
 # ---------------------------------------------------------------- 7. two users
 
 def test_two_sessions_never_share_ticks(app_server, new_context):
     alice, bob = new_context().new_page(), new_context().new_page()
+    labels, _ = app_server.demo()
+    n_sevens = int((labels == "7").sum())
     h.open_app(alice, app_server.url)
     h.open_app(bob, app_server.url)
-    h.select_class(alice, "7", DEMO_CLASS_SIZES["7"])
-    h.select_class(bob, "7", DEMO_CLASS_SIZES["7"])
+    h.select_class(alice, "7", n_sevens)
+    h.select_class(bob, "7", n_sevens)
     names = [it["file"] for it in h.gallery_items(alice)[:2]]
     for n, name in enumerate(names, start=1):
         h.tick(alice, name)
@@ -294,76 +363,202 @@ def test_two_sessions_never_share_ticks(app_server, new_context):
     assert len(_download_list(alice).splitlines()) == 2
 
     # Bob's session was open all along: rerun it (select the class again) and look.
-    h.select_class(bob, "7", DEMO_CLASS_SIZES["7"])
+    h.select_class(bob, "7", n_sevens)
     h.expect_header(bob, "· 0 excluded ·")
     _sidebar_excluded(bob, 0)
     assert not any(it["checked"] for it in h.gallery_items(bob))
     assert _download_list(bob) == ""
-    h.scroll_to_top(bob.get_by_text(re.compile(r"^Selected: ")))
+    h.wait_map(bob, len(labels))
+    assert h.map_marks(bob)["excluded"] == []
     _shot(bob, "7_second_session_untouched")
     h.expect_header(alice, "· 2 excluded ·")
 
 
 # ---------------------------------------------------------------- 8. review queue
 
-def _queue_rows(page) -> list[int]:
-    """Dataset rows of the review-queue cards, in the order shown."""
-    # The cards fill three columns, so reading order (row by row on screen) is not DOM order.
-    cards = page.locator("[class*='st-key-queue_card_']").evaluate_all(
-        "els => els.map(e => { const r = e.getBoundingClientRect(); return [e.className, r.top, r.left]; })")
-    cards.sort(key=lambda c: (round(c[1] / 20), c[2]))
-    return [int(re.search(r"st-key-queue_card_(\d+)", c[0]).group(1)) for c in cards]
+def _card_labels(page, row: int) -> tuple[str, str | None]:
+    """(label, what the neighbours say) as the card of `row` tells them."""
+    text = h.queue_card(page, row).get_by_text(re.compile(r"^label: ")).first.inner_text()
+    m = re.fullmatch(r"label: (.+?)(?:\s{3}neighbours say: (.+))?", text.strip())
+    assert m, text
+    return m.group(1), m.group(2)
 
 
-def _queue_left(page) -> int:
-    text = page.get_by_text(re.compile(r"flagged samples left to review")).inner_text()
-    return int(re.search(r"([\d,]+) flagged samples left", text).group(1).replace(",", ""))
+def _open_queue(page) -> dict[int, int]:
+    h.open_review(page, "Review queue")
+    expect(page.get_by_text(re.compile(r"flagged samples left to review"))).to_be_visible(timeout=60_000)
+    h.settle(page)
+    return h.queue_slots(page)
 
 
-def _card_button(page, row: int, name: str):
-    return page.locator(f".st-key-queue_card_{row}").get_by_role("button", name=name, exact=True)
+def _wait_slots_change(page, before: dict[int, int]) -> dict[int, int]:
+    page.wait_for_function(
+        """before => { const now = {};
+            document.querySelectorAll('[class*="st-key-queue_slot_"]').forEach(e => {
+                const s = Array.from(e.classList).find(c => c.startsWith('st-key-queue_slot_')).split('_').pop();
+                const b = e.querySelector('[class*="st-key-q_excl_"]');
+                now[s] = b ? Array.from(b.classList).find(c => c.startsWith('st-key-q_excl_')).split('_').pop() : null; });
+            return JSON.stringify(now) !== JSON.stringify(before); }""",
+        arg={str(k): str(v) for k, v in before.items()}, timeout=60_000)
+    h.settle(page)
+    return h.queue_slots(page)
 
 
 def test_review_queue_exclude_keep_relabel_undo(app_server, page):
-    """The queue shows the most suspect samples first; each decision moves on to the next one, Undo brings the
-    last one back, and only Exclude puts a path on the downloaded list."""
-    h.open_app(page, app_server.url)
-    labels, paths = app_server.demo()
-    page.locator("[data-testid=stRadio] label").filter(has_text=re.compile(r"^Review queue$")).click()
-    expect(page.get_by_text(re.compile(r"flagged samples left to review"))).to_be_visible(timeout=60_000)
-    h.settle(page)
-    left, rows = _queue_left(page), _queue_rows(page)
-    assert left >= 3 and len(rows) >= 3
-    first_card = page.locator(f".st-key-queue_card_{rows[0]}")
-    assert os.path.basename(paths[rows[0]]) in first_card.inner_text()  # the card names its own file
+    """Each decision takes its card off the queue, Undo brings the last one back, only Exclude puts a path on the
+    downloaded list."""
+    labels, paths = _open_demo(page, app_server)
+    slots = _open_queue(page)
+    left = h.queue_left(page)
+    rows = [slots[s] for s in sorted(slots)]
+    assert left >= 3 and len(rows) == min(6, left), (left, slots)
+    for row in rows:  # each card names its own file and its own label
+        card = h.queue_card(page, row)
+        expect(card.get_by_text(os.path.basename(paths[row]), exact=True)).to_be_visible()
+        assert _card_labels(page, row)[0] == labels[row]
     _shot(page, "8_review_queue")
 
-    _card_button(page, rows[0], "Exclude").click()  # the most suspect sample is excluded ...
-    expect(page.locator(f".st-key-queue_card_{rows[0]}")).to_have_count(0)
+    h.queue_button(page, rows[0], "Exclude").click()
+    expect(h.queue_card(page, rows[0])).to_have_count(0)
     h.settle(page)
-    assert _queue_left(page) == left - 1
-    assert _queue_rows(page)[0] == rows[1]  # ... and the next one moves up
+    assert h.queue_left(page) == left - 1
     _sidebar_excluded(page, 1)
 
-    _card_button(page, rows[1], "Keep").click()
-    expect(page.locator(f".st-key-queue_card_{rows[1]}")).to_have_count(0)
+    h.queue_button(page, rows[1], "Keep").click()
+    expect(h.queue_card(page, rows[1])).to_have_count(0)
     h.settle(page)
-    assert _queue_left(page) == left - 2
+    assert h.queue_left(page) == left - 2
     _sidebar_excluded(page, 1)  # keeping excludes nothing
+    h.expect_header(page, "· 1 excluded · 0 relabelled · 1 kept")
 
-    page.get_by_role("button", name="Undo last decision").click()  # the kept one comes back first
-    expect(page.locator(f".st-key-queue_card_{rows[1]}")).to_have_count(1)
+    page.get_by_role("button", name=re.compile(r"^Undo last decision")).click()  # the kept one comes back
+    expect(h.queue_card(page, rows[1])).to_have_count(1)
     h.settle(page)
-    assert _queue_left(page) == left - 1 and _queue_rows(page)[0] == rows[1]
-
-    relabel = page.locator("[class*='st-key-queue_card_']").get_by_role("button", name=re.compile(r"^Relabel to "))
-    if relabel.count():
-        card = relabel.first.locator("xpath=ancestor::*[contains(@class, 'st-key-queue_card_')][1]")
-        relabelled = int(re.search(r"st-key-queue_card_(\d+)", card.get_attribute("class")).group(1))
-        relabel.first.click()
-        expect(page.locator(f".st-key-queue_card_{relabelled}")).to_have_count(0)
-        h.settle(page)
-        assert _queue_left(page) == left - 2
-    _sidebar_excluded(page, 1)
-    h.expect_header(page, "· 1 excluded ·")
+    assert h.queue_left(page) == left - 1
+    h.expect_header(page, "· 1 excluded · 0 relabelled · 0 kept")
     assert _download_list(page).splitlines() == [paths[rows[0]]]
+    assert h.map_marks(page)["excluded"] == [rows[0]]
+
+
+def test_a_decision_leaves_the_other_cards_where_they_are(app_server, page, tmp_path):
+    """A dataset with more suspects than cards (the demo with a dozen labels flipped): deciding one card puts the
+    next suspect in its slot and leaves every other card in its slot."""
+    labels, paths = app_server.demo()
+    with np.load(sorted((app_server.cache_dir / "demo").glob("*.npz"))[-1], allow_pickle=False) as z:
+        emb = z["embeddings"]
+    flipped = np.concatenate([np.flatnonzero(labels == c)[:2] for c in "0246813579"[:7]])  # 14 rows
+    new_labels = labels.copy()
+    new_labels[flipped] = [str((int(labels[r]) + 5) % 10) for r in flipped]
+    npz = tmp_path / "flipped_digits.npz"
+    np.savez_compressed(npz, embeddings=emb, labels=new_labels, image_paths=paths)
+    h.open_app(page, app_server.url)
+    h.choose_data_source(page, "Upload an NPZ")
+    h.file_input(page, "NPZ with embeddings").set_input_files(str(npz))
+    h.expect_header(page, f"{npz.name} · {len(labels):,} images", timeout=120_000)
+    h.wait_map(page, len(labels))
+    slots = _open_queue(page)
+    left = h.queue_left(page)
+    assert left >= len(flipped) and len(slots) == 6, (left, slots)
+    for row in slots.values():
+        given, says = _card_labels(page, row)
+        assert given == new_labels[row] and says is not None and says != given
+        if row in flipped:  # its neighbours carry the label it had before the flip
+            assert says == labels[row], (row, given, says, labels[row])
+    _shot(page, "8_queue_slots_before")
+    shown = set(slots.values())
+    for slot, how in ((2, "Keep"), (0, "Exclude"), (5, "Relabel")):
+        row = slots[slot]
+        h.queue_button(page, row, how).click()
+        after = _wait_slots_change(page, slots)
+        assert h.queue_left(page) == left - 1
+        assert {s: r for s, r in after.items() if s != slot} == {s: r for s, r in slots.items() if s != slot}, \
+            f"{how} on slot {slot} moved other cards: {slots} → {after}"
+        assert after[slot] not in shown and after[slot] != row, (slots, after)
+        given, says = _card_labels(page, after[slot])  # the next suspect
+        assert given == new_labels[after[slot]] and says not in (None, given)
+        shown.add(after[slot])
+        slots, left = after, left - 1
+    h.expect_header(page, "· 1 excluded · 1 relabelled · 1 kept")
+    _shot(page, "8_queue_slots_after")
+
+
+def test_relabel_reaches_the_cleaned_npz_and_the_labels_to_fix(app_server, page):
+    labels, paths = _open_demo(page, app_server)
+    slots = _open_queue(page)
+    row = next(r for r in (slots[s] for s in sorted(slots)) if h.queue_button(page, r, "Relabel").count())
+    given, suggested = _card_labels(page, row)
+    assert given == labels[row] and suggested not in (None, given)
+    button = h.queue_button(page, row, "Relabel")
+    expect(button).to_have_text(f"Relabel to {suggested}")
+    button.click()
+    expect(h.queue_card(page, row)).to_have_count(0)
+    h.settle(page)
+    h.expect_header(page, "· 0 excluded · 1 relabelled · 0 kept")
+    name, data = h.download(page, "Download cleaned NPZ")
+    assert name.endswith(".npz"), name
+    with np.load(io.BytesIO(data), allow_pickle=False) as z:
+        got_labels, got_paths, got_emb = z["labels"].astype(str), z["image_paths"].astype(str), z["embeddings"]
+    assert got_paths.tolist() == paths.tolist() and len(got_emb) == len(paths)  # nothing excluded: every row
+    want = labels.copy()
+    want[row] = suggested
+    assert got_labels.tolist() == want.tolist()  # that image carries the suggested label; no other changed
+    _, data = h.download(page, "Download labels to fix")
+    assert list(csv.reader(io.StringIO(data.decode("utf-8")))) == [
+        ["image_path", "old_label", "new_label"], [paths[row], given, suggested]]
+    assert _download_list(page) == ""
+
+
+def test_x_key_excludes_the_first_cards_image(app_server, page):
+    labels, paths = _open_demo(page, app_server)
+    slots = _open_queue(page)
+    first, left = slots[0], h.queue_left(page)
+    # focus the page on the queue, outside any input, as a reader of the cards does
+    page.get_by_text(re.compile(r"flagged samples left to review")).first.click()
+    assert page.evaluate("() => !['INPUT', 'TEXTAREA', 'SELECT'].includes(document.activeElement.tagName)")
+    page.keyboard.press("x")
+    expect(h.queue_card(page, first)).to_have_count(0)
+    h.settle(page)
+    assert h.queue_left(page) == left - 1
+    h.expect_header(page, "· 1 excluded ·")
+    assert _download_list(page).splitlines() == [paths[first]]
+
+
+# ---------------------------------------------------------------- 9. layout
+
+def _pane_boxes(page) -> tuple[dict, dict]:
+    return page.locator(".st-key-map_pane").bounding_box(), page.locator(".st-key-review_pane").bounding_box()
+
+
+def test_wide_screen_map_beside_review_and_sticky_narrow_screen_stacked(app_server, page):
+    labels, _ = app_server.demo()
+    page.set_viewport_size({"width": 1600, "height": 1000})
+    _open_demo(page, app_server)
+    h.select_class(page, "4", int((labels == "4").sum()))  # a long review pane: 24 cards
+    map_box, review_box = _pane_boxes(page)
+    print(f"[e2e] 1600 px: map pane {map_box}, review pane {review_box}")
+    assert review_box["x"] >= map_box["x"] + map_box["width"] - 1, (map_box, review_box)  # side by side
+    assert abs(review_box["y"] - map_box["y"]) <= 4, (map_box, review_box)  # tops aligned
+    assert review_box["height"] > 1000, review_box  # long enough to scroll
+    _shot(page, "9_wide_side_by_side")
+    # Scroll the review down: the map pane sticks, its plot stays in view.
+    page.mouse.move(review_box["x"] + review_box["width"] / 2, 500)
+    page.mouse.wheel(0, 900)
+    page.wait_for_function("() => document.querySelector('[data-testid=stMain]').scrollTop > 600")
+    page.wait_for_timeout(200)  # one frame for the sticky position
+    map_after, review_after = _pane_boxes(page)
+    plot = page.locator(f"{h.MAP} .cleaner-map-plot").bounding_box()
+    print(f"[e2e] scrolled: map pane {map_after}, review pane {review_after}, plot {plot}")
+    assert review_after["y"] < review_box["y"] - 600  # the review pane did scroll
+    assert 0 <= map_after["y"] <= 120, map_after  # the map pane stuck near the top
+    assert plot["y"] >= 0 and plot["y"] + plot["height"] <= 1000, plot  # the whole plot in view
+    _shot(page, "9_wide_scrolled_map_sticks")
+
+    page.set_viewport_size({"width": 900, "height": 1000})
+    page.wait_for_function("""() => { const m = document.querySelector('.st-key-map_pane').getBoundingClientRect(),
+        r = document.querySelector('.st-key-review_pane').getBoundingClientRect(); return r.top >= m.bottom - 1; }""")
+    map_box, review_box = _pane_boxes(page)
+    print(f"[e2e] 900 px: map pane {map_box}, review pane {review_box}")
+    assert review_box["y"] >= map_box["y"] + map_box["height"] - 1, (map_box, review_box)  # stacked
+    assert abs(review_box["x"] - map_box["x"]) <= 4, (map_box, review_box)
+    h.scroll_to_top(page.locator(".st-key-map_pane"))
+    _shot(page, "9_narrow_stacked")
