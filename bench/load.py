@@ -166,13 +166,14 @@ def rss_mb(pid: int) -> float:
 class Server:
     """`streamlit run streamlit_app.py` in its own process group, its RSS sampled in the background."""
 
-    def __init__(self, cache: Path, allowed: Path, log_path: Path, session_ttl_s: int, timeout: float = 180):
+    def __init__(self, cache: Path, allowed: Path, log_path: Path, session_ttl_s: int, timeout: float = 180,
+                 extra_env: dict[str, str] | None = None):
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.cache = cache
         self.log_path = log_path
         env = {**os.environ, "CLEANER_CACHE_DIR": str(cache), "CLEANER_ALLOWED_ROOTS": str(allowed),
-               "PYTHONUNBUFFERED": "1"}
+               "PYTHONUNBUFFERED": "1", **(extra_env or {})}
         self._log = open(log_path, "wb")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "streamlit", "run", str(APP), "--server.headless", "true",
@@ -577,10 +578,19 @@ async def rss_settled(server: Server, since: float, min_s: float = 45.0, quiet_m
     return samples[-1]
 
 
-async def settle_rss(server: Server, ttl_s: int) -> float:
-    """The server's RSS once closed sessions have outlived Streamlit's disconnected-session TTL."""
-    await asyncio.sleep(ttl_s + 15)
-    return round(server.rss(), 1)
+async def settle_rss(server: Server, ttl_s: int, browser) -> float:
+    """The server's RSS once the closed sessions are dropped. Streamlit keeps a closed session for the TTL and
+    drops it lazily, when its session store is next touched: a short visit after the TTL touches it."""
+    await asyncio.sleep(ttl_s + 5)
+    ctx = await browser.new_context(viewport=VIEWPORT)
+    try:
+        page = await ctx.new_page()
+        await page.goto(server.url)
+        await page.get_by_test_id("stSidebar").wait_for(timeout=120_000)
+    finally:
+        await ctx.close()
+    await asyncio.sleep(ttl_s + 5)  # the visit's own session goes too, at the next touch
+    return round(await rss_settled(server, since=time.monotonic(), min_s=0), 1)
 
 
 async def bench(opts, work: Path, out: dict) -> dict:
@@ -591,7 +601,7 @@ async def bench(opts, work: Path, out: dict) -> dict:
     warm_cache = work / "cache_warm"
     precompute(data, warm_cache, timeout=opts.wave_timeout)
     out.update({"n": opts.n, "dims": opts.dims, "sessions": opts.sessions, "ticks_per_session": opts.ticks,
-                 "autosave": opts.autosave, "webgl_map_drawn": not opts.no_webgl,
+                 "autosave": opts.autosave, "webgl_map_drawn": not opts.no_webgl, "server_env": opts.env,
                  "decisions_per_session": opts.decisions, "cores": os.cpu_count(),
                  "load_average_start": round(os.getloadavg()[0], 2), "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
                  "session_ttl_s": opts.session_ttl})
@@ -602,7 +612,7 @@ async def bench(opts, work: Path, out: dict) -> dict:
         try:
             # ---------------------------------------------------------------- warm cache
             log(f"warm cache: server on {warm_cache}")
-            server = Server(warm_cache, data.root, work / "server_warm.log", opts.session_ttl)
+            server = Server(warm_cache, data.root, work / "server_warm.log", opts.session_ttl, extra_env=opts.env)
             try:
                 out["rss_idle_mb"] = round(server.rss(), 1)
                 t = time.monotonic()
@@ -626,7 +636,7 @@ async def bench(opts, work: Path, out: dict) -> dict:
                         out.setdefault("autosave_mismatches", 0)
                         out["autosave_mismatches"] += autosave_mismatches(sessions, warm_cache, digest)
                     log(f"warm: wave {wave} done (peak RSS {peak} MB); waiting for the closed sessions to expire")
-                    after = await settle_rss(server, opts.session_ttl)
+                    after = await settle_rss(server, opts.session_ttl, browser)
                     waves.append({"peak_rss_mb": peak, "rss_after_close_mb": after, **summarise(sessions)})
                     all_sessions += sessions
                 out["rss_peak_warm_mb"] = max(w["peak_rss_mb"] for w in waves)
@@ -651,7 +661,7 @@ async def bench(opts, work: Path, out: dict) -> dict:
             if (warm_cache / "numba").is_dir() and not opts.cold_numba:
                 shutil.copytree(warm_cache / "numba", cold_cache / "numba")  # kept by a restart, as in production
             log(f"cold cache: server on {cold_cache}; {opts.sessions} sessions {opts.cold_stagger} s apart")
-            server = Server(cold_cache, data.root, work / "server_cold.log", opts.session_ttl)
+            server = Server(cold_cache, data.root, work / "server_cold.log", opts.session_ttl, extra_env=opts.env)
             layouts = StoreWrites(cold_cache / "layouts", "*.npy")
             graphs = StoreWrites(cold_cache / "graphs", "graph_*.npz")
             try:
@@ -734,6 +744,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--cold-stagger", type=float, default=1.0, help="seconds between arrivals in the cold wave")
     ap.add_argument("--cold-numba", action="store_true", help="cold wave without numba's compiled kernels too")
     ap.add_argument("--skip-cold", action="store_true", help="warm cache only (no cold wave)")
+    ap.add_argument("--server-env", action="append", default=[], metavar="NAME=VALUE",
+                    help="an environment variable for the server (e.g. MALLOC_ARENA_MAX=2); repeatable")
     ap.add_argument("--no-webgl", action="store_true",
                     help="the browsers do not draw the WebGL map (software-rendered here, on the server's cores)")
     ap.add_argument("--autosave", action="store_true",
@@ -745,6 +757,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--json", type=Path, help="write the results here")
     ap.add_argument("--workdir", type=Path, help="keep data and the warm cache here (default: a temp folder, removed)")
     opts = ap.parse_args(argv)
+    opts.env = dict(item.split("=", 1) for item in opts.server_env)
     if not Path(CHROMIUM).exists():
         ap.error(f"{CHROMIUM} not found (Debian package 'chromium')")
 
