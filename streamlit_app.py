@@ -20,7 +20,7 @@ def main() -> None:
     map_pane, review_pane = page_layout.workspace()
     with map_pane:  # says what is being computed; never shows another dataset's map meanwhile
         graph, maps = compute.graph_and_maps(dataset, params, cfg)
-        result = compute.suspects(dataset, graph, work, thorough)
+        result = compute.suspects(dataset, graph, work, access, thorough)
         map_panel.map_panel(work, maps, result)
     downloads.resume_and_downloads(work, result)
     autosave.panel(work, cfg, user)

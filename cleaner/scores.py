@@ -7,18 +7,14 @@ No streamlit, umap, sklearn or scipy here: `python -m cleaner scan` imports this
 """
 from __future__ import annotations
 
-import os
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Mapping, Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 
 from .label_votes import Confusion, class_confusion, decided_codes, rows_to_update, score_rows, typical_distance
 from .neighbours import NeighbourGraph
 
-if TYPE_CHECKING:  # cleaner.images imports Pillow; only unreadable_images needs it, and imports it itself
-    from .images import ImageAccess
 
 FLAG_SCORE = 0.9
 # Label vote: each row's LABEL_K nearest neighbours vote for their labels, weighted by exp(-d / scale) with scale
@@ -278,34 +274,6 @@ def duplicates_to_drop(duplicates: NearDuplicates, prefer: np.ndarray | None = N
         first_of_group = np.r_[True, group[order][1:] != group[order][:-1]]
         drop[order[~first_of_group]] = True
     return drop
-
-
-def unreadable_images(
-    image_paths: Sequence[str], access: "ImageAccess", workers: int | None = None
-) -> UnreadableImages:
-    """Try to open and decode every image (missing, empty, truncated, not an image, outside the allowed folders)."""
-    from .images import check_readable
-
-    paths = [str(p) for p in image_paths]
-    # Reading is mostly waiting on the disk and Pillow's C decoders, which release the GIL: threads overlap it.
-    workers = workers or min(16, 4 * (os.cpu_count() or 1))
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        reasons = list(pool.map(lambda p: check_readable(p, access), paths, chunksize=64))
-    reason = np.array(reasons, dtype=str) if reasons else np.array([], dtype=str)
-    flagged = np.char.str_len(reason) > 0 if reasons else np.zeros(0, dtype=bool)
-    count = int(flagged.sum())
-    causes: dict[str, int] = {}
-    for text in reason[flagged].tolist():
-        key = text.split(" (")[0]  # "corrupt or truncated image (details)" counts as one cause
-        causes[key] = causes.get(key, 0) + 1
-    detail = ", ".join(f"{c:,} {why}" for why, c in sorted(causes.items(), key=lambda kv: -kv[1]))
-    return UnreadableImages(
-        name="unreadable",
-        score=flagged.astype(np.float32),
-        flagged=flagged,
-        summary=f"{plural(count, 'image')} cannot be read" + (f" ({detail})" if detail else ""),
-        reason=reason,
-    )
 
 
 def worst(*scores: IssueScores) -> WorstScores:

@@ -7,6 +7,7 @@ from typing import Callable
 import numpy as np
 
 from .dataset import Dataset
+from .image_check import unreadable_images
 from .neighbours import NeighbourGraph, neighbour_graph
 from .scores import (
     IssueScores,
@@ -19,7 +20,6 @@ from .scores import (
     near_duplicates,
     outliers,
     review_queue,
-    unreadable_images,
 )
 
 

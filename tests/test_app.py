@@ -413,3 +413,29 @@ def test_thorough_ranking_is_a_choice_and_ranks_with_the_probe():
     at.radio(key="ranking").set_value("Thorough: votes and a linear probe").run()
     assert not at.exception
     assert any("linear probe" in t.value for t in at.text)  # the summary names what ranked the labels
+
+
+def _upload(at: AppTest, name: str, data: bytes) -> None:
+    at.radio(key="data_source").set_value("Upload an NPZ").run()
+    at.file_uploader(key="npz_upload").set_value((name, data, "application/octet-stream")).run()
+
+
+def test_an_image_check_is_kept_for_every_session_while_the_files_stay_the_same(allowed_root):
+    emb, labels = clustered_arrays(n_per_class=10, n_classes=2, dims=4, seed=7)
+    paths = _write_images(allowed_root / "checked_once", len(emb))
+    Path(paths[3]).write_bytes(b"not an image")
+    data = npz_bytes(emb, labels, np.array(paths))
+    first = start_app()
+    _upload(first, "checked.npz", data)
+    first.radio(key="review_view").set_value("Review queue").run()
+    first.button(key="btn_check_images").click().run()
+    summary = "1 image cannot be read"
+    assert any(summary in t.value for t in first.text)
+    second = start_app()  # another visitor, or the same one after a reload
+    _upload(second, "checked.npz", data)
+    assert any(summary in t.value for t in second.text)  # no second check needed
+    Path(paths[5]).write_bytes(b"broken since")
+    third = start_app()
+    _upload(third, "checked.npz", data)
+    assert not any(summary in t.value for t in third.text)  # a file changed: the old result is not shown
+    assert any("image files not checked yet" in t.value for t in third.text)

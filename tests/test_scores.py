@@ -7,6 +7,7 @@ from PIL import Image
 
 from cleaner.images import ImageAccess
 from cleaner.neighbours import NeighbourGraph, exact_neighbours
+from cleaner.image_check import unreadable_images
 from cleaner.scores import (
     FLAG_SCORE,
     class_confusion,
@@ -15,7 +16,6 @@ from cleaner.scores import (
     near_duplicates,
     outliers,
     review_queue,
-    unreadable_images,
     worst,
 )
 

@@ -4,6 +4,7 @@ Big arrays are `_underscored` arguments so Streamlit never hashes them on a reru
 """
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Callable
 
@@ -16,6 +17,7 @@ from ..demo import load_demo
 from ..layout import LayoutStore, pca_projection
 from ..layout_service import LayoutService
 from ..neighbours import GraphStore, NeighbourGraph, neighbour_graph
+from ..scores import UnreadableImages
 from ..suspects import ScanResult, scores_from_graph
 
 
@@ -63,6 +65,29 @@ def layout_service(cache_dir: str, cache_max_bytes: int) -> LayoutService:
 @st.cache_resource(max_entries=16, show_spinner=False)
 def preview(embedding_digest: str, n_components: int, _embeddings: np.ndarray) -> np.ndarray:
     return pca_projection(_embeddings, n_components)
+
+
+class ImageChecks:
+    """Image-check results shared by every session: (dataset, image access) -> (files' fingerprint, result)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._found: dict[tuple[str, str], tuple[str, UnreadableImages]] = {}
+
+    def put(self, key: tuple[str, str], fingerprint: str, result: UnreadableImages) -> None:
+        with self._lock:
+            self._found[key] = (fingerprint, result)
+            while len(self._found) > 16:  # a handful of datasets; each result holds one reason per image
+                self._found.pop(next(iter(self._found)))
+
+    def get(self, key: tuple[str, str]) -> tuple[str, UnreadableImages] | None:
+        with self._lock:
+            return self._found.get(key)
+
+
+@st.cache_resource(show_spinner=False)
+def image_checks() -> ImageChecks:
+    return ImageChecks()
 
 
 @st.cache_resource(max_entries=8, show_spinner=False)

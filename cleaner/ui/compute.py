@@ -11,6 +11,8 @@ from ..dataset import Dataset
 from ..layout import LayoutParams
 from ..layout_service import LayoutService
 from ..neighbours import NeighbourGraph
+from ..image_check import files_fingerprint, unreadable_images
+from ..images import ImageAccess
 from ..scores import rescore_label_issues
 from ..suspects import ScanResult
 from . import cache
@@ -58,8 +60,9 @@ def _wait_for_maps(service: LayoutService, digest: str, all_params: list[LayoutP
                f"({elapsed:.0f} s so far). It replaces the preview when ready; you can select and review meanwhile.")
 
 
-def suspects(dataset: Dataset, graph: NeighbourGraph, work: DatasetWork, thorough: bool = False) -> ScanResult:
-    """All scores from the shared graph (cached per dataset), plus the image check once the user ran it."""
+def suspects(dataset: Dataset, graph: NeighbourGraph, work: DatasetWork, access: ImageAccess,
+             thorough: bool = False) -> ScanResult:
+    """All scores from the shared graph (cached per dataset), plus the image check once someone ran it."""
     work.use_ranking(thorough)
     if thorough:
         bar = st.empty()
@@ -72,7 +75,10 @@ def suspects(dataset: Dataset, graph: NeighbourGraph, work: DatasetWork, thoroug
     else:
         with st.spinner("Scoring every sample for label issues, outliers and near-duplicates…"):
             result = cache.suspects(dataset.digest, graph.k, graph.metric, False, dataset, graph)
-    return replace(result, unreadable=work.unreadable) if work.unreadable is not None else result
+    earlier_image_check(work, access)
+    if work.unreadable is None or work.unreadable_access != repr(access):
+        return result  # not checked, or checked under other folders or path remaps
+    return replace(result, unreadable=work.unreadable)
 
 
 def learn_from_decisions(result: ScanResult, graph: NeighbourGraph, work: DatasetWork) -> ScanResult:
@@ -91,3 +97,24 @@ def learn_from_decisions(result: ScanResult, graph: NeighbourGraph, work: Datase
             previous=learned[1] if learned is not None else None)
         work.learned_labels = learned = (version, labels)
     return replace(result, labels=learned[1])
+
+
+def check_images(work: DatasetWork, access: ImageAccess) -> None:
+    """Open every image now, and keep the result for every session while the files stay as they are."""
+    dataset = work.dataset
+    with st.spinner(f"Opening {dataset.n:,} image files…"):
+        result = unreadable_images(dataset.image_paths, access)
+        fingerprint = files_fingerprint(dataset.image_paths, access)
+    cache.image_checks().put((dataset.digest, repr(access)), fingerprint, result)
+    work.check_images(result, repr(access))
+
+
+def earlier_image_check(work: DatasetWork, access: ImageAccess) -> None:
+    """Bring back a check any session made of these files, once confirmed (a stat per file) that none changed."""
+    key = (work.dataset.digest, repr(access))
+    if work.unreadable is not None or key[1] in work.images_confirmed:
+        return
+    found = cache.image_checks().get(key)
+    work.images_confirmed.add(key[1])  # confirm once per session and access, not on every rerun
+    if found is not None and found[0] == files_fingerprint(work.dataset.image_paths, access):
+        work.check_images(found[1], key[1])

@@ -6,9 +6,8 @@ import streamlit as st
 from ..images import ImageAccess
 from ..neighbours import NeighbourGraph
 from ..review import ORDERS, pending_rows, reasons
-from ..scores import unreadable_images
 from ..suspects import ScanResult
-from .compute import learn_from_decisions
+from .compute import check_images, learn_from_decisions
 from .gallery import SMALL_DATA_ROWS
 from .thumbs import thumbnail
 from .state import DatasetWork, remembered, work_by_digest
@@ -40,8 +39,7 @@ def review_queue_panel(work: DatasetWork, graph: NeighbourGraph, result: ScanRes
     if result.unreadable is None and top[1].button(
             "Check image files", key="btn_check_images", width="stretch",
             help="Open every image to find missing, empty, truncated or non-image files"):
-        with st.spinner(f"Opening {dataset.n:,} image files…"):
-            work.check_images(unreadable_images(dataset.image_paths, access))
+        check_images(work, access)
         st.rerun()
     top[2].button("Undo last decision", key="btn_undo", on_click=_undo, args=(dataset.digest,),
                   disabled=not work.undo_stack, width="stretch", shortcut=SHORTCUTS["undo"])

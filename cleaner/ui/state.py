@@ -39,7 +39,9 @@ class DatasetWork:
     selection: Selection = field(default_factory=Selection)
     page: int = 0
     undo_stack: list[tuple[str, Decision | None]] = field(default_factory=list)
-    unreadable: UnreadableImages | None = None  # set once the user has checked the image files
+    unreadable: UnreadableImages | None = None  # set once the image files were checked (by anyone, unchanged since)
+    unreadable_access: str = ""  # the image access (folders, path remaps) that check used
+    images_confirmed: set[str] = field(default_factory=set)  # accesses whose earlier check this session looked up
     map_marks_version: int = 0  # the decisions' version the map was last drawn with
     thorough: bool = False  # the label-issue ranking in use: the neighbours' votes, or with a linear probe too
     learned_labels: tuple[int, LabelIssues] | None = None  # label issues re-scored after the decisions of a version
@@ -81,8 +83,8 @@ class DatasetWork:
             path, previous = self.undo_stack.pop()
             self.decisions.put(path, previous)
     
-    def check_images(self, unreadable: UnreadableImages) -> None:
-        self.unreadable = unreadable
+    def check_images(self, unreadable: UnreadableImages, access: str) -> None:
+        self.unreadable, self.unreadable_access = unreadable, access
 
     def resume(self, parsed: ParsedDecisions, file_name: str) -> None:
         """Restore decisions from an uploaded list; paths not in this dataset are skipped and counted."""
