@@ -202,6 +202,24 @@ def _components(n: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:
             return root
 
 
+def _groups(n: int, a: np.ndarray, b: np.ndarray, in_group: np.ndarray, codes: np.ndarray
+            ) -> tuple[np.ndarray, np.ndarray, int, int]:
+    """Group id per row (-1 = none), whether its group holds several labels, and the counts of both."""
+    group = np.full(n, -1, dtype=np.int32)
+    mixed = np.zeros(n, dtype=bool)
+    if not a.size:
+        return group, mixed, 0, 0
+    root = _components(n, a, b)
+    members = np.flatnonzero(in_group)
+    roots, gid = np.unique(root[members], return_inverse=True)  # ids ordered by each group's first row
+    group[members] = gid
+    label_ids = np.unique(codes, return_inverse=True)[1].reshape(-1)
+    pairs = np.unique(np.stack([gid, label_ids[members]]), axis=1)  # distinct (group, label) pairs
+    mixed_group = np.bincount(pairs[0], minlength=len(roots)) > 1
+    mixed[members] = mixed_group[gid]
+    return group, mixed, len(roots), int(mixed_group.sum())
+
+
 def near_duplicates(
     graph: NeighbourGraph, label_codes: np.ndarray, threshold: float | None = None
 ) -> NearDuplicates:
@@ -219,21 +237,7 @@ def near_duplicates(
     in_group = np.zeros(n, dtype=bool)
     in_group[a] = True
     in_group[b] = True
-    group = np.full(n, -1, dtype=np.int32)
-    mixed = np.zeros(n, dtype=bool)
-    n_groups = n_mixed = 0
-    if a.size:
-        root = _components(n, a, b)
-        members = np.flatnonzero(in_group)
-        roots, gid = np.unique(root[members], return_inverse=True)  # ids ordered by each group's first row
-        group[members] = gid
-        n_groups = len(roots)
-        label_ids = np.unique(codes, return_inverse=True)[1].reshape(-1)
-        pairs = np.unique(np.stack([gid, label_ids[members]]), axis=1)  # distinct (group, label) pairs
-        labels_per_group = np.bincount(pairs[0], minlength=n_groups)
-        mixed_group = labels_per_group > 1
-        mixed[members] = mixed_group[gid]
-        n_mixed = int(mixed_group.sum())
+    group, mixed, n_groups, n_mixed = _groups(n, a, b, in_group, codes)
     if threshold > 0:
         # 1 for an exact copy, FLAG_SCORE at the threshold, then quickly 0: a sample at the typical distance
         # (7.7 thresholds by default) scores about 0.002 and does not crowd the review queue.
