@@ -206,6 +206,7 @@ def test_ticked_images_are_the_downloaded_list_and_the_crosses_on_the_map(app_se
     marks = h.map_marks(page)
     assert marks["excluded"] == want and marks["showExcluded"] is True, marks
     assert marks["selected"] == np.flatnonzero(labels == "3").tolist()  # the class stays highlighted
+    h.scroll_to_top(page.locator(".st-key-workspace"))
     _shot(page, "4_ticked_and_crossed")
 
 
@@ -341,6 +342,7 @@ def test_resumed_decisions_csv_restores_exclusions_relabels_and_kept_marks(app_s
         ["image_path", "old_label", "new_label"], [paths[relabelled], labels[relabelled], new_label]]
     h.open_review(page, "Review queue")
     expect(page.get_by_text(re.compile(r"· 3 decided · 1 excluded$"))).to_be_visible()
+    h.scroll_to_top(page.locator(".st-key-review_pane"))
     _shot(page, "6_resumed_decisions_csv")
 
 
@@ -416,6 +418,7 @@ def test_review_queue_exclude_keep_relabel_undo(app_server, page):
         card = h.queue_card(page, row)
         expect(card.get_by_text(os.path.basename(paths[row]), exact=True)).to_be_visible()
         assert _card_labels(page, row)[0] == labels[row]
+    h.scroll_to_top(page.locator(".st-key-review_pane"))
     _shot(page, "8_review_queue")
 
     h.queue_button(page, rows[0], "Exclude").click()
@@ -464,6 +467,7 @@ def test_a_decision_leaves_the_other_cards_where_they_are(app_server, page, tmp_
         assert given == new_labels[row] and says is not None and says != given
         if row in flipped:  # its neighbours carry the label it had before the flip
             assert says == labels[row], (row, given, says, labels[row])
+    h.scroll_to_top(page.locator(".st-key-review_pane"))
     _shot(page, "8_queue_slots_before")
     shown = set(slots.values())
     for slot, how in ((2, "Keep"), (0, "Exclude"), (5, "Relabel")):
@@ -479,6 +483,7 @@ def test_a_decision_leaves_the_other_cards_where_they_are(app_server, page, tmp_
         shown.add(after[slot])
         slots, left = after, left - 1
     h.expect_header(page, "· 1 excluded · 1 relabelled · 1 kept")
+    h.scroll_to_top(page.locator(".st-key-review_pane"))
     _shot(page, "8_queue_slots_after")
 
 
