@@ -265,6 +265,7 @@ def child_tick(args: dict) -> dict:
         at, "gallery", lambda a: next(c for c in a.checkbox if c.label == "Exclude" and not c.value).check())
     work = list(at.session_state["cleaner_work"].values())[-1]  # the uploaded dataset (the demo came first)
     assert work.decisions.count("exclude") == 1 + len(ticks), work.decisions.count("exclude")
+    at.run()  # a whole-page run: after fragment-only runs AppTest holds only the fragment's elements
     at.radio(key="review_view").set_value("Review queue")
     at.run()
     decisions = _timed_fragment_runs(at, "review_queue_panel", _first_queue_card_exclude)
