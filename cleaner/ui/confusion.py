@@ -5,7 +5,7 @@ import streamlit as st
 
 from ..scores import class_confusion, plural
 from ..suspects import ScanResult
-from .state import DatasetWork, is_new_event
+from .state import DatasetWork, widget_value
 
 
 def confusion_panel(work: DatasetWork, result: ScanResult) -> bool:
@@ -22,11 +22,17 @@ def confusion_panel(work: DatasetWork, result: ScanResult) -> bool:
         "images": [p.count for p in pairs],
     }
     digest = work.dataset.digest
-    event = st.dataframe(table, on_select="rerun", selection_mode="single-row", hide_index=True,
-                         key=f"confusion_{digest[:12]}", width="stretch", height=min(400, 38 + 35 * len(pairs)))
-    picked = event.selection.rows if event else []
-    if picked and is_new_event("confusion", (digest, picked[0])):
-        pair = pairs[picked[0]]
+    key = f"confusion_{digest[:12]}"
+    st.dataframe(table, on_select=lambda: _pick(work, pairs, key), selection_mode="single-row", hide_index=True,
+                 key=key, width="stretch", height=min(400, 38 + 35 * len(pairs)))
+    return True
+
+
+def _pick(work: DatasetWork, pairs: list, key: str) -> None:
+    """A picked row selects its images; a callback, so the map (drawn first) already shows them."""
+    state = widget_value(key)
+    picked = state.selection.rows if state else []
+    if picked:
+        names, pair = work.dataset.class_names, pairs[picked[0]]
         work.select(tuple(pair.rows.tolist()), f"labelled {names[pair.given]!r}, neighbours say "
                     f"{names[pair.suggested]!r} ({plural(pair.count, 'image')})")
-    return True

@@ -15,24 +15,42 @@ GALLERY_COLUMNS = 4
 SMALL_DATA_ROWS = 20_000  # below this a decision also redraws the map's marks at once
 
 
-def selection_tools(work: DatasetWork, graph: NeighbourGraph) -> None:
-    """Select a whole class, or the nearest neighbours of the clicked point, or clear the selection."""
-    dataset = work.dataset
-    cols = st.columns([2, 1.4, 1], vertical_alignment="bottom")
-    klass = cols[0].selectbox("Class", dataset.class_names, key="select_class")
-    if cols[1].button("Select class", key="btn_class", width="stretch"):
-        code = dataset.class_names.index(klass)
-        rows = tuple(np.flatnonzero(dataset.label_codes == code).tolist())
-        work.select(rows, f"class {klass!r} ({plural(len(rows), 'image')})")
-    if cols[2].button("Clear", key="btn_clear", width="stretch"):
-        work.clear_selection()
-    cols = st.columns([2, 1.4, 1], vertical_alignment="bottom")
-    k = cols[0].slider("Nearest neighbours of the clicked point", 1, graph.k, min(10, graph.k), key="knn_k")
-    anchor = work.selection.anchor
-    if cols[1].button("Select neighbours", key="btn_knn", disabled=anchor is None, width="stretch",
-                      help="Click a point on the map first" if anchor is None else None):
+def _select_class(digest: str) -> None:
+    work = work_by_digest(digest)
+    names = work.dataset.class_names
+    klass = widget_value("select_class")
+    rows = tuple(np.flatnonzero(work.dataset.label_codes == names.index(klass)).tolist())
+    work.select(rows, f"class {klass!r} ({plural(len(rows), 'image')})")
+
+
+def _select_neighbours(digest: str, graph: NeighbourGraph) -> None:
+    work = work_by_digest(digest)
+    anchor, k = work.selection.anchor, int(widget_value("knn_k"))
+    if anchor is not None:
         rows = (anchor,) + tuple(graph.indices[anchor, :k].tolist())
         work.select(rows, f"point #{anchor} and its {k} nearest neighbours", anchor=anchor)
+
+
+def _clear(digest: str) -> None:
+    work_by_digest(digest).clear_selection()
+
+
+def selection_tools(work: DatasetWork, graph: NeighbourGraph) -> None:
+    """Select a whole class, or the nearest neighbours of the clicked point, or clear the selection.
+
+    Callbacks, not return values: they run before the script, so the map (drawn first) shows the new selection.
+    """
+    digest = work.dataset.digest
+    cols = st.columns([2, 1.4, 1], vertical_alignment="bottom")
+    cols[0].selectbox("Class", work.dataset.class_names, key="select_class")
+    cols[1].button("Select class", key="btn_class", width="stretch", on_click=_select_class, args=(digest,))
+    cols[2].button("Clear", key="btn_clear", width="stretch", on_click=_clear, args=(digest,))
+    cols = st.columns([2, 1.4, 1], vertical_alignment="bottom")
+    cols[0].slider("Nearest neighbours of the clicked point", 1, graph.k, min(10, graph.k), key="knn_k")
+    anchor = work.selection.anchor
+    cols[1].button("Select neighbours", key="btn_knn", disabled=anchor is None, width="stretch",
+                   help="Click a point on the map first" if anchor is None else None,
+                   on_click=_select_neighbours, args=(digest, graph))
 
 
 def _tick(digest: str, row: int, key: str) -> None:

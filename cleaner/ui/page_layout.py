@@ -9,13 +9,16 @@ STACK_BELOW_PX = 1100  # narrower than this, a map beside four thumbnails a row 
 
 _CSS = f"""<style>
 [data-testid="stMainBlockContainer"] {{ padding-top: 2.5rem; }}
-.st-key-workspace div[data-testid="stHorizontalBlock"]:has(> div > .st-key-map_pane) > div:first-child {{
+.st-key-workspace div[data-testid="stHorizontalBlock"]:has(.st-key-map_pane) > div:first-child {{
   position: sticky; top: 3.75rem; align-self: flex-start; z-index: 1;
 }}
 @media (max-width: {STACK_BELOW_PX}px) {{
-  .st-key-workspace div[data-testid="stHorizontalBlock"]:has(> div > .st-key-map_pane) {{ flex-direction: column; }}
-  .st-key-workspace div[data-testid="stHorizontalBlock"]:has(> div > .st-key-map_pane) > div {{
-    width: 100% !important; flex: 1 1 100% !important; position: static;
+  .st-key-workspace div[data-testid="stHorizontalBlock"]:has(.st-key-map_pane) {{ flex-direction: column; }}
+  .st-key-workspace div[data-testid="stHorizontalBlock"]:has(.st-key-map_pane) > div {{
+    width: 100% !important; flex: 1 1 100% !important;
+  }}
+  .st-key-workspace div[data-testid="stHorizontalBlock"]:has(.st-key-map_pane) > div:first-child {{
+    position: static;  /* stacked, a sticky map would cover the review scrolling under it */
   }}
 }}
 </style>"""

@@ -210,11 +210,6 @@ def test_ticked_images_are_the_downloaded_list_and_the_crosses_on_the_map(app_se
     _shot(page, "4_ticked_and_crossed")
 
 
-SELECTION_TOOLS_BUG = (
-    "cleaner/ui/gallery.py selection_tools: 'Select class', 'Clear' and 'Select neighbours' change the selection "
-    "inline (`if st.button(...): work.select(...)`) in the review pane, which runs after map_panel has drawn the "
-    "map's marks in the same run; no rerun follows, so the map keeps highlighting the previous selection (after "
-    "Clear: the old class stays highlighted, the rest dimmed) until some other action reruns the page")
 
 
 def _wait_map_selection(page, rows: list[int], what: str) -> None:
@@ -231,7 +226,6 @@ def _wait_map_selection(page, rows: list[int], what: str) -> None:
                              f"not the {len(rows)} rows the gallery shows") from None
 
 
-@pytest.mark.xfail(strict=True, reason=SELECTION_TOOLS_BUG)
 def test_select_class_and_clear_show_on_the_map(app_server, page):
     labels, _ = _open_demo(page, app_server)
     threes = np.flatnonzero(labels == "3").tolist()
@@ -568,10 +562,6 @@ def _pane_boxes(page) -> tuple[dict, dict]:
     return page.locator(".st-key-map_pane").bounding_box(), page.locator(".st-key-review_pane").bounding_box()
 
 
-STICKY_BUG = ("cleaner/ui/page_layout.py _CSS: the rules select `div[data-testid=stHorizontalBlock]:has(> div > "
-              ".st-key-map_pane)`, but Streamlit nests the pane deeper (stHorizontalBlock > stColumn > "
-              "stVerticalBlock > stLayoutWrapper > .st-key-map_pane), so the selector matches nothing: the map "
-              "column is never sticky and the columns never stack below 1100 px")
 
 
 def _long_review_pane(page, app_server, width: int) -> np.ndarray:
@@ -592,7 +582,6 @@ def test_wide_screen_map_and_review_side_by_side(app_server, page):
     _shot(page, "9_wide_side_by_side")
 
 
-@pytest.mark.xfail(strict=True, reason=STICKY_BUG)
 def test_wide_screen_map_stays_in_view_when_the_review_scrolls(app_server, page):
     _long_review_pane(page, app_server, 1600)
     _, review_box = _pane_boxes(page)
@@ -610,7 +599,6 @@ def test_wide_screen_map_stays_in_view_when_the_review_scrolls(app_server, page)
     assert plot["y"] >= 0 and plot["y"] + plot["height"] <= 1000, f"the map is out of view: {plot}"
 
 
-@pytest.mark.xfail(strict=True, reason=STICKY_BUG)
 def test_narrow_screen_stacks_the_review_below_the_map(app_server, page):
     _long_review_pane(page, app_server, 900)
     map_box, review_box = _pane_boxes(page)
