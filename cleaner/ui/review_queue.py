@@ -54,6 +54,9 @@ def review_queue_panel(work: DatasetWork, graph: NeighbourGraph, result: ScanRes
     grid = st.columns(2)
     for slot, row in enumerate(cards):
         with grid[slot % 2].container(border=True, key=f"queue_slot_{slot}"):
+            if row is None:
+                st.caption("Decided. No suspect is left to take this place.")
+                continue
             _card(work, result, row, by, access, first=slot == 0)
             _evidence(work, graph, row, access)
 

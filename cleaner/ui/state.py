@@ -117,16 +117,19 @@ class DatasetWork:
 
     # ------------------------------------------------------------ what the page reads
 
-    def queue_cards(self, order: str, pending: np.ndarray, n: int) -> list[int]:
-        """The rows on the queue's n cards: a decided card's place goes to the next suspect, the others stay put."""
+    def queue_cards(self, order: str, pending: np.ndarray, n: int) -> list[int | None]:
+        """The rows on the queue's n cards: a decided card's place goes to the next suspect (or stays empty when
+        none is left), so the other cards never move."""
         slots = self.queue_slots.get(order, [])[:n]
-        still = np.isin(np.asarray(slots, dtype=np.int64), pending).tolist()
-        kept = {row for row, ok in zip(slots, still) if ok}
-        fillers = (int(r) for r in pending[: n + len(kept)].tolist() if int(r) not in kept)
-        cards = [row if ok else next(fillers, None) for row, ok in zip(slots, still)]
+        shown = np.asarray([r for r in slots if r is not None], dtype=np.int64)
+        still = set(shown[np.isin(shown, pending)].tolist())
+        fillers = (int(r) for r in pending[: n + len(still)].tolist() if int(r) not in still)
+        cards = [row if row in still else next(fillers, None) for row in slots]
         cards += [row for row in fillers][: n - len(cards)]
-        self.queue_slots[order] = [row for row in cards if row is not None]
-        return self.queue_slots[order]
+        while cards and cards[-1] is None:
+            cards.pop()  # empty places at the end move nothing
+        self.queue_slots[order] = cards
+        return cards
 
     def excluded_rows(self) -> np.ndarray:
         return self._derive()[1]
