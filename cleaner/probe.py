@@ -16,13 +16,12 @@ from .label_votes import kernel, margin_score, typical_distance
 from .neighbours import NeighbourGraph
 from .scores import (
     EVIDENCE_WEIGHT,
-    LABEL_FLAG,
     LABEL_K,
     LABEL_KERNEL,
     MARGIN_WEIGHT,
     LabelIssues,
     label_issues,
-    plural,
+    label_issues_from,
 )
 
 PROBE_FOLDS = 5
@@ -110,17 +109,6 @@ def thorough_label_issues(
     score = margin_score(given, other, evidence, MARGIN_WEIGHT, EVIDENCE_WEIGHT).astype(np.float32)
     lead = other > given
     suggested = np.where(lead, other_label, codes).astype(np.int32)
-    flagged = (score >= LABEL_FLAG) & (suggested != codes)
-    count = int(flagged.sum())
-    return LabelIssues(
-        name="label_issue",
-        score=score,
-        flagged=flagged,
-        summary=(f"{plural(count, 'sample whose', 'samples whose')} neighbours and linear probe mostly point to "
-                 "another label"),
-        given_label=codes,
-        suggested_label=suggested,
-        suggestion_share=np.where(lead, other, given).astype(np.float32),
-        excluded=None,  # so rescore_label_issues never patches these scores with kNN-only ones: it starts afresh
-        kernel_scale=base.kernel_scale,
-    )
+    # excluded=None, so rescore_label_issues never patches these scores with kNN-only ones: it starts afresh
+    return label_issues_from(score, codes, suggested, np.where(lead, other, given).astype(np.float32),
+                             "neighbours and linear probe mostly point to another label", None, base.kernel_scale)

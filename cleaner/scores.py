@@ -144,18 +144,18 @@ def rescore_label_issues(
         graph.indices[rows, :k], graph.distances[rows, :k], codes, rows, ~out, scale, MARGIN_WEIGHT, EVIDENCE_WEIGHT
     )
     suggested[out], share[out] = codes[out], 0.0
+    return label_issues_from(score, codes, suggested, share, "neighbours mostly carry another label", out, scale)
+
+
+def label_issues_from(score: np.ndarray, codes: np.ndarray, suggested: np.ndarray, share: np.ndarray, why: str,
+                      excluded: np.ndarray | None, kernel_scale: float) -> LabelIssues:
+    """The result shape every ranking returns: flagged where the score is high and another label is suggested."""
     flagged = (score >= LABEL_FLAG) & (suggested != codes)
     count = int(flagged.sum())
     return LabelIssues(
-        name="label_issue",
-        score=score,
-        flagged=flagged,
-        summary=f"{plural(count, 'sample whose', 'samples whose')} neighbours mostly carry another label",
-        given_label=codes,
-        suggested_label=suggested,
-        suggestion_share=share,
-        excluded=out,
-        kernel_scale=float(scale),
+        name="label_issue", score=score, flagged=flagged,
+        summary=f"{plural(count, 'sample whose', 'samples whose')} {why}", given_label=codes,
+        suggested_label=suggested, suggestion_share=share, excluded=excluded, kernel_scale=float(kernel_scale),
     )
 
 def outliers(graph: NeighbourGraph) -> Outliers:
