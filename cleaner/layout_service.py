@@ -70,6 +70,7 @@ class LayoutService:
             job = self._jobs.get(key)
             if job is None or (job[0].done() and job[0].exception() is not None and time.time() - job[1] > 60):
                 future = self._executor.submit(self._compute, key, embeddings, graph)
+                future.add_done_callback(_drop_traceback)
                 self._jobs[key] = job = (future, time.time())
         return self.status(embedding_digest, params, len(embeddings))
 
@@ -140,3 +141,13 @@ def _warm_up() -> None:
         except (OSError, subprocess.SubprocessError):
             pass  # then this process compiles, as before
     compile_kernels()
+
+
+def _drop_traceback(future) -> None:
+    """A failed job's exception is kept for the page to show; its traceback would pin the job's frames, and with them
+    the embeddings and graph of a session that may be gone."""
+    exc, seen = future.exception(), set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        exc.__traceback__ = None
+        exc = exc.__cause__ or exc.__context__

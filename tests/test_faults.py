@@ -160,8 +160,6 @@ def test_a_torn_entry_under_the_final_name_is_a_miss_and_is_replaced(tmp_path, m
     assert store.get("digest", PARAMS, len(emb)).shape == (len(emb), 3)
 
 
-@pytest.mark.xfail(strict=True, reason="diskcache.store_file never removes the temporary file of a write that was "
-                                       "killed: each crash mid-write leaves one behind, outside the size bound")
 def test_a_killed_writes_leftover_is_cleaned_up_later(tmp_path, small):
     folder = tmp_path / "layouts"
     _kill_mid_write("layout", folder)
@@ -319,19 +317,15 @@ def _cache_notes(texts: list[str]) -> list[str]:
                                                                                          "space", "read-only"))]
 
 
-@pytest.mark.xfail(strict=True, reason="diskcache.store_file swallows OSError silently: the page never says that "
-                                       "maps and graphs are not kept (each restart recomputes them)")
 @pytest.mark.parametrize("blocker", ["read-only (chattr +i)", "full (8 KiB tmpfs)"])
 def test_page_says_once_that_the_cache_cannot_be_written(unwritable_page, blocker):
     runs = unwritable_page[blocker]
     if isinstance(runs, str):
-        pytest.fail(f"not run: {runs}")  # a skip inside a strict xfail would read as the bug being fixed
-    notes = [_cache_notes(run["texts"]) for run in runs[1:]]  # every run since the server file was opened
-    assert any(notes) and all(len(n) <= 1 for n in notes), notes
+        pytest.skip(runs)
+    notes = [_cache_notes(run["texts"]) for run in runs]  # the first failed write may be the demo's graph
+    assert sum(len(n) for n in notes) == 1, notes  # said, and said once
 
 
-@pytest.mark.xfail(strict=True, reason="demo.build_demo writes into the cache folder and its OSError escapes "
-                                       "cache.demo_dataset: the default page crashes when that folder is read-only")
 def test_demo_page_works_when_the_whole_cache_folder_is_read_only(tmp_path):
     cache = tmp_path / "cache"
     with immutable(cache):
@@ -366,9 +360,6 @@ def test_job_of_a_closed_tab_finishes_and_holds_nothing_of_it(tmp_path, monkeypa
     assert threading.active_count() <= threads_before + 2  # the service's two workers at most, no thread per job
 
 
-@pytest.mark.xfail(strict=True, reason="LayoutService keeps a failed job's exception, whose traceback holds "
-                                       "_compute's frame and so the embeddings and graph, for as long as the job "
-                                       "is remembered")
 def test_failed_job_of_a_closed_tab_leaks_nothing(tmp_path, monkeypatch):
     def failing(embeddings, graph, params):
         raise MemoryError("out of memory")

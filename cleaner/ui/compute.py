@@ -7,6 +7,7 @@ import numpy as np
 import streamlit as st
 
 from ..config import Settings
+from ..diskcache import write_error
 from ..dataset import Dataset
 from ..layout import LayoutParams
 from ..layout_service import LayoutService
@@ -17,7 +18,7 @@ from ..scores import rescore_label_issues
 from ..suspects import ScanResult
 from . import cache
 from .data_source import GRAPH_K
-from .state import DatasetWork
+from .state import DatasetWork, is_new_event
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,7 @@ def graph_and_maps(dataset: Dataset, params: LayoutParams, cfg: Settings) -> tup
     with st.spinner(f"Finding the {GRAPH_K} nearest neighbours of {dataset.n:,} samples…"):
         graph = cache.graph(dataset.embedding_digest, GRAPH_K, params.metric, str(cfg.cache_dir),
                             cfg.cache_max_bytes, dataset.embeddings)
+    _say_once_if_the_cache_cannot_be_written()
     service = cache.layout_service(str(cfg.cache_dir), cfg.cache_max_bytes)
     all_params = [replace(params, n_components=n) for n in (3, 2)]
     statuses = [service.request(dataset.embedding_digest, p, dataset.embeddings, graph) for p in all_params]
@@ -48,6 +50,13 @@ def graph_and_maps(dataset: Dataset, params: LayoutParams, cfg: Settings) -> tup
         _wait_for_maps(service, dataset.embedding_digest, all_params, dataset.n)
     preview = [cache.preview(dataset.embedding_digest, n, dataset.embeddings) for n in (3, 2)]
     return graph, Maps(preview[0], preview[1], "pca", is_preview=True)
+
+
+def _say_once_if_the_cache_cannot_be_written() -> None:
+    error = write_error()
+    if error and is_new_event("cache_write_error", "cannot be written"):  # once a session, whatever the cause
+        st.warning(f"The cache folder cannot be written ({error}): maps and neighbour graphs are kept in memory "
+                   "only and are computed again after a restart.")
 
 
 @st.fragment(run_every=2)

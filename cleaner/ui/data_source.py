@@ -41,8 +41,13 @@ def choose_dataset(cfg: Settings) -> Dataset | None:
     """Sidebar: demo, upload, or a file from the server's allowed folders. Errors are shown, never raised."""
     source = st.sidebar.radio("Data", SOURCES, key="data_source")
     if source == SOURCES[0]:
-        with st.spinner("Preparing the demo dataset (first start only)…"):
-            return cache.demo_dataset(str(cfg.demo_dir))
+        try:
+            with st.spinner("Preparing the demo dataset (first start only)…"):
+                return cache.demo_dataset(str(cfg.demo_dir))
+        except OSError as exc:  # the demo's images are written into the cache folder once
+            st.error(literal(f"The demo could not be written to {cfg.demo_dir} ({exc.strerror or exc}). "
+                             "Upload an NPZ or pick one from the server folder."))
+            return None
     if source == SOURCES[1]:
         return _uploaded(cfg)
     return _from_server_folder(cfg)
