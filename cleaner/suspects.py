@@ -7,7 +7,6 @@ from typing import Callable
 import numpy as np
 
 from .dataset import Dataset
-from .image_check import unreadable_images
 from .neighbours import NeighbourGraph, neighbour_graph
 from .scores import (
     IssueScores,
@@ -67,11 +66,16 @@ def scores_from_graph(dataset: Dataset, graph: NeighbourGraph, access=None, thor
         labels = thorough_label_issues(graph, dataset.embeddings, dataset.label_codes, n_classes, progress)
     else:
         labels = label_issues(graph, dataset.label_codes, n_classes)
+    unreadable = None
+    if access is not None:
+        from .image_check import unreadable_images  # Pillow: imported only when the images are really checked
+
+        unreadable = unreadable_images(dataset.image_paths, access)
     return ScanResult(
         labels=labels,
         outliers=outliers(graph),
         duplicates=near_duplicates(graph, dataset.label_codes),
-        unreadable=unreadable_images(dataset.image_paths, access) if access is not None else None,
+        unreadable=unreadable,
     )
 
 

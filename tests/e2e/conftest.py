@@ -173,7 +173,8 @@ def app_server():
 # ---------------------------------------------------------------- browser
 
 @pytest.fixture(scope="session")
-def browser(app_server):
+def chromium_browser():
+    """One Playwright and one Chromium for the whole run: Playwright's sync API allows one at a time per thread."""
     from playwright.sync_api import sync_playwright
 
     from .helpers import CHROMIUM, CHROMIUM_ARGS
@@ -182,6 +183,12 @@ def browser(app_server):
         browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
         yield browser
         browser.close()
+
+
+@pytest.fixture(scope="session")
+def browser(app_server, chromium_browser):
+    """The browser for the tests of the open app (starts that app's server first)."""
+    return chromium_browser
 
 
 @pytest.fixture

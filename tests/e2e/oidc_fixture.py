@@ -110,13 +110,6 @@ def signin_server(oidc_provider):
 
 
 @pytest.fixture(scope="module")
-def browser(signin_server):
+def browser(signin_server, chromium_browser):
     """Overrides conftest's browser (which would start the open app server too) for the sign-in tests."""
-    from playwright.sync_api import sync_playwright
-
-    from .helpers import CHROMIUM, CHROMIUM_ARGS
-
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
-        yield browser
-        browser.close()
+    return chromium_browser

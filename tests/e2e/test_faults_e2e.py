@@ -20,7 +20,7 @@ import pytest
 
 from cleaner.dataset import npz_bytes
 
-from .helpers import CHROMIUM, CHROMIUM_ARGS, VIEWPORT
+from .helpers import CHROMIUM, VIEWPORT
 
 REPO = Path(__file__).resolve().parents[2]
 WAIT_S = 240  # bound on each wait: a cold cache compiles UMAP's kernels before the first layout
@@ -100,31 +100,25 @@ def _open_server_file(browser, url: str):
     return ctx, page
 
 
-def test_closing_the_tab_mid_computation_finishes_the_job_and_leaks_nothing(cold_server):
-    from playwright.sync_api import sync_playwright
-
+def test_closing_the_tab_mid_computation_finishes_the_job_and_leaks_nothing(cold_server, chromium_browser):
     url, pid, cache = cold_server
     layouts = cache / "layouts"
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
-        try:
-            ctx, page = _open_server_file(browser, url)
-            page.get_by_text(PREVIEW, exact=False).wait_for()  # the layouts are being computed
-            assert len(list(layouts.glob("*.npy"))) < 2
-            ctx.close()  # the tab goes away mid-computation
+    browser = chromium_browser  # the run's one Chromium (conftest): the sync API allows one at a time
+    ctx, page = _open_server_file(browser, url)
+    page.get_by_text(PREVIEW, exact=False).wait_for()  # the layouts are being computed
+    assert len(list(layouts.glob("*.npy"))) < 2
+    ctx.close()  # the tab goes away mid-computation
 
-            _wait(lambda: len(list(layouts.glob("*.npy"))) == 2, "both layouts reach the cache")
-            _wait(lambda: not list(layouts.glob("*.tmp")), "no half-written layout is left")
-            after_first = _threads(pid)
+    _wait(lambda: len(list(layouts.glob("*.npy"))) == 2, "both layouts reach the cache")
+    _wait(lambda: not list(layouts.glob("*.tmp")), "no half-written layout is left")
+    after_first = _threads(pid)
 
-            # The next visitors get the finished map at once, and leave nothing behind either. (A pool may start
-            # a thread lazily on a later visit: a leak is a thread per visit, so three visits tell them apart.)
-            for _ in range(3):
-                ctx, page = _open_server_file(browser, url)
-                page.wait_for_function(SCRIPT_IDLE)
-                assert PREVIEW not in page.inner_text("body")
-                assert not page.locator("[data-testid=stException]").count()
-                ctx.close()
-            _wait(lambda: _threads(pid) <= after_first + 2, "the visits' threads end")
-        finally:
-            browser.close()
+    # The next visitors get the finished map at once, and leave nothing behind either. (A pool may start
+    # a thread lazily on a later visit: a leak is a thread per visit, so three visits tell them apart.)
+    for _ in range(3):
+        ctx, page = _open_server_file(browser, url)
+        page.wait_for_function(SCRIPT_IDLE)
+        assert PREVIEW not in page.inner_text("body")
+        assert not page.locator("[data-testid=stException]").count()
+        ctx.close()
+    _wait(lambda: _threads(pid) <= after_first + 2, "the visits' threads end")

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from .helpers import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, VIEWPORT, distance_to_polygon, inside_polygon, screenshot
+from .helpers import ARTIFACTS, CHROMIUM, VIEWPORT, distance_to_polygon, inside_polygon, screenshot
 from .map_harness_app import synthetic
 
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason=f"{CHROMIUM} not found (Debian package 'chromium')")
@@ -68,13 +68,8 @@ def harness_url():
 
 
 @pytest.fixture(scope="module")
-def chromium():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
-        yield browser
-        browser.close()
+def chromium(chromium_browser):
+    return chromium_browser  # conftest's one Chromium for the run
 
 
 @pytest.fixture
