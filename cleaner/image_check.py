@@ -28,7 +28,7 @@ def unreadable_images(
     for text in reason[flagged].tolist():
         key = text.split(" (")[0]  # "corrupt or truncated image (details)" counts as one cause
         causes[key] = causes.get(key, 0) + 1
-    detail = ", ".join(f"{c:,} {why}" for why, c in sorted(causes.items(), key=lambda kv: -kv[1]))
+    detail = ", ".join(f"{why}: {c:,}" for why, c in sorted(causes.items(), key=lambda kv: -kv[1]))  # no plural to get wrong
     return UnreadableImages(
         name="unreadable",
         score=flagged.astype(np.float32),
