@@ -18,10 +18,12 @@ def main() -> None:
     access = data_source.image_access(cfg)
     summary.dataset_summary(work)
     map_pane, review_pane = page_layout.workspace()
-    with map_pane:  # says what is being computed; never shows another dataset's map meanwhile
+    with map_pane:
+        map_slot = map_panel.placeholder(work)  # never another dataset's map while this one's is computed
         graph, maps = compute.graph_and_maps(dataset, params, cfg)
         result = compute.suspects(dataset, graph, work, access, thorough)
-        map_panel.map_panel(work, maps, result)
+        with map_slot.container():
+            map_panel.map_panel(work, maps, result)
     downloads.resume_and_downloads(work, result)
     autosave.panel(work, cfg, user)
     with review_pane:

@@ -15,7 +15,7 @@ from ..scores import worst
 from ..suspects import ScanResult
 from .compute import Maps
 from .map_component import map_chart
-from .state import DatasetWork, remembered, work_by_digest
+from .state import DatasetWork, remembered, session_table, work_by_digest
 
 MAP_VIEWS = ("3D", "2D")
 MAP_HEIGHT = 620
@@ -47,6 +47,18 @@ def _on_map_event(digest: str, dims: int, event: MapEvent) -> None:
     rows = event.apply(np.asarray(work.selection.rows, dtype=np.int64))
     anchor = int(event.rows[0]) if event.kind == "click" and len(event.rows) == 1 else work.selection.anchor
     work.select(tuple(rows.tolist()), event.describe(dims), anchor=anchor)
+
+
+def placeholder(work: DatasetWork):
+    """The map's place on the page. When the dataset changed, it says at once what is being computed, so the last
+    dataset's map never stands under this one's name while the neighbours and the layout are found."""
+    slot = st.empty()
+    shown = session_table("map_shown")
+    if shown.get("digest") != work.dataset.digest:
+        slot.info(f"Preparing the map of {work.dataset.name} ({work.dataset.n:,} images): nearest neighbours, then "
+                  "a quick PCA preview, then the UMAP map.")
+        shown["digest"] = work.dataset.digest
+    return slot
 
 
 def map_panel(work: DatasetWork, maps: Maps, result: ScanResult) -> None:
