@@ -28,7 +28,6 @@ MARGIN_WEIGHT = 0.25
 # neighbours are: a weight this small only reorders rows the shares cannot tell apart.
 EVIDENCE_WEIGHT = 1e-3
 # A flagged label issue: with two labels in the neighbourhood, about 10% or less of its weight backs the given label.
-LABEL_FLAG = FLAG_SCORE
 # Outlier: robust z of log(mean distance to the k neighbours). 4 is beyond Tukey's "far out" fence for normal
 # data (about 4.7 counts as far out); no sample of digits or MLP digits reaches it (their maxima: 3.0-3.4).
 OUTLIER_Z_FLAG = 4.0
@@ -49,10 +48,6 @@ class IssueScores:
     @property
     def n_flagged(self) -> int:
         return int(self.flagged.sum())
-
-    def flagged_rows(self) -> np.ndarray:
-        """Row indices of the flagged samples, most suspect first."""
-        return review_queue(self, by=self.name, flagged_only=True)
 
 
 @dataclass(frozen=True, eq=False)
@@ -150,7 +145,7 @@ def rescore_label_issues(
 def label_issues_from(score: np.ndarray, codes: np.ndarray, suggested: np.ndarray, share: np.ndarray, why: str,
                       excluded: np.ndarray | None, kernel_scale: float) -> LabelIssues:
     """The result shape every ranking returns: flagged where the score is high and another label is suggested."""
-    flagged = (score >= LABEL_FLAG) & (suggested != codes)
+    flagged = (score >= FLAG_SCORE) & (suggested != codes)
     count = int(flagged.sum())
     return LabelIssues(
         name="label_issue", score=score, flagged=flagged,

@@ -27,8 +27,7 @@ class Maps:
 
     coords3: np.ndarray
     coords2: np.ndarray
-    key: str
-    is_preview: bool  # True while a PCA projection stands in for UMAP
+    key: str  # "pca" while a PCA projection stands in for UMAP
 
 
 def graph_and_maps(dataset: Dataset, params: LayoutParams, cfg: Settings) -> tuple[NeighbourGraph, Maps]:
@@ -42,14 +41,14 @@ def graph_and_maps(dataset: Dataset, params: LayoutParams, cfg: Settings) -> tup
     statuses = [service.request(dataset.embedding_digest, p, dataset.embeddings, graph) for p in all_params]
     coords = [service.get(dataset.embedding_digest, p, dataset.n) for p in all_params]
     if all(c is not None for c in coords):
-        return graph, Maps(coords[0], coords[1], params.key(), is_preview=False)
+        return graph, Maps(coords[0], coords[1], params.key())
     failed = [s for s in statuses if s.state == "failed"]
     if failed:
         st.error(f"The UMAP map could not be computed ({failed[0].error}). Showing the PCA projection instead.")
     else:
         _wait_for_maps(service, dataset.embedding_digest, all_params, dataset.n)
     preview = [cache.preview(dataset.embedding_digest, n, dataset.embeddings) for n in (3, 2)]
-    return graph, Maps(preview[0], preview[1], "pca", is_preview=True)
+    return graph, Maps(preview[0], preview[1], "pca")
 
 
 def _say_once_if_the_cache_cannot_be_written() -> None:

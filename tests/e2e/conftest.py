@@ -5,6 +5,7 @@ allowed folder holding the test NPZ and images. Its log goes to the artifacts fo
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -16,6 +17,7 @@ import time
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import pytest
@@ -129,6 +131,32 @@ def _stop(proc: subprocess.Popen) -> None:
         pass
 
 
+@contextlib.contextmanager
+def streamlit_server(port: int, env: dict[str, str], log_path: Path, *extra_args: str) -> Iterator[str]:
+    """`streamlit run streamlit_app.py` on 127.0.0.1:port in its own process group until it answers; its URL."""
+    url = f"http://127.0.0.1:{port}"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.headless", "true",
+             "--server.port", str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false",
+             *extra_args],
+            cwd=REPO, env={**os.environ, "PYTHONUNBUFFERED": "1", **env}, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        started = time.monotonic()
+        while not _healthy(url):
+            if proc.poll() is not None or time.monotonic() - started > STARTUP_TIMEOUT_S:
+                tail = log_path.read_text(errors="replace")[-3000:]
+                why = f"exited with {proc.returncode}" if proc.poll() is not None else f"not healthy after {STARTUP_TIMEOUT_S} s"
+                pytest.fail(f"streamlit server {why}; log tail:\n{tail}", pytrace=False)
+            time.sleep(0.5)
+        print(f"\n[e2e] server {url} healthy after {time.monotonic() - started:.1f} s; log {log_path}")
+        yield url
+    finally:
+        _stop(proc)
+
+
 @pytest.fixture(scope="session")
 def app_server():
     from .helpers import CHROMIUM
@@ -146,27 +174,11 @@ def app_server():
         old.unlink()
     log_path = artifacts / "server.log"
     port = _free_port()
-    url = f"http://127.0.0.1:{port}"
-    env = {**os.environ, "CLEANER_CACHE_DIR": str(cache_dir), "CLEANER_ALLOWED_ROOTS": str(allowed),
-           "PYTHONUNBUFFERED": "1"}
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.headless", "true",
-             "--server.port", str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"],
-            cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        )
+    env = {"CLEANER_CACHE_DIR": str(cache_dir), "CLEANER_ALLOWED_ROOTS": str(allowed)}
     try:
-        started = time.monotonic()
-        while not _healthy(url):
-            if proc.poll() is not None or time.monotonic() - started > STARTUP_TIMEOUT_S:
-                tail = log_path.read_text(errors="replace")[-3000:]
-                why = f"exited with {proc.returncode}" if proc.poll() is not None else f"not healthy after {STARTUP_TIMEOUT_S} s"
-                pytest.fail(f"streamlit server {why}; log tail:\n{tail}", pytrace=False)
-            time.sleep(0.5)
-        print(f"\n[e2e] server {url} healthy after {time.monotonic() - started:.1f} s; log {log_path}")
-        yield AppServer(url=url, cache_dir=cache_dir, allowed_root=allowed, small=small, log=log_path)
+        with streamlit_server(port, env, log_path) as url:
+            yield AppServer(url=url, cache_dir=cache_dir, allowed_root=allowed, small=small, log=log_path)
     finally:
-        _stop(proc)
         shutil.rmtree(work, ignore_errors=True)
 
 

@@ -8,20 +8,16 @@ address) is typed into its authorization form, with `email` set to that subject 
 from __future__ import annotations
 
 import json
-import os
 import secrets
 import shutil
-import subprocess
-import sys
 import tempfile
-import time
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from .conftest import REPO, STARTUP_TIMEOUT_S, AppServer, _artifacts, _free_port, _healthy, _stop, _write_small_dataset
+from .conftest import AppServer, _artifacts, _free_port, _write_small_dataset, streamlit_server
 
 ALLOWED_USERS = "ann@team.example, @crew.example"  # one address and one whole domain
 CLIENT_ID = "cleaner-e2e"
@@ -85,27 +81,13 @@ def signin_server(oidc_provider):
     artifacts = _artifacts()
     artifacts.mkdir(parents=True, exist_ok=True)
     log_path = artifacts / "signin_server.log"
-    env = {**os.environ, "CLEANER_CACHE_DIR": str(cache_dir), "CLEANER_ALLOWED_ROOTS": str(allowed),
-           "CLEANER_ALLOWED_USERS": ALLOWED_USERS, "PYTHONUNBUFFERED": "1"}
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.headless", "true",
-             "--server.port", str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false",
-             "--secrets.files", str(secrets_file)],
-            cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        )
+    env = {"CLEANER_CACHE_DIR": str(cache_dir), "CLEANER_ALLOWED_ROOTS": str(allowed),
+           "CLEANER_ALLOWED_USERS": ALLOWED_USERS}
     try:
-        started = time.monotonic()
-        while not _healthy(url):
-            if proc.poll() is not None or time.monotonic() - started > STARTUP_TIMEOUT_S:
-                tail = log_path.read_text(errors="replace")[-3000:]
-                why = f"exited with {proc.returncode}" if proc.poll() is not None else f"not healthy after {STARTUP_TIMEOUT_S} s"
-                pytest.fail(f"streamlit server {why}; log tail:\n{tail}", pytrace=False)
-            time.sleep(0.5)
-        yield SignInServer(url=url, cache_dir=cache_dir, allowed_root=allowed, small=small, log=log_path,
-                           provider=oidc_provider)
+        with streamlit_server(port, env, log_path, "--secrets.files", str(secrets_file)):
+            yield SignInServer(url=url, cache_dir=cache_dir, allowed_root=allowed, small=small, log=log_path,
+                               provider=oidc_provider)
     finally:
-        _stop(proc)
         shutil.rmtree(work, ignore_errors=True)
 
 
