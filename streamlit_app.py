@@ -22,7 +22,7 @@ def main() -> None:
         map_slot = map_panel.placeholder(work)  # never another dataset's map while this one's is computed
         graph, maps = compute.graph_and_maps(dataset, params, cfg)
         result = compute.suspects(dataset, graph, work, access, thorough)
-        with map_slot.container():
+        with map_slot():
             map_panel.map_panel(work, maps, result)
     downloads.resume_and_downloads(work, result)
     autosave.panel(work, cfg, user)

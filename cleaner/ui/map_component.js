@@ -240,6 +240,7 @@ function createMap(parentElement, key) {
   showExcluded.checked = saved.showExcluded !== false;
   state.showExcluded = showExcluded.checked;
   listen(showExcluded, "change", () => { state.showExcluded = showExcluded.checked; remember(state); drawMarks(state); });
+  if (saved.tool && saved.tool !== "pan") setTool(state, saved.tool); // a remount keeps the tool the user chose
   listen(state.overlay, "pointerdown", (ev) => startShape(state, ev));
   listen(state.overlay, "pointermove", (ev) => moveShape(state, ev));
   listen(state.overlay, "pointerup", (ev) => endShape(state, ev));
@@ -260,6 +261,7 @@ function createMap(parentElement, key) {
 
 function setTool(state, tool) {
   state.tool = tool;
+  VIEWS.set(state.key, { ...(VIEWS.get(state.key) || {}), tool });
   state.root.querySelectorAll("button[data-tool]").forEach((b) =>
     b.setAttribute("aria-pressed", String(b.dataset.tool === tool)));
   state.overlay.classList.toggle("active", tool !== "pan");
@@ -527,7 +529,8 @@ function remember(state) {
   });
   state.hidden = new Set(hidden);
   state.camera = readCamera(state.gd, state.figure.dims);
-  VIEWS.set(state.key, { camera: state.camera, hidden, dims: state.figure.dims, showExcluded: state.showExcluded });
+  VIEWS.set(state.key, { camera: state.camera, hidden, dims: state.figure.dims, showExcluded: state.showExcluded,
+    tool: state.tool });
 }
 
 async function render(state, data) {

@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import hashlib
+from typing import Callable
 
 import numpy as np
 import streamlit as st
+from streamlit.delta_generator import DeltaGenerator
 
 from ..dataset import Dataset
 from ..map_events import MapEvent
@@ -49,16 +51,20 @@ def _on_map_event(digest: str, dims: int, event: MapEvent) -> None:
     work.select(tuple(rows.tolist()), event.describe(dims), anchor=anchor)
 
 
-def placeholder(work: DatasetWork):
-    """The map's place on the page. When the dataset changed, it says at once what is being computed, so the last
-    dataset's map never stands under this one's name while the neighbours and the layout are found."""
-    slot = st.empty()
+def placeholder(work: DatasetWork) -> Callable[[], DeltaGenerator]:
+    """The map's place on the page, opened later by calling the result. When the dataset changed, the place says at
+    once what is being computed, so the last dataset's map never stands under this one's name meanwhile."""
     shown = session_table("map_shown")
-    if shown.get("digest") != work.dataset.digest:
-        slot.info(f"Preparing the map of {work.dataset.name} ({work.dataset.n:,} images): nearest neighbours, then "
-                  "a quick PCA preview, then the UMAP map.")
-        shown["digest"] = work.dataset.digest
-    return slot
+    if shown.get("digest") == work.dataset.digest:
+        # A container keeps the map mounted while this run reaches it; an st.empty here would blank the map at the
+        # start of every rerun and remount it (a flicker, and the view rebuilt) whenever the run is slow.
+        area = st.container()
+        return lambda: area
+    slot = st.empty()
+    slot.info(f"Preparing the map of {work.dataset.name} ({work.dataset.n:,} images): nearest neighbours, then "
+              "a quick PCA preview, then the UMAP map.")
+    shown["digest"] = work.dataset.digest
+    return slot.container
 
 
 def map_panel(work: DatasetWork, maps: Maps, result: ScanResult) -> None:

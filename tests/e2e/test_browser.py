@@ -156,10 +156,14 @@ def test_3d_box_selects_exactly_the_points_projected_inside(app_server, page):
     expected = np.flatnonzero(h.inside_polygon(box, x, y) & front).tolist()
     print(f"[e2e] box {box}: {len(expected)} points inside")
     h.choose_tool(page, "Box")
+    page.evaluate("() => { document.querySelector('.cleaner-map').dataset.before = 'selection'; }")
     before = h.map_counter(page, "marks")
     h.drag_box(page, box)
     h.wait_marks_after(page, before)
     _check_shape_selection(page, labels, paths, expected, "box", 3, "3_3d_box")
+    # the rerun the selection caused updated the map in place: not rebuilt, still on the Box tool for the next box
+    assert page.locator(".cleaner-map").get_attribute("data-before") == "selection"
+    expect(page.locator(".cleaner-map-toolbar button", has_text="Box")).to_have_attribute("aria-pressed", "true")
 
 
 def test_2d_lasso_selects_exactly_the_points_inside(app_server, page):

@@ -343,6 +343,15 @@ def test_the_camera_stays_when_the_excluded_set_changes(open_map):
     screenshot(page, "map_3d_excluded_by_score")
 
 
+def _same_camera(a: dict, b: dict) -> bool:
+    """The same camera, up to the last bits plotly's matrix round trip changes."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_same_camera(a[k], b[k]) for k in a)
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+        return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12)
+    return a == b
+
+
 def test_the_view_comes_back_when_the_map_is_hidden_and_shown(open_map):
     page = open_map(3)
     coords, codes = coords_and_codes(3)
@@ -358,7 +367,7 @@ def test_the_view_comes_back_when_the_map_is_hidden_and_shown(open_map):
     page.wait_for_function("() => !document.querySelector('.cleaner-map')")
     hide.click()
     wait_drawn(page, 1)
-    assert json.loads(page.evaluate(camera_js)) == camera
+    assert _same_camera(json.loads(page.evaluate(camera_js)), camera)
     assert page.evaluate("() => document.querySelector('.cleaner-map-gd').data.find(t => t.uid === 'n2').visible") \
         == "legendonly"
 
@@ -373,7 +382,7 @@ def test_the_wheel_scrolls_the_page_and_ctrl_wheel_zooms_the_map(open_map):
     page.mouse.move(info["left"] + info["width"] / 2, info["top"] + min(info["height"], 650 - info["top"]) / 2)
     page.mouse.wheel(0, 200)
     page.wait_for_function(f"() => document.querySelector('[data-testid=stMain]').scrollTop > {scrolled}")
-    assert page.evaluate(camera_js) == camera  # the map did not zoom
+    assert _same_camera(json.loads(page.evaluate(camera_js)), json.loads(camera))  # the map did not zoom
     _, _, info = page_projection(page, coords, 3)
     page.mouse.move(info["left"] + info["width"] / 2, max(5, info["top"] + 40))
     eye = json.loads(camera)["eye"]
