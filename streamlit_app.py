@@ -14,13 +14,14 @@ def main() -> None:
         st.stop()
     work = work_for(dataset, user=user)
     params = data_source.map_settings()
+    precomputed = data_source.precomputed(dataset, cfg, params)  # `cleaner scan --precompute` did the heavy step
     thorough = data_source.ranking_is_thorough()
     access = data_source.image_access(cfg)
     summary.dataset_summary(work)
     map_pane, review_pane = page_layout.workspace()
     with map_pane:
         map_slot = map_panel.placeholder(work)  # never another dataset's map while this one's is computed
-        graph, maps = compute.graph_and_maps(dataset, params, cfg)
+        graph, maps = compute.graph_and_maps(dataset, params, cfg, precomputed)
         result = compute.suspects(dataset, graph, work, access, thorough)
         with map_slot():
             map_panel.map_panel(work, maps, result)

@@ -37,6 +37,7 @@ class LayoutService:
         self._memory: OrderedDict[tuple[str, LayoutParams], np.ndarray] = OrderedDict()
         self._memory_entries = memory_entries
         self._jobs: dict[tuple[str, LayoutParams], tuple[Future, float]] = {}
+        self.jobs_started = 0  # layouts this service computed itself (not read from disk or adopted)
         self._lock = threading.Lock()
         # Two workers: one user's large job must not queue everyone else's small one behind it.
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="cleaner-layout")
@@ -70,9 +71,18 @@ class LayoutService:
             job = self._jobs.get(key)
             if job is None or (job[0].done() and job[0].exception() is not None and time.time() - job[1] > 60):
                 future = self._executor.submit(self._compute, key, embeddings, graph)
+                self.jobs_started += 1
                 future.add_done_callback(_drop_traceback)
                 self._jobs[key] = job = (future, time.time())
         return self.status(embedding_digest, params, len(embeddings))
+
+    def adopt(self, embedding_digest: str, params: LayoutParams, coords: np.ndarray) -> None:
+        """Serve a layout computed elsewhere (a checked `--precompute` sidecar) as if this service had made it."""
+        key = (embedding_digest, params)
+        if self.get(embedding_digest, params, len(coords)) is not None:
+            return
+        self._remember(key, np.asarray(coords, dtype=np.float32))
+        self.store.put(embedding_digest, params, coords)
 
     def _compute(self, key: tuple[str, LayoutParams], embeddings: np.ndarray, graph: NeighbourGraph) -> None:
         digest, params = key

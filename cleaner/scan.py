@@ -16,10 +16,11 @@ import numpy as np
 
 from .dataset import Dataset, DatasetError, load_npz
 from .decisions import Decision, Decisions, exclusion_file_name
-from .neighbours import METRICS
+from .neighbours import METRICS, NeighbourGraph, neighbour_graph
 from .report import report_csv
 from .scores import plural, worst
-from .suspects import ScanResult, scan_dataset
+from .sidecar import sidecar_bytes, sidecar_path
+from .suspects import ScanResult, scores_from_graph
 
 _PROBE_PATHS = 32  # paths tried to decide whether the images are on this machine at all
 
@@ -78,6 +79,10 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--thorough", action="store_true",
                         help="rank label issues with a cross-validated linear probe on the embeddings as well as the "
                         "neighbours' votes: slower, better where the embedding mixes classes (imports scikit-learn)")
+    parser.add_argument("--precompute", action="store_true",
+                        help="also compute the 3D and 2D maps and write them with the neighbour graph to "
+                        "DATA.cleaner.npz next to DATA.npz: the app then opens this dataset at once, without computing "
+                        "(run it on a bigger machine, copy the sidecar next to the NPZ on the server; imports umap-learn)")
     return parser
 
 
@@ -142,8 +147,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     access = _image_access(args, dataset)
     progress = _print_progress if args.thorough else None
-    result = scan_dataset(dataset, k=args.k, metric=args.metric, access=access, thorough=args.thorough,
-                          progress=progress)
+    graph = neighbour_graph(dataset.embeddings, k=args.k, metric=args.metric)
+    result = scores_from_graph(dataset, graph, access, thorough=args.thorough, progress=progress)
     out = Path(args.out)
     try:
         out.write_text(report_csv(dataset, result), encoding="utf-8")
@@ -155,4 +160,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"  {scores.name}: {scores.summary}")
     if result.unreadable is None:
         print("  unreadable: not checked (no --image-root given and the image paths do not exist here)")
-    return _write_exclusions(args, dataset, result, out) if args.exclude_top else 0
+    if args.exclude_top and _write_exclusions(args, dataset, result, out):
+        return 1
+    return _write_sidecar(args, dataset, graph) if args.precompute else 0
+
+
+def _write_sidecar(args: argparse.Namespace, dataset: Dataset, graph: NeighbourGraph) -> int:
+    """The maps the app would compute, with the graph, next to the NPZ; returns the exit code."""
+    from .layout import LayoutParams, umap_layout  # umap-learn: imported only when maps are really computed
+
+    start = time.perf_counter()
+    layouts = {}
+    for dims in (3, 2):
+        params = LayoutParams(n_components=dims, metric=args.metric)  # the app's default map settings
+        layouts[dims] = (params, umap_layout(dataset.embeddings, graph, params))
+        print(f"  {dims}D map computed ({time.perf_counter() - start:.1f} s so far)", flush=True)
+    target = sidecar_path(args.npz)
+    try:
+        target.write_bytes(sidecar_bytes(dataset.embedding_digest, graph, layouts))
+    except OSError as exc:
+        print(f"cleaner scan: error: could not write {target}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    print(f"  precomputed neighbours and maps: {target} (the app uses them when it opens {Path(args.npz).name})")
+    return 0

@@ -18,6 +18,7 @@ from ..layout import LayoutStore, pca_projection
 from ..layout_service import LayoutService
 from ..neighbours import GraphStore, NeighbourGraph, neighbour_graph
 from ..scores import UnreadableImages
+from ..sidecar import Precomputed, SidecarProblem, read_sidecar
 from ..suspects import ScanResult, scores_from_graph
 
 
@@ -46,10 +47,23 @@ def server_npz(path: str, mtime_ns: int, size: int, max_bytes: int, max_rows: in
     return load_npz(path, max_bytes=max_bytes, max_rows=max_rows, max_dims=max_dims)
 
 
+@st.cache_resource(max_entries=4, show_spinner=False)
+def sidecar(path: str, mtime_ns: int, size: int, embedding_digest: str, n_rows: int, k: int, metric: str,
+            max_bytes: int) -> Precomputed | str:
+    """A `--precompute` sidecar checked against its dataset, read again only when it changes; else why not."""
+    try:
+        return read_sidecar(path, embedding_digest, n_rows, k, metric, max_bytes)
+    except SidecarProblem as exc:
+        return str(exc)
+
+
 @st.cache_resource(max_entries=8, show_spinner=False)
 def graph(embedding_digest: str, k: int, metric: str, cache_dir: str, cache_max_bytes: int,
-          _embeddings: np.ndarray) -> NeighbourGraph:
-    """The graph from this process's memory, else from the disk store (any process computed it), else searched."""
+          _embeddings: np.ndarray, _precomputed: NeighbourGraph | None = None) -> NeighbourGraph:
+    """The graph from this process's memory, else a checked sidecar's, else from the disk store (any process
+    computed it), else searched."""
+    if _precomputed is not None:
+        return _precomputed
     store = GraphStore(Path(cache_dir) / "graphs", max_bytes=cache_max_bytes)
     return neighbour_graph(_embeddings, k=k, metric=metric, store=store, embedding_digest=embedding_digest)
 

@@ -15,6 +15,7 @@ from ..neighbours import NeighbourGraph
 from ..image_check import files_fingerprint, unreadable_images
 from ..images import ImageAccess
 from ..scores import rescore_label_issues
+from ..sidecar import Precomputed
 from ..suspects import ScanResult
 from . import cache
 from .data_source import GRAPH_K
@@ -30,14 +31,20 @@ class Maps:
     key: str  # "pca" while a PCA projection stands in for UMAP
 
 
-def graph_and_maps(dataset: Dataset, params: LayoutParams, cfg: Settings) -> tuple[NeighbourGraph, Maps]:
-    """The neighbour graph, and the UMAP maps if ready; else a PCA preview while UMAP runs in the background."""
+def graph_and_maps(dataset: Dataset, params: LayoutParams, cfg: Settings,
+                   precomputed: Precomputed | None = None) -> tuple[NeighbourGraph, Maps]:
+    """The neighbour graph, and the UMAP maps if ready; else a PCA preview while UMAP runs in the background.
+    What a checked `--precompute` sidecar holds is used instead of computing it."""
     with st.spinner(f"Finding the {GRAPH_K} nearest neighbours of {dataset.n:,} samples…"):
         graph = cache.graph(dataset.embedding_digest, GRAPH_K, params.metric, str(cfg.cache_dir),
-                            cfg.cache_max_bytes, dataset.embeddings)
+                            cfg.cache_max_bytes, dataset.embeddings, precomputed.graph if precomputed else None)
     _say_once_if_the_cache_cannot_be_written()
     service = cache.layout_service(str(cfg.cache_dir), cfg.cache_max_bytes)
     all_params = [replace(params, n_components=n) for n in (3, 2)]
+    for p in all_params:
+        coords = precomputed.layout(p) if precomputed else None
+        if coords is not None:
+            service.adopt(dataset.embedding_digest, p, coords)
     statuses = [service.request(dataset.embedding_digest, p, dataset.embeddings, graph) for p in all_params]
     coords = [service.get(dataset.embedding_digest, p, dataset.n) for p in all_params]
     if all(c is not None for c in coords):

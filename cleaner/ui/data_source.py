@@ -12,8 +12,9 @@ from ..images import ImageAccess, PathRemap
 from ..layout import LayoutParams
 from ..limits import MB
 from ..neighbours import METRICS
+from ..sidecar import SIDECAR_SUFFIX, Precomputed, sidecar_path
 from . import cache
-from .state import remembered, uploaded_dataset
+from .state import remembered, uploaded_dataset, widget_value
 from .text import literal
 
 GRAPH_K = 20
@@ -28,7 +29,7 @@ def allowed_npz_files(cfg: Settings) -> list[Path]:
         for dirpath, dirnames, filenames in os.walk(root):
             dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
             for name in sorted(filenames):
-                if name.endswith(".npz"):
+                if name.endswith(".npz") and not name.endswith(SIDECAR_SUFFIX):  # sidecars go with their NPZ
                     real = Path(os.path.realpath(Path(dirpath) / name))
                     if any(real.is_relative_to(r) for r in cfg.allowed_roots):
                         found.append(real)
@@ -93,6 +94,25 @@ def _from_server_folder(cfg: Settings) -> Dataset | None:
     except (DatasetError, OSError) as exc:
         st.error(literal(f"Could not load {path.name}: {exc}"))
         return None
+
+
+def precomputed(dataset: Dataset, cfg: Settings, params: LayoutParams) -> Precomputed | None:
+    """The neighbours and maps `cleaner scan --precompute` left next to the server file, once checked; else None."""
+    if widget_value("data_source") != SOURCES[2] or not widget_value("server_npz"):
+        return None
+    side = sidecar_path(widget_value("server_npz"))
+    real = Path(os.path.realpath(side))
+    if not real.is_file() or not any(real.is_relative_to(r) for r in cfg.allowed_roots):
+        return None  # none there, or a link leading out of the allowed folders: never opened
+    stat = real.stat()
+    found = cache.sidecar(str(real), stat.st_mtime_ns, stat.st_size, dataset.embedding_digest, dataset.n,
+                          min(GRAPH_K, dataset.n - 1), params.metric, cfg.max_npz_bytes)
+    if isinstance(found, str):
+        st.warning(literal(f"{side.name} next to this file is not used: {found}. The neighbours and the maps are "
+                           "computed here instead."))
+        return None
+    st.sidebar.caption(literal(f"Neighbours and maps from {side.name} (made by `cleaner scan --precompute`)."))
+    return found
 
 
 RANKINGS = ("Fast: the neighbours' votes", "Thorough: votes and a linear probe")
