@@ -4,6 +4,10 @@ Small data (below LARGE_MIN_ROWS rows) gets umap-learn's defaults with a fixed s
 layouts shipped for the demo stay valid. Large data gets what bench/scale.py measured to be several times
 faster at the same neighbourhood preservation: a PCA start instead of the spectral one, the optimisation
 on all cores (umap-learn runs single-threaded whenever a seed is set) and large_data_epochs() epochs.
+
+The seam for bigger engines is `LayoutFunction`: anything called as `layout(embeddings, graph, params)` that
+returns [N, params.n_components] float32 coordinates. `LayoutService(store, layout=...)` runs it instead of
+`umap_layout`; a GPU layout (cuML's UMAP takes the same precomputed kNN graph) is one such function.
 """
 from __future__ import annotations
 
@@ -15,6 +19,7 @@ import warnings
 import weakref
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -24,15 +29,15 @@ from .neighbours import NeighbourGraph, numba_guard
 from .numba_cache import cache_umap_kernels, kernel_cache_dir, use_numba_cache
 
 __all__ = [  # kernel_cache_dir and use_numba_cache: cleaner.layout_service imports them from here
-    "LARGE_MIN_ROWS", "PACKAGED_LAYOUTS", "LayoutParams", "LayoutStore", "compile_kernels", "kernel_cache_dir",
+    "LARGE_MIN_ROWS", "PACKAGED_LAYOUTS", "LayoutFunction", "LayoutParams", "LayoutStore", "compile_kernels", "kernel_cache_dir",
     "large_data_epochs", "pca_projection", "umap_layout", "use_numba_cache",
 ]
 
 PACKAGED_LAYOUTS = Path(__file__).parent / "assets" / "layouts"
 LARGE_MIN_ROWS = 10_000
 # Epochs for large data: 200 (umap-learn's own choice above 10k rows) up to 50k rows, then fewer, down to 100 at
-# 100k, where bench/scale.py measured 8 s instead of 16 s for 0.105 vs 0.112 kNN preservation (plain umap-learn:
-# 0.111-0.117). At 20k, 100 epochs would lose 0.02 to save 1.4 s: not worth it.
+# 100k, where bench/scale.py measured about half the time for nearly the same kNN preservation (within the spread
+# of plain umap-learn's own runs). At 20k, 100 epochs would lose more preservation than the second or so it saves.
 LARGE_EPOCH_BUDGET = 10_000_000  # epochs x rows
 LARGE_EPOCHS_RANGE = (100, 200)
 UMAP_SMALL_DATA_ROWS = 4096  # umap-learn's own small-data bound
@@ -90,6 +95,9 @@ def _project(embeddings: np.ndarray, n_components: int) -> np.ndarray:
 def _scaled(projection: np.ndarray) -> np.ndarray:
     scale = np.abs(projection).max() or 1.0
     return np.ascontiguousarray(projection / scale * 10.0, dtype=np.float32)
+
+
+LayoutFunction = Callable[[np.ndarray, NeighbourGraph, "LayoutParams"], np.ndarray]
 
 
 def umap_layout(embeddings: np.ndarray, graph: NeighbourGraph, params: LayoutParams) -> np.ndarray:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .layout import LayoutParams, LayoutStore, compile_kernels, kernel_cache_dir, umap_layout, use_numba_cache
+from .layout import LayoutFunction, LayoutParams, LayoutStore, compile_kernels, kernel_cache_dir, umap_layout, use_numba_cache
 from .neighbours import NeighbourGraph
 
 WARM_UP_DELAY_S = 10.0  # seconds after the first page asked for it
@@ -29,8 +29,9 @@ class LayoutService:
     """Serve a layout at once if any user computed it before; otherwise compute it off the page's thread."""
 
     def __init__(self, store: LayoutStore, workers: int = 2, memory_entries: int = 16,
-                 numba_cache: Path | None = None):
+                 numba_cache: Path | None = None, layout: LayoutFunction | None = None):
         self.store = store
+        self._layout = layout  # None: umap_layout, looked up when a job runs
         # numba's compiled kernels next to the layouts (unless NUMBA_CACHE_DIR says otherwise), so a restarted
         # server's warm_up loads them in about a second instead of compiling for 20-30 s.
         use_numba_cache(numba_cache or Path(store.folder).parent / "numba")
@@ -86,7 +87,7 @@ class LayoutService:
 
     def _compute(self, key: tuple[str, LayoutParams], embeddings: np.ndarray, graph: NeighbourGraph) -> None:
         digest, params = key
-        coords = umap_layout(embeddings, graph, params)
+        coords = (self._layout or umap_layout)(embeddings, graph, params)
         self.store.put(digest, params, coords)
         self._remember(key, coords)
 

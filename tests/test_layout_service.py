@@ -106,3 +106,34 @@ def test_failed_layout_reports_the_error(tmp_path):
         pass
     status = service.status("bad", LayoutParams(metric="cosine"), len(emb))
     assert status.state == "failed" and "metric" in status.error
+
+
+def test_another_layout_engine_plugs_in_as_one_function(tmp_path):
+    """The seam a GPU layout would use: the service runs the given function on the shared graph, stores and serves
+    its coordinates, and counts it as a job of its own."""
+    emb, _ = clustered_arrays(n_per_class=10, n_classes=2, dims=4)
+    graph = exact_neighbours(emb, 5, "cosine")
+    seen = []
+
+    def first_axes(embeddings, g, params):
+        seen.append((g is graph, params.n_components))
+        return np.ascontiguousarray(embeddings[:, :params.n_components], dtype=np.float32)
+
+    service = LayoutService(LayoutStore(tmp_path, packaged=tmp_path / "none"), layout=first_axes)
+    params = LayoutParams(n_components=2)
+    service.request("engine", params, emb, graph)
+    service.wait("engine", params, timeout=60)
+    assert seen == [(True, 2)] and service.jobs_started == 1
+    np.testing.assert_array_equal(service.get("engine", params, len(emb)), emb[:, :2])
+    restarted = LayoutService(LayoutStore(tmp_path, packaged=tmp_path / "none"))
+    np.testing.assert_array_equal(restarted.get("engine", params, len(emb)), emb[:, :2])  # stored like any layout
+
+
+def test_an_adopted_layout_is_served_without_a_job(tmp_path):
+    emb, _ = clustered_arrays(n_per_class=10, n_classes=2, dims=4)
+    coords = np.random.default_rng(0).normal(size=(len(emb), 3)).astype(np.float32)
+    service = LayoutService(LayoutStore(tmp_path, packaged=tmp_path / "none"))
+    service.adopt("made-elsewhere", LayoutParams(), coords)
+    assert service.request("made-elsewhere", LayoutParams(), emb, exact_neighbours(emb, 5, "cosine")).state == "ready"
+    assert service.jobs_started == 0
+    np.testing.assert_array_equal(service.get("made-elsewhere", LayoutParams(), len(emb)), coords)
