@@ -4,7 +4,9 @@ from __future__ import annotations
 MB = 1024 * 1024  # as in the server's settings (CLEANER_MAX_NPZ_MB, ...) and Streamlit's upload limit
 
 # An uploaded or server-side NPZ
-MAX_NPZ_BYTES = 2048 * MB  # the file, and separately the decompressed arrays together
+# The file, and separately the decompressed arrays together: room for MAX_ROWS images with 768-D float32
+# embeddings (a ViT-B's width) and their paths; a reader's peak memory is a small multiple of it.
+MAX_NPZ_BYTES = 4096 * MB
 MAX_ROWS = 1_000_000
 MAX_DIMS = 4096
 MIN_ROWS = 10  # fewer images than this leave nothing to compare
