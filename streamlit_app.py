@@ -22,7 +22,7 @@ def main() -> None:
     with map_pane:
         map_slot = map_panel.placeholder(work)  # never another dataset's map while this one's is computed
         graph, maps = compute.graph_and_maps(dataset, params, cfg, precomputed)
-        result = compute.suspects(dataset, graph, work, access, thorough)
+        result = compute.suspects(dataset, graph, work, access, thorough)  # None until the graph is found
         with map_slot():
             map_panel.map_panel(work, maps, result)
     downloads.resume_and_downloads(work, result)

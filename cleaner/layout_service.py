@@ -5,24 +5,19 @@ import subprocess
 import sys
 import threading
 import time
-from collections import OrderedDict
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from concurrent.futures import Future
 from pathlib import Path
 
 import numpy as np
 
 from .layout import LayoutFunction, LayoutParams, LayoutStore, compile_kernels, kernel_cache_dir, umap_layout, use_numba_cache
+from .jobs import JobStatus, Jobs, Recent
 from .neighbours import NeighbourGraph
 
 WARM_UP_DELAY_S = 10.0  # seconds after the first page asked for it
 
 
-@dataclass(frozen=True)
-class LayoutStatus:
-    state: str  # "ready", "running", "queued", "failed" or "missing"
-    elapsed_s: float = 0.0
-    error: str = ""
+LayoutStatus = JobStatus  # where a layout stands: "ready", "running", "queued", "failed" or "missing"
 
 
 class LayoutService:
@@ -35,32 +30,27 @@ class LayoutService:
         # numba's compiled kernels next to the layouts (unless NUMBA_CACHE_DIR says otherwise), so a restarted
         # server's warm_up loads them in about a second instead of compiling for 20-30 s.
         use_numba_cache(numba_cache or Path(store.folder).parent / "numba")
-        self._memory: OrderedDict[tuple[str, LayoutParams], np.ndarray] = OrderedDict()
-        self._memory_entries = memory_entries
-        self._jobs: dict[tuple[str, LayoutParams], tuple[Future, float]] = {}
-        self.jobs_started = 0  # layouts this service computed itself (not read from disk or adopted)
-        self._lock = threading.Lock()
+        self._memory = Recent(memory_entries)
         # Two workers: one user's large job must not queue everyone else's small one behind it.
-        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="cleaner-layout")
+        self._jobs = Jobs(workers, "cleaner-layout")
+
+    @property
+    def jobs_started(self) -> int:
+        """Layouts this service computed itself (not read from disk or adopted)."""
+        return self._jobs.started
 
     def get(self, embedding_digest: str, params: LayoutParams, n_rows: int) -> np.ndarray | None:
         key = (embedding_digest, params)
-        with self._lock:
-            if key in self._memory:
-                self._memory.move_to_end(key)
-                return self._memory[key]
-        coords = self.store.get(embedding_digest, params, n_rows)
-        if coords is not None:
-            self._remember(key, coords)
+        coords = self._memory.get(key)
+        if coords is None:
+            coords = self.store.get(embedding_digest, params, n_rows)
+            if coords is not None:
+                self._remember(key, coords)
         return coords
 
     def _remember(self, key: tuple[str, LayoutParams], coords: np.ndarray) -> None:
         coords.setflags(write=False)
-        with self._lock:
-            self._memory[key] = coords
-            self._memory.move_to_end(key)
-            while len(self._memory) > self._memory_entries:
-                self._memory.popitem(last=False)
+        self._memory.put(key, coords)
 
     def request(self, embedding_digest: str, params: LayoutParams, embeddings: np.ndarray,
                 graph: NeighbourGraph) -> LayoutStatus:
@@ -68,13 +58,7 @@ class LayoutService:
         if self.get(embedding_digest, params, len(embeddings)) is not None:
             return LayoutStatus("ready")
         key = (embedding_digest, params)
-        with self._lock:
-            job = self._jobs.get(key)
-            if job is None or (job[0].done() and job[0].exception() is not None and time.time() - job[1] > 60):
-                future = self._executor.submit(self._compute, key, embeddings, graph)
-                self.jobs_started += 1
-                future.add_done_callback(_drop_traceback)
-                self._jobs[key] = job = (future, time.time())
+        self._jobs.start(key, self._compute, key, embeddings, graph)
         return self.status(embedding_digest, params, len(embeddings))
 
     def adopt(self, embedding_digest: str, params: LayoutParams, coords: np.ndarray) -> None:
@@ -93,25 +77,12 @@ class LayoutService:
 
     def status(self, embedding_digest: str, params: LayoutParams, n_rows: int) -> LayoutStatus:
         key = (embedding_digest, params)
-        with self._lock:
-            if key in self._memory:
-                return LayoutStatus("ready")
-            job = self._jobs.get(key)
-        if job is None:
-            return LayoutStatus("missing")
-        future, started = job
-        elapsed = time.time() - started
-        if not future.done():
-            return LayoutStatus("running" if future.running() else "queued", elapsed)
-        if future.exception() is not None:
-            return LayoutStatus("failed", elapsed, f"{type(future.exception()).__name__}: {future.exception()}")
-        return LayoutStatus("ready", elapsed)
+        if key in self._memory:
+            return LayoutStatus("ready")
+        return self._jobs.status(key)
 
     def wait(self, embedding_digest: str, params: LayoutParams, timeout: float | None = None) -> None:
-        with self._lock:
-            job = self._jobs.get((embedding_digest, params))
-        if job is not None:
-            job[0].result(timeout=timeout)
+        self._jobs.wait((embedding_digest, params), timeout)
 
     def warm_up(self, delay_s: float = WARM_UP_DELAY_S) -> Future:
         """Compile UMAP's numba code (small-data and large-data paths) soon, so the first real layout does not
@@ -152,13 +123,3 @@ def _warm_up() -> None:
         except (OSError, subprocess.SubprocessError):
             pass  # then this process compiles, as before
     compile_kernels()
-
-
-def _drop_traceback(future) -> None:
-    """A failed job's exception is kept for the page to show; its traceback would pin the job's frames, and with them
-    the embeddings and graph of a session that may be gone."""
-    exc, seen = future.exception(), set()
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        exc.__traceback__ = None
-        exc = exc.__cause__ or exc.__context__

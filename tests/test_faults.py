@@ -414,31 +414,37 @@ def test_two_sessions_asking_at_once_get_one_computation(tmp_path, monkeypatch, 
 
 
 def test_two_sessions_opening_one_dataset_search_its_graph_once(tmp_path, monkeypatch):
-    from cleaner.ui import cache
+    from cleaner import graph_service
 
     calls: list[int] = []
     both_asked = threading.Barrier(2)
+    search = graph_service.neighbour_graph
 
     def counted(embeddings, **kwargs):
         calls.append(1)
         time.sleep(0.5)  # long enough for the second session to arrive while the first one searches
-        return exact_neighbours(embeddings, kwargs["k"], kwargs["metric"])
+        return search(embeddings, **kwargs)  # and stores it, as the real one does
 
-    monkeypatch.setattr(cache, "neighbour_graph", counted)
+    monkeypatch.setattr(graph_service, "neighbour_graph", counted)
     emb = np.random.default_rng(4).normal(size=(200, 8)).astype(np.float32)
-    digest = f"faults-{time.time_ns()}"  # a key no other test has cached
+    service = graph_service.GraphService(GraphStore(tmp_path / "graphs"))
     graphs: list[NeighbourGraph] = []
 
     def session() -> None:
         both_asked.wait(WAIT_S)
-        graphs.append(cache.graph(digest, 10, "cosine", str(tmp_path), 10**9, emb.copy()))
+        service.request("same", 10, "cosine", emb.copy())
+        service.wait("same", 10, "cosine", timeout=WAIT_S)
+        graphs.append(service.get("same", 10, "cosine", len(emb)))
 
     threads = [threading.Thread(target=session) for _ in range(2)]
     for t in threads:
         t.start()
     for t in threads:
         t.join(WAIT_S)
-    assert len(graphs) == 2 and len(calls) == 1
+    assert len(graphs) == 2 and graphs[0] is graphs[1] and len(calls) == 1
+    # Another server process on the same cache folder reads it from disk: no search.
+    other = graph_service.GraphService(GraphStore(tmp_path / "graphs"))
+    assert other.request("same", 10, "cosine", emb).state == "ready" and other.jobs_started == 0 and len(calls) == 1
 
 
 # ---------------------------------------------------------------- an image folder gone mid-review

@@ -16,7 +16,8 @@ from ..dataset import Dataset, load_npz
 from ..demo import load_demo
 from ..layout import LayoutStore, pca_projection
 from ..layout_service import LayoutService
-from ..neighbours import GraphStore, NeighbourGraph, neighbour_graph
+from ..graph_service import GraphService
+from ..neighbours import GraphStore, NeighbourGraph
 from ..scores import UnreadableImages
 from ..sidecar import Precomputed, SidecarProblem, read_sidecar
 from ..suspects import ScanResult, scores_from_graph
@@ -57,15 +58,10 @@ def sidecar(path: str, mtime_ns: int, size: int, embedding_digest: str, n_rows: 
         return str(exc)
 
 
-@st.cache_resource(max_entries=8, show_spinner=False)
-def graph(embedding_digest: str, k: int, metric: str, cache_dir: str, cache_max_bytes: int,
-          _embeddings: np.ndarray, _precomputed: NeighbourGraph | None = None) -> NeighbourGraph:
-    """The graph from this process's memory, else a checked sidecar's, else from the disk store (any process
-    computed it), else searched."""
-    if _precomputed is not None:
-        return _precomputed
-    store = GraphStore(Path(cache_dir) / "graphs", max_bytes=cache_max_bytes)
-    return neighbour_graph(_embeddings, k=k, metric=metric, store=store, embedding_digest=embedding_digest)
+@st.cache_resource(show_spinner=False)
+def graph_service(cache_dir: str, cache_max_bytes: int) -> GraphService:
+    """One per server: every session shares the graphs and the search thread."""
+    return GraphService(GraphStore(Path(cache_dir) / "graphs", max_bytes=cache_max_bytes))
 
 
 @st.cache_resource(show_spinner=False)

@@ -1,7 +1,9 @@
 """The neighbour graph, the maps and the scores of a dataset, with progress a person can read while they compute."""
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, replace
+from typing import Callable
 
 import numpy as np
 import streamlit as st
@@ -10,7 +12,7 @@ from ..config import Settings
 from ..diskcache import write_error
 from ..dataset import Dataset
 from ..layout import LayoutParams
-from ..layout_service import LayoutService
+from ..jobs import JobStatus
 from ..neighbours import NeighbourGraph
 from ..image_check import files_fingerprint, unreadable_images
 from ..images import ImageAccess
@@ -20,6 +22,9 @@ from ..suspects import ScanResult
 from . import cache
 from .data_source import GRAPH_K
 from .state import DatasetWork, is_new_event
+
+
+GRAPH_WAIT_S = 3.0  # the page waits this long for a graph being found (small data) before showing the preview
 
 
 @dataclass(frozen=True)
@@ -32,13 +37,27 @@ class Maps:
 
 
 def graph_and_maps(dataset: Dataset, params: LayoutParams, cfg: Settings,
-                   precomputed: Precomputed | None = None) -> tuple[NeighbourGraph, Maps]:
-    """The neighbour graph, and the UMAP maps if ready; else a PCA preview while UMAP runs in the background.
-    What a checked `--precompute` sidecar holds is used instead of computing it."""
-    with st.spinner(f"Finding the {GRAPH_K} nearest neighbours of {dataset.n:,} samples…"):
-        graph = cache.graph(dataset.embedding_digest, GRAPH_K, params.metric, str(cfg.cache_dir),
-                            cfg.cache_max_bytes, dataset.embeddings, precomputed.graph if precomputed else None)
+                   precomputed: Precomputed | None = None) -> tuple[NeighbourGraph | None, Maps]:
+    """The neighbour graph and the UMAP maps once ready. Both are found in the background; meanwhile the graph is
+    None and a PCA preview stands in for the map. A checked `--precompute` sidecar's are used instead."""
+    graphs = cache.graph_service(str(cfg.cache_dir), cfg.cache_max_bytes)
+    key = (dataset.embedding_digest, GRAPH_K, params.metric)
+    if precomputed is not None:
+        graphs.adopt(dataset.embedding_digest, GRAPH_K, precomputed.graph)
+    if graphs.request(*key, dataset.embeddings).state in ("queued", "running"):
+        with contextlib.suppress(Exception):  # still running, or failed: the status below says which
+            graphs.wait(*key, timeout=GRAPH_WAIT_S)  # small data: found by now, no preview flashes by
+    graph = graphs.get(*key, dataset.n)
     _say_once_if_the_cache_cannot_be_written()
+    if graph is None:
+        status = graphs.status(*key)
+        if status.state == "failed":
+            st.error(f"The nearest neighbours could not be found ({status.error}). Reload the page to try again.")
+        else:
+            _wait_for(lambda: _ended([graphs.status(*key)]),
+                      f"the {GRAPH_K} nearest neighbours of {dataset.n:,} samples are found (the scores, the review "
+                      "queue and the UMAP map follow)")
+        return None, _preview(dataset)
     service = cache.layout_service(str(cfg.cache_dir), cfg.cache_max_bytes)
     all_params = [replace(params, n_components=n) for n in (3, 2)]
     for p in all_params:
@@ -53,9 +72,20 @@ def graph_and_maps(dataset: Dataset, params: LayoutParams, cfg: Settings,
     if failed:
         st.error(f"The UMAP map could not be computed ({failed[0].error}). Showing the PCA projection instead.")
     else:
-        _wait_for_maps(service, dataset.embedding_digest, all_params, dataset.n)
+        _wait_for(lambda: _ended([service.status(dataset.embedding_digest, p, dataset.n) for p in all_params]),
+                  f"the UMAP map of {dataset.n:,} samples is computed")
+    return graph, _preview(dataset)
+
+
+def _ended(statuses: list[JobStatus]) -> tuple[bool, float]:
+    """(every job done or one failed, the longest any has run so far)."""
+    ended = all(s.state == "ready" for s in statuses) or any(s.state == "failed" for s in statuses)
+    return ended, max(s.elapsed_s for s in statuses)
+
+
+def _preview(dataset: Dataset) -> Maps:
     preview = [cache.preview(dataset.embedding_digest, n, dataset.embeddings) for n in (3, 2)]
-    return graph, Maps(preview[0], preview[1], "pca")
+    return Maps(preview[0], preview[1], "pca")
 
 
 def _say_once_if_the_cache_cannot_be_written() -> None:
@@ -66,18 +96,21 @@ def _say_once_if_the_cache_cannot_be_written() -> None:
 
 
 @st.fragment(run_every=2)
-def _wait_for_maps(service: LayoutService, digest: str, all_params: list[LayoutParams], n_rows: int) -> None:
-    statuses = [service.status(digest, p, n_rows) for p in all_params]
-    if all(s.state == "ready" for s in statuses):
-        st.rerun()  # the whole page, to swap the preview for the UMAP map
-    elapsed = max(s.elapsed_s for s in statuses)
-    st.caption(f"Map: a quick PCA preview while the UMAP map of {n_rows:,} samples is computed in the background "
-               f"({elapsed:.0f} s so far). It replaces the preview when ready; you can select and review meanwhile.")
+def _wait_for(progress: Callable[[], tuple[bool, float]], what: str) -> None:
+    """Under the preview: what is being computed and for how long; the whole page reruns once it has ended."""
+    ended, elapsed = progress()
+    if ended:
+        st.rerun()  # the whole page: the graph brings the scores and the review queue, the layouts the UMAP map
+    st.caption(f"Map: a quick PCA preview while {what} in the background ({elapsed:.0f} s so far). It is "
+               "replaced when ready; you can select and review images on the preview meanwhile.")
 
 
-def suspects(dataset: Dataset, graph: NeighbourGraph, work: DatasetWork, access: ImageAccess,
-             thorough: bool = False) -> ScanResult:
-    """All scores from the shared graph (cached per dataset), plus the image check once someone ran it."""
+def suspects(dataset: Dataset, graph: NeighbourGraph | None, work: DatasetWork, access: ImageAccess,
+             thorough: bool = False) -> ScanResult | None:
+    """All scores from the shared graph (cached per dataset), plus the image check once someone ran it; None while
+    the graph is being found."""
+    if graph is None:
+        return None
     work.use_ranking(thorough)
     if thorough:
         bar = st.empty()

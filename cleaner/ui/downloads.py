@@ -13,7 +13,7 @@ from .state import DatasetWork, is_new_event
 from .text import literal
 
 
-def resume_and_downloads(work: DatasetWork, result: ScanResult) -> None:
+def resume_and_downloads(work: DatasetWork, result: ScanResult | None) -> None:
     """Resume from an earlier list or decisions CSV, and download the current decisions."""
     side = st.sidebar
     side.subheader("Decisions")
@@ -33,7 +33,9 @@ def resume_and_downloads(work: DatasetWork, result: ScanResult) -> None:
     dataset = work.dataset
     side.download_button("Download scores report (CSV)", data=lambda: report_csv(dataset, result),
                          file_name="cleaner_report.csv", mime="text/csv", on_click="ignore", key="dl_report",
-                         width="stretch", help="One row per image: label-issue, outlier, duplicate and unreadable scores")
+                         width="stretch", disabled=result is None,
+                         help="One row per image: label-issue, outlier, duplicate and unreadable scores"
+                         if result is not None else "The scores follow once the nearest neighbours are found")
     side.download_button("Download cleaned NPZ", data=lambda: cleaned_npz(dataset, decisions),
                          file_name=f"cleaned_{Path(dataset.name).stem or 'dataset'}.npz",
                          mime="application/octet-stream", on_click="ignore", key="dl_npz", width="stretch",

@@ -35,7 +35,7 @@ def _clear(digest: str) -> None:
     work_by_digest(digest).clear_selection()
 
 
-def selection_tools(work: DatasetWork, graph: NeighbourGraph) -> None:
+def selection_tools(work: DatasetWork, graph: NeighbourGraph | None) -> None:
     """Select a whole class, or the nearest neighbours of the clicked point, or clear the selection.
 
     Callbacks, not return values: they run before the script, so the map (drawn first) shows the new selection.
@@ -45,6 +45,8 @@ def selection_tools(work: DatasetWork, graph: NeighbourGraph) -> None:
     cols[0].selectbox("Class", work.dataset.class_names, key="select_class")
     cols[1].button("Select class", key="btn_class", width="stretch", on_click=_select_class, args=(digest,))
     cols[2].button("Clear", key="btn_clear", width="stretch", on_click=_clear, args=(digest,))
+    if graph is None:
+        return  # the neighbours are still being found
     cols = st.columns([2, 1.4, 1], vertical_alignment="bottom")
     cols[0].slider("Nearest neighbours of the clicked point", 1, graph.k, min(10, graph.k), key="knn_k")
     anchor = work.selection.anchor

@@ -35,8 +35,8 @@ def _payload(digest: str, layout_key: str, dims: int, color_by: str, relabels_ke
     )
 
 
-def _score_for_colour(result: ScanResult, color_by: str) -> np.ndarray | None:
-    if color_by == "class":
+def _score_for_colour(result: ScanResult | None, color_by: str) -> np.ndarray | None:
+    if color_by == "class" or result is None:  # no scores before the neighbours are found: class colours
         return None
     if color_by == "worst":
         return worst(*result.all()).score
@@ -61,17 +61,18 @@ def placeholder(work: DatasetWork) -> Callable[[], DeltaGenerator]:
         area = st.container()
         return lambda: area
     slot = st.empty()
-    slot.info(f"Preparing the map of {work.dataset.name} ({work.dataset.n:,} images): nearest neighbours, then "
-              "a quick PCA preview, then the UMAP map.")
+    slot.info(f"Preparing the map of {work.dataset.name} ({work.dataset.n:,} images): a quick PCA preview first, "
+              "then the nearest neighbours and the UMAP map in the background.")
     shown["digest"] = work.dataset.digest
     return slot.container
 
 
-def map_panel(work: DatasetWork, maps: Maps, result: ScanResult) -> None:
-    """Colouring and view choices above the map; the selection and the excluded images drawn on it."""
+def map_panel(work: DatasetWork, maps: Maps, result: ScanResult | None) -> None:
+    """Colouring and view choices above the map; the selection and the excluded images drawn on it. Until the scores
+    exist (`result` None) the map is coloured by class."""
     dataset = work.dataset
     colour_names = {"class": "Class", **{k: v for k, v in ORDERS.items() if k != "unreadable"}}
-    if result.unreadable is not None:
+    if result is not None and result.unreadable is not None:
         colour_names["unreadable"] = ORDERS["unreadable"]
     top = st.columns([2, 1], vertical_alignment="bottom")
     color_by = top[0].selectbox("Colour the map by", list(colour_names), format_func=colour_names.get,

@@ -14,10 +14,18 @@ from .state import DatasetWork, remembered
 REVIEW_VIEWS = ("Selected images", "Review queue", "Class confusion")
 
 
-def review_area(work: DatasetWork, graph: NeighbourGraph, result: ScanResult, access: ImageAccess) -> None:
+def review_area(work: DatasetWork, graph: NeighbourGraph | None, result: ScanResult | None,
+                access: ImageAccess) -> None:
+    """The chosen view; before the neighbours are found (graph None) the selection's gallery only."""
     view = st.radio("Review", REVIEW_VIEWS, horizontal=True, label_visibility="collapsed",
                     **remembered("review_view"))
-    if view == REVIEW_VIEWS[0]:
+    if graph is None or result is None:
+        if view != REVIEW_VIEWS[0]:
+            st.info(f"The {view.lower()} needs the nearest neighbours; they are being found (see under the map). "
+                    "Meanwhile, select images on the map or by class to look at them here.")
+        selection_tools(work, None)
+        gallery(work, access)
+    elif view == REVIEW_VIEWS[0]:
         selection_tools(work, graph)
         gallery(work, access)
     elif view == REVIEW_VIEWS[1]:

@@ -17,7 +17,10 @@ def dataset_summary(work: DatasetWork) -> None:
             f"{decisions.count('keep'):,} kept")
 
 
-def suspects_summary(result: ScanResult) -> None:
+def suspects_summary(result: ScanResult | None) -> None:
+    if result is None:
+        st.text("Suspects: scored once the nearest neighbours are found (see under the map).")
+        return
     lines = [s.summary for s in result.all()]
     if result.unreadable is None:
         lines.append("image files not checked yet (“Check image files” in the review queue)")

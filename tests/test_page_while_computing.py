@@ -1,0 +1,80 @@
+"""A dataset whose neighbours take long to find: the page is usable at once on a PCA preview, the scores follow."""
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from streamlit.testing.v1 import AppTest
+
+from cleaner import graph_service
+from cleaner.dataset import load_npz, npz_bytes
+from cleaner.layout import LayoutParams
+from cleaner.ui import cache, compute
+
+from .conftest import clustered_arrays
+
+APP = str(Path(__file__).resolve().parents[1] / "streamlit_app.py")
+
+
+def _captions(at: AppTest) -> str:
+    return "\n".join(c.value for c in at.caption)
+
+
+def _texts(at: AppTest) -> str:
+    return "\n".join([t.value for t in at.text] + [m.value for m in at.markdown])
+
+
+def test_the_page_works_on_a_preview_while_the_neighbours_are_found(allowed_root, monkeypatch):
+    emb, codes = clustered_arrays(n_per_class=20, n_classes=3, dims=8, seed=21)
+    folder = allowed_root / "slow_graph"
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(len(codes)):
+        Image.new("RGB", (12, 12), (i, 80, 160)).save(folder / f"img_{i:03d}.png")
+        paths.append(str(folder / f"img_{i:03d}.png"))
+    data = npz_bytes(emb, np.array(["cat", "dog", "eel"])[codes], np.array(paths))
+    dataset = load_npz(data)
+    released = threading.Event()
+    search = graph_service.neighbour_graph
+
+    def slow_search(embeddings, **kwargs):
+        released.wait(120)  # a search that outlasts the page's wait, as a large dataset's does
+        return search(embeddings, **kwargs)
+
+    monkeypatch.setattr(graph_service, "neighbour_graph", slow_search)
+    monkeypatch.setattr(compute, "GRAPH_WAIT_S", 0.2)
+    at = AppTest.from_file(APP, default_timeout=240)
+    at.run()
+    at.radio(key="data_source").set_value("Upload an NPZ").run()
+    at.file_uploader(key="npz_upload").set_value(("slow.npz", data, "application/octet-stream")).run()
+    assert not at.exception, at.exception
+
+    # at once: the preview, what is being found, and a gallery that works
+    assert "nearest neighbours of 60 samples are found" in _captions(at) and "PCA preview" in _captions(at)
+    assert "Suspects: scored once the nearest neighbours are found" in _texts(at)
+    at.selectbox(key="select_class").set_value("dog")
+    at.button(key="btn_class").click().run()
+    assert "Selected: 20 images" in _texts(at)
+    at.radio(key="review_view").set_value("Review queue").run()
+    assert any("needs the nearest neighbours" in i.value for i in at.info)
+    assert not at.exception
+
+    # the search ends: the next run has the scores, the queue, and asks for the UMAP map
+    released.set()
+    cfg = cache.settings()
+    graphs = cache.graph_service(str(cfg.cache_dir), cfg.cache_max_bytes)
+    graphs.wait(dataset.embedding_digest, compute.GRAPH_K, "cosine", timeout=120)
+    at.run()
+    assert not at.exception, at.exception
+    assert "nearest neighbours of 60 samples are found" not in _captions(at)
+    assert "Suspects: scored once" not in _texts(at)
+    assert not any("needs the nearest neighbours" in i.value for i in at.info)
+    layouts = cache.layout_service(str(cfg.cache_dir), cfg.cache_max_bytes)
+    layouts.wait(dataset.embedding_digest, LayoutParams(n_components=3), timeout=600)
+    at.run()
+    assert "PCA preview" not in _captions(at)  # the UMAP map replaced the preview
+    at.radio(key="review_view").set_value("Selected images").run()
+    assert "Selected: 20 images" in _texts(at)  # the selection made on the preview is kept
+
