@@ -44,9 +44,11 @@ def graph_and_maps(dataset: Dataset, params: LayoutParams, cfg: Settings,
     key = (dataset.embedding_digest, GRAPH_K, params.metric)
     if precomputed is not None:
         graphs.adopt(dataset.embedding_digest, GRAPH_K, precomputed.graph)
-    if graphs.request(*key, dataset.embeddings).state in ("queued", "running"):
+    status = graphs.request(*key, dataset.embeddings)
+    if status.state in ("queued", "running") and status.elapsed_s < GRAPH_WAIT_S:
+        # Small data is found by now and no preview flashes by; later reruns of a long search do not wait.
         with contextlib.suppress(Exception):  # still running, or failed: the status below says which
-            graphs.wait(*key, timeout=GRAPH_WAIT_S)  # small data: found by now, no preview flashes by
+            graphs.wait(*key, timeout=GRAPH_WAIT_S - status.elapsed_s)
     graph = graphs.get(*key, dataset.n)
     _say_once_if_the_cache_cannot_be_written()
     if graph is None:
