@@ -163,6 +163,38 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def process_cpu_s(pid: int) -> float:
+    """CPU seconds (user + system, all threads) the process used so far."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / _TICKS
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
+def machine_busy_cpu_s() -> float:
+    """CPU seconds every process on the machine used so far (all cores, idle and I/O wait left out)."""
+    values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    return (sum(values[:8]) - values[3] - values[4]) / _TICKS
+
+
+class CpuShare:
+    """Where the machine's CPU went between start and stop: the server, and everything else (the browsers)."""
+
+    def __init__(self, server_pid: int):
+        self.pid = server_pid
+        self.server0, self.machine0, self.wall0 = process_cpu_s(server_pid), machine_busy_cpu_s(), time.monotonic()
+
+    def stop(self) -> dict:
+        server, machine = process_cpu_s(self.pid) - self.server0, machine_busy_cpu_s() - self.machine0
+        return {"wall_s": round(time.monotonic() - self.wall0, 1), "server_cpu_s": round(server, 1),
+                "machine_busy_cpu_s": round(machine, 1),
+                "server_share_of_busy_cpu": round(server / machine, 3) if machine > 0 else None}
+
+
 class Server:
     """`streamlit run streamlit_app.py` in its own process group, its RSS sampled in the background."""
 
@@ -630,8 +662,10 @@ async def bench(opts, work: Path, out: dict) -> dict:
                     t = time.monotonic()
                     log(f"warm: wave {wave} of {opts.sessions} sessions at once")
                     first = 1 + (wave - 1) * opts.sessions
+                    cpu = CpuShare(server.proc.pid)
                     sessions = await run_wave(browser, server.url, list(range(first, first + opts.sessions)), data, opts)
                     peak = round(server.peak_since(t), 1)
+                    out.setdefault("cpu_warm_waves", []).append(cpu.stop())
                     if opts.autosave:
                         out.setdefault("autosave_mismatches", 0)
                         out["autosave_mismatches"] += autosave_mismatches(sessions, warm_cache, digest)
@@ -666,9 +700,11 @@ async def bench(opts, work: Path, out: dict) -> dict:
             graphs = StoreWrites(cold_cache / "graphs", "graph_*.npz")
             try:
                 t = time.monotonic()
+                cpu = CpuShare(server.proc.pid)
                 cold_sessions = await run_wave(browser, server.url, list(range(opts.sessions)), data, opts,
                                                stagger_s=opts.cold_stagger)
                 out["rss_peak_cold_mb"] = round(server.peak_since(t), 1)
+                out["cpu_cold_wave"] = cpu.stop()
                 # The layouts may still be on their way when the sessions are done: wait for them, bounded.
                 deadline = time.monotonic() + opts.step_timeout
                 while time.monotonic() < deadline and len(list((cold_cache / "layouts").glob("*.npy"))) < 2:
