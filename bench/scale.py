@@ -73,8 +73,10 @@ def make_data(n: int, dims: int = 512, clusters: int = 50, seed: int = 0) -> tup
     return emb, labels
 
 
-def write_dataset(folder: Path, n: int, dims: int, clusters: int, seed: int) -> tuple[Path, int]:
-    """The NPZ the app reads (np.savez_compressed, as the README tells users) plus real PNGs for one class."""
+def write_dataset(folder: Path, n: int, dims: int, clusters: int, seed: int,
+                  uncompressed: bool = False) -> tuple[Path, int]:
+    """The NPZ the app reads (np.savez_compressed, or np.savez as the README advises for large data) plus real PNGs
+    for one class."""
     from PIL import Image
 
     sys.path.insert(0, str(ROOT))
@@ -89,7 +91,10 @@ def write_dataset(folder: Path, n: int, dims: int, clusters: int, seed: int) -> 
     for row in np.flatnonzero(labels == review_class)[:200]:  # the gallery pages the tick test can show
         tile.save(paths[row])
     npz = folder / f"synthetic_{n}.npz"
-    npz.write_bytes(npz_bytes(emb, labels, paths))
+    if uncompressed:
+        np.savez(npz, embeddings=emb, labels=labels, image_paths=paths)
+    else:
+        npz.write_bytes(npz_bytes(emb, labels, paths))
     return npz, review_class
 
 
@@ -397,6 +402,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", type=Path, help="write the results here")
     ap.add_argument("--skip-reference", action="store_true", help="do not run plain umap-learn")
+    ap.add_argument("--uncompressed", action="store_true", help="write the NPZ with np.savez (loads faster)")
     ap.add_argument("--skip-browser", action="store_true", help="do not measure cold_demo_s")
     ap.add_argument("--skip-tick", action="store_true", help="do not measure tick_s")
     ap.add_argument("--workdir", type=Path, help="keep data and caches here (default: a temp folder, removed)")
@@ -417,7 +423,8 @@ def main(argv: list[str] | None = None) -> dict:
                  + f"; seed={opts.seed}", "cores": os.cpu_count(), "load_average_start": os.getloadavg()[0]}
     try:
         log(f"writing {opts.n:,} x {opts.dims} synthetic embeddings to {work}")
-        npz, review_class = write_dataset(work, opts.n, opts.dims, opts.clusters, opts.seed)
+        npz, review_class = write_dataset(work, opts.n, opts.dims, opts.clusters, opts.seed, opts.uncompressed)
+        out["npz_format"] = "np.savez (uncompressed)" if opts.uncompressed else "np.savez_compressed"
         with np.load(npz) as z:
             original = z["embeddings"]
         cache = work / "cache"

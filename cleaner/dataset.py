@@ -12,7 +12,7 @@ from typing import Callable
 
 import numpy as np
 
-from .dataset_types import REQUIRED_KEYS, SAVE_HINT, Dataset, DatasetError, content_digest
+from .dataset_types import REQUIRED_KEYS, SAVE_HINT, Dataset, DatasetError, dataset_digests
 from .limits import MAX_DIMS, MAX_LABEL_CHARS, MAX_MEMBERS, MAX_NPZ_BYTES, MAX_PATH_CHARS, MAX_ROWS, MIN_ROWS
 from .npy_header import NPY_MAGIC
 from .npz_columns import check_column, check_embeddings, validate_embeddings, validate_labels, validate_paths
@@ -66,12 +66,13 @@ def _load_npz(source: NpzSource, name: str | None, max_bytes: int, max_rows: int
     embeddings = validate_embeddings(arrays.pop("embeddings"), max_rows, max_dims)
     labels = validate_labels(arrays.pop("labels"), embeddings.shape[0])
     paths = validate_paths(arrays.pop("image_paths"), embeddings.shape[0])
+    digest, embedding_digest = dataset_digests(embeddings, labels, paths)
     return Dataset(
         embeddings=embeddings,
         labels=labels,
         image_paths=paths,
-        digest=content_digest(embeddings, labels, paths),
-        embedding_digest=content_digest(embeddings),
+        digest=digest,
+        embedding_digest=embedding_digest,
         name=str(name),
     )
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+from concurrent.futures import ThreadPoolExecutor
 import os
 from dataclasses import dataclass, field
 
@@ -58,3 +59,12 @@ def content_digest(*arrays: np.ndarray) -> str:
         h.update(str(arr.dtype).encode() + str(arr.shape).encode())
         h.update(memoryview(np.ascontiguousarray(arr)).cast("B"))  # the same bytes as .tobytes(), without a copy
     return h.hexdigest()
+
+
+def dataset_digests(embeddings: np.ndarray, labels: np.ndarray, paths: np.ndarray) -> tuple[str, str]:
+    """(digest of all three arrays, digest of the embeddings alone), computed side by side: hashlib lets go of the
+    interpreter lock on large buffers, so on a large dataset the two take the time of one."""
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        embeddings_only = pool.submit(content_digest, embeddings)
+        everything = content_digest(embeddings, labels, paths)
+        return everything, embeddings_only.result()
