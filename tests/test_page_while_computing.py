@@ -57,6 +57,8 @@ def test_the_page_works_on_a_preview_while_the_neighbours_are_found(allowed_root
     at.selectbox(key="select_class").set_value("dog")
     at.button(key="btn_class").click().run()
     assert "Selected: 20 images" in _texts(at)
+    # the neighbours' controls are there, disabled, so nothing below them moves when the neighbours arrive
+    assert at.slider(key="knn_k").disabled and at.button(key="btn_knn").disabled
     at.radio(key="review_view").set_value("Review queue").run()
     assert any("needs the nearest neighbours" in i.value for i in at.info)
     assert not at.exception
@@ -77,4 +79,25 @@ def test_the_page_works_on_a_preview_while_the_neighbours_are_found(allowed_root
     assert "PCA preview" not in _captions(at)  # the UMAP map replaced the preview
     at.radio(key="review_view").set_value("Selected images").run()
     assert "Selected: 20 images" in _texts(at)  # the selection made on the preview is kept
+    assert not at.slider(key="knn_k").disabled
 
+
+
+def test_a_failed_search_is_said_and_the_preview_stays_usable(allowed_root, monkeypatch):
+    emb, codes = clustered_arrays(n_per_class=20, n_classes=3, dims=8, seed=23)
+    data = npz_bytes(emb, np.array(["cat", "dog", "eel"])[codes], np.array([f"/nowhere/{i}.png" for i in range(60)]))
+
+    def no_memory(embeddings, **kwargs):
+        raise MemoryError("not enough memory for the search")
+
+    monkeypatch.setattr(graph_service, "neighbour_graph", no_memory)
+    at = AppTest.from_file(APP, default_timeout=240)
+    at.run()
+    at.radio(key="data_source").set_value("Upload an NPZ").run()
+    at.file_uploader(key="npz_upload").set_value(("failing.npz", data, "application/octet-stream")).run()
+    assert not at.exception, at.exception
+    assert any("nearest neighbours could not be found (MemoryError: not enough memory for the search)" in e.value
+               for e in at.error)
+    at.selectbox(key="select_class").set_value("eel")
+    at.button(key="btn_class").click().run()
+    assert "Selected: 20 images" in _texts(at)  # the preview map and the gallery keep working

@@ -54,7 +54,8 @@ def graph_and_maps(dataset: Dataset, params: LayoutParams, cfg: Settings,
     if graph is None:
         status = graphs.status(*key)
         if status.state == "failed":
-            st.error(f"The nearest neighbours could not be found ({status.error}). Reload the page to try again.")
+            st.error(f"The nearest neighbours could not be found ({status.error}). The map below is the PCA preview; "
+                     "reload the page in a minute to try again.")
         else:
             _wait_for(lambda: _ended([graphs.status(*key)]),
                       f"the {GRAPH_K} nearest neighbours of {dataset.n:,} samples are found (the scores, the review "

@@ -7,6 +7,7 @@ import streamlit as st
 from ..images import ImageAccess
 from ..neighbours import NeighbourGraph
 from ..scores import plural
+from .data_source import GRAPH_K
 from .thumbs import thumbnail
 from .state import DatasetWork, show_widget_value, widget_value, work_by_digest
 
@@ -45,13 +46,15 @@ def selection_tools(work: DatasetWork, graph: NeighbourGraph | None) -> None:
     cols[0].selectbox("Class", work.dataset.class_names, key="select_class")
     cols[1].button("Select class", key="btn_class", width="stretch", on_click=_select_class, args=(digest,))
     cols[2].button("Clear", key="btn_clear", width="stretch", on_click=_clear, args=(digest,))
-    if graph is None:
-        return  # the neighbours are still being found
+    # Drawn, disabled, while the neighbours are being found: the gallery below must not move under the pointer
+    # when they arrive.
+    k = graph.k if graph is not None else min(GRAPH_K, work.dataset.n - 1)
     cols = st.columns([2, 1.4, 1], vertical_alignment="bottom")
-    cols[0].slider("Nearest neighbours of the clicked point", 1, graph.k, min(10, graph.k), key="knn_k")
+    cols[0].slider("Nearest neighbours of the clicked point", 1, k, min(10, k), key="knn_k", disabled=graph is None)
     anchor = work.selection.anchor
-    cols[1].button("Select neighbours", key="btn_knn", disabled=anchor is None, width="stretch",
-                   help="Click a point on the map first" if anchor is None else None,
+    why = ("The nearest neighbours are being found" if graph is None
+           else "Click a point on the map first" if anchor is None else None)
+    cols[1].button("Select neighbours", key="btn_knn", disabled=why is not None, width="stretch", help=why,
                    on_click=_select_neighbours, args=(digest, graph))
 
 
