@@ -58,8 +58,8 @@ def graph_and_maps(dataset: Dataset, params: LayoutParams, cfg: Settings,
                      "reload the page in a minute to try again.")
         else:
             _wait_for(lambda: _ended([graphs.status(*key)]),
-                      f"the {GRAPH_K} nearest neighbours of {dataset.n:,} samples are found (the scores, the review "
-                      "queue and the UMAP map follow)")
+                      f"the {GRAPH_K} nearest neighbours of {dataset.n:,} samples are found",
+                      "the scores, the review queue and the UMAP map follow.")
         return None, _preview(dataset)
     service = cache.layout_service(str(cfg.cache_dir), cfg.cache_max_bytes)
     all_params = [replace(params, n_components=n) for n in (3, 2)]
@@ -76,7 +76,7 @@ def graph_and_maps(dataset: Dataset, params: LayoutParams, cfg: Settings,
         st.error(f"The UMAP map could not be computed ({failed[0].error}). Showing the PCA projection instead.")
     else:
         _wait_for(lambda: _ended([service.status(dataset.embedding_digest, p, dataset.n) for p in all_params]),
-                  f"the UMAP map of {dataset.n:,} samples is computed")
+                  f"the UMAP map of {dataset.n:,} samples is computed", "it replaces the preview when ready.")
     return graph, _preview(dataset)
 
 
@@ -99,13 +99,13 @@ def _say_once_if_the_cache_cannot_be_written() -> None:
 
 
 @st.fragment(run_every=2)
-def _wait_for(progress: Callable[[], tuple[bool, float]], what: str) -> None:
+def _wait_for(progress: Callable[[], tuple[bool, float]], what: str, then: str) -> None:
     """Under the preview: what is being computed and for how long; the whole page reruns once it has ended."""
     ended, elapsed = progress()
     if ended:
         st.rerun()  # the whole page: the graph brings the scores and the review queue, the layouts the UMAP map
-    st.caption(f"Map: a quick PCA preview while {what} in the background ({elapsed:.0f} s so far). It is "
-               "replaced when ready; you can select and review images on the preview meanwhile.")
+    st.caption(f"Map: a quick PCA preview while {what} in the background ({elapsed:.0f} s so far); {then} "
+               "You can select and review images on the preview meanwhile.")
 
 
 def suspects(dataset: Dataset, graph: NeighbourGraph | None, work: DatasetWork, access: ImageAccess,
