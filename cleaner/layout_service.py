@@ -10,8 +10,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .layout import LayoutFunction, LayoutParams, LayoutStore, compile_kernels, kernel_cache_dir, umap_layout, use_numba_cache
 from .jobs import JobStatus, Jobs, Recent
+from .layout import (LayoutFunction, LayoutParams, LayoutStore, compile_kernels, kernel_cache_dir, umap_layout,
+                     use_numba_cache)
 from .neighbours import NeighbourGraph
 
 WARM_UP_DELAY_S = 10.0  # seconds after the first page asked for it

@@ -71,7 +71,7 @@ def read_sidecar(path: Union[str, os.PathLike], embedding_digest: str, n_rows: i
                  max_bytes: int) -> Precomputed:
     """The sidecar's graph and maps, checked against the dataset they must belong to; SidecarProblem if unusable."""
     try:
-        arrays = _read_arrays(path, n_rows, k, max_bytes)
+        arrays = _read_arrays(path, n_rows, max_bytes)
     except DatasetError as exc:
         raise SidecarProblem(f"it could not be read ({exc})") from exc
     text = {key: _text(arrays, key) for key in _TEXT_KEYS}
@@ -99,7 +99,7 @@ def read_sidecar(path: Union[str, os.PathLike], embedding_digest: str, n_rows: i
     return Precomputed(graph=graph, layouts=layouts)
 
 
-def _read_arrays(path: Union[str, os.PathLike], n_rows: int, k: int, max_bytes: int) -> dict[str, np.ndarray]:
+def _read_arrays(path: Union[str, os.PathLike], n_rows: int, max_bytes: int) -> dict[str, np.ndarray]:
     """Every member, its shape and type checked from its header before a byte of its data is inflated."""
     expected = {
         "format": ((), "U"), "embedding_digest": ((), "U"), "graph_metric": ((), "U"),
@@ -108,7 +108,6 @@ def _read_arrays(path: Union[str, os.PathLike], n_rows: int, k: int, max_bytes: 
         "layout_key_3": ((), "U"), "layout_key_2": ((), "U"),
         "layout_3": ((n_rows, 3), "f"), "layout_2": ((n_rows, 2), "f"),
     }
-    del k  # checked once read, for a clearer message than a shape
     data = read_source(str(path), max_bytes)
     arrays, budget = {}, max_bytes
     with open_zip(data) as zf:
