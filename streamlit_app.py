@@ -13,7 +13,7 @@ def main() -> None:
     if dataset is None:
         st.stop()
     work = work_for(dataset, user=user)
-    params = data_source.map_settings()
+    params = data_source.map_settings(dataset)
     precomputed = data_source.precomputed(dataset, cfg, params)  # `cleaner scan --precompute` did the heavy step
     thorough = data_source.ranking_is_thorough()
     access = data_source.image_access(cfg)

@@ -305,13 +305,14 @@ def probe_baseline(x: np.ndarray, labels: np.ndarray) -> np.ndarray:
     return suspicion
 
 
-def ours(x: np.ndarray, labels: np.ndarray, metric: str = "cosine") -> tuple:
-    """cleaner's default: the kNN graph (k=20, as the app and scan build it) and its scores (label issues,
-    outliers, near-duplicates)."""
+def ours(x: np.ndarray, labels: np.ndarray, metric: str = "auto") -> tuple:
+    """cleaner's default: the distance "auto" picks for these embeddings, the kNN graph (k=20, as the app and scan
+    build it) and its scores (label issues, outliers, near-duplicates)."""
+    from cleaner.distance import resolved_metric
     from cleaner.neighbours import neighbour_graph
     from cleaner.scores import label_issues, near_duplicates, outliers
 
-    graph = neighbour_graph(x, k=20, metric=metric)
+    graph = neighbour_graph(x, k=20, metric=resolved_metric(metric, x))
     outliers(graph), near_duplicates(graph, labels)
     return graph, label_issues(graph, labels, int(labels.max()) + 1)
 
@@ -380,18 +381,22 @@ def one_run(x: np.ndarray, truth: np.ndarray, noisy: np.ndarray, planted: np.nda
 
     n_classes = int(truth.max()) + 1
     (graph, issues), ours_s = timed(lambda: ours(x, noisy))
-    (_, issues_e), ours_e_s = timed(lambda: ours(x, noisy, "euclidean"))
+    other = "euclidean" if graph.metric == "cosine" else "cosine"
+    (_, issues_other), _ = timed(lambda: ours(x, noisy, other))
+    by_metric = {graph.metric: issues, other: issues_other}
     thorough, thorough_s = timed(lambda: thorough_label_issues(graph, x, noisy, n_classes))
     knn, knn_s = timed(lambda: knn_vote_baseline(x, noisy))
     datalab, datalab_s = timed(lambda: datalab_baseline(x, noisy))
     probe, probe_s = timed(lambda: probe_baseline(x, noisy))
-    p = {"cleaner": precision_at_n(issues.score, planted), "cleaner_euclidean": precision_at_n(issues_e.score, planted),
+    p = {"cleaner": precision_at_n(issues.score, planted),
+         **{f"cleaner_{m}": precision_at_n(by_metric[m].score, planted) for m in ("cosine", "euclidean")},
          "thorough": precision_at_n(thorough.score, planted), "knn20": precision_at_n(knn, planted),
          "datalab": precision_at_n(datalab, planted), "cleanlab_probe": precision_at_n(probe, planted)}
     p.update({f"candidate: {name}": precision_at_n(s, planted) for name, s in candidates(graph, noisy).items()})
     return {
         "precision_at_n": p,
-        "seconds": {"cleaner": ours_s, "cleaner_euclidean": ours_e_s, "thorough": ours_s + thorough_s,
+        "metric": graph.metric,
+        "seconds": {"cleaner": ours_s, "thorough": ours_s + thorough_s,
                     "knn20": knn_s, "datalab": datalab_s, "cleanlab_probe": probe_s},
         "found_in_n_reviews": {"queue": simulated_review(graph, noisy, truth, False),
                                "rescored": simulated_review(graph, noisy, truth, True)},
@@ -414,7 +419,8 @@ def bench_dataset(name: str, rates: tuple[float, ...], seeds: int) -> list[dict]
                 noisy, planted = flip_labels(x, truth, rate, mode, seed)
                 runs.append(one_run(x, truth, noisy, planted))
             p, s = mean_of(runs, "precision_at_n"), mean_of(runs, "seconds")
-            row = {"dataset": name, "embedding": kind, "n": int(len(truth)), "dims": int(x.shape[1]), "flips": mode,
+            row = {"dataset": name, "embedding": kind, "metric": runs[0]["metric"], "n": int(len(truth)),
+                   "dims": int(x.shape[1]), "flips": mode,
                    "rate": rate, "n_flipped": int(round(rate * len(truth))), "precision_at_n": p, "seconds": s,
                    "found_in_n_reviews": mean_of(runs, "found_in_n_reviews"),
                    "flagged": round(float(np.mean([r["flagged"] for r in runs])), 1),
@@ -434,7 +440,7 @@ def bench_dataset(name: str, rates: tuple[float, ...], seeds: int) -> list[dict]
 
 TABLE_HEAD = (
     "| data | embedding | N | flips | cleaner p@n | kNN-20 vote | Datalab | cleanlab + LR probe | thorough | "
-    "cleaner (euclidean) | found in n reviews: queue / re-scored | s: cleaner / Datalab | "
+    "cleaner cosine / euclidean | found in n reviews: queue / re-scored | s: cleaner / Datalab | "
     "s: thorough / cleanlab + probe | targets |\n|" + "---|" * 14
 )
 
@@ -443,9 +449,10 @@ def markdown_row(row: dict) -> str:
     p, s, f = row["precision_at_n"], row["seconds"], row["found_in_n_reviews"]
     met = "all met" if all(row["targets"].values()) else "missed: " + ", ".join(
         k for k, v in row["targets"].items() if not v)
-    return (f"| {row['dataset']} | {row['embedding']} | {row['n']:,} | {row['flips']} {row['rate']:.0%} "
+    return (f"| {row['dataset']} | {row['embedding']} ({row['metric']}) | {row['n']:,} | {row['flips']} {row['rate']:.0%} "
             f"(n={row['n_flipped']:,}) | {p['cleaner']:.3f} | {p['knn20']:.3f} | {p['datalab']:.3f} | "
-            f"{p['cleanlab_probe']:.3f} | {p['thorough']:.3f} | {p['cleaner_euclidean']:.3f} | "
+            f"{p['cleanlab_probe']:.3f} | {p['thorough']:.3f} | "
+            f"{p['cleaner_cosine']:.3f} / {p['cleaner_euclidean']:.3f} | "
             f"{f['queue']:.0f} / {f['rescored']:.0f} | {s['cleaner']:.2f} / {s['datalab']:.2f} | "
             f"{s['thorough']:.2f} / {s['cleanlab_probe']:.2f} | {met} |")
 

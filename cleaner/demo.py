@@ -56,14 +56,17 @@ def load_demo(demo_dir: Path) -> Dataset:
 
 def write_packaged_layouts(demo_dir: Path) -> list[Path]:
     """Compute the demo's default 3D and 2D layouts and store them in the package, so a cold server skips UMAP."""
+    from .distance import COSINE, auto_metric
     from .layout import PACKAGED_LAYOUTS, LayoutParams, LayoutStore, umap_layout
     from .neighbours import neighbour_graph
 
     dataset = load_demo(demo_dir)
     store = LayoutStore(PACKAGED_LAYOUTS, packaged=Path("/nonexistent"))
     written = []
-    for n_components in (3, 2):
-        params = LayoutParams(n_components=n_components)
+    # The app's default ("auto") and cosine, the distance most other embeddings get.
+    metrics = sorted({auto_metric(dataset.embeddings).metric, COSINE})
+    for n_components, metric in [(n, m) for n in (3, 2) for m in metrics]:
+        params = LayoutParams(n_components=n_components, metric=metric)
         graph = neighbour_graph(dataset.embeddings, k=20, metric=params.metric)
         store.put(dataset.embedding_digest, params, umap_layout(dataset.embeddings, graph, params))
         written.append(PACKAGED_LAYOUTS / store.file_name(dataset.embedding_digest, params))

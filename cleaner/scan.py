@@ -16,6 +16,7 @@ import numpy as np
 
 from .dataset import Dataset, DatasetError, load_npz
 from .decisions import Decision, Decisions, exclusion_file_name
+from .distance import AUTO, auto_metric
 from .neighbours import METRICS, NeighbourGraph, neighbour_graph
 from .report import report_csv
 from .scores import plural, worst
@@ -67,7 +68,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--exclude-out", metavar="PATH", help="where to write the exclusion list instead")
     parser.add_argument("--k", type=int, default=20, help="nearest neighbours per image (default 20; "
                         "the label vote uses the nearest 15 of them)")
-    parser.add_argument("--metric", choices=METRICS, default="cosine", help="distance between embeddings")
+    parser.add_argument("--metric", choices=(AUTO, *METRICS), default=AUTO,
+                        help="distance between embeddings (default auto: euclidean for non-negative features such as "
+                        "ReLU activations, cosine for signed or normalised embeddings, as the app's default)")
     parser.add_argument(
         "--image-root",
         action="append",
@@ -147,6 +150,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     access = _image_access(args, dataset)
     progress = _print_progress if args.thorough else None
+    if args.metric == AUTO:
+        choice = auto_metric(dataset.embeddings)
+        args.metric = choice.metric  # the sidecar's maps then carry the same distance as the app's "auto"
+        print(f"distance: {choice.metric} ({choice.reason})")
     graph = neighbour_graph(dataset.embeddings, k=args.k, metric=args.metric)
     result = scores_from_graph(dataset, graph, access, thorough=args.thorough, progress=progress)
     out = Path(args.out)

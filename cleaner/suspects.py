@@ -7,6 +7,7 @@ from typing import Callable
 import numpy as np
 
 from .dataset import Dataset
+from .distance import AUTO, resolved_metric
 from .neighbours import NeighbourGraph, neighbour_graph
 from .scores import (
     IssueScores,
@@ -45,10 +46,10 @@ class ScanResult:
         return review_queue(*scores, by="worst")[: max(0, n)]
 
 
-def scan_dataset(dataset: Dataset, k: int = 20, metric: str = "cosine", access=None, thorough: bool = False,
+def scan_dataset(dataset: Dataset, k: int = 20, metric: str = AUTO, access=None, thorough: bool = False,
                  progress: Callable[[int, int], None] | None = None) -> ScanResult:
     """Every score of the dataset; images are checked only when an ImageAccess is given."""
-    graph = neighbour_graph(dataset.embeddings, k=k, metric=metric)
+    graph = neighbour_graph(dataset.embeddings, k=k, metric=resolved_metric(metric, dataset.embeddings))
     return scores_from_graph(dataset, graph, access, thorough=thorough, progress=progress)
 
 

@@ -10,6 +10,7 @@ from streamlit.testing.v1 import AppTest
 
 from cleaner.dataset import load_npz, npz_bytes
 from cleaner.decisions import parse_decisions
+from cleaner.distance import resolved_metric
 from cleaner.neighbours import neighbour_graph
 from cleaner.review import pending_rows
 from cleaner.scores import class_confusion, rescore_label_issues
@@ -61,7 +62,7 @@ def demo():
 def demo_result():
     """The demo's scores computed here, independently of the page's caches."""
     data = demo()
-    return scores_from_graph(data, neighbour_graph(data.embeddings, k=20, metric="cosine"))
+    return scores_from_graph(data, neighbour_graph(data.embeddings, k=20, metric=resolved_metric("auto", data.embeddings)))
 
 
 def test_demo_loads_with_map_and_summary():
@@ -316,7 +317,7 @@ def test_review_queue_exclude_keep_relabel_and_undo():
     first = cards[0]
     _click(at, f"q_excl_{first}")
     # The queue learns: the excluded image no longer votes, its neighbours are re-scored.
-    graph = neighbour_graph(data.embeddings, k=20, metric="cosine")
+    graph = neighbour_graph(data.embeddings, k=20, metric=resolved_metric("auto", data.embeddings))
     learned = replace(result, labels=rescore_label_issues(graph, data.label_codes, 10, excluded=[first]))
     left = pending_rows(learned, "worst", [first]).tolist()
     fillers = iter(r for r in left if r not in cards)
@@ -389,7 +390,7 @@ def test_queue_cards_show_their_nearest_neighbours_with_labels():
     at = start_app()
     at.radio(key="review_view").set_value("Review queue").run()
     data = demo()
-    graph = neighbour_graph(data.embeddings, k=20, metric="cosine")
+    graph = neighbour_graph(data.embeddings, k=20, metric=resolved_metric("auto", data.embeddings))
     first = pending_rows(demo_result(), "worst", [])[0]
     expected = [f"{data.label_text(r)}\n{d:.2f}" for r, d in zip(graph.indices[first, :6], graph.distances[first, :6])]
     shown_texts = [t.value for t in at.text]

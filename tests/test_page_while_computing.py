@@ -10,6 +10,7 @@ from streamlit.testing.v1 import AppTest
 
 from cleaner import graph_service
 from cleaner.dataset import load_npz, npz_bytes
+from cleaner.distance import resolved_metric
 from cleaner.layout import LayoutParams
 from cleaner.ui import cache, compute
 
@@ -67,14 +68,15 @@ def test_the_page_works_on_a_preview_while_the_neighbours_are_found(allowed_root
     released.set()
     cfg = cache.settings()
     graphs = cache.graph_service(str(cfg.cache_dir), cfg.cache_max_bytes)
-    graphs.wait(dataset.embedding_digest, compute.GRAPH_K, "cosine", timeout=120)
+    metric = resolved_metric("auto", dataset.embeddings)  # the page's default distance for these embeddings
+    graphs.wait(dataset.embedding_digest, compute.GRAPH_K, metric, timeout=120)
     at.run()
     assert not at.exception, at.exception
     assert "nearest neighbours of 60 samples are found" not in _captions(at)
     assert "Suspects: scored once" not in _texts(at)
     assert not any("needs the nearest neighbours" in i.value for i in at.info)
     layouts = cache.layout_service(str(cfg.cache_dir), cfg.cache_max_bytes)
-    layouts.wait(dataset.embedding_digest, LayoutParams(n_components=3), timeout=600)
+    layouts.wait(dataset.embedding_digest, LayoutParams(n_components=3, metric=metric), timeout=600)
     at.run()
     assert "PCA preview" not in _captions(at)  # the UMAP map replaced the preview
     at.radio(key="review_view").set_value("Selected images").run()

@@ -13,6 +13,7 @@ import streamlit as st
 
 from ..config import Settings, load_settings
 from ..dataset import Dataset, load_npz
+from ..distance import MetricChoice, auto_metric
 from ..demo import load_demo
 from ..layout import LayoutStore, pca_projection
 from ..layout_service import LayoutService
@@ -70,6 +71,12 @@ def layout_service(cache_dir: str, cache_max_bytes: int) -> LayoutService:
     service = LayoutService(LayoutStore(Path(cache_dir) / "layouts", max_bytes=cache_max_bytes))
     service.warm_up()
     return service
+
+
+@st.cache_resource(max_entries=16, show_spinner=False)
+def metric_choice(embedding_digest: str, _embeddings: np.ndarray) -> MetricChoice:
+    """The distance "auto" stands for on these embeddings: one pass over them per dataset, not per run."""
+    return auto_metric(_embeddings)
 
 
 @st.cache_resource(max_entries=16, show_spinner=False)

@@ -11,7 +11,7 @@ from ..dataset import Dataset, DatasetError, load_npz
 from ..images import ImageAccess, PathRemap
 from ..layout import LayoutParams
 from ..limits import MB
-from ..neighbours import METRICS
+from ..distance import AUTO, COSINE, EUCLIDEAN
 from ..sidecar import SIDECAR_SUFFIX, Precomputed, sidecar_path
 from . import cache
 from .state import remembered, uploaded_dataset, widget_value
@@ -126,12 +126,24 @@ def ranking_is_thorough() -> bool:
     return choice == RANKINGS[1]
 
 
-def map_settings() -> LayoutParams:
+DISTANCES = (AUTO, COSINE, EUCLIDEAN)
+
+
+def map_settings(dataset: Dataset) -> LayoutParams:
+    """The map's settings, with "auto" resolved to the distance that suits this dataset's embeddings."""
+    auto = cache.metric_choice(dataset.embedding_digest, dataset.embeddings)
     with st.sidebar.expander("Map settings"):
-        metric = st.selectbox("Distance", METRICS, **remembered("metric"), help="Cosine suits most neural-network embeddings.")
+        chosen = st.selectbox("Distance", DISTANCES, **remembered("metric"),
+                              format_func=lambda m: f"auto: {auto.metric}" if m == AUTO else m,
+                              help="The distance the neighbours, the scores and the map are found with. Auto picks "
+                                   "euclidean for non-negative features (ReLU activations, pixels), whose length "
+                                   "carries information, and cosine for signed or normalised embeddings.")
+        if chosen == AUTO:
+            st.caption(literal(f"Auto chose {auto.metric}: {auto.reason}."))
         n_neighbors = st.slider("UMAP neighbours", 5, GRAPH_K, **remembered("n_neighbors", value=15))
         min_dist = st.select_slider("UMAP min distance", [0.0, 0.05, 0.1, 0.25, 0.5],
                                     **remembered("min_dist", value=0.1))
+    metric = auto.metric if chosen == AUTO else chosen
     return LayoutParams(n_components=3, n_neighbors=n_neighbors, min_dist=min_dist, metric=metric)
 
 
