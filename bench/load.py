@@ -112,11 +112,12 @@ sys.path.insert(0, sys.argv[1])
 from cleaner.dataset import load_npz
 from cleaner.layout import LayoutParams, LayoutStore
 from cleaner.layout_service import LayoutService
-from cleaner.neighbours import METRICS, GraphStore, neighbour_graph
+from cleaner.distance import resolved_metric
+from cleaner.neighbours import GraphStore, neighbour_graph
 from cleaner.ui.data_source import GRAPH_K
 cache = Path(sys.argv[3])
 dataset = load_npz(sys.argv[2])
-params = LayoutParams(metric=METRICS[0])  # the page's defaults (cleaner.ui.data_source.map_settings)
+params = LayoutParams(metric=resolved_metric("auto", dataset.embeddings))  # the page's defaults (map_settings)
 graph = neighbour_graph(dataset.embeddings, k=GRAPH_K, metric=params.metric, store=GraphStore(cache / "graphs"),
                         embedding_digest=dataset.embedding_digest)
 service = LayoutService(LayoutStore(cache / "layouts"))

@@ -143,6 +143,7 @@ def child_ours(args: dict) -> dict:
     sys.path.insert(0, str(ROOT))
     t0 = time.time()
     from cleaner.dataset import load_npz
+    from cleaner.distance import resolved_metric
     from cleaner.layout import LayoutParams, LayoutStore, pca_projection
     from cleaner.layout_service import LayoutService
     from cleaner.neighbours import GraphStore, neighbour_graph
@@ -154,7 +155,7 @@ def child_ours(args: dict) -> dict:
     t_import = time.time()
     dataset = load_npz(args["npz"])
     t_load = time.time()
-    params = LayoutParams(n_components=3)
+    params = LayoutParams(n_components=3, metric=resolved_metric("auto", dataset.embeddings))  # the page's default
     coords = service.get(dataset.embedding_digest, params, dataset.n)
     hit = coords is not None
     if not hit:
@@ -239,6 +240,7 @@ def child_tick(args: dict) -> dict:
     from streamlit.testing.v1 import AppTest
 
     from cleaner.dataset import load_npz
+    from cleaner.distance import resolved_metric
     from cleaner.layout import LayoutParams, LayoutStore, pca_projection
     from cleaner.layout_service import LayoutService
     from cleaner.neighbours import neighbour_graph
@@ -248,7 +250,7 @@ def child_tick(args: dict) -> dict:
     service = LayoutService(LayoutStore(Path(args["cache"]) / "layouts"))
     graph = None
     for n_components in (3, 2):
-        params = LayoutParams(n_components=n_components)
+        params = LayoutParams(n_components=n_components, metric=resolved_metric("auto", dataset.embeddings))
         if service.get(dataset.embedding_digest, params, dataset.n) is None:
             graph = graph or neighbour_graph(dataset.embeddings, k=GRAPH_K, metric=params.metric)
             service.request(dataset.embedding_digest, params, dataset.embeddings, graph)
