@@ -54,7 +54,7 @@ def check_regular(st: os.stat_result, limit: int) -> None:
         raise ReadRefused(TOO_LARGE, size=st.st_size)
 
 
-def read_file(path: PathArg, limit: int) -> bytes:
+def read_file(path: PathArg, limit: int) -> bytes | bytearray:
     """The bytes of the regular file at path, refusing one over `limit` bytes without reading past the limit.
 
     Checked on the open descriptor, so a file swapped after an earlier check (for a FIFO, a device or
@@ -79,7 +79,30 @@ def read_file(path: PathArg, limit: int) -> bytes:
         os.close(fd)
         raise
     with fh:
-        return read_stream(fh, limit, size_hint=st.st_size)
+        return _read_regular(fh, limit, st.st_size)
+
+
+def _read_regular(fh: BinaryIO, limit: int, size: int) -> bytes | bytearray:
+    """A regular file of `size` bytes (fstat's word, at most `limit`), read straight into one buffer: a file of
+    gigabytes is neither read in pieces nor joined (Linux reads at most 2 GiB per call). If the file grew since
+    fstat, the rest is read bounded by `limit`."""
+    buffer = bytearray(size + 1)  # the one byte more tells a file that grew
+    got = 0
+    try:
+        with memoryview(buffer) as view:
+            while got < len(buffer):
+                n = fh.readinto(view[got:])
+                if not n:
+                    break
+                got += n
+    except Exception as exc:
+        raise ReadRefused(UNREADABLE, _reason(exc)) from exc
+    if got <= size:
+        del buffer[got:]  # the file shrank since fstat, or exactly its size: keep what is there
+        return buffer
+    if got > limit:
+        raise ReadRefused(TOO_LARGE)
+    return bytes(buffer) + read_stream(fh, limit - got)
 
 
 def read_stream(fh: BinaryIO, limit: int, size_hint: int | None = None) -> bytes:

@@ -61,8 +61,10 @@ def _load_npz(source: NpzSource, name: str | None, max_bytes: int, max_rows: int
     _refuse_other_formats(data)
     with open_zip(data) as zf:
         _check_members(zf)
-        arrays = _read_arrays(zf, max_bytes, max_rows, max_dims)
-    del data  # each raw array is dropped as soon as its validated copy exists: peak memory stays low
+        arrays = _read_arrays(zf, data, max_bytes, max_rows, max_dims)
+    # Each raw array is dropped as soon as its validated copy exists: peak memory stays low. Embeddings stored
+    # uncompressed as float32 are not copied: they stay a view of the file's bytes, which they keep alive.
+    del data
     embeddings = validate_embeddings(arrays.pop("embeddings"), max_rows, max_dims)
     labels = validate_labels(arrays.pop("labels"), embeddings.shape[0])
     paths = validate_paths(arrays.pop("image_paths"), embeddings.shape[0])
@@ -108,8 +110,10 @@ def _check_members(zf: zipfile.ZipFile) -> None:
         )
 
 
-def _read_arrays(zf: zipfile.ZipFile, max_bytes: int, max_rows: int, max_dims: int) -> dict[str, np.ndarray]:
-    """The three raw arrays, each header checked before its data is read, all within max_bytes together."""
+def _read_arrays(zf: zipfile.ZipFile, data: bytes, max_bytes: int, max_rows: int, max_dims: int
+                 ) -> dict[str, np.ndarray]:
+    """The three raw arrays, each header checked before its data is read, all within max_bytes together (those
+    stored uncompressed are views of `data`, the archive's bytes)."""
     budget, n_rows = max_bytes, 0
     arrays: dict[str, np.ndarray] = {}
 
@@ -119,7 +123,7 @@ def _read_arrays(zf: zipfile.ZipFile, max_bytes: int, max_rows: int, max_dims: i
         return lambda shape, dtype: check_column(key, shape, n_rows)
 
     for key in REQUIRED_KEYS:
-        arrays[key] = read_member(zf, key, budget, check(key))
+        arrays[key] = read_member(zf, key, budget, check(key), whole=data)
         budget -= arrays[key].nbytes
         if key == "embeddings":
             n_rows = arrays[key].shape[0]

@@ -41,6 +41,9 @@ def check_column(key: str, shape: tuple[int, ...], n: int) -> None:
         raise DatasetError(f"'{key}' has {shape[0]:,} entries but 'embeddings' has {n:,} rows.")
 
 
+_FINITE_ROWS = 16_384
+
+
 def validate_embeddings(raw: np.ndarray, max_rows: int, max_dims: int) -> np.ndarray:
     """C-contiguous float32 embeddings with no NaN or infinite value."""
     check_embeddings(raw.shape, raw.dtype, max_rows, max_dims)
@@ -49,7 +52,9 @@ def validate_embeddings(raw: np.ndarray, max_rows: int, max_dims: int) -> np.nda
     if raw.dtype.kind != "f":  # integers are always finite, and fit float32's range
         return emb
     del raw
-    bad_rows = ~np.isfinite(emb).all(axis=1)
+    # In blocks of rows: a whole-array mask of a million rows would cost half a gigabyte and most of the time.
+    bad_rows = np.concatenate([~np.isfinite(emb[start:start + _FINITE_ROWS]).all(axis=1)
+                               for start in range(0, emb.shape[0], _FINITE_ROWS)] or [np.zeros(0, dtype=bool)])
     if bad_rows.any():
         first = int(np.flatnonzero(bad_rows)[0])
         raise DatasetError(

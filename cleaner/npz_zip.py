@@ -8,13 +8,14 @@ from __future__ import annotations
 import io
 import struct
 import zipfile
+import zlib
 from typing import Callable
 
 import numpy as np
 
 from .bounded_read import CHUNK
 from .dataset_types import SAVE_HINT, DatasetError
-from .npy_header import declared_nbytes, read_npy_header
+from .npy_header import MAX_HEADER_BYTES, declared_nbytes, read_npy_header
 from .text import mb, one_line
 
 MAX_DIRECTORY_BYTES = 1 << 20  # the zip's table of contents: three members need ~200 bytes
@@ -30,6 +31,9 @@ _ZIP64_LOCATOR_SIGNATURE = b"PK\x06\x07"
 _ZIP64_END = struct.Struct("<4sQ2H2L4Q")  # signature, record size, versions, disks, entry counts, size, offset
 _ZIP64_END_SIGNATURE = b"PK\x06\x06"
 _SEE_ZIP64 = 0xFFFFFFFF  # a 32-bit field's "the zip64 record holds the value"
+_LOCAL = struct.Struct("<4s5H3L2H")  # a member's local header (APPNOTE 4.3.7), up to its name and extra field
+_LOCAL_SIGNATURE = b"PK\x03\x04"
+_HEADER_PEEK = 12 + MAX_HEADER_BYTES  # enough of a member for the longest .npy header read_npy_header accepts
 
 
 def end_record_offset(data: bytes) -> int | None:
@@ -69,7 +73,40 @@ def declared_directory_sizes(data: bytes) -> list[int]:
     return zip64 + [classic]
 
 
-def open_zip(data: bytes) -> zipfile.ZipFile:
+class _BufferFile(io.RawIOBase):
+    """A read-only, seekable file over bytes in memory, never copying them whole (io.BytesIO copies a
+    bytearray; a file of gigabytes would then be in memory twice)."""
+
+    def __init__(self, data: bytes | bytearray | memoryview):
+        super().__init__()
+        self._view = memoryview(data).cast("B")
+        self._at = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._at
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._at, io.SEEK_END: len(self._view)}[whence]
+        if base + offset < 0:
+            raise ValueError("negative seek position")
+        self._at = base + offset
+        return self._at
+
+    def readinto(self, target) -> int:
+        start = min(self._at, len(self._view))
+        n = min(len(target), len(self._view) - start)
+        target[:n] = self._view[start:start + n]
+        self._at = start + n
+        return n
+
+
+def open_zip(data: bytes | bytearray) -> zipfile.ZipFile:
     """The archive opened for reading, once its declared table of contents is known to be small."""
     directory = max(declared_directory_sizes(data), default=0)
     if directory > MAX_DIRECTORY_BYTES:
@@ -78,7 +115,7 @@ def open_zip(data: bytes) -> zipfile.ZipFile:
             "bytes. Refusing to read it."
         )
     try:
-        return zipfile.ZipFile(io.BytesIO(data))
+        return zipfile.ZipFile(_BufferFile(data))
     except MemoryError:
         raise
     except Exception as exc:  # BadZipFile, struct and decoding errors: all mean 'not a usable zip'
@@ -143,12 +180,54 @@ def _read_data(fh: io.BufferedIOBase, key: str, nbytes: int) -> np.ndarray:
     return raw
 
 
+def _stored_member(whole: bytes, info: zipfile.ZipInfo, key: str) -> memoryview:
+    """A stored (uncompressed) member's bytes inside the whole archive, found through its local header and
+    checked against the directory's CRC: no copy of a large member is made."""
+    at = info.header_offset
+    if at < 0 or at + _LOCAL.size > len(whole) or whole[at:at + 4] != _LOCAL_SIGNATURE:
+        raise DatasetError(f"'{key}' inside the NPZ is corrupt (its local header is missing).")
+    name_length, extra_length = _LOCAL.unpack_from(whole, at)[-2:]
+    local_name = bytes(whole[at + _LOCAL.size:at + _LOCAL.size + name_length])
+    if local_name.decode("utf-8" if info.flag_bits & 0x800 else "cp437", "replace") != info.orig_filename:
+        raise DatasetError(f"'{key}' inside the NPZ is corrupt (its local header names another file).")
+    start = at + _LOCAL.size + name_length + extra_length
+    if start + info.compress_size > len(whole):
+        raise DatasetError(f"'{key}' is truncated: the zip says {mb(info.compress_size)} but the file ends before.")
+    member = memoryview(whole)[start:start + info.compress_size]
+    if zlib.crc32(member) != info.CRC:
+        raise DatasetError(f"'{key}' inside the NPZ is corrupt (its CRC-32 checksum does not match its data).")
+    return member
+
+
+def _stored_array(whole: bytes, info: zipfile.ZipInfo, key: str, budget: int,
+                  check: Callable[[tuple[int, ...], np.dtype], None]) -> np.ndarray:
+    """A stored member's array as a read-only view of the archive's bytes (a copy only when misaligned)."""
+    member = _stored_member(whole, info, key)
+    shape, fortran, dtype, header_bytes = read_npy_header(io.BytesIO(member[:_HEADER_PEEK]), key)
+    nbytes = declared_nbytes(key, shape, dtype)
+    check(shape, dtype)
+    _check_declared(key, nbytes, budget, len(member) - header_bytes, shape, dtype)
+    raw = np.frombuffer(member, dtype=np.uint8, count=nbytes, offset=header_bytes)
+    if dtype.alignment > 1 and raw.ctypes.data % dtype.alignment:
+        raw = raw.copy()  # numpy and faiss want aligned rows; a fresh buffer is aligned
+    try:
+        return raw.view(dtype).reshape(shape, order="F" if fortran else "C")
+    except (ValueError, TypeError) as exc:
+        raise DatasetError(f"'{key}' has a shape {shape} that its data type {dtype} cannot take.") from exc
+
+
 def read_member(
-    zf: zipfile.ZipFile, key: str, budget: int, check: Callable[[tuple[int, ...], np.dtype], None]
+    zf: zipfile.ZipFile, key: str, budget: int, check: Callable[[tuple[int, ...], np.dtype], None],
+    whole: bytes | None = None,
 ) -> np.ndarray:
-    """Read one .npy member, checking its zip entry and header before inflating a single array byte."""
+    """Read one .npy member, checking its zip entry and header before inflating a single array byte.
+
+    Given the archive's bytes (`whole`), a stored member is not copied: its array is a read-only view of them.
+    """
     info = zf.getinfo(key + ".npy")
     _check_entry(info, key, budget)
+    if whole is not None and info.compress_type == zipfile.ZIP_STORED:
+        return _stored_array(whole, info, key, budget, check)
     try:
         with zf.open(info) as fh:
             shape, fortran, dtype, header_bytes = read_npy_header(fh, key)

@@ -116,7 +116,7 @@ def _read_arrays(path: Union[str, os.PathLike], n_rows: int, max_bytes: int) -> 
         if missing or len(names) != len(expected):
             raise DatasetError(f"it does not hold exactly the expected arrays (missing: {', '.join(missing) or 'none'})")
         for key, (shape, kind) in expected.items():
-            arrays[key] = read_member(zf, key, budget, _header_check(key, shape, kind))
+            arrays[key] = read_member(zf, key, budget, _header_check(key, shape, kind), whole=data)
             budget -= arrays[key].nbytes
     return arrays
 
