@@ -11,6 +11,7 @@ A GPU backend is one class more: subclass FaissBackend, override `_flat_knn` (fa
 """
 from __future__ import annotations
 
+import ctypes
 import math
 import os
 import threading
@@ -52,6 +53,22 @@ class KnnBackend(Protocol):
     def search(self, embeddings: np.ndarray, k: int, metric: str) -> KnnResult:
         """Each row's k nearest other rows (k < N) under the metric."""
         ...
+
+
+def release_freed_memory() -> None:
+    """Hand memory that C and C++ code has freed back to the system, where the C library is glibc.
+
+    glibc keeps freed heap pages mapped: after a 1M-row search the process would hold the index's gigabytes
+    (a copy of every row) while the layout allocates on top of them. malloc_trim returns free pages anywhere in
+    the heap. Elsewhere (musl, macOS) nothing is done.
+    """
+    try:
+        libc = ctypes.CDLL(None)
+        trim = libc.malloc_trim
+    except (AttributeError, OSError):
+        return
+    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
+    trim(0)
 
 
 def cores() -> int:
@@ -164,7 +181,10 @@ class FaissBackend:
             raise ValueError(f"k must be between 1 and {n - 1}, got {k}")
         with _SEARCH_LOCK:
             faiss.omp_set_num_threads(cores())
-            graph = None if n * n * dims <= self.exact_max_work else self._index_search(embeddings, k, metric)
+            graph = None
+            if n * n * dims > self.exact_max_work:
+                graph = self._index_search(embeddings, k, metric)
+                release_freed_memory()  # the index is gone: its copy of the rows goes back to the system
             if graph is None:
                 ids, d2 = self.exact_rows(embeddings, metric, np.arange(n), k)
                 graph = KnnResult(ids, to_metric(d2, metric), True)

@@ -176,3 +176,30 @@ def test_graph_uses_the_backend_it_is_given():
 
     graph = neighbour_graph(np.zeros((30, 4), np.float32), k=5, backend=Fixed())
     assert graph.indices[0].tolist() == [1, 2, 3, 4, 5] and not graph.exact
+
+
+@pytest.mark.parametrize("min_recall", [0.9, 1.01])  # the index serves the graph; the index is dropped for exact
+def test_the_index_memory_is_handed_back_once_the_index_is_gone(monkeypatch, min_recall):
+    import gc
+
+    import faiss
+
+    calls = []
+
+    def spy() -> None:
+        gc.collect()
+        calls.append(sum(isinstance(o, faiss.Index) for o in gc.get_objects()))
+
+    monkeypatch.setattr(knn_backends, "release_freed_memory", spy)
+    x = _clusters(3000)
+    result = FaissBackend(exact_max_work=0, min_recall=min_recall).search(x, 10, "euclidean")
+    assert calls == [0]  # called once, when no index (and its copy of every row) is alive any more
+    assert result.exact == (min_recall > 1)
+
+
+def test_handing_memory_back_is_harmless_without_glibc(monkeypatch):
+    def no_libc(*_args, **_kwargs):
+        raise OSError("no C library here")
+
+    monkeypatch.setattr(knn_backends.ctypes, "CDLL", no_libc)
+    knn_backends.release_freed_memory()  # nothing to do, and no error
