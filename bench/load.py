@@ -448,6 +448,11 @@ async def run_session(ctx, url: str, session: Session, data: Data, ticks: int, d
                     ".find(e => e.innerText.startsWith('label: ')); return t && !t.innerText.endsWith(first); }",
                     arg=first, polling=25, timeout=timeout_ms))
                 await settle(page)
+                # The latency ends when the first tile changes; the ticks wait until no tile of the last page is
+                # left on screen, so a tile still being replaced is never taken for one of the new page.
+                await page.wait_for_function(f"(old) => {{ const now = ({TILE_FILES})(); return now.length > 0 && "
+                                             "now.every(([name]) => !old.includes(name)); }",
+                                             arg=[name for name, _ in tiles], polling=50, timeout=timeout_ms)
 
         # The review queue: Exclude and Keep in turn on the first card.
         queue = page.locator("[data-testid=stRadio] label").filter(has_text=re.compile(r"^Review queue$"))
