@@ -199,6 +199,14 @@ def _stored_member(whole: bytes, info: zipfile.ZipInfo, key: str) -> memoryview:
     return member
 
 
+def _as_array(raw: np.ndarray, key: str, shape: tuple[int, ...], fortran: bool, dtype: np.dtype) -> np.ndarray:
+    """The array data's bytes as the array its header declares."""
+    try:
+        return raw.view(dtype).reshape(shape, order="F" if fortran else "C")
+    except (ValueError, TypeError) as exc:
+        raise DatasetError(f"'{key}' has a shape {shape} that its data type {dtype} cannot take.") from exc
+
+
 def _stored_array(whole: bytes, info: zipfile.ZipInfo, key: str, budget: int,
                   check: Callable[[tuple[int, ...], np.dtype], None]) -> np.ndarray:
     """A stored member's array as a read-only view of the archive's bytes (a copy only when misaligned)."""
@@ -210,10 +218,7 @@ def _stored_array(whole: bytes, info: zipfile.ZipInfo, key: str, budget: int,
     raw = np.frombuffer(member, dtype=np.uint8, count=nbytes, offset=header_bytes)
     if dtype.alignment > 1 and raw.ctypes.data % dtype.alignment:
         raw = raw.copy()  # numpy and faiss want aligned rows; a fresh buffer is aligned
-    try:
-        return raw.view(dtype).reshape(shape, order="F" if fortran else "C")
-    except (ValueError, TypeError) as exc:
-        raise DatasetError(f"'{key}' has a shape {shape} that its data type {dtype} cannot take.") from exc
+    return _as_array(raw, key, shape, fortran, dtype)
 
 
 def read_member(
@@ -239,7 +244,4 @@ def read_member(
         raise
     except Exception as exc:  # CRC and zlib errors, bad local headers, truncated streams
         raise DatasetError(f"'{key}' inside the NPZ is corrupt ({one_line(exc)}).") from exc
-    try:
-        return raw.view(dtype).reshape(shape, order="F" if fortran else "C")
-    except (ValueError, TypeError) as exc:
-        raise DatasetError(f"'{key}' has a shape {shape} that its data type {dtype} cannot take.") from exc
+    return _as_array(raw, key, shape, fortran, dtype)
