@@ -67,7 +67,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--exclude-out", metavar="PATH", help="where to write the exclusion list instead")
     parser.add_argument("--k", type=int, default=20, help="nearest neighbours per image (default 20; "
-                        "the label vote uses the nearest 15 of them)")
+                        "the label vote uses the nearest 20 of them)")
     parser.add_argument("--metric", choices=(AUTO, *METRICS), default=AUTO,
                         help="distance between embeddings (default auto: euclidean for non-negative features such as "
                         "ReLU activations, cosine for signed or normalised embeddings, as the app's default)")
