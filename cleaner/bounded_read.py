@@ -105,14 +105,13 @@ def _read_regular(fh: BinaryIO, limit: int, size: int) -> bytes | bytearray:
     return bytes(buffer) + read_stream(fh, limit - got)
 
 
-def read_stream(fh: BinaryIO, limit: int, size_hint: int | None = None) -> bytes:
+def read_stream(fh: BinaryIO, limit: int) -> bytes:
     """Read a binary stream to its end, but never more than `limit` + 1 bytes (the one tells it was over)."""
     chunks: list[bytes] = []
     total = 0
-    want = size_hint + 1 if size_hint is not None else CHUNK
     while True:
         try:
-            chunk = fh.read(max(1, min(want, limit + 1 - total)))
+            chunk = fh.read(max(1, min(CHUNK, limit + 1 - total)))
         except Exception as exc:  # OSError, or whatever a broken upload stream raises
             raise ReadRefused(UNREADABLE, _reason(exc)) from exc
         if chunk is None:  # a non-blocking stream with nothing to give now
@@ -128,7 +127,6 @@ def read_stream(fh: BinaryIO, limit: int, size_hint: int | None = None) -> bytes
         total += len(chunk)
         if total > limit:
             raise ReadRefused(TOO_LARGE)
-        want = CHUNK
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 

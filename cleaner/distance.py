@@ -2,9 +2,8 @@
 
 Non-negative features (ReLU activations, pooled CNN features, pixel intensities) carry information in their
 length: how strongly an image matches what the network learned. Cosine divides it away, and on
-bench/detect.py's table the euclidean graph ranked planted label errors better on every non-negative
-embedding, by up to 0.06 precision@n, while signed embeddings (PCA, contrastive models) did as well or better
-with cosine. Rows of one length (unit-normalised embeddings) have the same neighbours under both; cosine then.
+bench/detect.py's table the euclidean graph ranked planted label errors as well or better on every
+non-negative embedding, while signed embeddings (PCA, contrastive models) did as well or better with cosine. Rows of one length (unit-normalised embeddings) have the same neighbours under both; cosine then.
 """
 from __future__ import annotations
 
