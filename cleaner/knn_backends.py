@@ -1,13 +1,19 @@
 """The k-nearest-neighbour search behind cleaner's one graph, behind a small interface (`KnnBackend`).
 
 `FaissBackend` runs on the CPU: an exact search (faiss's blockwise BLAS kNN) while it costs at most
-EXACT_MAX_WORK multiply-adds (N^2 D), and above that an inverted-file index (IndexIVFFlat) whose number
-of probed lists is calibrated on a sample of rows against the exact answer, then checked on a second
-sample; the search widens until both reach MIN_RECALL, and turns exact when so wide an index would cost
-more than the exact search.
+EXACT_MAX_WORK multiply-adds (N^2 D), and above that an inverted-file search: the rows are split by their
+nearest k-means centroid into about sqrt(N) lists, and each row's k nearest are sought in the `nprobe` lists
+whose centroids are nearest to it. The number of probed lists is calibrated on a sample of rows against the
+exact answer, then checked on a second sample; the search widens until both reach MIN_RECALL, and turns
+exact when so wide a search would cost more than the exact one.
 
-A GPU backend is one class more: subclass FaissBackend, override `_flat_knn` (faiss.knn_gpu) and
-`_build_index` (the same IndexIVFFlat, moved by faiss.index_cpu_to_gpu); calibration and checks stay.
+The lists are searched as faiss's big-batch search does (faiss.contrib.big_batch_search): the queries that
+probe one list are gathered and matched against that list's rows by one BLAS kNN call, instead of one scan
+per query (that scan is memory-bound: each distance reads a whole row for a single multiply-add per value).
+The lists hold row numbers, not copies of the rows, so the search needs no second copy of the data.
+
+A GPU backend is one class more: subclass FaissBackend and override `_flat_knn` (faiss.knn_gpu) and
+`_train_quantizer` (a GPU flat index over the centroids); calibration and checks stay.
 """
 from __future__ import annotations
 
@@ -138,16 +144,23 @@ def _recall(found: np.ndarray, found_d2: np.ndarray, truth_d2: np.ndarray) -> fl
     return float(((found >= 0) & (found_d2 <= kth + tolerance)).mean())
 
 
-def _merge(best_d: np.ndarray, best_i: np.ndarray, d: np.ndarray, i: np.ndarray
-           ) -> tuple[np.ndarray, np.ndarray]:
-    """The nearest of two neighbour lists per row, as many as the first holds, closest first."""
-    d, i = np.hstack([best_d, d]), np.hstack([best_i, i])
-    keep = np.argsort(d, axis=1, kind="stable")[:, :best_d.shape[1]]
-    return np.take_along_axis(d, keep, axis=1), np.take_along_axis(i, keep, axis=1)
+class InvertedLists(NamedTuple):
+    """The rows split by their nearest centroid: list l holds the rows order[bounds[l]:bounds[l + 1]]."""
+
+    quantizer: object  # a faiss index over the centroids
+    order: np.ndarray
+    bounds: np.ndarray
+
+    @property
+    def nlist(self) -> int:
+        return len(self.bounds) - 1
+
+    def members(self, number: int) -> np.ndarray:
+        return self.order[self.bounds[number]:self.bounds[number + 1]]
 
 
 class FaissBackend:
-    """Exact search on small data, a recall-checked inverted file above; CPU, every core."""
+    """Exact search on small data, a recall-checked inverted-file search above; CPU, every core."""
 
     def __init__(self, exact_max_work: float | None = None, min_recall: float = MIN_RECALL,
                  first_nprobe: int = FIRST_NPROBE, seed: int = 42):
@@ -155,7 +168,7 @@ class FaissBackend:
         self.min_recall = min_recall
         self.first_nprobe = first_nprobe
         self.seed = seed
-        self.last_nprobe: int | None = None  # of the last index search, for benchmarks and tests
+        self.last_nprobe: int | None = None  # of the last inverted-file search, for benchmarks and tests
 
     # -- the two primitives a GPU backend would replace
     def _flat_knn(self, queries: np.ndarray, base: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -163,12 +176,13 @@ class FaissBackend:
 
         return faiss.knn(queries, base, k, faiss.METRIC_L2)
 
-    def _new_index(self, dims: int, n_lists: int):
+    def _train_quantizer(self, train: np.ndarray, n_lists: int):
+        """A faiss index over n_lists k-means centroids of the training rows."""
         import faiss
 
-        index = faiss.IndexIVFFlat(faiss.IndexFlatL2(dims), dims, n_lists, faiss.METRIC_L2)
-        index.cp.seed, index.cp.niter = self.seed, 10
-        return index
+        kmeans = faiss.Kmeans(train.shape[1], n_lists, niter=10, seed=self.seed)
+        kmeans.train(train)
+        return kmeans.index
 
     # -- the search
     def search(self, embeddings: np.ndarray, k: int, metric: str) -> KnnResult:
@@ -184,7 +198,7 @@ class FaissBackend:
             graph = None
             if n * n * dims > self.exact_max_work:
                 graph = self._index_search(embeddings, k, metric)
-                release_freed_memory()  # the index is gone: its copy of the rows goes back to the system
+                release_freed_memory()  # the search's query blocks and gathered lists go back to the system
             if graph is None:
                 ids, d2 = self.exact_rows(embeddings, metric, np.arange(n), k)
                 graph = KnnResult(ids, to_metric(d2, metric), True)
@@ -194,70 +208,58 @@ class FaissBackend:
                    ) -> tuple[np.ndarray, np.ndarray]:
         """The exact k nearest other rows of the given rows: int32 indices and squared distances."""
         n, dims = embeddings.shape
-        best_d = np.full((len(rows), k + 1), np.inf, dtype=np.float32)
-        best_i = np.full((len(rows), k + 1), -1, dtype=np.int64)
-        starts = _blocks(len(rows), 4096)
-        step = _chunk_rows(dims)
-        for base_start in range(0, n, step):  # each chunk of the rows prepared once, searched by every block
-            base = prepared(embeddings, metric, slice(base_start, base_start + step))
+        queries = prepared(embeddings, metric, rows)
+        # Split the searched rows, not the queries: a few hundred sampled queries still keep every core busy.
+        step = min(_chunk_rows(dims), max(256, -(-n // (2 * cores()))))
+        starts = range(0, n, step)
+        parts: list = [None] * len(starts)
 
-            def task(start: int) -> None:
-                block = slice(start, start + starts.step)
-                d, i = self._flat_knn(prepared(embeddings, metric, rows[block]), base, min(k + 1, len(base)))
-                if base_start == 0:
-                    best_d[block], best_i[block] = d, i
-                else:
-                    best_d[block], best_i[block] = _merge(best_d[block], best_i[block], d, i + base_start)
+        def task(part: int, start: int) -> None:
+            base = prepared(embeddings, metric, slice(start, start + step))
+            d, i = self._flat_knn(queries, base, min(k + 1, len(base)))
+            parts[part] = (d, i + start)
 
-            _in_parallel([lambda s=start: task(s) for start in starts])
-        ids, d2 = drop_self(best_i, best_d, rows, k)
+        _in_parallel([lambda p=p, s=s: task(p, s) for p, s in enumerate(starts)])
+        d2 = np.hstack([d for d, _ in parts])
+        found = np.hstack([i for _, i in parts])
+        nearest = np.argsort(d2, axis=1, kind="stable")[:, :k + 1]
+        ids, d2 = drop_self(np.take_along_axis(found, nearest, axis=1), np.take_along_axis(d2, nearest, axis=1),
+                            rows, k)
         return ids.astype(np.int32), d2
 
-    def _build_index(self, embeddings: np.ndarray, metric: str):
-        """The trained index holding every row, and the rows in the order of its lists."""
-        import faiss
-
+    def _build_lists(self, embeddings: np.ndarray, metric: str) -> InvertedLists:
         n, dims = embeddings.shape
         n_lists = max(1, min(int(round(math.sqrt(n))), n // 39))
         rng = np.random.default_rng(self.seed)
         train = np.sort(rng.choice(n, size=min(n, TRAIN_ROWS_PER_LIST * n_lists), replace=False))
-        index = self._new_index(dims, n_lists)
-        index.train(prepared(embeddings, metric, train))
+        quantizer = self._train_quantizer(prepared(embeddings, metric, train), n_lists)
         lists = np.empty(n, dtype=np.int64)
         starts = _blocks(n, max(256, _chunk_rows(dims) // 16))
 
         def assign(start: int) -> None:
             block = slice(start, start + starts.step)
-            lists[block] = index.quantizer.assign(prepared(embeddings, metric, block), 1)[:, 0]
+            lists[block] = quantizer.search(prepared(embeddings, metric, block), 1)[1][:, 0]
 
         _in_parallel([lambda s=start: assign(s) for start in starts])
         order = np.argsort(lists, kind="stable")
         bounds = np.searchsorted(lists[order], np.arange(n_lists + 1))
-        # Each list filled in one call: index.add grows the lists piecemeal, and their spare capacity
-        # would cost a good part of another copy of the data.
-        for number in range(n_lists):
-            ids = order[bounds[number]:bounds[number + 1]]
-            if len(ids):
-                codes = prepared(embeddings, metric, ids)
-                index.invlists.add_entries(number, len(ids), faiss.swig_ptr(ids), faiss.swig_ptr(codes.view(np.uint8)))
-        index.ntotal = n
-        return index, order
+        return InvertedLists(quantizer, order, bounds)
 
     def _index_search(self, embeddings: np.ndarray, k: int, metric: str) -> KnnResult | None:
         """The inverted-file graph, or None when only a scan of most of the data reaches MIN_RECALL."""
         n = embeddings.shape[0]
-        index, order = self._build_index(embeddings, metric)
+        lists = self._build_lists(embeddings, metric)
         rng = np.random.default_rng(self.seed + 1)
         sample = rng.choice(n, size=min(n, 2 * RECALL_SAMPLE), replace=False)
         calibrate, check = sample[:len(sample) // 2], sample[len(sample) // 2:]
         calibrate_d2 = self.exact_rows(embeddings, metric, calibrate, k)[1]
-        check_d2 = None  # computed once the index proves worth probing
+        check_d2 = None  # computed once the inverted file proves worth probing
         nprobe = self.first_nprobe
         while True:
-            nprobe = self._calibrate(index, embeddings, metric, calibrate, calibrate_d2, k, nprobe)
+            nprobe = self._calibrate(lists, embeddings, metric, calibrate, calibrate_d2, k, nprobe)
             if nprobe is None:
                 return None
-            ids, d2 = self._probe_all(index, embeddings, metric, order, k, nprobe)
+            ids, d2 = self._probe_all(lists, embeddings, metric, k, nprobe)
             if check_d2 is None:
                 check_d2 = self.exact_rows(embeddings, metric, check, k)[1]
             if _recall(ids[check], d2[check], check_d2) >= self.min_recall:
@@ -269,35 +271,50 @@ class FaissBackend:
             ids[missing], d2[missing] = self.exact_rows(embeddings, metric, missing, k)
         return KnnResult(ids, to_metric(d2, metric), False)
 
-    def _calibrate(self, index, embeddings: np.ndarray, metric: str, rows: np.ndarray, truth_d2: np.ndarray,
-                   k: int, nprobe: int) -> int | None:
+    def _calibrate(self, lists: InvertedLists, embeddings: np.ndarray, metric: str, rows: np.ndarray,
+                   truth_d2: np.ndarray, k: int, nprobe: int) -> int | None:
         """The fewest probed lists, from nprobe up, whose graph reaches MIN_RECALL (and the margin) on the rows."""
-        import faiss
-
-        queries = prepared(embeddings, metric, rows)
-        while nprobe <= EXACT_SHARE * index.nlist:
-            d2, ids = index.search(queries, k + 1, params=faiss.SearchParametersIVF(nprobe=nprobe))
-            ids, d2 = drop_self(ids, d2, rows, k)
+        while nprobe <= EXACT_SHARE * lists.nlist:
+            ids, d2 = drop_self(*self._probe(lists, embeddings, metric, rows, k + 1, nprobe), rows, k)
             if _recall(ids, d2, truth_d2) >= self.min_recall + CALIBRATION_MARGIN:
                 return nprobe
             nprobe = int(math.ceil(nprobe * 1.5))
         return None
 
-    def _probe_all(self, index, embeddings: np.ndarray, metric: str, order: np.ndarray, k: int, nprobe: int
-                   ) -> tuple[np.ndarray, np.ndarray]:
-        """Every row's k nearest by the index, queried in the order of its lists: neighbouring queries probe
-        the same lists, which then stay in cache."""
+    def _probe(self, lists: InvertedLists, embeddings: np.ndarray, metric: str, rows: np.ndarray, k: int,
+               nprobe: int) -> tuple[np.ndarray, np.ndarray]:
+        """The k nearest rows (the row itself among them) within each row's nprobe nearest lists: ids and
+        squared distances, nearest first; -1 where the probed lists held fewer than k rows."""
         import faiss
 
+        queries = prepared(embeddings, metric, rows)
+        probes = lists.quantizer.search(queries, min(nprobe, lists.nlist))[1]
+        flat = probes.ravel()
+        by_list = np.argsort(flat, kind="stable")
+        numbers, firsts = np.unique(flat[by_list], return_index=True)
+        ends = np.append(firsts[1:], len(flat))
+        heap = faiss.ResultHeap(len(rows), k)
+        for number, first, end in zip(numbers, firsts, ends):
+            members = lists.members(number) if number >= 0 else ()
+            if len(members):
+                which = by_list[first:end] // probes.shape[1]
+                d, i = self._flat_knn(queries[which], prepared(embeddings, metric, members), min(k, len(members)))
+                heap.add_result_subset(which, d, members[i])
+        heap.finalize()
+        return heap.I, heap.D
+
+    def _probe_all(self, lists: InvertedLists, embeddings: np.ndarray, metric: str, k: int, nprobe: int
+                   ) -> tuple[np.ndarray, np.ndarray]:
+        """Every row's k nearest other rows by the inverted file, queried in blocks of the lists' order: the rows
+        of one block probe mostly the same lists, so each list meets many queries in one matrix product."""
         n, dims = embeddings.shape
-        params = faiss.SearchParametersIVF(nprobe=nprobe)
         ids = np.empty((n, k), dtype=np.int32)
         d2 = np.empty((n, k), dtype=np.float32)
-        starts = _blocks(n, max(256, _chunk_rows(dims) // 16))
+        starts = _blocks(n, _chunk_rows(dims))
 
         def task(start: int) -> None:
-            rows = order[start:start + starts.step]
-            found_d, found = index.search(prepared(embeddings, metric, rows), k + 1, params=params)
+            rows = lists.order[start:start + starts.step]
+            found, found_d = self._probe(lists, embeddings, metric, rows, k + 1, nprobe)
             ids[rows], d2[rows] = drop_self(found, found_d, rows, k)
 
         _in_parallel([lambda s=start: task(s) for start in starts])
