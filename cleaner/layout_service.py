@@ -87,7 +87,7 @@ class LayoutService:
 
     def warm_up(self, delay_s: float = WARM_UP_DELAY_S) -> Future:
         """Compile UMAP's numba code (small-data and large-data paths) soon, so the first real layout does not
-        wait for it. The neighbour search needs no warm-up: below 400k rows it is plain numpy.
+        wait for it. The neighbour search needs no warm-up: faiss is compiled ahead of time.
 
         It starts delay_s after the call (the page calls it while serving the first visit, which it should
         not slow down), on its own thread so both workers stay free for real layouts. The compiling (20-30 s
