@@ -208,24 +208,36 @@ class FaissBackend:
                    ) -> tuple[np.ndarray, np.ndarray]:
         """The exact k nearest other rows of the given rows: int32 indices and squared distances."""
         n, dims = embeddings.shape
-        queries = prepared(embeddings, metric, rows)
-        # Split the searched rows, not the queries: a few hundred sampled queries still keep every core busy.
-        step = min(_chunk_rows(dims), max(256, -(-n // (2 * cores()))))
-        starts = range(0, n, step)
-        parts: list = [None] * len(starts)
+        k1 = min(k + 1, n)
+        # Tasks are blocks of queries against chunks of the searched rows, at least four per core. The searched
+        # rows are split only as far as that needs: a few hundred sampled queries against a million rows still
+        # keep every core busy, and a whole exact graph searches each chunk with thousands of queries at once.
+        tasks = 4 * cores()
+        query_blocks = max(min(tasks, len(rows) // 1024), -(-len(rows) // 4096), 1)
+        query_size = -(-len(rows) // query_blocks)
+        query_starts = range(0, len(rows), query_size)
+        base_size = min(_chunk_rows(dims), -(-n // -(-tasks // len(query_starts))))
+        base_starts = range(0, n, base_size)
+        parts: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
 
-        def task(part: int, start: int) -> None:
-            base = prepared(embeddings, metric, slice(start, start + step))
-            d, i = self._flat_knn(queries, base, min(k + 1, len(base)))
-            parts[part] = (d, i + start)
+        def task(query_start: int, base_start: int) -> None:
+            queries = prepared(embeddings, metric, rows[query_start:query_start + query_size])
+            base = prepared(embeddings, metric, slice(base_start, base_start + base_size))
+            d, i = self._flat_knn(queries, base, min(k1, len(base)))
+            parts[query_start, base_start] = d, i + base_start
 
-        _in_parallel([lambda p=p, s=s: task(p, s) for p, s in enumerate(starts)])
-        d2 = np.hstack([d for d, _ in parts])
-        found = np.hstack([i for _, i in parts])
-        nearest = np.argsort(d2, axis=1, kind="stable")[:, :k + 1]
-        ids, d2 = drop_self(np.take_along_axis(found, nearest, axis=1), np.take_along_axis(d2, nearest, axis=1),
-                            rows, k)
-        return ids.astype(np.int32), d2
+        _in_parallel([lambda q=q, b=b: task(q, b) for q in query_starts for b in base_starts])
+        ids = np.empty((len(rows), k), dtype=np.int32)
+        d2 = np.empty((len(rows), k), dtype=np.float32)
+        for query_start in query_starts:
+            block = slice(query_start, query_start + query_size)
+            found_d = np.hstack([parts[query_start, b][0] for b in base_starts])
+            found = np.hstack([parts[query_start, b][1] for b in base_starts])
+            if len(base_starts) > 1:
+                nearest = np.argsort(found_d, axis=1, kind="stable")[:, :k1]
+                found_d, found = np.take_along_axis(found_d, nearest, axis=1), np.take_along_axis(found, nearest, axis=1)
+            ids[block], d2[block] = drop_self(found, found_d, rows[block], k)
+        return ids, d2
 
     def _build_lists(self, embeddings: np.ndarray, metric: str) -> InvertedLists:
         n, dims = embeddings.shape
