@@ -23,6 +23,18 @@ def _captions(at: AppTest) -> str:
     return "\n".join(c.value for c in at.caption)
 
 
+def _suspects_box_height(at: AppTest) -> int | None:
+    """The fixed pixel height of the block holding the "Suspects:" summary; None when it has none."""
+    blocks = [at.main]
+    while blocks:
+        block = blocks.pop()
+        children = list(block.children.values())
+        if any(type(c).__name__ == "Text" and c.value.startswith("Suspects:") for c in children):
+            return block.proto.height_config.pixel_height or None
+        blocks += [c for c in children if hasattr(c, "children")]
+    return None
+
+
 def _texts(at: AppTest) -> str:
     return "\n".join([t.value for t in at.text] + [m.value for m in at.markdown])
 
@@ -55,6 +67,8 @@ def test_the_page_works_on_a_preview_while_the_neighbours_are_found(allowed_root
     # at once: the preview, what is being found, and a gallery that works
     assert "nearest neighbours of 60 samples are found" in _captions(at) and "PCA preview" in _captions(at)
     assert "Suspects: scored once the nearest neighbours are found" in _texts(at)
+    waiting_height = _suspects_box_height(at)
+    assert waiting_height  # a box of fixed height: the review pane below does not move when the scores arrive
     at.selectbox(key="select_class").set_value("dog")
     at.button(key="btn_class").click().run()
     assert "Selected: 20 images" in _texts(at)
@@ -74,6 +88,8 @@ def test_the_page_works_on_a_preview_while_the_neighbours_are_found(allowed_root
     assert not at.exception, at.exception
     assert "nearest neighbours of 60 samples are found" not in _captions(at)
     assert "Suspects: scored once" not in _texts(at)
+    assert "Suspects: " in _texts(at)
+    assert _suspects_box_height(at) == waiting_height
     assert not any("needs the nearest neighbours" in i.value for i in at.info)
     layouts = cache.layout_service(str(cfg.cache_dir), cfg.cache_max_bytes)
     layouts.wait(dataset.embedding_digest, LayoutParams(n_components=3, metric=metric), timeout=600)

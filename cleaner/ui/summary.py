@@ -17,11 +17,17 @@ def dataset_summary(work: DatasetWork) -> None:
             f"{decisions.count('keep'):,} kept")
 
 
+# Room for the summary of every score at the review pane's usual width: the pane below keeps its place when the
+# scores arrive (a longer summary, in a narrow window, scrolls within it).
+SUMMARY_HEIGHT_PX = 96
+
+
 def suspects_summary(result: ScanResult | None) -> None:
+    box = st.container(height=SUMMARY_HEIGHT_PX, border=False)
     if result is None:
-        st.text("Suspects: scored once the nearest neighbours are found (see under the map).")
+        box.text("Suspects: scored once the nearest neighbours are found (see under the map).")
         return
     lines = [s.summary for s in result.all()]
     if result.unreadable is None:
         lines.append("image files not checked yet (“Check image files” in the review queue)")
-    st.text("Suspects: " + " · ".join(lines))  # plain text: summaries may quote labels
+    box.text("Suspects: " + " · ".join(lines))  # plain text: summaries may quote labels
