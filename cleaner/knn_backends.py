@@ -285,12 +285,22 @@ class FaissBackend:
 
     def _calibrate(self, lists: InvertedLists, embeddings: np.ndarray, metric: str, rows: np.ndarray,
                    truth_d2: np.ndarray, k: int, nprobe: int) -> int | None:
-        """The fewest probed lists, from nprobe up, whose graph reaches MIN_RECALL (and the margin) on the rows."""
+        """The fewest probed lists, from nprobe up, whose graph reaches MIN_RECALL (and the margin) on the rows;
+        None when that would be more than EXACT_SHARE of the lists."""
+        def reaches(probed: int) -> bool:
+            ids, d2 = drop_self(*self._probe(lists, embeddings, metric, rows, k + 1, probed), rows, k)
+            return _recall(ids, d2, truth_d2) >= self.min_recall + CALIBRATION_MARGIN
+
+        short = nprobe - 1  # the most probed lists known to fall short (or not to be tried)
         while nprobe <= EXACT_SHARE * lists.nlist:
-            ids, d2 = drop_self(*self._probe(lists, embeddings, metric, rows, k + 1, nprobe), rows, k)
-            if _recall(ids, d2, truth_d2) >= self.min_recall + CALIBRATION_MARGIN:
+            if reaches(nprobe):
+                # The widening steps by half: the fewest lists that suffice lie between the last step and this one.
+                # Every probed list costs the whole graph a share of its search time; a sample costs little.
+                while nprobe - short > 1:
+                    middle = (short + nprobe) // 2
+                    short, nprobe = (short, middle) if reaches(middle) else (middle, nprobe)
                 return nprobe
-            nprobe = int(math.ceil(nprobe * 1.5))
+            short, nprobe = nprobe, int(math.ceil(nprobe * 1.5))
         return None
 
     def _probe(self, lists: InvertedLists, embeddings: np.ndarray, metric: str, rows: np.ndarray, k: int,

@@ -203,3 +203,20 @@ def test_handing_memory_back_is_harmless_without_glibc(monkeypatch):
 
     monkeypatch.setattr(knn_backends.ctypes, "CDLL", no_libc)
     knn_backends.release_freed_memory()  # nothing to do, and no error
+
+
+def test_calibration_settles_on_the_fewest_lists_that_reach_the_recall():
+    x = _clusters(8000, dims=32, n_clusters=6, seed=11)  # wide clusters: several lists are needed
+    backend = FaissBackend(exact_max_work=0, first_nprobe=1)
+    lists = backend._build_lists(x, "euclidean")
+    rows = np.random.default_rng(0).choice(len(x), 300, replace=False)
+    truth_d2 = backend.exact_rows(x, "euclidean", rows, 15)[1]
+    target = backend.min_recall + knn_backends.CALIBRATION_MARGIN
+
+    def recall_with(nprobe: int) -> float:
+        ids, d2 = knn_backends.drop_self(*backend._probe(lists, x, "euclidean", rows, 16, nprobe), rows, 15)
+        return knn_backends._recall(ids, d2, truth_d2)
+
+    chosen = backend._calibrate(lists, x, "euclidean", rows, truth_d2, 15, 1)
+    assert chosen is not None and chosen > 2  # the search had to widen past its first steps
+    assert recall_with(chosen) >= target > recall_with(chosen - 1)
