@@ -19,7 +19,7 @@ def dataset_summary(work: DatasetWork) -> None:
 
 # Room for the summary of every score at the review pane's usual width: the pane below keeps its place when the
 # scores arrive (a longer summary, in a narrow window, scrolls within it).
-SUMMARY_HEIGHT_PX = 96
+SUMMARY_HEIGHT_PX = 132
 
 
 def suspects_summary(result: ScanResult | None) -> None:
