@@ -320,10 +320,10 @@ class Session:
     token: str = ""  # with --autosave: the token the page gave this session
 
 
-# The waits poll every 25-50 ms in every session, so they read textContent: innerText lays the page out first
-# (measured on the demo page with a class selected: 6 ms a call against 0.02 ms), and ten sessions polling it
-# would spend the cores the server and the pages need on the bench itself. Every needle is text the server
-# rendered into the page after the change, so the hidden text textContent also reads cannot match early.
+# The waits poll every 25-50 ms in every session, so they read textContent: innerText lays the page out first,
+# and ten sessions polling it would spend the cores the server and the pages need on the bench itself (the
+# README gives the measured cost). Every needle is text the server rendered into the page after the change,
+# so the hidden text textContent also reads cannot match early.
 TEXT_SHOWN = "([needles]) => { const t = document.body.textContent; return needles.some(n => t.includes(n)); }"
 # Idle for quiet_ms on end: a tick on small data, or a map that became ready, starts a second run right after the
 # first one, and a click that lands between the two can be dropped by the page.

@@ -7,13 +7,15 @@ whose centroids are nearest to it. The number of probed lists is calibrated on a
 exact answer, then checked on a second sample; the search widens until both reach MIN_RECALL, and turns
 exact when so wide a search would cost more than the exact one.
 
-The lists are searched as faiss's big-batch search does (faiss.contrib.big_batch_search): the queries that
-probe one list are gathered and matched against that list's rows by one BLAS kNN call, instead of one scan
-per query (that scan is memory-bound: each distance reads a whole row for a single multiply-add per value).
-The lists hold row numbers, not copies of the rows, so the search needs no second copy of the data.
+The lists are searched as faiss's big-batch search does (faiss.contrib.big_batch_search): in each block of
+queries, those that probe one list are gathered and matched against that list's rows by one faiss kNN call
+(matrix products once the batch is large enough), instead of one scan per query, which is memory-bound: each
+distance reads a whole row for a single multiply-add per value. The lists hold row numbers, not copies of the
+rows, so the search needs no second copy of the data.
 
-A GPU backend is one class more: subclass FaissBackend and override `_flat_knn` (faiss.knn_gpu) and
-`_train_quantizer` (a GPU flat index over the centroids); calibration and checks stay.
+A GPU backend is one class more: subclass FaissBackend and override `_flat_knn` (faiss.knn_gpu), and
+`_train_quantizer` and the list probing (a GPU flat index over the centroids), running the searches from one
+thread instead of `_in_parallel`'s pool; calibration and checks stay.
 """
 from __future__ import annotations
 
@@ -27,9 +29,9 @@ from typing import Callable, NamedTuple, Protocol
 import numpy as np
 
 METRICS = ("cosine", "euclidean")
-# The exact search costs N^2 D multiply-adds; up to this many it takes about a second on 2 cores and is
-# about as fast as building, calibrating and probing an index (crossover measured by bench/knn_threshold.py:
-# near 10k rows at 512-D on clustered data; data that needs most lists probed never crosses over).
+# The exact search costs N^2 D multiply-adds; up to this many it is about as fast as building, calibrating
+# and probing the inverted file (the crossover bench/knn_threshold.py measures on clustered data; data that
+# needs most lists probed never crosses over).
 EXACT_MAX_WORK = 10_000 ** 2 * 512
 # Recall, on RECALL_SAMPLE rows against the exact answer, below which the index search widens.
 MIN_RECALL = 0.97
@@ -38,11 +40,11 @@ RECALL_SAMPLE = 300
 # below MIN_RECALL.
 CALIBRATION_MARGIN = 0.01
 FIRST_NPROBE = 2
-# An index scan is dearer per distance than the exact search's matrix products: probing more than this
-# share of the lists costs about as much as the exact search, which is then used instead.
+# Probing more than this share of the lists, with its k-means, calibration and gathering of the lists, costs
+# about as much as the exact search, which is then used instead.
 EXACT_SHARE = 0.4
 TRAIN_ROWS_PER_LIST = 40  # faiss's k-means wants at least 39 per list
-_CHUNK_BYTES = 256 << 20  # prepared float32 rows in flight at once, so a 1M-row search copies no full matrix
+_CHUNK_BYTES = 256 << 20  # prepared float32 rows per chunk or block of queries: a 1M-row search copies no full matrix
 _SEARCH_LOCK = threading.Lock()  # one search at a time: each uses every core
 
 
@@ -64,9 +66,9 @@ class KnnBackend(Protocol):
 def release_freed_memory() -> None:
     """Hand memory that C and C++ code has freed back to the system, where the C library is glibc.
 
-    glibc keeps freed heap pages mapped: after a 1M-row search the process would hold the index's gigabytes
-    (a copy of every row) while the layout allocates on top of them. malloc_trim returns free pages anywhere in
-    the heap. Elsewhere (musl, macOS) nothing is done.
+    glibc keeps freed heap pages mapped: after a 1M-row search the process would hold the gigabytes of its
+    prepared query blocks and gathered lists while the layout allocates on top of them. malloc_trim returns free
+    pages anywhere in the heap. Elsewhere (musl, macOS) nothing is done.
     """
     try:
         libc = ctypes.CDLL(None)
@@ -136,6 +138,17 @@ def _in_parallel(tasks: list[Callable[[], None]]) -> None:
             future.result()
 
 
+def _widest(nlist: int) -> int:
+    """The most lists worth probing: beyond EXACT_SHARE of them the exact search costs no more."""
+    return max(1, int(EXACT_SHARE * nlist))
+
+
+def _wider(nprobe: int, widest: int) -> int:
+    """The next number of lists to try: half as many again, and the widest allowed before going past it."""
+    wider = int(math.ceil(nprobe * 1.5))
+    return widest if nprobe < widest < wider else wider
+
+
 def _recall(found: np.ndarray, found_d2: np.ndarray, truth_d2: np.ndarray) -> float:
     """Share of found neighbours no farther than the exact k-th nearest, so a different but equally near
     duplicate counts as found; a missing neighbour (-1) never does."""
@@ -169,6 +182,7 @@ class FaissBackend:
         self.first_nprobe = first_nprobe
         self.seed = seed
         self.last_nprobe: int | None = None  # of the last inverted-file search, for benchmarks and tests
+        self._mean_of: tuple = (None, None)  # (which array, its mean row), for the euclidean rows
 
     # -- the two primitives a GPU backend would replace
     def _flat_knn(self, queries: np.ndarray, base: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -183,6 +197,27 @@ class FaissBackend:
         kmeans = faiss.Kmeans(train.shape[1], n_lists, niter=10, seed=self.seed)
         kmeans.train(train)
         return kmeans.index
+
+    def _rows(self, embeddings: np.ndarray, metric: str, rows: slice | np.ndarray) -> np.ndarray:
+        """The rows as the search compares them: `prepared`, and for euclidean less the data's mean.
+
+        faiss's BLAS search computes |x|^2 + |y|^2 - 2 x.y, which loses the small distance between two long,
+        nearly equal rows (features with a large common offset, as non-negative activations have) to rounding.
+        Subtracting one vector from every row changes no euclidean distance and keeps the lengths small.
+        """
+        x = prepared(embeddings, metric, rows)
+        if metric == "euclidean":
+            x = x - self._mean(embeddings)  # a new array: prepared may return a view of the caller's rows
+        return x
+
+    def _mean(self, embeddings: np.ndarray) -> np.ndarray:
+        key = (id(embeddings), embeddings.shape)  # any vector would keep the distances: a stale one is harmless
+        if self._mean_of[0] != key:
+            mean = np.zeros(embeddings.shape[1], dtype=np.float64)
+            for start in range(0, len(embeddings), 65536):
+                mean += np.asarray(embeddings[start:start + 65536], dtype=np.float64).sum(axis=0)
+            self._mean_of = (key, (mean / max(len(embeddings), 1)).astype(np.float32))
+        return self._mean_of[1]
 
     # -- the search
     def search(self, embeddings: np.ndarray, k: int, metric: str) -> KnnResult:
@@ -209,48 +244,48 @@ class FaissBackend:
         """The exact k nearest other rows of the given rows: int32 indices and squared distances."""
         n, dims = embeddings.shape
         k1 = min(k + 1, n)
-        # Tasks are blocks of queries against chunks of the searched rows, at least four per core. The searched
-        # rows are split only as far as that needs: a few hundred sampled queries against a million rows still
-        # keep every core busy, and a whole exact graph searches each chunk with thousands of queries at once.
         tasks = 4 * cores()
         query_blocks = max(min(tasks, len(rows) // 1024), -(-len(rows) // 4096), 1)
         query_size = -(-len(rows) // query_blocks)
         query_starts = range(0, len(rows), query_size)
-        base_size = min(_chunk_rows(dims), -(-n // -(-tasks // len(query_starts))))
-        base_starts = range(0, n, base_size)
-        parts: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
+        best_d = np.full((len(rows), k1), np.inf, dtype=np.float32)
+        best_i = np.full((len(rows), k1), -1, dtype=np.int64)
+        step = _chunk_rows(dims)
+        for base_start in range(0, n, step):  # each chunk of the searched rows prepared once, shared by the tasks
+            base = self._rows(embeddings, metric, slice(base_start, base_start + step))
+            # At least four tasks per core: a few hundred sampled queries split the chunk instead of themselves.
+            part = -(-len(base) // max(1, -(-tasks // len(query_starts))))
+            part_starts = range(0, len(base), part)
+            found: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
 
-        def task(query_start: int, base_start: int) -> None:
-            queries = prepared(embeddings, metric, rows[query_start:query_start + query_size])
-            base = prepared(embeddings, metric, slice(base_start, base_start + base_size))
-            d, i = self._flat_knn(queries, base, min(k1, len(base)))
-            parts[query_start, base_start] = d, i + base_start
+            def task(query_start: int, part_start: int) -> None:
+                queries = self._rows(embeddings, metric, rows[query_start:query_start + query_size])
+                searched = base[part_start:part_start + part]
+                d, i = self._flat_knn(queries, searched, min(k1, len(searched)))
+                found[query_start, part_start] = d, i + (base_start + part_start)
 
-        _in_parallel([lambda q=q, b=b: task(q, b) for q in query_starts for b in base_starts])
-        ids = np.empty((len(rows), k), dtype=np.int32)
-        d2 = np.empty((len(rows), k), dtype=np.float32)
-        for query_start in query_starts:
-            block = slice(query_start, query_start + query_size)
-            found_d = np.hstack([parts[query_start, b][0] for b in base_starts])
-            found = np.hstack([parts[query_start, b][1] for b in base_starts])
-            if len(base_starts) > 1:
-                nearest = np.argsort(found_d, axis=1, kind="stable")[:, :k1]
-                found_d, found = np.take_along_axis(found_d, nearest, axis=1), np.take_along_axis(found, nearest, axis=1)
-            ids[block], d2[block] = drop_self(found, found_d, rows[block], k)
-        return ids, d2
+            _in_parallel([lambda q=q, b=b: task(q, b) for q in query_starts for b in part_starts])
+            for query_start in query_starts:
+                block = slice(query_start, query_start + query_size)
+                d = np.hstack([best_d[block]] + [found[query_start, b][0] for b in part_starts])
+                i = np.hstack([best_i[block]] + [found[query_start, b][1] for b in part_starts])
+                nearest = np.argsort(d, axis=1, kind="stable")[:, :k1]
+                best_d[block], best_i[block] = np.take_along_axis(d, nearest, 1), np.take_along_axis(i, nearest, 1)
+        ids, d2 = drop_self(best_i, best_d, rows, k)
+        return ids.astype(np.int32), d2
 
     def _build_lists(self, embeddings: np.ndarray, metric: str) -> InvertedLists:
         n, dims = embeddings.shape
         n_lists = max(1, min(int(round(math.sqrt(n))), n // 39))
         rng = np.random.default_rng(self.seed)
         train = np.sort(rng.choice(n, size=min(n, TRAIN_ROWS_PER_LIST * n_lists), replace=False))
-        quantizer = self._train_quantizer(prepared(embeddings, metric, train), n_lists)
+        quantizer = self._train_quantizer(self._rows(embeddings, metric, train), n_lists)
         lists = np.empty(n, dtype=np.int64)
         starts = _blocks(n, max(256, _chunk_rows(dims) // 16))
 
         def assign(start: int) -> None:
             block = slice(start, start + starts.step)
-            lists[block] = quantizer.search(prepared(embeddings, metric, block), 1)[1][:, 0]
+            lists[block] = quantizer.search(self._rows(embeddings, metric, block), 1)[1][:, 0]
 
         _in_parallel([lambda s=start: assign(s) for start in starts])
         order = np.argsort(lists, kind="stable")
@@ -276,7 +311,7 @@ class FaissBackend:
                 check_d2 = self.exact_rows(embeddings, metric, check, k)[1]
             if _recall(ids[check], d2[check], check_d2) >= self.min_recall:
                 break
-            nprobe = int(math.ceil(nprobe * 1.5))
+            nprobe = _wider(nprobe, _widest(lists.nlist))
         self.last_nprobe = nprobe
         missing = np.flatnonzero((ids < 0).any(axis=1))  # rows whose probed lists held fewer than k others
         if len(missing):
@@ -285,22 +320,30 @@ class FaissBackend:
 
     def _calibrate(self, lists: InvertedLists, embeddings: np.ndarray, metric: str, rows: np.ndarray,
                    truth_d2: np.ndarray, k: int, nprobe: int) -> int | None:
-        """The fewest probed lists, from nprobe up, whose graph reaches MIN_RECALL (and the margin) on the rows;
-        None when that would be more than EXACT_SHARE of the lists."""
+        """Probed lists, from nprobe up, whose graph reaches MIN_RECALL (and the margin) on the rows; None when
+        that would take more than EXACT_SHARE of the lists."""
         def reaches(probed: int) -> bool:
             ids, d2 = drop_self(*self._probe(lists, embeddings, metric, rows, k + 1, probed), rows, k)
             return _recall(ids, d2, truth_d2) >= self.min_recall + CALIBRATION_MARGIN
 
-        short = nprobe - 1  # the most probed lists known to fall short (or not to be tried)
-        while nprobe <= EXACT_SHARE * lists.nlist:
+        import faiss
+
+        # Hundreds of small kNN calls: on a busy machine a thread team per call mostly waits for its threads.
+        faiss.omp_set_num_threads(1)
+        try:
+            return self._fewest(reaches, nprobe, _widest(lists.nlist))
+        finally:
+            faiss.omp_set_num_threads(cores())
+
+    @staticmethod
+    def _fewest(reaches: Callable[[int], bool], nprobe: int, widest: int) -> int | None:
+        """The first number of probed lists, widening from nprobe by half each step up to widest, that reaches the
+        recall; None if even widest does not. (Not bisected back to the very fewest: that leaves the whole graph's
+        recall nearer MIN_RECALL than a sample of rows can vouch for.)"""
+        while nprobe <= widest:
             if reaches(nprobe):
-                # The widening steps by half: the fewest lists that suffice lie between the last step and this one.
-                # Every probed list costs the whole graph a share of its search time; a sample costs little.
-                while nprobe - short > 1:
-                    middle = (short + nprobe) // 2
-                    short, nprobe = (short, middle) if reaches(middle) else (middle, nprobe)
                 return nprobe
-            short, nprobe = nprobe, int(math.ceil(nprobe * 1.5))
+            nprobe = _wider(nprobe, widest)
         return None
 
     def _probe(self, lists: InvertedLists, embeddings: np.ndarray, metric: str, rows: np.ndarray, k: int,
@@ -309,7 +352,7 @@ class FaissBackend:
         squared distances, nearest first; -1 where the probed lists held fewer than k rows."""
         import faiss
 
-        queries = prepared(embeddings, metric, rows)
+        queries = self._rows(embeddings, metric, rows)
         probes = lists.quantizer.search(queries, min(nprobe, lists.nlist))[1]
         flat = probes.ravel()
         by_list = np.argsort(flat, kind="stable")
@@ -320,7 +363,7 @@ class FaissBackend:
             members = lists.members(number) if number >= 0 else ()
             if len(members):
                 which = by_list[first:end] // probes.shape[1]
-                d, i = self._flat_knn(queries[which], prepared(embeddings, metric, members), min(k, len(members)))
+                d, i = self._flat_knn(queries[which], self._rows(embeddings, metric, members), min(k, len(members)))
                 heap.add_result_subset(which, d, members[i])
         heap.finalize()
         return heap.I, heap.D

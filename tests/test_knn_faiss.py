@@ -205,18 +205,26 @@ def test_handing_memory_back_is_harmless_without_glibc(monkeypatch):
     knn_backends.release_freed_memory()  # nothing to do, and no error
 
 
-def test_calibration_settles_on_the_fewest_lists_that_reach_the_recall():
-    x = _clusters(8000, dims=32, n_clusters=6, seed=11)  # wide clusters: several lists are needed
-    backend = FaissBackend(exact_max_work=0, first_nprobe=1)
-    lists = backend._build_lists(x, "euclidean")
-    rows = np.random.default_rng(0).choice(len(x), 300, replace=False)
-    truth_d2 = backend.exact_rows(x, "euclidean", rows, 15)[1]
-    target = backend.min_recall + knn_backends.CALIBRATION_MARGIN
+def _offset_clusters(n: int, dims: int, seed: int) -> np.ndarray:
+    """Long rows that differ little: a large common offset, as non-negative activations have."""
+    rng = np.random.default_rng(seed)
+    centers = rng.normal(size=(8, dims)) * 0.05
+    return (20.0 + centers[rng.integers(0, 8, n)] + rng.normal(size=(n, dims)) * 0.01).astype(np.float32)
 
-    def recall_with(nprobe: int) -> float:
-        ids, d2 = knn_backends.drop_self(*backend._probe(lists, x, "euclidean", rows, 16, nprobe), rows, 15)
-        return knn_backends._recall(ids, d2, truth_d2)
 
-    chosen = backend._calibrate(lists, x, "euclidean", rows, truth_d2, 15, 1)
-    assert chosen is not None and chosen > 2  # the search had to widen past its first steps
-    assert recall_with(chosen) >= target > recall_with(chosen - 1)
+@pytest.mark.parametrize("exact_max_work", [None, 0])  # the exact search, and the inverted file
+def test_euclidean_distances_survive_a_large_common_offset(exact_max_work):
+    x = _offset_clusters(4000, 128, seed=12)
+    indices, distances, _ = FaissBackend(exact_max_work=exact_max_work).search(x, 10, "euclidean")
+    truth_idx, truth_d = _brute_force(x, 10, "euclidean")
+    assert (distances > 0).all()  # no pair of these rows is a duplicate
+    expected = np.linalg.norm(x[indices].astype(np.float64) - x[:, None, :].astype(np.float64), axis=2)
+    np.testing.assert_allclose(distances, expected, rtol=1e-3)  # each distance is its pair's
+    assert (distances <= truth_d[:, -1:] * (1 + 1e-3)).mean() >= 0.97  # and the pairs are the nearest
+
+
+def test_widening_tries_the_widest_allowed_before_giving_up():
+    # 315 lists fall short, 400 are the most worth probing: 473, the next step by half, would skip 316..400
+    assert FaissBackend._fewest(lambda probed: probed >= 350, 315, 400) == 400
+    assert FaissBackend._fewest(lambda probed: probed >= 5, 2, 400) == 5  # 2, 3, 5
+    assert FaissBackend._fewest(lambda probed: probed >= 401, 315, 400) is None
