@@ -15,18 +15,18 @@ rows, so the search needs no second copy of the data.
 
 A GPU backend is one class more: subclass FaissBackend and override `_flat_knn` (faiss.knn_gpu), and
 `_train_quantizer` and the list probing (a GPU flat index over the centroids), running the searches from one
-thread instead of `_in_parallel`'s pool; calibration and checks stay.
+thread instead of `in_parallel`'s pool; calibration and checks stay.
 """
 from __future__ import annotations
 
 import ctypes
 import math
-import os
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, NamedTuple, Protocol
 
 import numpy as np
+
+from .knn_rows import blocks, chunk_rows, cores, drop_self, in_parallel, prepared, recall, to_metric
 
 METRICS = ("cosine", "euclidean")
 # The exact search costs N^2 D multiply-adds; up to this many it is about as fast as building, calibrating
@@ -44,7 +44,6 @@ FIRST_NPROBE = 2
 # about as much as the exact search, which is then used instead.
 EXACT_SHARE = 0.4
 TRAIN_ROWS_PER_LIST = 40  # faiss's k-means wants at least 39 per list
-_CHUNK_BYTES = 256 << 20  # prepared float32 rows per chunk or block of queries: a 1M-row search copies no full matrix
 _SEARCH_LOCK = threading.Lock()  # one search at a time: each uses every core
 
 
@@ -79,65 +78,6 @@ def release_freed_memory() -> None:
     trim(0)
 
 
-def cores() -> int:
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:
-        return max(1, os.cpu_count() or 1)
-
-
-def prepared(embeddings: np.ndarray, metric: str, rows: slice | np.ndarray) -> np.ndarray:
-    """The rows as contiguous float32, unit length for cosine (then squared euclidean distance = 2 - 2 cos)."""
-    x = np.ascontiguousarray(embeddings[rows], dtype=np.float32)
-    if metric == "cosine":
-        norms = np.linalg.norm(x, axis=1, keepdims=True)
-        x = x / np.maximum(norms, 1e-12)  # a new array: the caller's embeddings are never changed
-    return x
-
-
-def to_metric(d2: np.ndarray, metric: str) -> np.ndarray:
-    """Squared euclidean distances of prepared rows in the metric's units (cosine distance = d^2 / 2)."""
-    d2 = np.maximum(d2, 0.0)
-    return (np.minimum(d2 / 2.0, 2.0) if metric == "cosine" else np.sqrt(d2)).astype(np.float32)
-
-
-def drop_self(ids: np.ndarray, d2: np.ndarray, rows: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """k of k + 1 found neighbours: without the row itself, or, where duplicates crowded it out, the farthest."""
-    own = ids == rows[:, None]
-    own[~own.any(axis=1), -1] = True
-    keep = ~own
-    return ids[keep].reshape(len(rows), k), d2[keep].reshape(len(rows), k)
-
-
-def _chunk_rows(dims: int) -> int:
-    return max(256, _CHUNK_BYTES // (4 * max(dims, 1)))
-
-
-def _blocks(n: int, most: int) -> range:
-    """Starts of blocks of rows: at least four per core, so no core idles at the end; at most `most` rows."""
-    size = max(64, min(most, -(-n // (4 * cores()))))
-    return range(0, n, size)
-
-
-def _in_parallel(tasks: list[Callable[[], None]]) -> None:
-    """Independent tasks on one Python thread per core, each with a single faiss (OpenMP) thread.
-
-    On a shared machine a descheduled OpenMP thread stalls its partner at every barrier of a parallel
-    region; independent tasks do not wait for each other. faiss releases the GIL in its calls.
-    """
-    import faiss
-
-    workers = min(len(tasks), cores())
-    if workers <= 1:
-        for task in tasks:
-            task()
-        return
-    with ThreadPoolExecutor(workers, thread_name_prefix="cleaner-knn", initializer=faiss.omp_set_num_threads,
-                            initargs=(1,)) as pool:
-        for future in [pool.submit(task) for task in tasks]:
-            future.result()
-
-
 def _widest(nlist: int) -> int:
     """The most lists worth probing: beyond EXACT_SHARE of them the exact search costs no more."""
     return max(1, int(EXACT_SHARE * nlist))
@@ -147,14 +87,6 @@ def _wider(nprobe: int, widest: int) -> int:
     """The next number of lists to try: half as many again, and the widest allowed before going past it."""
     wider = int(math.ceil(nprobe * 1.5))
     return widest if nprobe < widest < wider else wider
-
-
-def _recall(found: np.ndarray, found_d2: np.ndarray, truth_d2: np.ndarray) -> float:
-    """Share of found neighbours no farther than the exact k-th nearest, so a different but equally near
-    duplicate counts as found; a missing neighbour (-1) never does."""
-    kth = truth_d2[:, -1:]
-    tolerance = 1e-4 * (np.abs(kth) + 1.0)
-    return float(((found >= 0) & (found_d2 <= kth + tolerance)).mean())
 
 
 class InvertedLists(NamedTuple):
@@ -250,7 +182,7 @@ class FaissBackend:
         query_starts = range(0, len(rows), query_size)
         best_d = np.full((len(rows), k1), np.inf, dtype=np.float32)
         best_i = np.full((len(rows), k1), -1, dtype=np.int64)
-        step = _chunk_rows(dims)
+        step = chunk_rows(dims)
         for base_start in range(0, n, step):  # each chunk of the searched rows prepared once, shared by the tasks
             base = self._rows(embeddings, metric, slice(base_start, base_start + step))
             # At least four tasks per core: a few hundred sampled queries split the chunk instead of themselves.
@@ -264,7 +196,7 @@ class FaissBackend:
                 d, i = self._flat_knn(queries, searched, min(k1, len(searched)))
                 found[query_start, part_start] = d, i + (base_start + part_start)
 
-            _in_parallel([lambda q=q, b=b: task(q, b) for q in query_starts for b in part_starts])
+            in_parallel([lambda q=q, b=b: task(q, b) for q in query_starts for b in part_starts])
             for query_start in query_starts:
                 block = slice(query_start, query_start + query_size)
                 d = np.hstack([best_d[block]] + [found[query_start, b][0] for b in part_starts])
@@ -281,13 +213,13 @@ class FaissBackend:
         train = np.sort(rng.choice(n, size=min(n, TRAIN_ROWS_PER_LIST * n_lists), replace=False))
         quantizer = self._train_quantizer(self._rows(embeddings, metric, train), n_lists)
         lists = np.empty(n, dtype=np.int64)
-        starts = _blocks(n, max(256, _chunk_rows(dims) // 16))
+        starts = blocks(n, max(256, chunk_rows(dims) // 16))
 
         def assign(start: int) -> None:
             block = slice(start, start + starts.step)
             lists[block] = quantizer.search(self._rows(embeddings, metric, block), 1)[1][:, 0]
 
-        _in_parallel([lambda s=start: assign(s) for start in starts])
+        in_parallel([lambda s=start: assign(s) for start in starts])
         order = np.argsort(lists, kind="stable")
         bounds = np.searchsorted(lists[order], np.arange(n_lists + 1))
         return InvertedLists(quantizer, order, bounds)
@@ -309,7 +241,7 @@ class FaissBackend:
             ids, d2 = self._probe_all(lists, embeddings, metric, k, nprobe)
             if check_d2 is None:
                 check_d2 = self.exact_rows(embeddings, metric, check, k)[1]
-            if _recall(ids[check], d2[check], check_d2) >= self.min_recall:
+            if recall(ids[check], d2[check], check_d2) >= self.min_recall:
                 break
             nprobe = _wider(nprobe, _widest(lists.nlist))
         self.last_nprobe = nprobe
@@ -324,7 +256,7 @@ class FaissBackend:
         that would take more than EXACT_SHARE of the lists."""
         def reaches(probed: int) -> bool:
             ids, d2 = drop_self(*self._probe(lists, embeddings, metric, rows, k + 1, probed), rows, k)
-            return _recall(ids, d2, truth_d2) >= self.min_recall + CALIBRATION_MARGIN
+            return recall(ids, d2, truth_d2) >= self.min_recall + CALIBRATION_MARGIN
 
         import faiss
 
@@ -375,12 +307,12 @@ class FaissBackend:
         n, dims = embeddings.shape
         ids = np.empty((n, k), dtype=np.int32)
         d2 = np.empty((n, k), dtype=np.float32)
-        starts = _blocks(n, _chunk_rows(dims))
+        starts = blocks(n, chunk_rows(dims))
 
         def task(start: int) -> None:
             rows = lists.order[start:start + starts.step]
             found, found_d = self._probe(lists, embeddings, metric, rows, k + 1, nprobe)
             ids[rows], d2[rows] = drop_self(found, found_d, rows, k)
 
-        _in_parallel([lambda s=start: task(s) for start in starts])
+        in_parallel([lambda s=start: task(s) for start in starts])
         return ids, d2

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from cleaner import knn_backends, neighbours
+from cleaner import knn_backends, knn_rows, neighbours
 from cleaner.neighbours import GraphStore, exact_neighbours, neighbour_graph
 
 
@@ -26,13 +26,13 @@ def test_recall_check_counts_an_equally_near_duplicate_as_found():
     def d2(found: np.ndarray) -> np.ndarray:
         return ((x[rows, None, :] - x[found]) ** 2).sum(-1)
 
-    assert knn_backends._recall(twins[rows], d2(twins[rows]), truth_d2) == 1.0
+    assert knn_rows.recall(twins[rows], d2(twins[rows]), truth_d2) == 1.0
     # A graph that lists rows of another group is still caught, and so is a missing neighbour (-1).
     wrong = (twins[rows] + 25) % 1000
-    assert knn_backends._recall(wrong, d2(wrong), truth_d2) == 0.0
+    assert knn_rows.recall(wrong, d2(wrong), truth_d2) == 0.0
     missing = twins[rows].copy()
     missing[:, -1] = -1
-    assert knn_backends._recall(missing, d2(twins[rows]), truth_d2) == pytest.approx(0.9)
+    assert knn_rows.recall(missing, d2(twins[rows]), truth_d2) == pytest.approx(0.9)
 
 
 def test_graph_store_round_trip_and_rejects_a_graph_of_other_data(tmp_path):
