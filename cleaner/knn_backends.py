@@ -182,27 +182,36 @@ class FaissBackend:
         query_starts = range(0, len(rows), query_size)
         best_d = np.full((len(rows), k1), np.inf, dtype=np.float32)
         best_i = np.full((len(rows), k1), -1, dtype=np.int64)
-        step = chunk_rows(dims)
-        for base_start in range(0, n, step):  # each chunk of the searched rows prepared once, shared by the tasks
-            base = self._rows(embeddings, metric, slice(base_start, base_start + step))
-            # At least four tasks per core: a few hundred sampled queries split the chunk instead of themselves.
-            part = -(-len(base) // max(1, -(-tasks // len(query_starts))))
-            part_starts = range(0, len(base), part)
+
+        def search(parts: list[tuple[int, Callable[[], np.ndarray]]]) -> None:
+            """Every block of queries against every part (its first row, its prepared rows), merged into the best."""
             found: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
 
-            def task(query_start: int, part_start: int) -> None:
+            def task(query_start: int, first: int, searched: Callable[[], np.ndarray]) -> None:
                 queries = self._rows(embeddings, metric, rows[query_start:query_start + query_size])
-                searched = base[part_start:part_start + part]
-                d, i = self._flat_knn(queries, searched, min(k1, len(searched)))
-                found[query_start, part_start] = d, i + (base_start + part_start)
+                base = searched()
+                d, i = self._flat_knn(queries, base, min(k1, len(base)))
+                found[query_start, first] = d, i + first
 
-            in_parallel([lambda q=q, b=b: task(q, b) for q in query_starts for b in part_starts])
+            in_parallel([lambda q=q, f=f, b=b: task(q, f, b) for q in query_starts for f, b in parts])
             for query_start in query_starts:
                 block = slice(query_start, query_start + query_size)
-                d = np.hstack([best_d[block]] + [found[query_start, b][0] for b in part_starts])
-                i = np.hstack([best_i[block]] + [found[query_start, b][1] for b in part_starts])
+                d = np.hstack([best_d[block]] + [found[query_start, f][0] for f, _ in parts])
+                i = np.hstack([best_i[block]] + [found[query_start, f][1] for f, _ in parts])
                 nearest = np.argsort(d, axis=1, kind="stable")[:, :k1]
                 best_d[block], best_i[block] = np.take_along_axis(d, nearest, 1), np.take_along_axis(i, nearest, 1)
+
+        if len(query_starts) == 1:
+            # A few hundred sampled queries: every task prepares and searches its own share of the rows.
+            share = min(chunk_rows(dims), -(-n // tasks))
+            search([(f, lambda f=f: self._rows(embeddings, metric, slice(f, f + share))) for f in range(0, n, share)])
+        else:
+            # Many queries: each chunk of the searched rows is prepared once, and searched by every block of them.
+            step = chunk_rows(dims)
+            for base_start in range(0, n, step):
+                base = self._rows(embeddings, metric, slice(base_start, base_start + step))
+                share = -(-len(base) // max(1, -(-tasks // len(query_starts))))
+                search([(base_start + f, lambda f=f: base[f:f + share]) for f in range(0, len(base), share)])
         ids, d2 = drop_self(best_i, best_d, rows, k)
         return ids.astype(np.int32), d2
 
