@@ -145,10 +145,7 @@ class FaissBackend:
     def _mean(self, embeddings: np.ndarray) -> np.ndarray:
         key = (id(embeddings), embeddings.shape)  # any vector would keep the distances: a stale one is harmless
         if self._mean_of[0] != key:
-            mean = np.zeros(embeddings.shape[1], dtype=np.float64)
-            for start in range(0, len(embeddings), 65536):
-                mean += np.asarray(embeddings[start:start + 65536], dtype=np.float64).sum(axis=0)
-            self._mean_of = (key, (mean / max(len(embeddings), 1)).astype(np.float32))
+            self._mean_of = (key, np.mean(embeddings, axis=0, dtype=np.float64).astype(np.float32))
         return self._mean_of[1]
 
     # -- the search
