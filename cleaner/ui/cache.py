@@ -4,6 +4,7 @@ Big arrays are `_underscored` arguments so Streamlit never hashes them on a reru
 """
 from __future__ import annotations
 
+import gc
 import threading
 from pathlib import Path
 from typing import Callable
@@ -24,6 +25,32 @@ from ..sidecar import Precomputed, SidecarProblem, read_sidecar
 from ..suspects import ScanResult, scores_from_graph
 
 
+FULL_COLLECTION_EVERY_S = 30.0
+
+
+def collect_garbage_every(seconds: float) -> threading.Event:
+    """Collect reference cycles (ended sessions' state among them) every `seconds` on a daemon thread; set the
+    returned event to stop it.
+
+    This replaces Streamlit's collection after every script run, which .streamlit/config.toml turns off
+    (runner.postScriptGC): a full collection walks every tracked object of the server, the imported libraries'
+    included, while holding the interpreter lock, and ten sessions ticking pay that walk on each tick.
+    """
+    stop = threading.Event()
+
+    def run() -> None:
+        while not stop.wait(seconds):
+            gc.collect()
+
+    threading.Thread(target=run, name="cleaner-gc", daemon=True).start()
+    return stop
+
+
+@st.cache_resource(show_spinner=False)
+def _garbage_collector() -> threading.Event:
+    return collect_garbage_every(FULL_COLLECTION_EVERY_S)
+
+
 @st.cache_resource(show_spinner=False)
 def _settings() -> Settings:
     return load_settings()
@@ -31,6 +58,7 @@ def _settings() -> Settings:
 
 def settings() -> Settings:
     """The server's settings; a mistake in them stops the page with a message the administrator can act on."""
+    _garbage_collector()
     try:
         return _settings()
     except ValueError as exc:  # raised before anything is cached, so a fixed environment is read on the next visit
