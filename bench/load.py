@@ -479,7 +479,7 @@ async def run_session(ctx, url: str, session: Session, data: Data, ticks: int, d
 
         # The download: what this session's training script would read. A failed download is an error the user
         # sees; they would click again, and so does the bench, once, to still check what the list holds.
-        download_button = sidebar.get_by_role("button", name="Download exclusion list")
+        download_button = page.get_by_test_id("stMain").get_by_role("button", name="Exclusion list", exact=True)
         for attempt in (1, 2):
             session.step = f"download (attempt {attempt})"
             t0 = time.perf_counter()

@@ -87,7 +87,7 @@ def test_select_class_fills_gallery_and_tick_excludes():
     at.run()
     excl = work(at).decisions
     assert len(excl) == 2
-    lines = excl.exclusion_text().splitlines()  # exactly what "Download exclusion list" serves
+    lines = excl.exclusion_text().splitlines()  # exactly what the "Exclusion list" download serves
     assert all(line.endswith(".png") and "label_3" in line for line in lines)
     # a rerun from elsewhere on the page keeps the ticks
     at.button(key="btn_clear").click()
@@ -270,6 +270,33 @@ def test_server_folder_lists_only_allowed_npz_files(allowed_root, tmp_path):
     at.selectbox(key="server_npz").set_value(next(o for o in options if o.endswith("team.npz")))
     at.run()
     assert header(at).startswith("team.npz · 30 images")
+
+
+def test_server_folder_is_walked_again_only_when_a_folder_changed(tmp_path, monkeypatch):
+    from cleaner.config import load_settings
+    from cleaner.ui import data_source
+
+    root = tmp_path / "team"
+    (root / "images").mkdir(parents=True)
+    for i in range(50):
+        (root / "images" / f"{i}.png").write_bytes(b"")
+    (root / "a.npz").write_bytes(b"")
+    monkeypatch.setenv("CLEANER_ALLOWED_ROOTS", str(root))
+    cfg = load_settings()
+    walks = []
+    real_walk = data_source._walk_allowed
+    monkeypatch.setattr(data_source, "_walk_allowed", lambda roots: walks.append(roots) or real_walk(roots))
+    names = lambda: [p.name for p in data_source.allowed_npz_files(cfg)]  # noqa: E731
+    assert names() == ["a.npz"]
+    assert names() == ["a.npz"] and len(walks) == 1  # nothing changed: not walked again
+    (root / "images" / "b.npz").write_bytes(b"")  # a new file in a subfolder
+    assert names() == ["a.npz", "b.npz"]
+    (root / "a.npz").unlink()
+    assert names() == ["b.npz"]
+    (root / "more").mkdir()
+    (root / "more" / "c.npz").write_bytes(b"")
+    assert names() == ["b.npz", "c.npz"]
+    assert len(walks) == 4
 
 
 def test_path_prefix_remap_finds_moved_images(allowed_root):

@@ -19,7 +19,7 @@ _STATE_KEY = "cleaner_autosave"  # not a widget: Streamlit keeps it for the whol
 TOGGLE_KEY = "autosave_on"
 TOKEN_INPUT_KEY = "autosave_token_input"
 WARNING = ("Your decisions live in this browser session only: a server restart, or closing this tab, loses "
-           "them. Download them above, or let this server keep them.")
+           "them. Download them (the buttons above the images you review), or let this server keep them.")
 
 
 @dataclass

@@ -1,7 +1,9 @@
 """Sidebar: where the data comes from (demo, upload, server folder), the map settings and the image location."""
 from __future__ import annotations
 
+import contextlib
 import os
+import threading
 from pathlib import Path
 
 import streamlit as st
@@ -23,19 +25,50 @@ SOURCES = ("Demo (digits)", "Upload an NPZ", "Server folder")
 
 
 def allowed_npz_files(cfg: Settings) -> list[Path]:
-    """NPZ files under the allowed folders (symlinks resolved and checked), at most MAX_LISTED_NPZ."""
+    """NPZ files under the allowed folders (symlinks resolved and checked), at most MAX_LISTED_NPZ.
+
+    Every page run asks; the folders are walked again only when one of them changed (adding, removing or
+    renaming an entry changes its folder's modification time), since walking a folder that also holds a
+    hundred thousand images would cost every run of every session.
+    """
+    roots = tuple(cfg.allowed_roots)
+    with _listing_lock:
+        memo = _listings.get(roots)
+    if memo is not None and _folders_unchanged(memo[0]):
+        return list(memo[1])
+    folders, found = _walk_allowed(roots)
+    with _listing_lock:
+        _listings[roots] = (folders, found)
+    return list(found)
+
+
+_listing_lock = threading.Lock()
+_listings: dict[tuple[Path, ...], tuple[dict[str, int], list[Path]]] = {}  # roots -> (folder mtimes, files)
+
+
+def _folders_unchanged(folders: dict[str, int]) -> bool:
+    try:
+        return all(os.stat(folder).st_mtime_ns == mtime for folder, mtime in folders.items())
+    except OSError:
+        return False
+
+
+def _walk_allowed(roots: tuple[Path, ...]) -> tuple[dict[str, int], list[Path]]:
+    folders: dict[str, int] = {}
     found: list[Path] = []
-    for root in cfg.allowed_roots:
+    for root in roots:
         for dirpath, dirnames, filenames in os.walk(root):
+            with contextlib.suppress(OSError):  # gone meanwhile: its parent's time changed, so it is walked again
+                folders[dirpath] = os.stat(dirpath).st_mtime_ns
             dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
             for name in sorted(filenames):
                 if name.endswith(".npz") and not name.endswith(SIDECAR_SUFFIX):  # sidecars go with their NPZ
                     real = Path(os.path.realpath(Path(dirpath) / name))
-                    if any(real.is_relative_to(r) for r in cfg.allowed_roots):
+                    if any(real.is_relative_to(r) for r in roots):
                         found.append(real)
                 if len(found) >= MAX_LISTED_NPZ:
-                    return found
-    return found
+                    return folders, found
+    return folders, found
 
 
 def choose_dataset(cfg: Settings) -> Dataset | None:

@@ -14,23 +14,14 @@ from .text import literal
 
 
 def resume_and_downloads(work: DatasetWork, result: ScanResult | None) -> None:
-    """Resume from an earlier list or decisions CSV, and download the current decisions."""
+    """Sidebar: resume from an earlier list or decisions CSV; the scores report and the cleaned dataset."""
     side = st.sidebar
     side.subheader("Decisions")
     _resume(work)
-    decisions = work.decisions
-    side.text(f"{plural(decisions.count('exclude'), 'image')} excluded, {decisions.count('relabel'):,} relabelled, "
-              f"{decisions.count('keep'):,} kept")
-    # Files are built when clicked, from the live decisions: current even after a panel-only rerun.
-    side.download_button("Download exclusion list", data=decisions.exclusion_text, file_name=exclusion_file_name(),
-                         mime="text/plain", on_click="ignore", key="dl_txt", width="stretch")
-    side.download_button("Download labels to fix (CSV)", data=decisions.relabel_csv, file_name=relabel_file_name(),
-                         mime="text/csv", on_click="ignore", key="dl_relabels", width="stretch",
-                         help="image_path, old_label, new_label for every relabel")
-    side.download_button("Download decisions (CSV)", data=decisions.decisions_csv, file_name="cleaner_decisions.csv",
-                         mime="text/csv", on_click="ignore", key="dl_decisions", width="stretch",
-                         help="Every decision with its reason; upload it again to resume")
-    dataset = work.dataset
+    side.caption("The exclusion list and the decision files are above the images you review, beside the map.")
+    # Built on click: the report is large, and the cleaned NPZ is the whole dataset, too big to rebuild on every
+    # run; built on click, it also holds the decisions made since the sidebar was last drawn.
+    dataset, decisions = work.dataset, work.decisions
     side.download_button("Download scores report (CSV)", data=lambda: report_csv(dataset, result),
                          file_name="cleaner_report.csv", mime="text/csv", on_click="ignore", key="dl_report",
                          width="stretch", disabled=result is None,
@@ -40,6 +31,30 @@ def resume_and_downloads(work: DatasetWork, result: ScanResult | None) -> None:
                          file_name=f"cleaned_{Path(dataset.name).stem or 'dataset'}.npz",
                          mime="application/octet-stream", on_click="ignore", key="dl_npz", width="stretch",
                          help="The dataset to train on: without the excluded images, with the new labels")
+
+
+def decision_files(work: DatasetWork) -> None:
+    """The decisions so far and the three files a training script reads, drawn in the panel where decisions are made.
+
+    Their data is built with the panel, not on click: a decision reruns only its panel, so the files are current
+    after every one of them; and this session's page references them, so no other session's rerun removes them
+    before the browser fetches them (Streamlit removes a file built on click once any session's run ends without
+    referencing it, which ten busy sessions made happen between a click and its download).
+    """
+    decisions = work.decisions
+    st.caption(f"Your decisions: {plural(decisions.count('exclude'), 'image')} excluded, "
+               f"{decisions.count('relabel'):,} relabelled, {decisions.count('keep'):,} kept. Download for training:")
+    cols = st.columns(3)
+    cols[0].download_button("Exclusion list", data=decisions.exclusion_text(),
+                            file_name=exclusion_file_name(), mime="text/plain", on_click="ignore", key="dl_txt",
+                            width="stretch", help="A text file, one excluded image path per line: what training leaves out")
+    cols[1].download_button("Labels to fix", data=decisions.relabel_csv(),
+                            file_name=relabel_file_name(), mime="text/csv", on_click="ignore", key="dl_relabels",
+                            width="stretch", help="A CSV of image_path, old_label, new_label for every relabel")
+    cols[2].download_button("All decisions", data=decisions.decisions_csv(),
+                            file_name="cleaner_decisions.csv", mime="text/csv", on_click="ignore",
+                            key="dl_decisions", width="stretch",
+                            help="A CSV of every decision with its reason; upload it again to resume")
 
 
 def _resume(work: DatasetWork) -> None:

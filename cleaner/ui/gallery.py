@@ -8,6 +8,7 @@ from ..images import ImageAccess
 from ..neighbours import NeighbourGraph
 from ..scores import plural
 from .data_source import GRAPH_K
+from .downloads import decision_files
 from .thumbs import thumbnail
 from .state import DatasetWork, show_widget_value, widget_value, work_by_digest
 
@@ -76,6 +77,7 @@ def gallery(work: DatasetWork, access: ImageAccess) -> None:
     dataset = work.dataset
     if work.map_is_behind and dataset.n <= SMALL_DATA_ROWS:
         st.rerun()  # small data: redraw the map marks right away; large data keeps the tick cheap
+    decision_files(work)
     sel = work.selection
     if not sel.rows:
         st.info("Click a point or draw a box or lasso on the map, or select a class, to review images here.")

@@ -7,6 +7,7 @@ from ..images import ImageAccess
 from ..neighbours import NeighbourGraph
 from ..suspects import ScanResult
 from .confusion import confusion_panel
+from .downloads import decision_files
 from .gallery import gallery, selection_tools
 from .review_queue import review_queue_panel
 from .state import DatasetWork, remembered
@@ -32,3 +33,5 @@ def review_area(work: DatasetWork, graph: NeighbourGraph | None, result: ScanRes
         review_queue_panel(work, graph, result, access)
     elif confusion_panel(work, result):
         gallery(work, access)
+    else:
+        decision_files(work)  # the gallery draws them when it is shown

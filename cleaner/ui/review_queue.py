@@ -8,6 +8,7 @@ from ..neighbours import NeighbourGraph
 from ..review import ORDERS, pending_rows, reasons
 from ..suspects import ScanResult
 from .compute import check_images, learn_from_decisions
+from .downloads import decision_files
 from .gallery import SMALL_DATA_ROWS
 from .thumbs import thumbnail
 from .state import DatasetWork, remembered, work_by_digest
@@ -32,6 +33,7 @@ def review_queue_panel(work: DatasetWork, graph: NeighbourGraph, result: ScanRes
     dataset = work.dataset
     if work.map_is_behind and dataset.n <= SMALL_DATA_ROWS:
         st.rerun()
+    decision_files(work)
     result = learn_from_decisions(result, graph, work)  # the queue learns from each decision
     orders = [k for k in ORDERS if k != "unreadable" or result.unreadable is not None]
     top = st.columns([2.2, 1.6, 1.8], vertical_alignment="bottom")

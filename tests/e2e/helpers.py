@@ -488,8 +488,9 @@ def queue_button(page: Page, row: int, name: str):
 # ---------------------------------------------------------------- downloads (sidebar)
 
 def download(page: Page, name_start: str) -> tuple[str, bytes]:
-    """Click a sidebar download button; (suggested file name, bytes)."""
-    button = sidebar(page).get_by_role("button", name=re.compile(rf"^{re.escape(name_start)}"))
+    """Click a download button (the decision files are in the review pane, the others in the sidebar);
+    (suggested file name, bytes)."""
+    button = page.get_by_role("button", name=re.compile(rf"^{re.escape(name_start)}"))
     button.scroll_into_view_if_needed()
     with page.expect_download() as info:
         button.click()

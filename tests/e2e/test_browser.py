@@ -45,14 +45,15 @@ def _open_demo(page, app_server) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _download_list(page) -> str:
-    name, data = h.download(page, "Download exclusion list")
+    name, data = h.download(page, "Exclusion list")
     assert re.fullmatch(r"images_to_exclude_from_training_\d{4}_\d{2}_\d{2}\.txt", name), name
     return data.decode("utf-8")
 
 
-def _sidebar_excluded(page, n: int) -> None:
-    pattern = rf"^{n:,} image{'' if n == 1 else 's'} excluded, "
-    expect(h.sidebar(page).get_by_text(re.compile(pattern))).to_be_visible()
+def _decisions_excluded(page, n: int) -> None:
+    """The count beside the decision files, in the review pane."""
+    pattern = rf"^Your decisions: {n:,} image{'' if n == 1 else 's'} excluded, "
+    expect(page.get_by_test_id("stMain").get_by_text(re.compile(pattern))).to_be_visible()
 
 
 def _expect_selected(page, n: int):
@@ -194,7 +195,7 @@ def test_ticked_images_are_the_downloaded_list_and_the_crosses_on_the_map(app_se
     chosen = [items[0]["file"], items[4]["file"], items[9]["file"]]
     for n, name in enumerate(chosen, start=1):
         h.tick(page, name)
-        _sidebar_excluded(page, n)
+        _decisions_excluded(page, n)
         h.settle(page)
     h.expect_header(page, f"· {len(chosen)} excluded ·")
     ticked = [it["file"] for it in h.gallery_items(page) if it["checked"]]
@@ -291,7 +292,7 @@ def test_resumed_list_restores_ticks_that_survive_reruns(app_server, page, tmp_p
     h.file_input(page, "Resume from a saved list").set_input_files(str(saved))
     message = f"Restored 3 exclusions, 0 relabels, 0 kept marks from {saved.name}. Skipped 1 line whose path"
     expect(h.sidebar(page).get_by_text(message, exact=False)).to_be_visible()
-    _sidebar_excluded(page, 3)
+    _decisions_excluded(page, 3)
     h.expect_header(page, "· 3 excluded ·")
     resumed_names = {os.path.basename(p) for p in resumed}
 
@@ -312,7 +313,7 @@ def test_resumed_list_restores_ticks_that_survive_reruns(app_server, page, tmp_p
     # Untick one: the uploaded list (still in its uploader) must not bring it back on the next rerun.
     gone = os.path.basename(resumed[1])
     h.tick(page, gone)
-    _sidebar_excluded(page, 2)
+    _decisions_excluded(page, 2)
     h.settle(page)
     page.get_by_role("button", name="Clear", exact=True).click()
     expect(page.get_by_text(re.compile(r"^Selected: "))).to_have_count(0)
@@ -347,7 +348,7 @@ def test_resumed_decisions_csv_restores_exclusions_relabels_and_kept_marks(app_s
     expect(side.get_by_text("Skipped 1 line whose path is not in this dataset or whose label is unknown.",
                             exact=False)).to_be_visible()
     h.expect_header(page, "· 1 excluded · 1 relabelled · 1 kept")
-    expect(side.get_by_text("1 image excluded, 1 relabelled, 1 kept", exact=True)).to_be_visible()
+    expect(page.get_by_text(re.compile(r"^Your decisions: 1 image excluded, 1 relabelled, 1 kept\."))).to_be_visible()
     # The map draws the relabelled point with its new class, and the excluded one as a ×.
     want = dict(sizes)
     want[labels[relabelled]] -= 1
@@ -363,12 +364,12 @@ def test_resumed_decisions_csv_restores_exclusions_relabels_and_kept_marks(app_s
     h.select_class(page, labels[relabelled], sizes[labels[relabelled]])
     items = [it for it in h.gallery_all_pages(page) if it["file"] == os.path.basename(paths[relabelled])]
     assert [it["label"] for it in items] == [f"{labels[relabelled]} → {new_label}"], items
-    _, data = h.download(page, "Download decisions (CSV)")
+    _, data = h.download(page, "All decisions")
     got = {r["image_path"]: r for r in csv.DictReader(io.StringIO(data.decode("utf-8")))}
     assert {p: r["decision"] for p, r in got.items()} == {
         paths[excluded]: "exclude", paths[relabelled]: "relabel", paths[kept]: "keep"}
     assert got[paths[relabelled]]["new_label"] == new_label
-    name, data = h.download(page, "Download labels to fix")
+    name, data = h.download(page, "Labels to fix")
     assert re.fullmatch(r"labels_to_fix_\d{4}_\d{2}_\d{2}\.csv", name), name
     assert list(csv.reader(io.StringIO(data.decode("utf-8")))) == [
         ["image_path", "old_label", "new_label"], [paths[relabelled], labels[relabelled], new_label]]
@@ -391,7 +392,7 @@ def test_two_sessions_never_share_ticks(app_server, new_context):
     names = [it["file"] for it in h.gallery_items(alice)[:2]]
     for n, name in enumerate(names, start=1):
         h.tick(alice, name)
-        _sidebar_excluded(alice, n)
+        _decisions_excluded(alice, n)
         h.settle(alice)
     h.expect_header(alice, "· 2 excluded ·")
     assert len(_download_list(alice).splitlines()) == 2
@@ -399,7 +400,7 @@ def test_two_sessions_never_share_ticks(app_server, new_context):
     # Bob's session was open all along: rerun it (select the class again) and look.
     h.select_class(bob, "7", n_sevens)
     h.expect_header(bob, "· 0 excluded ·")
-    _sidebar_excluded(bob, 0)
+    _decisions_excluded(bob, 0)
     assert not any(it["checked"] for it in h.gallery_items(bob))
     assert _download_list(bob) == ""
     h.wait_map(bob, len(labels))
@@ -457,13 +458,13 @@ def test_review_queue_exclude_keep_relabel_undo(app_server, page):
     expect(h.queue_card(page, rows[0])).to_have_count(0)
     h.settle(page)
     assert h.queue_left(page) == left - 1
-    _sidebar_excluded(page, 1)
+    _decisions_excluded(page, 1)
 
     h.queue_button(page, rows[1], "Keep").click()
     expect(h.queue_card(page, rows[1])).to_have_count(0)
     h.settle(page)
     assert h.queue_left(page) == left - 2
-    _sidebar_excluded(page, 1)  # keeping excludes nothing
+    _decisions_excluded(page, 1)  # keeping excludes nothing
     h.expect_header(page, "· 1 excluded · 0 relabelled · 1 kept")
 
     page.get_by_role("button", name=re.compile(r"^Undo last decision")).click()  # the kept one comes back
@@ -539,7 +540,7 @@ def test_relabel_reaches_the_cleaned_npz_and_the_labels_to_fix(app_server, page)
     want = labels.copy()
     want[row] = suggested
     assert got_labels.tolist() == want.tolist()  # that image carries the suggested label; no other changed
-    _, data = h.download(page, "Download labels to fix")
+    _, data = h.download(page, "Labels to fix")
     assert list(csv.reader(io.StringIO(data.decode("utf-8")))) == [
         ["image_path", "old_label", "new_label"], [paths[row], given, suggested]]
     assert _download_list(page) == ""

@@ -30,7 +30,7 @@ from .oidc_fixture import browser, oidc_provider, signin_server  # noqa: E402,F4
 DEMO_ROWS = 1797
 ABOUT_START = "cleaner shows a team's training images"
 # Text only the app itself sends: if any of it reaches a visitor who is not let in, the gate leaked.
-APP_ONLY_TEXT = ("Select class", "Download exclusion list", "Demo (digits)", "Server folder", "small_images",
+APP_ONLY_TEXT = ("Select class", "Exclusion list", "Demo (digits)", "Server folder", "small_images",
                  "label: ", "/media/")
 
 
@@ -137,10 +137,10 @@ def test_an_allowed_user_signs_in_excludes_an_image_and_downloads_the_list(signi
     h.tick(page, chosen)
     h.expect_header(page, "· 1 excluded ·")
     h.settle(page)
-    name, text = _download(page, "Download exclusion list")
+    name, text = _download(page, "Exclusion list")
     assert re.fullmatch(r"images_to_exclude_from_training_\d{4}_\d{2}_\d{2}\.txt", name), name
     assert text == by_name[chosen] + "\n", text
-    _, decisions = _download(page, "Download decisions (CSV)")
+    _, decisions = _download(page, "All decisions")
     rows = list(csv.DictReader(io.StringIO(decisions)))
     assert [(r["image_path"], r["decision"], r["decided_by"]) for r in rows] == [
         (by_name[chosen], "exclude", "ann@team.example")], decisions
