@@ -25,7 +25,7 @@ from ..sidecar import Precomputed, SidecarProblem, read_sidecar
 from ..suspects import ScanResult, scores_from_graph
 
 
-FULL_COLLECTION_EVERY_S = 30.0
+FULL_COLLECTION_EVERY_S = 15.0
 
 
 def collect_garbage_every(seconds: float) -> threading.Event:
