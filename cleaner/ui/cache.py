@@ -25,30 +25,47 @@ from ..sidecar import Precomputed, SidecarProblem, read_sidecar
 from ..suspects import ScanResult, scores_from_graph
 
 
-FULL_COLLECTION_EVERY_S = 15.0
+FULL_COLLECTION_EVERY_S = 15.0  # at the latest, even on an idle server
+COLLECTION_GAP_S = 2.0  # after a page run asked for one; also the least time between two
 
 
-def collect_garbage_every(seconds: float) -> threading.Event:
-    """Collect reference cycles (ended sessions' state among them) every `seconds` on a daemon thread; set the
-    returned event to stop it.
+class GarbageCollector:
+    """Collect reference cycles on a daemon thread: COLLECTION_GAP_S after a whole-page run asked for it (such
+    a run can leave megabytes of map data in cycles), else every FULL_COLLECTION_EVERY_S.
 
     This replaces Streamlit's collection after every script run, which .streamlit/config.toml turns off
     (runner.postScriptGC): a full collection walks every tracked object of the server, the imported libraries'
-    included, while holding the interpreter lock, and ten sessions ticking pay that walk on each tick.
+    included, while holding the interpreter lock, and ten sessions ticking paid that walk on every tick.
     """
-    stop = threading.Event()
 
-    def run() -> None:
-        while not stop.wait(seconds):
+    def __init__(self, every_s: float = FULL_COLLECTION_EVERY_S, gap_s: float = COLLECTION_GAP_S):
+        self.every_s, self.gap_s = every_s, gap_s
+        self.collections = 0
+        self._asked = threading.Event()
+        self._stopped = threading.Event()
+        threading.Thread(target=self._run, name="cleaner-gc", daemon=True).start()
+
+    def soon(self) -> None:
+        """A whole-page run started: collect its garbage (and any other session's) shortly."""
+        self._asked.set()
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self._asked.set()
+
+    def _run(self) -> None:
+        while not self._stopped.is_set():
+            self._asked.wait(self.every_s)
+            self._asked.clear()
+            if self._stopped.wait(self.gap_s):
+                return
             gc.collect()
-
-    threading.Thread(target=run, name="cleaner-gc", daemon=True).start()
-    return stop
+            self.collections += 1
 
 
 @st.cache_resource(show_spinner=False)
-def _garbage_collector() -> threading.Event:
-    return collect_garbage_every(FULL_COLLECTION_EVERY_S)
+def _garbage_collector() -> GarbageCollector:
+    return GarbageCollector()
 
 
 @st.cache_resource(show_spinner=False)
@@ -58,7 +75,7 @@ def _settings() -> Settings:
 
 def settings() -> Settings:
     """The server's settings; a mistake in them stops the page with a message the administrator can act on."""
-    _garbage_collector()
+    _garbage_collector().soon()  # settings() starts every whole-page run, and no fragment run
     try:
         return _settings()
     except ValueError as exc:  # raised before anything is cached, so a fixed environment is read on the next visit
