@@ -30,6 +30,7 @@ def main() -> None:
     with review_pane:
         summary.suspects_summary(result)
         review_area.review_area(work, graph, result, access)
+    cache.collect_garbage_soon()  # what this run left in cycles (its map data among it)
 
 
 main()

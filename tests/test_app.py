@@ -299,6 +299,19 @@ def test_server_folder_is_walked_again_only_when_a_folder_changed(tmp_path, monk
     assert len(walks) == 4
 
 
+def test_a_server_folder_that_appears_later_is_listed(tmp_path, monkeypatch):
+    from cleaner.config import load_settings
+    from cleaner.ui import data_source
+
+    root = tmp_path / "not_mounted_yet"
+    monkeypatch.setenv("CLEANER_ALLOWED_ROOTS", str(root))
+    cfg = load_settings()
+    assert data_source.allowed_npz_files(cfg) == []
+    root.mkdir()
+    (root / "a.npz").write_bytes(b"")
+    assert [p.name for p in data_source.allowed_npz_files(cfg)] == ["a.npz"]
+
+
 def test_path_prefix_remap_finds_moved_images(allowed_root):
     emb, labels = clustered_arrays(n_per_class=10, n_classes=2, dims=4)
     real = _write_images(allowed_root / "moved_here", len(emb))

@@ -1,64 +1,64 @@
 """The server collects reference cycles on its own thread instead of after every script run."""
 from __future__ import annotations
 
-import gc
+import threading
 import time
 import tomllib
-import weakref
 from pathlib import Path
-
-import pytest
 
 from cleaner.ui.cache import GarbageCollector
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-class _Node:
+class _Calls:
+    """A stand-in for gc.collect that records when it was called."""
+
     def __init__(self) -> None:
-        self.other: _Node | None = None
+        self.times: list[float] = []
+        self.called = threading.Event()
+
+    def __call__(self) -> int:
+        self.times.append(time.monotonic())
+        self.called.set()
+        return 0
 
 
-def _cycle() -> weakref.ref:
-    a, b = _Node(), _Node()
-    a.other, b.other = b, a
-    return weakref.ref(a)
-
-
-def _freed_within(alive: weakref.ref, seconds: float) -> bool:
-    deadline = time.monotonic() + seconds
-    while alive() is not None and time.monotonic() < deadline:
-        time.sleep(0.02)
-    return alive() is None
-
-
-@pytest.fixture
-def no_automatic_gc():
-    was_enabled = gc.isenabled()
-    gc.disable()  # only the collector under test may free the cycles
-    yield
-    if was_enabled:
-        gc.enable()
-
-
-def test_a_page_run_gets_its_cycles_collected_soon_after(no_automatic_gc):
-    collector = GarbageCollector(every_s=3600, gap_s=0.05)
+def test_a_page_run_gets_a_collection_soon_after_it_asks():
+    calls = _Calls()
+    collector = GarbageCollector(every_s=3600, gap_s=0.05, collect=calls)
     try:
-        alive = _cycle()
         time.sleep(0.3)
-        assert alive() is not None  # nobody asked, and the periodic collection is an hour away
+        assert calls.times == []  # nobody asked, and the periodic collection is an hour away
+        asked = time.monotonic()
         collector.soon()
-        assert _freed_within(alive, 10)
+        assert calls.called.wait(10)
+        assert calls.times[0] - asked >= 0.05  # after the gap, when the run has had time to leave its garbage
     finally:
         collector.stop()
 
 
-def test_an_idle_server_still_collects_periodically(no_automatic_gc):
-    collector = GarbageCollector(every_s=0.1, gap_s=0.01)
+def test_an_idle_server_collects_every_period_without_the_gap():
+    calls = _Calls()
+    collector = GarbageCollector(every_s=0.1, gap_s=60, collect=calls)
     try:
-        assert _freed_within(_cycle(), 10)
+        deadline = time.monotonic() + 10
+        while len(calls.times) < 3 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert len(calls.times) >= 3  # a 60 s gap would allow none in this time
     finally:
         collector.stop()
+
+
+def test_a_stopped_collector_collects_no_more():
+    calls = _Calls()
+    collector = GarbageCollector(every_s=0.05, gap_s=0.01, collect=calls)
+    assert calls.called.wait(10)
+    collector.stop()
+    time.sleep(0.1)
+    count = len(calls.times)
+    time.sleep(0.3)
+    assert len(calls.times) == count
 
 
 def test_the_shipped_server_config_leaves_collection_to_that_thread():

@@ -26,7 +26,7 @@ from ..suspects import ScanResult, scores_from_graph
 
 
 FULL_COLLECTION_EVERY_S = 15.0  # at the latest, even on an idle server
-COLLECTION_GAP_S = 2.0  # after a page run asked for one; also the least time between two
+COLLECTION_GAP_S = 2.0  # after a page run asked for one; also the least time between two asked for
 
 
 class GarbageCollector:
@@ -38,15 +38,15 @@ class GarbageCollector:
     included, while holding the interpreter lock, and ten sessions ticking paid that walk on every tick.
     """
 
-    def __init__(self, every_s: float = FULL_COLLECTION_EVERY_S, gap_s: float = COLLECTION_GAP_S):
-        self.every_s, self.gap_s = every_s, gap_s
-        self.collections = 0
+    def __init__(self, every_s: float = FULL_COLLECTION_EVERY_S, gap_s: float = COLLECTION_GAP_S,
+                 collect: Callable[[], object] = gc.collect):
+        self.every_s, self.gap_s, self._collect = every_s, gap_s, collect
         self._asked = threading.Event()
         self._stopped = threading.Event()
         threading.Thread(target=self._run, name="cleaner-gc", daemon=True).start()
 
     def soon(self) -> None:
-        """A whole-page run started: collect its garbage (and any other session's) shortly."""
+        """A whole-page run started or ended: collect its garbage (and any other session's) shortly."""
         self._asked.set()
 
     def stop(self) -> None:
@@ -55,17 +55,23 @@ class GarbageCollector:
 
     def _run(self) -> None:
         while not self._stopped.is_set():
-            self._asked.wait(self.every_s)
-            self._asked.clear()
-            if self._stopped.wait(self.gap_s):
+            if self._asked.wait(self.every_s):
+                self._asked.clear()
+                if self._stopped.wait(self.gap_s):
+                    return
+            if self._stopped.is_set():
                 return
-            gc.collect()
-            self.collections += 1
+            self._collect()
 
 
-@st.cache_resource(show_spinner=False)
+@st.cache_resource(show_spinner=False, on_release=GarbageCollector.stop)
 def _garbage_collector() -> GarbageCollector:
     return GarbageCollector()
+
+
+def collect_garbage_soon() -> None:
+    """Called when a whole-page run starts and when it ends: the collector frees what the run left in cycles."""
+    _garbage_collector().soon()
 
 
 @st.cache_resource(show_spinner=False)
@@ -75,7 +81,7 @@ def _settings() -> Settings:
 
 def settings() -> Settings:
     """The server's settings; a mistake in them stops the page with a message the administrator can act on."""
-    _garbage_collector().soon()  # settings() starts every whole-page run, and no fragment run
+    collect_garbage_soon()  # settings() starts every whole-page run, and no fragment run
     try:
         return _settings()
     except ValueError as exc:  # raised before anything is cached, so a fixed environment is read on the next visit

@@ -1,9 +1,10 @@
 """Sidebar: where the data comes from (demo, upload, server folder), the map settings and the image location."""
 from __future__ import annotations
 
-import contextlib
 import os
 import threading
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import streamlit as st
@@ -24,51 +25,76 @@ MAX_LISTED_NPZ = 500
 SOURCES = ("Demo (digits)", "Upload an NPZ", "Server folder")
 
 
+LISTING_MAX_AGE_S = 30.0  # walked again at least this often, whatever the folders' times say
+
+
 def allowed_npz_files(cfg: Settings) -> list[Path]:
     """NPZ files under the allowed folders (symlinks resolved and checked), at most MAX_LISTED_NPZ.
 
-    Every page run asks; the folders are walked again only when one of them changed (adding, removing or
-    renaming an entry changes its folder's modification time), since walking a folder that also holds a
-    hundred thousand images would cost every run of every session.
+    Every page run asks; the folders are walked again when one of them changed (adding, removing or renaming an
+    entry changes its folder's modification time) or LISTING_MAX_AGE_S after the last walk (file systems whose
+    folder times are coarse or not kept), since walking a folder that also holds a hundred thousand images would
+    cost every run of every session. A walk that met a missing or unreadable folder is not kept.
     """
     roots = tuple(cfg.allowed_roots)
     with _listing_lock:
         memo = _listings.get(roots)
-    if memo is not None and _folders_unchanged(memo[0]):
-        return list(memo[1])
-    folders, found = _walk_allowed(roots)
+    if memo is not None and time.monotonic() - memo.walked_at < LISTING_MAX_AGE_S and _unchanged(memo.folders):
+        return list(memo.files)
+    listing = _walk_allowed(roots)
     with _listing_lock:
-        _listings[roots] = (folders, found)
-    return list(found)
+        if listing.complete:
+            _listings[roots] = listing
+        else:
+            _listings.pop(roots, None)
+    return list(listing.files)
+
+
+@dataclass
+class _Listing:
+    walked_at: float
+    folders: dict[str, int] = field(default_factory=dict)  # folder -> its modification time before it was read
+    files: list[Path] = field(default_factory=list)
+    complete: bool = True  # False: a folder was missing or unreadable, so the next run walks again
 
 
 _listing_lock = threading.Lock()
-_listings: dict[tuple[Path, ...], tuple[dict[str, int], list[Path]]] = {}  # roots -> (folder mtimes, files)
+_listings: dict[tuple[Path, ...], _Listing] = {}
 
 
-def _folders_unchanged(folders: dict[str, int]) -> bool:
+def _unchanged(folders: dict[str, int]) -> bool:
     try:
         return all(os.stat(folder).st_mtime_ns == mtime for folder, mtime in folders.items())
     except OSError:
         return False
 
 
-def _walk_allowed(roots: tuple[Path, ...]) -> tuple[dict[str, int], list[Path]]:
-    folders: dict[str, int] = {}
-    found: list[Path] = []
+def _walk_allowed(roots: tuple[Path, ...]) -> _Listing:
+    listing = _Listing(walked_at=time.monotonic())
+
+    def note(folder: str) -> None:  # before its entries are read: a change while they are read shows next time
+        try:
+            listing.folders[folder] = os.stat(folder).st_mtime_ns
+        except OSError:
+            listing.complete = False
+
+    def failed(_: OSError) -> None:
+        listing.complete = False
+
     for root in roots:
-        for dirpath, dirnames, filenames in os.walk(root):
-            with contextlib.suppress(OSError):  # gone meanwhile: its parent's time changed, so it is walked again
-                folders[dirpath] = os.stat(dirpath).st_mtime_ns
+        note(str(root))
+        for dirpath, dirnames, filenames in os.walk(root, onerror=failed):
             dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+            for name in dirnames:
+                note(os.path.join(dirpath, name))
             for name in sorted(filenames):
                 if name.endswith(".npz") and not name.endswith(SIDECAR_SUFFIX):  # sidecars go with their NPZ
                     real = Path(os.path.realpath(Path(dirpath) / name))
                     if any(real.is_relative_to(r) for r in roots):
-                        found.append(real)
-                if len(found) >= MAX_LISTED_NPZ:
-                    return folders, found
-    return folders, found
+                        listing.files.append(real)
+                if len(listing.files) >= MAX_LISTED_NPZ:
+                    return listing
+    return listing
 
 
 def choose_dataset(cfg: Settings) -> Dataset | None:
@@ -119,10 +145,14 @@ def _from_server_folder(cfg: Settings) -> Dataset | None:
                 "the CLEANER_ALLOWED_ROOTS environment variable.")
         return None
     path = Path(st.sidebar.selectbox("NPZ on the server", [str(f) for f in files], key="server_npz"))
+    real = Path(os.path.realpath(path))
+    if not any(real.is_relative_to(r) for r in cfg.allowed_roots):  # the listing may be older than a new link
+        st.error(literal(f"{path.name} now leads outside the server's allowed folders; it is not opened."))
+        return None
     try:
-        stat = path.stat()
+        stat = real.stat()
         with st.spinner(f"Reading {path.name}…"):
-            return cache.server_npz(str(path), stat.st_mtime_ns, stat.st_size,
+            return cache.server_npz(str(real), stat.st_mtime_ns, stat.st_size,
                                     cfg.max_npz_bytes, cfg.max_rows, cfg.max_dims)
     except (DatasetError, OSError) as exc:
         st.error(literal(f"Could not load {path.name}: {exc}"))

@@ -18,7 +18,7 @@ def resume_and_downloads(work: DatasetWork, result: ScanResult | None) -> None:
     side = st.sidebar
     side.subheader("Decisions")
     _resume(work)
-    side.caption("The exclusion list and the decision files are above the images you review, beside the map.")
+    side.caption("The exclusion list and the decision files are above the images you review.")
     # Built on click: the report is large, and the cleaned NPZ is the whole dataset, too big to rebuild on every
     # run; built on click, it also holds the decisions made since the sidebar was last drawn.
     dataset, decisions = work.dataset, work.decisions
@@ -37,21 +37,24 @@ def decision_files(work: DatasetWork) -> None:
     """The decisions so far and the three files a training script reads, drawn in the panel where decisions are made.
 
     Their data is built with the panel, not on click: a decision reruns only its panel, so the files are current
-    after every one of them; and this session's page references them, so no other session's rerun removes them
-    before the browser fetches them (Streamlit removes a file built on click once any session's run ends without
-    referencing it, which ten busy sessions made happen between a click and its download).
+    once the panel has redrawn after it; and this session's page references them, so no other session's rerun
+    removes them before the browser fetches them (Streamlit removes a file built on click once any session's run
+    ends without referencing it, which ten busy sessions made happen between a click and its download). One gap
+    is Streamlit's: a whole-page run drops the session's references when it starts and draws this row again only
+    when it reaches it, so a click in that interval can still meet the old failure.
     """
     decisions = work.decisions
+    exclusion_list, labels_to_fix, all_decisions = work.decision_files()
     st.caption(f"Your decisions: {plural(decisions.count('exclude'), 'image')} excluded, "
                f"{decisions.count('relabel'):,} relabelled, {decisions.count('keep'):,} kept. Download for training:")
     cols = st.columns(3)
-    cols[0].download_button("Exclusion list", data=decisions.exclusion_text(),
+    cols[0].download_button("Exclusion list", data=exclusion_list,
                             file_name=exclusion_file_name(), mime="text/plain", on_click="ignore", key="dl_txt",
                             width="stretch", help="A text file, one excluded image path per line: what training leaves out")
-    cols[1].download_button("Labels to fix", data=decisions.relabel_csv(),
+    cols[1].download_button("Labels to fix", data=labels_to_fix,
                             file_name=relabel_file_name(), mime="text/csv", on_click="ignore", key="dl_relabels",
                             width="stretch", help="A CSV of image_path, old_label, new_label for every relabel")
-    cols[2].download_button("All decisions", data=decisions.decisions_csv(),
+    cols[2].download_button("All decisions", data=all_decisions,
                             file_name="cleaner_decisions.csv", mime="text/csv", on_click="ignore",
                             key="dl_decisions", width="stretch",
                             help="A CSV of every decision with its reason; upload it again to resume")

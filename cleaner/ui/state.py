@@ -48,6 +48,7 @@ class DatasetWork:
     queue_slots: dict[str, list[int]] = field(default_factory=dict)  # per queue order: the rows on its cards
     list_message: tuple[str, str] | None = None  # ("success" | "warning" | "error", text) about an uploaded list
     _derived: tuple[int, np.ndarray, np.ndarray, np.ndarray] | None = field(default=None, repr=False)
+    _files: tuple[int, tuple[str, str, str]] | None = field(default=None, repr=False)
 
     # ------------------------------------------------------------ what the user can do
 
@@ -136,6 +137,15 @@ class DatasetWork:
 
     def decided_rows(self) -> np.ndarray:
         return self._derive()[2]
+
+    def decision_files(self) -> tuple[str, str, str]:
+        """The exclusion list, the labels to fix and all decisions as files, built once per change of the decisions
+        (the panels that show them rerun on every tick and page turn)."""
+        version = self.decisions.version
+        if self._files is None or self._files[0] != version:
+            d = self.decisions
+            self._files = (version, (d.exclusion_text(), d.relabel_csv(), d.decisions_csv()))
+        return self._files[1]
 
     def relabels_key(self) -> int:
         """Changes exactly when the relabels change: what the map's colours depend on."""
