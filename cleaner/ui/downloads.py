@@ -50,7 +50,8 @@ def decision_files(work: DatasetWork) -> None:
     cols = st.columns(3)
     cols[0].download_button("Exclusion list", data=exclusion_list,
                             file_name=exclusion_file_name(), mime="text/plain", on_click="ignore", key="dl_txt",
-                            width="stretch", help="A text file, one excluded image path per line: what training leaves out")
+                            width="stretch",
+                            help="A text file, one excluded image path per line: what training leaves out")
     cols[1].download_button("Labels to fix", data=labels_to_fix,
                             file_name=relabel_file_name(), mime="text/csv", on_click="ignore", key="dl_relabels",
                             width="stretch", help="A CSV of image_path, old_label, new_label for every relabel")
