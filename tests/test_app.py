@@ -273,6 +273,7 @@ def test_server_folder_lists_only_allowed_npz_files(allowed_root, tmp_path):
 
 
 def test_server_folder_is_walked_again_only_when_a_folder_changed(tmp_path, monkeypatch):
+    from cleaner import server_files
     from cleaner.config import load_settings
     from cleaner.ui import data_source
 
@@ -284,8 +285,8 @@ def test_server_folder_is_walked_again_only_when_a_folder_changed(tmp_path, monk
     monkeypatch.setenv("CLEANER_ALLOWED_ROOTS", str(root))
     cfg = load_settings()
     walks = []
-    real_walk = data_source._walk_allowed
-    monkeypatch.setattr(data_source, "_walk_allowed", lambda roots: walks.append(roots) or real_walk(roots))
+    real_walk = server_files._walk
+    monkeypatch.setattr(server_files, "_walk", lambda roots: walks.append(roots) or real_walk(roots))
     names = lambda: [p.name for p in data_source.allowed_npz_files(cfg)]  # noqa: E731
     assert names() == ["a.npz"]
     assert names() == ["a.npz"] and len(walks) == 1  # nothing changed: not walked again

@@ -1,10 +1,6 @@
 """Sidebar: where the data comes from (demo, upload, server folder), the map settings and the image location."""
 from __future__ import annotations
 
-import os
-import threading
-import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import streamlit as st
@@ -15,86 +11,19 @@ from ..images import ImageAccess, PathRemap
 from ..layout import LayoutParams
 from ..limits import MB
 from ..distance import AUTO, COSINE, EUCLIDEAN
-from ..sidecar import SIDECAR_SUFFIX, Precomputed, sidecar_path
+from .. import server_files
+from ..sidecar import Precomputed, sidecar_path
 from . import cache
 from .state import remembered, uploaded_dataset, widget_value
 from .text import literal
 
 GRAPH_K = 20
-MAX_LISTED_NPZ = 500
 SOURCES = ("Demo (digits)", "Upload an NPZ", "Server folder")
 
 
-LISTING_MAX_AGE_S = 30.0  # walked again at least this often, whatever the folders' times say
-
-
 def allowed_npz_files(cfg: Settings) -> list[Path]:
-    """NPZ files under the allowed folders (symlinks resolved and checked), at most MAX_LISTED_NPZ.
-
-    Every page run asks; the folders are walked again when one of them changed (adding, removing or renaming an
-    entry changes its folder's modification time) or LISTING_MAX_AGE_S after the last walk (file systems whose
-    folder times are coarse or not kept), since walking a folder that also holds a hundred thousand images would
-    cost every run of every session. A walk that met a missing or unreadable folder is not kept.
-    """
-    roots = tuple(cfg.allowed_roots)
-    with _listing_lock:
-        memo = _listings.get(roots)
-    if memo is not None and time.monotonic() - memo.walked_at < LISTING_MAX_AGE_S and _unchanged(memo.folders):
-        return list(memo.files)
-    listing = _walk_allowed(roots)
-    with _listing_lock:
-        if listing.complete:
-            _listings[roots] = listing
-        else:
-            _listings.pop(roots, None)
-    return list(listing.files)
-
-
-@dataclass
-class _Listing:
-    walked_at: float
-    folders: dict[str, int] = field(default_factory=dict)  # folder -> its modification time before it was read
-    files: list[Path] = field(default_factory=list)
-    complete: bool = True  # False: a folder was missing or unreadable, so the next run walks again
-
-
-_listing_lock = threading.Lock()
-_listings: dict[tuple[Path, ...], _Listing] = {}
-
-
-def _unchanged(folders: dict[str, int]) -> bool:
-    try:
-        return all(os.stat(folder).st_mtime_ns == mtime for folder, mtime in folders.items())
-    except OSError:
-        return False
-
-
-def _walk_allowed(roots: tuple[Path, ...]) -> _Listing:
-    listing = _Listing(walked_at=time.monotonic())
-
-    def note(folder: str) -> None:  # before its entries are read: a change while they are read shows next time
-        try:
-            listing.folders[folder] = os.stat(folder).st_mtime_ns
-        except OSError:
-            listing.complete = False
-
-    def failed(_: OSError) -> None:
-        listing.complete = False
-
-    for root in roots:
-        note(str(root))
-        for dirpath, dirnames, filenames in os.walk(root, onerror=failed):
-            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-            for name in dirnames:
-                note(os.path.join(dirpath, name))
-            for name in sorted(filenames):
-                if name.endswith(".npz") and not name.endswith(SIDECAR_SUFFIX):  # sidecars go with their NPZ
-                    real = Path(os.path.realpath(Path(dirpath) / name))
-                    if any(real.is_relative_to(r) for r in roots):
-                        listing.files.append(real)
-                if len(listing.files) >= MAX_LISTED_NPZ:
-                    return listing
-    return listing
+    """NPZ files the server offers from its allowed folders (see cleaner.server_files)."""
+    return server_files.allowed_npz_files(tuple(cfg.allowed_roots))
 
 
 def choose_dataset(cfg: Settings) -> Dataset | None:
@@ -145,8 +74,8 @@ def _from_server_folder(cfg: Settings) -> Dataset | None:
                 "the CLEANER_ALLOWED_ROOTS environment variable.")
         return None
     path = Path(st.sidebar.selectbox("NPZ on the server", [str(f) for f in files], key="server_npz"))
-    real = Path(os.path.realpath(path))
-    if not any(real.is_relative_to(r) for r in cfg.allowed_roots):  # the listing may be older than a new link
+    real = server_files.real_path_inside(path, tuple(cfg.allowed_roots))
+    if real is None:  # the listing may be older than a new link
         st.error(literal(f"{path.name} now leads outside the server's allowed folders; it is not opened."))
         return None
     try:
@@ -164,8 +93,8 @@ def precomputed(dataset: Dataset, cfg: Settings, params: LayoutParams) -> Precom
     if widget_value("data_source") != SOURCES[2] or not widget_value("server_npz"):
         return None
     side = sidecar_path(widget_value("server_npz"))
-    real = Path(os.path.realpath(side))
-    if not real.is_file() or not any(real.is_relative_to(r) for r in cfg.allowed_roots):
+    real = server_files.real_path_inside(side, tuple(cfg.allowed_roots))
+    if real is None or not real.is_file():
         return None  # none there, or a link leading out of the allowed folders: never opened
     stat = real.stat()
     found = cache.sidecar(str(real), stat.st_mtime_ns, stat.st_size, dataset.embedding_digest, dataset.n,
