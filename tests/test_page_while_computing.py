@@ -119,3 +119,64 @@ def test_a_failed_search_is_said_and_the_preview_stays_usable(allowed_root, monk
     at.selectbox(key="select_class").set_value("eel")
     at.button(key="btn_class").click().run()
     assert "Selected: 20 images" in _texts(at)  # the preview map and the gallery keep working
+
+
+def test_the_3d_map_comes_first_and_the_2d_map_after_it(allowed_root, monkeypatch):
+    """The 3D UMAP map is shown as soon as it is computed, with the cores to itself: the 2D one is computed after
+    it, and the 2D view shows the PCA projection until then."""
+    from cleaner import layout_service
+    from cleaner.ui import map_panel
+
+    emb, codes = clustered_arrays(n_per_class=20, n_classes=3, dims=8, seed=25)
+    data = npz_bytes(emb, np.array(["cat", "dog", "eel"])[codes], np.array([f"/nowhere/{i}.png" for i in range(60)]))
+    dataset = load_npz(data)
+    calls: list[tuple[str, int]] = []  # ("start" | "end", n_components), in the order they happened
+    release_2d = threading.Event()
+    layout = layout_service.umap_layout
+
+    def recorded_layout(embeddings, graph, params):
+        calls.append(("start", params.n_components))
+        if params.n_components == 2:
+            release_2d.wait(120)
+        coords = layout(embeddings, graph, params)
+        calls.append(("end", params.n_components))
+        return coords
+
+    drawn: list[tuple[int, np.ndarray]] = []  # (dims, coordinates) of every map drawn
+    chart = map_panel.map_chart
+
+    def recorded_chart(payload, **kwargs):
+        drawn.append((payload.dims, payload.coords.copy()))
+        return chart(payload, **kwargs)
+
+    monkeypatch.setattr(layout_service, "umap_layout", recorded_layout)
+    monkeypatch.setattr(map_panel, "map_chart", recorded_chart)
+    at = AppTest.from_file(APP, default_timeout=240)
+    at.run()
+    at.radio(key="data_source").set_value("Upload an NPZ").run()
+    at.file_uploader(key="npz_upload").set_value(("three_d_first.npz", data, "application/octet-stream")).run()
+    assert not at.exception, at.exception
+    cfg = cache.settings()
+    metric = resolved_metric("auto", dataset.embeddings)
+    layouts = cache.layout_service(str(cfg.cache_dir), cfg.cache_max_bytes)
+    params3, params2 = (LayoutParams(n_components=n, metric=metric) for n in (3, 2))
+    layouts.wait(dataset.embedding_digest, params3, timeout=600)
+    at.run()
+    assert not at.exception, at.exception
+    umap3 = layouts.get(dataset.embedding_digest, params3, dataset.n)
+    dims, coords = drawn[-1]
+    assert dims == 3 and np.allclose(coords, umap3)  # the UMAP map, not the preview
+    assert calls.index(("end", 3)) < calls.index(("start", 2))  # the 2D layout began after the 3D one ended
+    assert "its 2D version is computed" in _captions(at) and "PCA preview" not in _captions(at)
+    at.segmented_control(key="map_view").set_value("2D").run()
+    dims, coords = drawn[-1]
+    preview2 = cache.preview(dataset.embedding_digest, 2, dataset.embeddings)
+    assert dims == 2 and np.allclose(coords, preview2)  # the PCA projection stands in for the 2D map
+
+    release_2d.set()
+    layouts.wait(dataset.embedding_digest, params2, timeout=600)
+    at.run()
+    assert not at.exception, at.exception
+    assert "its 2D version is computed" not in _captions(at)
+    dims, coords = drawn[-1]
+    assert dims == 2 and np.allclose(coords, layouts.get(dataset.embedding_digest, params2, dataset.n))

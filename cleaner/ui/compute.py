@@ -29,11 +29,15 @@ GRAPH_WAIT_S = 3.0  # the page waits this long for a graph being found (small da
 
 @dataclass(frozen=True)
 class Maps:
-    """The 3D and 2D coordinates shown, and a key that changes whenever they change."""
+    """The 3D and 2D coordinates shown, and for each a key that changes whenever they change."""
 
     coords3: np.ndarray
     coords2: np.ndarray
-    key: str  # "pca" while a PCA projection stands in for UMAP
+    key3: str  # "pca" while a PCA projection stands in for UMAP
+    key2: str
+
+    def view(self, dims: int) -> tuple[np.ndarray, str]:
+        return (self.coords2, self.key2) if dims == 2 else (self.coords3, self.key3)
 
 
 def graph_and_maps(dataset: Dataset, params: LayoutParams, cfg: Settings,
@@ -41,9 +45,15 @@ def graph_and_maps(dataset: Dataset, params: LayoutParams, cfg: Settings,
     """The neighbour graph and the UMAP maps once ready. Both are found in the background; meanwhile the graph is
     None and a PCA preview stands in for the map. A checked `--precompute` sidecar's are used instead."""
     graphs = cache.graph_service(str(cfg.cache_dir), cfg.cache_max_bytes)
+    service = cache.layout_service(str(cfg.cache_dir), cfg.cache_max_bytes)
+    params3, params2 = (replace(params, n_components=n) for n in (3, 2))
     key = (dataset.embedding_digest, GRAPH_K, params.metric)
     if precomputed is not None:
         graphs.adopt(dataset.embedding_digest, GRAPH_K, precomputed.graph)
+        for p in (params3, params2):
+            coords = precomputed.layout(p)
+            if coords is not None:
+                service.adopt(dataset.embedding_digest, p, coords)
     status = graphs.request(*key, dataset.embeddings)
     if status.state in ("queued", "running") and status.elapsed_s < GRAPH_WAIT_S:
         # Small data is found by now and no preview flashes by; later reruns of a long search do not wait.
@@ -61,23 +71,34 @@ def graph_and_maps(dataset: Dataset, params: LayoutParams, cfg: Settings,
                       f"the {GRAPH_K} nearest neighbours of {dataset.n:,} samples are found",
                       "the scores, the review queue and the UMAP map follow.")
         return None, _preview(dataset)
-    service = cache.layout_service(str(cfg.cache_dir), cfg.cache_max_bytes)
-    all_params = [replace(params, n_components=n) for n in (3, 2)]
-    for p in all_params:
-        coords = precomputed.layout(p) if precomputed else None
-        if coords is not None:
-            service.adopt(dataset.embedding_digest, p, coords)
-    statuses = [service.request(dataset.embedding_digest, p, dataset.embeddings, graph) for p in all_params]
-    coords = [service.get(dataset.embedding_digest, p, dataset.n) for p in all_params]
-    if all(c is not None for c in coords):
-        return graph, Maps(coords[0], coords[1], params.key())
-    failed = [s for s in statuses if s.state == "failed"]
-    if failed:
-        st.error(f"The UMAP map could not be computed ({failed[0].error}). Showing the PCA projection instead.")
+    return graph, _layouts(dataset, graph, service, params3, params2)
+
+
+def _layouts(dataset: Dataset, graph: NeighbourGraph, service, params3: LayoutParams,
+             params2: LayoutParams) -> Maps:
+    """The 3D UMAP map first, with every core to itself; the 2D one is asked for only once the 3D is shown, and
+    the PCA projection stands in for it until then."""
+    digest, preview = dataset.embedding_digest, _preview(dataset)
+    status3 = service.request(digest, params3, dataset.embeddings, graph)
+    coords3 = service.get(digest, params3, dataset.n)
+    if coords3 is None:
+        if status3.state == "failed":
+            st.error(f"The UMAP map could not be computed ({status3.error}). Showing the PCA projection instead.")
+        else:
+            _wait_for(lambda: _ended([service.status(digest, params3, dataset.n)]),
+                      f"the UMAP map of {dataset.n:,} samples is computed", "it replaces the preview when ready.")
+        return preview
+    status2 = service.request(digest, params2, dataset.embeddings, graph)
+    coords2 = service.get(digest, params2, dataset.n)
+    if coords2 is not None:
+        return Maps(coords3, coords2, params3.key(), params2.key())
+    if status2.state == "failed":
+        st.warning(f"The 2D UMAP map could not be computed ({status2.error}); the 2D view shows the PCA projection.")
     else:
-        _wait_for(lambda: _ended([service.status(dataset.embedding_digest, p, dataset.n) for p in all_params]),
-                  f"the UMAP map of {dataset.n:,} samples is computed", "it replaces the preview when ready.")
-    return graph, _preview(dataset)
+        _wait_for(lambda: _ended([service.status(digest, params2, dataset.n)]),
+                  "the 3D view is the UMAP map; its 2D version is computed",
+                  "until it is ready, the 2D view shows a PCA projection.", preview_3d=False)
+    return replace(preview, coords3=coords3, key3=params3.key())
 
 
 def _ended(statuses: list[JobStatus]) -> tuple[bool, float]:
@@ -88,7 +109,7 @@ def _ended(statuses: list[JobStatus]) -> tuple[bool, float]:
 
 def _preview(dataset: Dataset) -> Maps:
     preview = [cache.preview(dataset.embedding_digest, n, dataset.embeddings) for n in (3, 2)]
-    return Maps(preview[0], preview[1], "pca")
+    return Maps(preview[0], preview[1], "pca", "pca")
 
 
 def _say_once_if_the_cache_cannot_be_written() -> None:
@@ -99,13 +120,16 @@ def _say_once_if_the_cache_cannot_be_written() -> None:
 
 
 @st.fragment(run_every=2)
-def _wait_for(progress: Callable[[], tuple[bool, float]], what: str, then: str) -> None:
-    """Under the preview: what is being computed and for how long; the whole page reruns once it has ended."""
+def _wait_for(progress: Callable[[], tuple[bool, float]], what: str, then: str, preview_3d: bool = True) -> None:
+    """Under the map: what is being computed and for how long; the whole page reruns once it has ended."""
     ended, elapsed = progress()
     if ended:
         st.rerun()  # the whole page: the graph brings the scores and the review queue, the layouts the UMAP map
-    st.caption(f"Map: a quick PCA preview while {what} in the background ({elapsed:.0f} s so far); {then} "
-               "You can select and review images on the preview meanwhile.")
+    if preview_3d:
+        st.caption(f"Map: a quick PCA preview while {what} in the background ({elapsed:.0f} s so far); {then} "
+                   "You can select and review images on the preview meanwhile.")
+    else:
+        st.caption(f"Map: {what} in the background ({elapsed:.0f} s so far); {then}")
 
 
 def suspects(dataset: Dataset, graph: NeighbourGraph | None, work: DatasetWork, access: ImageAccess,

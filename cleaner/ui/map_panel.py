@@ -79,12 +79,12 @@ def map_panel(work: DatasetWork, maps: Maps, result: ScanResult | None) -> None:
                                 **remembered("color_by"))
     view = top[1].segmented_control("Map", MAP_VIEWS, **remembered("map_view", default="3D"))
     dims = 2 if view == "2D" else 3  # a second click on the chosen view unselects it: stay in 3D
-    coords = maps.coords2 if dims == 2 else maps.coords3
-    base = _payload(dataset.digest, maps.key, dims, color_by, work.relabels_key(), dataset, coords,
+    coords, layout_key = maps.view(dims)
+    base = _payload(dataset.digest, layout_key, dims, color_by, work.relabels_key(), dataset, coords,
                     work.label_codes(), _score_for_colour(result, color_by))
     payload = base.with_marks(selected_rows=work.selection.rows, excluded_rows=work.excluded_rows())
     work.map_drawn()
     # A new layout (the UMAP map replacing the PCA preview, new map settings) gets a fresh view: a new key.
-    layout_tag = hashlib.blake2b(maps.key.encode(), digest_size=4).hexdigest()
+    layout_tag = hashlib.blake2b(layout_key.encode(), digest_size=4).hexdigest()
     map_chart(payload, key=f"map{dims}d_{dataset.digest[:12]}_{layout_tag}", height=MAP_HEIGHT,
               on_event=lambda event: _on_map_event(dataset.digest, dims, event))
