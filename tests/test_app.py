@@ -386,6 +386,33 @@ def test_review_queue_exclude_keep_relabel_and_undo():
     assert path not in decisions and relabelled in pending_rows(learned, "worst", work(at).decided_rows())
 
 
+def test_the_first_decision_rescores_only_the_rows_it_touches(monkeypatch):
+    """The queue learns from the scan every session shares: its first decision re-scores the decided image and the
+    images it votes for, never every image again (a full pass per session is what ten users at once would pay)."""
+    from cleaner import scores
+    from cleaner.label_votes import rows_to_update
+
+    scored: list[int] = []  # rows each re-scoring pass computed
+    score_rows = scores.score_rows
+    monkeypatch.setattr(scores, "score_rows", lambda indices, *args: scored.append(len(indices))
+                        or score_rows(indices, *args))
+    at = start_app()
+    at.radio(key="review_view").set_value("Review queue")
+    at.run()
+    first = _queue_cards(at)[0]
+    scored.clear()  # whatever the shared scan computed before
+    _click(at, f"q_excl_{first}")
+    data = demo()
+    graph = neighbour_graph(data.embeddings, k=20, metric=resolved_metric("auto", data.embeddings))
+    changed = np.zeros(len(data.label_codes), dtype=bool)
+    changed[first] = True
+    touched = rows_to_update(graph.indices[:, :scores.LABEL_K], changed)
+    assert scored == [len(touched)] and len(touched) < len(data.label_codes) / 10
+    # and what it learned is what a full re-scoring gives
+    full = rescore_label_issues(graph, data.label_codes, len(data.class_names), excluded=[first])
+    np.testing.assert_allclose(work(at).learned_labels[1].score, full.score, atol=1e-7)
+
+
 def test_class_confusion_table_matches_the_scores():
     at = start_app()
     at.radio(key="review_view").set_value("Class confusion")

@@ -169,7 +169,9 @@ def learn_from_decisions(result: ScanResult, graph: NeighbourGraph, work: Datase
         labels = rescore_label_issues(
             graph, work.dataset.label_codes, len(work.dataset.class_names), excluded=work.excluded_rows(),
             relabelled=dict(zip(changed.tolist(), codes[changed].tolist())),
-            previous=learned[1] if learned is not None else None)
+            # From the shared scan's scores on the first decision too: a full pass over every row, in every session
+            # that opens the queue, is what ten sessions at once would each pay in time and in memory.
+            previous=learned[1] if learned is not None else result.labels)
         work.learned_labels = learned = (version, labels)
     return replace(result, labels=learned[1])
 
