@@ -454,6 +454,28 @@ def test_choices_survive_a_visit_to_another_data_source():
     assert at.selectbox(key="queue_order").value == "outlier"
 
 
+def test_a_widget_drawn_afresh_by_the_browser_starts_at_the_users_choice():
+    """A browser that draws a widget afresh starts it at the default the page sent and reports that value as a
+    change. The default is the user's own choice, never the widget's minimum or first option, or ten sessions at
+    once would find their map settings reset and a new map computed."""
+    at = start_app()
+    at.slider(key="n_neighbors").set_value(10).run()
+    at.select_slider(key="min_dist").set_value(0.25).run()
+    at.selectbox(key="color_by").set_value("outlier").run()
+    at.radio(key="review_view").set_value("Class confusion").run()
+    at.run()  # a later run, with nothing changed
+    assert not at.exception, at.exception
+    assert list(at.slider(key="n_neighbors").proto.default) == [10]
+    assert at.slider(key="n_neighbors").value == 10
+    min_dist = at.select_slider(key="min_dist")
+    assert [min_dist.options[int(i)] for i in min_dist.proto.default] == ["0.25"] and min_dist.value == 0.25
+    color_by = at.selectbox(key="color_by")
+    assert color_by.proto.default == color_by.options.index(color_by.format_func("outlier"))
+    assert color_by.value == "outlier"
+    review = at.radio(key="review_view")
+    assert review.proto.default == review.options.index("Class confusion") and review.value == "Class confusion"
+
+
 def test_queue_cards_show_their_nearest_neighbours_with_labels():
     at = start_app()
     at.radio(key="review_view").set_value("Review queue").run()

@@ -112,7 +112,7 @@ RANKINGS = ("Fast: the neighbours' votes", "Thorough: votes and a linear probe")
 
 def ranking_is_thorough() -> bool:
     """The label-issue ranking: the neighbours' votes, or (slower, for weak embeddings) with a linear probe too."""
-    choice = st.sidebar.radio("Label-issue ranking", RANKINGS, **remembered("ranking"),
+    choice = st.sidebar.radio("Label-issue ranking", RANKINGS, **remembered("ranking", options=RANKINGS),
                               help="Thorough fits a cross-validated logistic regression on the embeddings: better "
                                    "where the embedding mixes classes, slower on large data.")
     return choice == RANKINGS[1]
@@ -125,7 +125,7 @@ def map_settings(dataset: Dataset) -> LayoutParams:
     """The map's settings, with "auto" resolved to the distance that suits this dataset's embeddings."""
     auto = cache.metric_choice(dataset.embedding_digest, dataset.embeddings)
     with st.sidebar.expander("Map settings"):
-        chosen = st.selectbox("Distance", DISTANCES, **remembered("metric"),
+        chosen = st.selectbox("Distance", DISTANCES, **remembered("metric", options=DISTANCES),
                               format_func=lambda m: f"auto: {auto.metric}" if m == AUTO else m,
                               help="The distance the neighbours, the scores and the map are found with. Auto picks "
                                    "euclidean for non-negative features (ReLU activations, pixels), whose length "

@@ -76,7 +76,7 @@ def map_panel(work: DatasetWork, maps: Maps, result: ScanResult | None) -> None:
         colour_names["unreadable"] = ORDERS["unreadable"]
     top = st.columns([2, 1], vertical_alignment="bottom")
     color_by = top[0].selectbox("Colour the map by", list(colour_names), format_func=colour_names.get,
-                                **remembered("color_by"))
+                                **remembered("color_by", options=list(colour_names)))
     view = top[1].segmented_control("Map", MAP_VIEWS, **remembered("map_view", default="3D"))
     dims = 2 if view == "2D" else 3  # a second click on the chosen view unselects it: stay in 3D
     coords, layout_key = maps.view(dims)

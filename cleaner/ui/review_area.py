@@ -19,7 +19,7 @@ def review_area(work: DatasetWork, graph: NeighbourGraph | None, result: ScanRes
                 access: ImageAccess) -> None:
     """The chosen view; before the neighbours are found (graph None) the selection's gallery only."""
     view = st.radio("Review", REVIEW_VIEWS, horizontal=True, label_visibility="collapsed",
-                    **remembered("review_view"))
+                    **remembered("review_view", options=REVIEW_VIEWS))
     if graph is None or result is None:
         if view != REVIEW_VIEWS[0]:
             st.info(f"The {view.lower()} needs the nearest neighbours; they are being found (see under the map). "

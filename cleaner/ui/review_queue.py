@@ -37,7 +37,7 @@ def review_queue_panel(work: DatasetWork, graph: NeighbourGraph, result: ScanRes
     result = learn_from_decisions(result, graph, work)  # the queue learns from each decision
     orders = [k for k in ORDERS if k != "unreadable" or result.unreadable is not None]
     top = st.columns([2.2, 1.6, 1.8], vertical_alignment="bottom")
-    by = top[0].selectbox("Order by", orders, format_func=ORDERS.get, **remembered("queue_order"))
+    by = top[0].selectbox("Order by", orders, format_func=ORDERS.get, **remembered("queue_order", options=orders))
     if result.unreadable is None and top[1].button(
             "Check image files", key="btn_check_images", width="stretch",
             help="Open every image to find missing, empty, truncated or non-image files"):

@@ -5,7 +5,7 @@ Every change a user can make is a method of `DatasetWork`; widget callbacks call
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import streamlit as st
@@ -214,17 +214,25 @@ def session_table(name: str) -> dict[str, Any]:
     return st.session_state.setdefault(f"cleaner_{name}", {})
 
 
-def remembered(key: str, **default: Any) -> dict[str, Any]:
-    """Keyword arguments for a choice widget whose value outlives the runs that do not draw it.
+def remembered(key: str, options: Sequence[Any] | None = None, **default: Any) -> dict[str, Any]:
+    """Keyword arguments for a choice widget whose value survives the runs that do not draw it and the browser
+    drawing it afresh. Give the widget's `options` (a select box, radio) or its default (`value=`, `default=`).
 
-    Streamlit forgets a widget's value when a run does not draw it (e.g. while the upload view shows no dataset);
-    the session keeps its own copy and gives it back.
+    The widget's default is always the session's own copy of its value, kept on every change. Streamlit forgets a
+    widget's value when a run does not draw it (e.g. while the upload view shows no dataset), and a browser that
+    draws a widget afresh starts it at its default and sends that back as a change: with no default given, at its
+    first option or its minimum (ten sessions at once set their map's neighbours to 5 that way).
     """
     choices: dict[str, Any] = st.session_state.setdefault(_CHOICES_KEY, {})
-    if key not in st.session_state and key in choices:
-        st.session_state[key] = choices[key]
-    given = {} if key in st.session_state else default  # a default beside a value already set makes Streamlit warn
-    return {"key": key, "on_change": _remember, "args": (key,), **given}
+    kwargs: dict[str, Any] = {"key": key, "on_change": _remember, "args": (key,)}
+    if options is not None:
+        options = list(options)
+        current = choices.get(key)
+        kwargs["index"] = options.index(current) if current in options else 0
+    else:
+        (name, initial), = default.items()
+        kwargs[name] = choices.get(key, initial)
+    return kwargs
 
 
 def _remember(key: str) -> None:
