@@ -34,6 +34,8 @@ class LayoutService:
         self._memory = Recent(memory_entries)
         # Two workers: one user's large job must not queue everyone else's small one behind it.
         self._jobs = Jobs(workers, "cleaner-layout")
+        self._chain_lock = threading.Lock()
+        self._chained: set[tuple[str, LayoutParams]] = set()  # layouts waiting for another to end first
 
     @property
     def jobs_started(self) -> int:
@@ -61,6 +63,29 @@ class LayoutService:
         key = (embedding_digest, params)
         self._jobs.start(key, self._compute, key, embeddings, graph)
         return self.status(embedding_digest, params, len(embeddings))
+
+    def request_after(self, embedding_digest: str, first: LayoutParams, then: LayoutParams, embeddings: np.ndarray,
+                      graph: NeighbourGraph) -> None:
+        """Ask for layout `then` once layout `first` has ended (done or failed), whether or not a page is still open
+        to ask: the first gets every core to itself, and a closed tab still leaves both in the cache."""
+        key = (embedding_digest, then)
+        with self._chain_lock:
+            if key in self._chained:
+                return
+            self._chained.add(key)
+
+        def run() -> None:
+            try:
+                self._jobs.wait((embedding_digest, first))
+            except Exception:  # noqa: BLE001 - the first layout's failure is reported by its own status
+                pass
+            try:
+                self.request(embedding_digest, then, embeddings, graph)
+            finally:
+                with self._chain_lock:
+                    self._chained.discard(key)
+
+        threading.Thread(target=run, name="cleaner-layout-then", daemon=True).start()
 
     def adopt(self, embedding_digest: str, params: LayoutParams, coords: np.ndarray) -> None:
         """Serve a layout computed elsewhere (a checked `--precompute` sidecar) as if this service had made it."""

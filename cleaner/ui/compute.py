@@ -82,6 +82,8 @@ def _layouts(dataset: Dataset, graph: NeighbourGraph, service, params3: LayoutPa
     status3 = service.request(digest, params3, dataset.embeddings, graph)
     coords3 = service.get(digest, params3, dataset.n)
     if coords3 is None:
+        if status3.state != "failed":
+            service.request_after(digest, params3, params2, dataset.embeddings, graph)
         if status3.state == "failed":
             st.error(f"The UMAP map could not be computed ({status3.error}). Showing the PCA projection instead.")
         else:
