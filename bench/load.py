@@ -25,6 +25,7 @@ import argparse
 import asyncio
 import json
 import os
+import random
 import re
 import shutil
 import signal
@@ -375,9 +376,21 @@ async def _timed(session: Session, action: str, act, effect) -> None:
 
 
 async def run_session(ctx, url: str, session: Session, data: Data, ticks: int, decisions: int,
-                      timeout_ms: float, shots: Path | None = None, autosave: bool = False) -> None:
-    """One user's workflow; any failure is recorded and ends this session only."""
+                      timeout_ms: float, shots: Path | None = None, autosave: bool = False,
+                      think_s: tuple[float, float] = (0.0, 0.0)) -> None:
+    """One user's workflow; any failure is recorded and ends this session only.
+
+    `think_s`: before each tick and each review decision the session pauses for a time drawn uniformly from
+    this range (seeded by the session's number), as a person looks at an image before deciding; (0, 0) clicks
+    as soon as the page is idle, a stress test rather than a team's pace. The pause is not part of any latency.
+    """
     from playwright.async_api import expect
+
+    pace = random.Random(session.sid)
+
+    async def think() -> None:
+        if think_s[1] > 0:
+            await asyncio.sleep(pace.uniform(*think_s))
 
     page = await ctx.new_page()
     page.set_default_timeout(timeout_ms)
@@ -433,6 +446,7 @@ async def run_session(ctx, url: str, session: Session, data: Data, ticks: int, d
                 await box.scroll_into_view_if_needed()
                 session.expected.add(by_file[name])
                 done += 1
+                await think()
                 await _timed(session, "tick", box.click,
                              lambda k=done: page.wait_for_function(TEXT_SHOWN, arg=[_count_needles(k)], polling=25,
                                                                    timeout=timeout_ms))
@@ -473,6 +487,7 @@ async def run_session(ctx, url: str, session: Session, data: Data, ticks: int, d
             if kind == "Exclude":
                 session.expected.add(by_file[name])
             decided = f"· {ticks + i + 1:,} decided ·"
+            await think()
             await _timed(session, "decision", button.click, lambda d=decided: page.wait_for_function(
                 TEXT_SHOWN, arg=[[d]], polling=25, timeout=timeout_ms))
             await settle(page)
@@ -538,7 +553,7 @@ async def run_wave(browser, url: str, sids: list[int], data: Data, opts, stagger
     async def one(i: int) -> None:
         await asyncio.sleep(i * stagger_s)
         await run_session(contexts[i], url, sessions[i], data, opts.ticks, opts.decisions, opts.step_timeout * 1000,
-                          opts.shots, opts.autosave)
+                          opts.shots, opts.autosave, tuple(opts.think))
 
     try:
         await asyncio.wait_for(asyncio.gather(*(one(i) for i in range(len(sessions)))), timeout=opts.wave_timeout)
@@ -646,7 +661,7 @@ async def bench(opts, work: Path, out: dict) -> dict:
                  "autosave": opts.autosave, "webgl_map_drawn": not opts.no_webgl, "server_env": opts.env,
                  "decisions_per_session": opts.decisions, "cores": os.cpu_count(),
                  "load_average_start": round(os.getloadavg()[0], 2), "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
-                 "session_ttl_s": opts.session_ttl})
+                 "session_ttl_s": opts.session_ttl, "think_s": list(opts.think)})
     errors: list[str] = []
     disconnect_noise = 0
     async with async_playwright() as pw:
@@ -787,6 +802,9 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--wave-timeout", type=float, default=1200, help="seconds a wave may take")
     ap.add_argument("--session-ttl", type=int, default=30,
                     help="the server's disconnectedSessionTTL: closed sessions are dropped this long after")
+    ap.add_argument("--think", type=float, nargs=2, default=[0.0, 0.0], metavar=("MIN_S", "MAX_S"),
+                    help="each session pauses a random time in this range before every tick and review decision, "
+                         "as a person looks before clicking (default 0 0: click as soon as the page is idle)")
     ap.add_argument("--cold-stagger", type=float, default=1.0, help="seconds between arrivals in the cold wave")
     ap.add_argument("--cold-numba", action="store_true", help="cold wave without numba's compiled kernels too")
     ap.add_argument("--skip-cold", action="store_true", help="warm cache only (no cold wave)")
@@ -804,6 +822,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--workdir", type=Path, help="keep data and the warm cache here (default: a temp folder, removed)")
     opts = ap.parse_args(argv)
     opts.env = dict(item.split("=", 1) for item in opts.server_env)
+    if not 0 <= opts.think[0] <= opts.think[1]:
+        ap.error("--think wants MIN_S MAX_S with 0 <= MIN_S <= MAX_S")
     if not Path(CHROMIUM).exists():
         ap.error(f"{CHROMIUM} not found (Debian package 'chromium')")
 
