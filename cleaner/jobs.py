@@ -39,6 +39,14 @@ class Jobs:
                 self._jobs[key] = (future, time.time())
                 self.started += 1
 
+    def forget_if_ready(self, key: Hashable) -> None:
+        """Let a job that ended well run again: its result has been dropped since (from memory and from the disk
+        store), and a job remembered as done would never be started again. A queued, running or failed job stays."""
+        with self._lock:
+            job = self._jobs.get(key)
+            if job is not None and job[0].done() and job[0].exception() is None:
+                del self._jobs[key]
+
     def status(self, key: Hashable) -> JobStatus:
         with self._lock:
             job = self._jobs.get(key)

@@ -61,13 +61,16 @@ class LayoutService:
         if self.get(embedding_digest, params, len(embeddings)) is not None:
             return LayoutStatus("ready")
         key = (embedding_digest, params)
+        # Its job ended before this second look, so a layout still not found has left memory and the disk since.
+        if self._jobs.status(key).state == "ready" and self.get(embedding_digest, params, len(embeddings)) is None:
+            self._jobs.forget_if_ready(key)
         self._jobs.start(key, self._compute, key, embeddings, graph)
         return self.status(embedding_digest, params, len(embeddings))
 
     def request_after(self, embedding_digest: str, first: LayoutParams, then: LayoutParams, embeddings: np.ndarray,
                       graph: NeighbourGraph) -> None:
         """Ask for layout `then` once layout `first` has ended (done or failed), whether or not a page is still open
-        to ask: the first gets every core to itself, and a closed tab still leaves both in the cache."""
+        to ask: the first does not share the cores with the second, and a closed tab still leaves both in the cache."""
         key = (embedding_digest, then)
         with self._chain_lock:
             if key in self._chained:

@@ -410,7 +410,31 @@ def test_the_first_decision_rescores_only_the_rows_it_touches(monkeypatch):
     assert scored == [len(touched)] and len(touched) < len(data.label_codes) / 10
     # and what it learned is what a full re-scoring gives
     full = rescore_label_issues(graph, data.label_codes, len(data.class_names), excluded=[first])
-    np.testing.assert_allclose(work(at).learned_labels[1].score, full.score, atol=1e-7)
+    learned = work(at).learned_labels
+    np.testing.assert_allclose(learned.labels.score, full.score, atol=1e-7)
+    # and the scan every session shares is untouched by this session's decision
+    untouched = rescore_label_issues(graph, data.label_codes, len(data.class_names))
+    np.testing.assert_allclose(learned.scan.score, untouched.score, atol=1e-7)
+    assert not learned.scan.excluded.any()
+
+
+def test_the_queue_learns_again_from_the_new_scan_when_the_distance_changes():
+    """Scores learned on one neighbour graph are never patched with rows of another: after a change of distance the
+    queue's scores are the new graph's, with the decisions made before still applied."""
+    at = start_app()
+    at.radio(key="review_view").set_value("Review queue")
+    at.run()
+    first = _queue_cards(at)[0]
+    _click(at, f"q_excl_{first}")
+    data = demo()
+    auto = resolved_metric("auto", data.embeddings)
+    other = "cosine" if auto == "euclidean" else "euclidean"
+    at.selectbox(key="metric").set_value(other)
+    at.run()
+    assert not at.exception, at.exception
+    graph = neighbour_graph(data.embeddings, k=20, metric=other)
+    expected = rescore_label_issues(graph, data.label_codes, len(data.class_names), excluded=[first])
+    np.testing.assert_allclose(work(at).learned_labels.labels.score, expected.score, atol=1e-6)
 
 
 def test_class_confusion_table_matches_the_scores():

@@ -167,10 +167,12 @@ at.run()
 at.text_input(key="autosave_token_input").input(sys.argv[2])
 at.button(key="btn_autosave_restore").click()
 at.run()
+at.run()  # a later run: the toggle's default is what a browser drawing it afresh would start it at
 work = list(at.session_state["cleaner_work"].values())[-1]
 print(json.dumps({"excluded": work.decisions.paths("exclude"), "errors": [str(e.value) for e in at.exception],
                   "messages": [m.value for m in at.sidebar.success] + [m.value for m in at.sidebar.error],
-                  "toggle": at.toggle(key="autosave_on").value}))
+                  "toggle": at.toggle(key="autosave_on").value,
+                  "toggle_default": at.toggle(key="autosave_on").proto.default}))
 """
 
 
@@ -193,6 +195,7 @@ def test_decisions_survive_a_server_restart_with_the_token():
     back = restore(token)
     assert back["errors"] == [] and sorted(back["excluded"]) == sorted(excluded)
     assert any("Restored 3 exclusions" in m for m in back["messages"]) and back["toggle"] is True
+    assert back["toggle_default"] is True  # a redrawn toggle keeps saving, not switch itself off
     stranger = restore(new_token())
     assert stranger["excluded"] == [] and any("No decisions are saved" in m for m in stranger["messages"])
 

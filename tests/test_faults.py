@@ -447,6 +447,58 @@ def test_two_sessions_opening_one_dataset_search_its_graph_once(tmp_path, monkey
     assert other.request("same", 10, "cosine", emb).state == "ready" and other.jobs_started == 0 and len(calls) == 1
 
 
+class _FullLayoutStore(LayoutStore):
+    """A cache folder that takes nothing (full or read-only): results live in memory only."""
+
+    def put(self, embedding_digest, params, coords) -> None:
+        pass
+
+
+class _FullGraphStore(GraphStore):
+    def put(self, embedding_digest, k, graph) -> None:
+        pass
+
+
+def test_a_layout_dropped_from_memory_with_no_disk_copy_is_computed_again(tmp_path):
+    """With the cache folder full, a layout that leaves the memory cache exists nowhere: asking for it again must
+    start a new job, not report it ready forever (the page would rerun in a loop waiting for it)."""
+    emb, _ = clustered_arrays(n_per_class=10, n_classes=2, dims=4)
+    graph = exact_neighbours(emb, 5, "cosine")
+
+    def first_axes(embeddings, g, params):
+        return np.ascontiguousarray(embeddings[:, :params.n_components], dtype=np.float32)
+
+    service = LayoutService(_FullLayoutStore(tmp_path / "layouts", packaged=tmp_path / "none"), memory_entries=1,
+                            layout=first_axes)
+    three, two = LayoutParams(n_components=3), LayoutParams(n_components=2)
+    for params in (three, two):  # the 2D layout pushes the 3D one out of memory
+        service.request("full", params, emb, graph)
+        service.wait("full", params, timeout=WAIT_S)
+    assert service.get("full", three, len(emb)) is None
+    assert service.request("full", three, emb, graph).state in ("queued", "running", "ready")
+    service.wait("full", three, timeout=WAIT_S)
+    np.testing.assert_array_equal(service.get("full", three, len(emb)), emb[:, :3])
+    assert service.jobs_started == 3
+    assert service.request("full", three, emb, graph).state == "ready" and service.jobs_started == 3  # served
+
+
+def test_a_graph_dropped_from_memory_with_no_disk_copy_is_searched_again(tmp_path):
+    from cleaner import graph_service
+
+    rng = np.random.default_rng(5)
+    first, second = (rng.normal(size=(60, 8)).astype(np.float32) for _ in range(2))
+    service = graph_service.GraphService(_FullGraphStore(tmp_path / "graphs"), memory_entries=1)
+    for name, emb in (("first", first), ("second", second)):
+        service.request(name, 5, "euclidean", emb)
+        service.wait(name, 5, "euclidean", timeout=WAIT_S)
+    assert service.get("first", 5, "euclidean", len(first)) is None
+    service.request("first", 5, "euclidean", first)
+    service.wait("first", 5, "euclidean", timeout=WAIT_S)
+    graph = service.get("first", 5, "euclidean", len(first))
+    assert graph is not None and service.jobs_started == 3
+    np.testing.assert_array_equal(graph.indices, exact_neighbours(first, 5, "euclidean").indices)
+
+
 # ---------------------------------------------------------------- an image folder gone mid-review
 
 def _images(folder: Path, n: int) -> list[str]:

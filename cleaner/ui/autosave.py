@@ -11,7 +11,7 @@ from ..autosave import AutosaveError, AutosaveStore, Owner, new_token
 from ..config import Settings
 from ..decisions import ParsedDecisions
 from ..scores import plural
-from .state import DatasetWork, remembered, show_widget_value, widget_value, work_by_digest
+from .state import DatasetWork, choose, remembered, show_widget_value, widget_value, work_by_digest
 from .text import literal
 
 SAVE_EVERY_S = 3  # gallery ticks and queue decisions rerun only their own panel: this one looks for them this often
@@ -136,4 +136,4 @@ def _restore(digest: str, cache_dir: str) -> None:
         return
     state.token = owner.secret
     state.linked.add((owner.file_name(digest), digest))
-    show_widget_value(TOGGLE_KEY, True)
+    choose(TOGGLE_KEY, True)  # and remembered as the user's choice: a redrawn toggle must not turn it off

@@ -21,7 +21,7 @@ from ..sidecar import Precomputed
 from ..suspects import ScanResult
 from . import cache
 from .data_source import GRAPH_K
-from .state import DatasetWork, is_new_event
+from .state import DatasetWork, LearnedLabels, is_new_event
 
 
 GRAPH_WAIT_S = 3.0  # the page waits this long for a graph being found (small data) before showing the preview
@@ -76,8 +76,8 @@ def graph_and_maps(dataset: Dataset, params: LayoutParams, cfg: Settings,
 
 def _layouts(dataset: Dataset, graph: NeighbourGraph, service, params3: LayoutParams,
              params2: LayoutParams) -> Maps:
-    """The 3D UMAP map first, with every core to itself; the 2D one is asked for only once the 3D is shown, and
-    the PCA projection stands in for it until then."""
+    """The 3D UMAP map first, not sharing the cores with its 2D version: the 2D one is asked for only once the 3D is
+    shown, and the PCA projection stands in for it until then."""
     digest, preview = dataset.embedding_digest, _preview(dataset)
     status3 = service.request(digest, params3, dataset.embeddings, graph)
     coords3 = service.get(digest, params3, dataset.n)
@@ -165,7 +165,9 @@ def learn_from_decisions(result: ScanResult, graph: NeighbourGraph, work: Datase
         return result  # the probe's probabilities would need refitting: the thorough ranking stays as computed
     version = work.decisions.version
     learned = work.learned_labels
-    if learned is None or learned[0] != version:
+    # Learned from this scan (another distance or k, or the scan computed again, starts over from the new one).
+    same_scan = learned is not None and learned.scan is result.labels
+    if not same_scan or learned.version != version:
         codes = work.label_codes()
         changed = np.flatnonzero(codes != work.dataset.label_codes)
         labels = rescore_label_issues(
@@ -173,9 +175,9 @@ def learn_from_decisions(result: ScanResult, graph: NeighbourGraph, work: Datase
             relabelled=dict(zip(changed.tolist(), codes[changed].tolist())),
             # From the shared scan's scores on the first decision too: a full pass over every row, in every session
             # that opens the queue, is what ten sessions at once would each pay in time and in memory.
-            previous=learned[1] if learned is not None else result.labels)
-        work.learned_labels = learned = (version, labels)
-    return replace(result, labels=learned[1])
+            previous=learned.labels if same_scan else result.labels)
+        work.learned_labels = learned = LearnedLabels(version, result.labels, labels)
+    return replace(result, labels=learned.labels)
 
 
 def check_images(work: DatasetWork, access: ImageAccess) -> None:

@@ -29,6 +29,15 @@ class Selection:
     anchor: int | None = None  # the single point a neighbour search starts from
 
 
+@dataclass(frozen=True)
+class LearnedLabels:
+    """Label issues re-scored after the decisions of one version, starting from one scan's (`scan`)."""
+
+    version: int
+    scan: LabelIssues
+    labels: LabelIssues
+
+
 @dataclass
 class DatasetWork:
     """One dataset's work in this browser session: decisions, selection, gallery page, checks and messages."""
@@ -44,7 +53,7 @@ class DatasetWork:
     images_confirmed: set[str] = field(default_factory=set)  # accesses whose earlier check this session looked up
     map_marks_version: int = 0  # the decisions' version the map was last drawn with
     thorough: bool = False  # the label-issue ranking in use: the neighbours' votes, or with a linear probe too
-    learned_labels: tuple[int, LabelIssues] | None = None  # label issues re-scored after the decisions of a version
+    learned_labels: LearnedLabels | None = None  # the label issues after this session's decisions
     queue_slots: dict[str, list[int]] = field(default_factory=dict)  # per queue order: the rows on its cards
     list_message: tuple[str, str] | None = None  # ("success" | "warning" | "error", text) about an uploaded list
     _derived: tuple[int, np.ndarray, np.ndarray, np.ndarray] | None = field(default=None, repr=False)
@@ -218,21 +227,30 @@ def remembered(key: str, options: Sequence[Any] | None = None, **default: Any) -
     """Keyword arguments for a choice widget whose value survives the runs that do not draw it and the browser
     drawing it afresh. Give the widget's `options` (a select box, radio) or its default (`value=`, `default=`).
 
-    The widget's default is always the session's own copy of its value, kept on every change. Streamlit forgets a
-    widget's value when a run does not draw it (e.g. while the upload view shows no dataset), and a browser that
-    draws a widget afresh starts it at its default and sends that back as a change: with no default given, at its
-    first option or its minimum (ten sessions at once set their map's neighbours to 5 that way).
+    The widget's default is always the value it shows, or when a run did not draw it (Streamlit then forgets it,
+    e.g. while the upload view shows no dataset) the session's own copy, kept on every change: a browser that draws
+    a widget afresh starts it at its default and sends that back as a change, so with no default given it would
+    reset the choice to the first option or the minimum.
     """
     choices: dict[str, Any] = st.session_state.setdefault(_CHOICES_KEY, {})
     kwargs: dict[str, Any] = {"key": key, "on_change": _remember, "args": (key,)}
+    shown = st.session_state.get(key)
     if options is not None:
         options = list(options)
-        current = choices.get(key)
+        # What the widget shows comes first: Streamlit moves it to the first option, without a change event, when
+        # the chosen one leaves the list.
+        current = shown if shown in options else choices.get(key)
         kwargs["index"] = options.index(current) if current in options else 0
     else:
         (name, initial), = default.items()
-        kwargs[name] = choices.get(key, initial)
+        kwargs[name] = shown if shown is not None else choices.get(key, initial)
     return kwargs
+
+
+def choose(key: str, value: Any) -> None:
+    """Set a choice widget (one drawn with `remembered`) from the page's own logic, as if the user had chosen it."""
+    st.session_state[key] = value
+    st.session_state.setdefault(_CHOICES_KEY, {})[key] = value
 
 
 def _remember(key: str) -> None:
