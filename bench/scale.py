@@ -247,6 +247,9 @@ def _first_queue_card_exclude(at) -> None:
     next(b for b in at.button if b.key and b.key.startswith("q_excl_")).click()
 
 
+MANY_DECISIONS = 500  # the exclusions a user well into the work has made: ticks must not slow down with them
+
+
 def child_tick(args: dict) -> dict:
     """Time an Exclude tick in the gallery and an Exclude decision in the review queue at N rows, as the browser
     runs them (their fragment only), and a tick as a full-script rerun."""
@@ -297,9 +300,23 @@ def child_tick(args: dict) -> dict:
     at.run()
     decisions = _timed_fragment_runs(at, "review_queue_panel", _first_queue_card_exclude)
     assert work.decisions.count("exclude") == 1 + len(ticks) + len(decisions)
+    # A user well into the work: MANY_DECISIONS exclusions more, resumed from a saved list as the sidebar offers.
+    before = work.decisions.count("exclude")
+    earlier = dataset.image_paths[np.linspace(0, dataset.n - 1, MANY_DECISIONS).astype(int)]
+    at.file_uploader(key="decisions_upload").set_value(
+        ("earlier.txt", "\n".join(earlier.tolist()).encode(), "text/plain"))
+    at.run()
+    assert not at.exception, at.exception
+    more = work.decisions.count("exclude") - before
+    decisions_many = _timed_fragment_runs(at, "review_queue_panel", _first_queue_card_exclude)
+    at.radio(key="review_view").set_value("Selected images")
+    at.run()
+    ticks_many = _timed_fragment_runs(
+        at, "gallery", lambda a: next(c for c in a.checkbox if c.label == "Exclude" and not c.value).check())
     return {"tick_fragment_s": float(np.median(ticks)), "tick_fragment_all_s": ticks,
             "tick_full_rerun_s": full_s, "decision_fragment_s": float(np.median(decisions)),
-            "decision_fragment_all_s": decisions}
+            "decision_fragment_all_s": decisions, "resumed_exclusions": more,
+            "tick_many_s": float(np.median(ticks_many)), "decision_many_s": float(np.median(decisions_many))}
 
 
 CHILDREN = {"ours": child_ours, "reference": child_reference, "tick": child_tick}
@@ -528,6 +545,9 @@ def main(argv: list[str] | None = None) -> dict:
                                "as the browser does; decision_s the same for the review queue's Exclude")
             out["tick_full_rerun_s"] = round(tick["tick_full_rerun_s"], 3)
             out["decision_s"] = round(tick["decision_fragment_s"], 3)
+            out["decisions_before_many"] = tick["resumed_exclusions"]
+            out["tick_many_decisions_s"] = round(tick["tick_many_s"], 3)
+            out["decision_many_decisions_s"] = round(tick["decision_many_s"], 3)
             out["decision_all_s"] = [round(t, 3) for t in tick["decision_fragment_all_s"]]
             log(f"  tick {out['tick_s']} s (full rerun {out['tick_full_rerun_s']} s), decision {out['decision_s']} s")
         else:

@@ -5,6 +5,7 @@ import hashlib
 from concurrent.futures import ThreadPoolExecutor
 import os
 from dataclasses import dataclass, field
+from typing import Iterable
 
 import numpy as np
 
@@ -29,6 +30,7 @@ class Dataset:
     name: str = "dataset"
     class_names: tuple[str, ...] = field(init=False)
     label_codes: np.ndarray = field(init=False)  # [N] int32 index into class_names
+    _path_order: np.ndarray | None = field(init=False, default=None, repr=False)  # argsort of image_paths, once
 
     def __post_init__(self) -> None:
         uniques, codes = np.unique(self.labels, return_inverse=True)
@@ -50,6 +52,26 @@ class Dataset:
 
     def file_name(self, row: int) -> str:
         return os.path.basename(str(self.image_paths[row])) or str(self.image_paths[row])
+
+    def rows_with_paths(self, paths: Iterable[str]) -> np.ndarray:
+        """The rows whose image path is one of `paths`, ascending (a path listed twice in the dataset gives both).
+
+        A binary search in the paths sorted once per dataset: a membership test against every path instead costs
+        time in the number of rows on every call, and every tick and decision asks again.
+        """
+        wanted = np.asarray(list(paths), dtype=str)
+        if not wanted.size:
+            return np.array([], dtype=np.int64)
+        order = self._path_order
+        if order is None:  # computed at most a few times by racing sessions, each time the same
+            order = np.argsort(self.image_paths, kind="stable")
+            order.setflags(write=False)
+            object.__setattr__(self, "_path_order", order)
+        first = np.searchsorted(self.image_paths, wanted, side="left", sorter=order)
+        counts = np.searchsorted(self.image_paths, wanted, side="right", sorter=order) - first
+        # every position from first to first + count - 1, for each wanted path
+        offsets = np.arange(int(counts.sum())) - np.repeat(np.cumsum(counts) - counts, counts)
+        return np.unique(order[np.repeat(first, counts) + offsets]).astype(np.int64)
 
 
 def content_digest(*arrays: np.ndarray) -> str:

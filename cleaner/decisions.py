@@ -94,10 +94,7 @@ class Decisions:
 
 def rows_of(dataset: Dataset, paths: Iterable[str]) -> np.ndarray:
     """The dataset rows whose image path is one of `paths` (a path listed twice in the dataset gives both rows)."""
-    wanted = np.asarray(list(paths), dtype=str)
-    if not wanted.size:
-        return np.array([], dtype=np.int64)
-    return np.flatnonzero(np.isin(dataset.image_paths, wanted))
+    return dataset.rows_with_paths(paths)
 
 
 def label_codes_after(dataset: Dataset, decisions: Decisions) -> np.ndarray:

@@ -13,6 +13,7 @@ from cleaner.decisions import (
     label_codes_after,
     parse_decisions,
     relabel_file_name,
+    rows_of,
 )
 
 
@@ -97,3 +98,18 @@ def test_file_names_have_the_date():
     day = dt.date(2026, 3, 4)
     assert exclusion_file_name(day) == "images_to_exclude_from_training_2026_03_04.txt"
     assert relabel_file_name(day) == "labels_to_fix_2026_03_04.csv"
+
+
+def test_rows_of_finds_every_row_of_each_path_and_nothing_else():
+    """Paths listed twice in the dataset give both rows; unknown, repeated and near-miss paths give nothing extra."""
+    rng = np.random.default_rng(3)
+    names = [f"/img/{i % 37}.png" if i % 5 else f"/img/dup_{i % 4}.png" for i in range(300)]
+    order = rng.permutation(len(names))
+    paths = np.array(names)[order]
+    data = dataset_from_arrays(np.zeros((len(paths), 2), np.float32) + np.arange(len(paths))[:, None],
+                               np.zeros(len(paths), dtype=np.int64), paths, "dups")
+    for wanted in (["/img/3.png"], ["/img/dup_1.png", "/img/dup_1.png", "/img/nope.png", "/img/3.pn"],
+                   sorted(set(names))[::3], [], ["/img/dup_0.png", "/img/0.png", "/img/36.png"]):
+        expected = [row for row, path in enumerate(data.image_paths.tolist()) if path in set(wanted)]
+        assert rows_of(data, wanted).tolist() == expected, wanted
+        assert rows_of(data, iter(wanted)).tolist() == expected  # any iterable, as the decisions' dict keys

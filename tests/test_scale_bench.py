@@ -11,7 +11,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 KEYS = ("n", "preview_s", "first_map_s", "reference_umap_s", "first_map_ratio", "cache_hit_s", "cold_demo_s", "tick_s", "decision_s",
-        "bytes_per_point", "peak_rss_mb", "knn_preservation")
+        "tick_many_decisions_s", "decision_many_decisions_s", "bytes_per_point", "peak_rss_mb", "knn_preservation")
 
 
 @pytest.fixture(scope="module")
@@ -43,6 +43,9 @@ def test_values_are_sane(report):
     assert 0 < report["cache_hit_s"] < report["first_map_s"]  # the second load found the layout on disk
     assert 0 < report["tick_s"] < 60 and 0 < report["tick_full_rerun_s"] < 600
     assert 0 < report["decision_s"] < 60 and len(report["decision_all_s"]) == 3
+    # 500 exclusions resumed from a list (less any the timed ticks and decisions had already made), then timed again
+    assert 490 <= report["decisions_before_many"] <= 500
+    assert 0 < report["tick_many_decisions_s"] < 60 and 0 < report["decision_many_decisions_s"] < 60
     assert 5 < report["bytes_per_point"] < 500
     assert 50 < report["peak_rss_mb"] < 8000
     ours = report["knn_preservation"]["ours"]
