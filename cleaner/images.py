@@ -206,6 +206,7 @@ def _stretch_to_8bit(img: Image.Image) -> Image.Image:
     return Image.fromarray(np.clip(scaled, 0, 255).astype(np.uint8), mode="L")
 
 
+@functools.lru_cache(maxsize=256)  # a few hundred bytes each; a missing folder gives every tile the same reason
 def placeholder_png(reason: str, size: int = THUMB_PX) -> bytes:
     """A grey tile that says why the image is missing."""
     img = Image.new("RGB", (size, size), (225, 225, 225))
