@@ -303,6 +303,7 @@ def child_tick(args: dict) -> dict:
     # A user well into the work: MANY_DECISIONS exclusions more, resumed from a saved list as the sidebar offers.
     before = work.decisions.count("exclude")
     earlier = dataset.image_paths[np.linspace(0, dataset.n - 1, MANY_DECISIONS).astype(int)]
+    at.run()  # a whole-page run: the sidebar's uploader is not among a fragment run's elements
     at.file_uploader(key="decisions_upload").set_value(
         ("earlier.txt", "\n".join(earlier.tolist()).encode(), "text/plain"))
     at.run()
