@@ -310,6 +310,7 @@ def child_tick(args: dict) -> dict:
     assert not at.exception, at.exception
     more = work.decisions.count("exclude") - before
     decisions_many = _timed_fragment_runs(at, "review_queue_panel", _first_queue_card_exclude)
+    at.run()
     at.radio(key="review_view").set_value("Selected images")
     at.run()
     ticks_many = _timed_fragment_runs(
