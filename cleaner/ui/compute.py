@@ -12,6 +12,7 @@ from ..config import Settings
 from ..diskcache import write_error
 from ..dataset import Dataset
 from ..layout import LayoutParams
+from ..layout_service import LayoutService
 from ..jobs import JobStatus
 from ..neighbours import NeighbourGraph
 from ..image_check import files_fingerprint, unreadable_images
@@ -37,6 +38,7 @@ class Maps:
     key2: str
 
     def view(self, dims: int) -> tuple[np.ndarray, str]:
+        """The coordinates shown for a 2D or 3D view, and the key of the layout they come from ("pca": the preview)."""
         return (self.coords2, self.key2) if dims == 2 else (self.coords3, self.key3)
 
 
@@ -74,7 +76,7 @@ def graph_and_maps(dataset: Dataset, params: LayoutParams, cfg: Settings,
     return graph, _layouts(dataset, graph, service, params3, params2)
 
 
-def _layouts(dataset: Dataset, graph: NeighbourGraph, service, params3: LayoutParams,
+def _layouts(dataset: Dataset, graph: NeighbourGraph, service: LayoutService, params3: LayoutParams,
              params2: LayoutParams) -> Maps:
     """The 3D UMAP map first, not sharing the cores with its 2D version: the 2D one is asked for only once the 3D is
     shown, and the PCA projection stands in for it until then."""
