@@ -44,9 +44,7 @@ class GraphService:
         if self.get(embedding_digest, k, metric, len(embeddings)) is not None:
             return JobStatus("ready")
         key = (embedding_digest, k, metric)
-        # Its job ended before this second look, so a graph still not found has left memory and the disk since.
-        if self._jobs.status(key).state == "ready" and self.get(embedding_digest, k, metric, len(embeddings)) is None:
-            self._jobs.forget_if_ready(key)
+        self._jobs.forget_if_lost(key, lambda: self.get(embedding_digest, k, metric, len(embeddings)) is not None)
         self._jobs.start(key, self._search, key, embeddings)
         return self.status(embedding_digest, k, metric)
 

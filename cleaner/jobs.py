@@ -39,9 +39,12 @@ class Jobs:
                 self._jobs[key] = (future, time.time())
                 self.started += 1
 
-    def forget_if_ready(self, key: Hashable) -> None:
-        """Let a job that ended well run again: its result has been dropped since (from memory and from the disk
-        store), and a job remembered as done would never be started again. A queued, running or failed job stays."""
+    def forget_if_lost(self, key: Hashable, found: Callable[[], bool]) -> None:
+        """Let a job that ended well run again once its result can no longer be `found` (dropped from memory and from
+        the disk store since): a job remembered as done is never started again. The result is looked for after the
+        job is seen done, so one stored as the job ended is found. A queued, running or failed job stays."""
+        if self.status(key).state != "ready" or found():
+            return
         with self._lock:
             job = self._jobs.get(key)
             if job is not None and job[0].done() and job[0].exception() is None:

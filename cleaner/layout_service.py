@@ -61,9 +61,7 @@ class LayoutService:
         if self.get(embedding_digest, params, len(embeddings)) is not None:
             return LayoutStatus("ready")
         key = (embedding_digest, params)
-        # Its job ended before this second look, so a layout still not found has left memory and the disk since.
-        if self._jobs.status(key).state == "ready" and self.get(embedding_digest, params, len(embeddings)) is None:
-            self._jobs.forget_if_ready(key)
+        self._jobs.forget_if_lost(key, lambda: self.get(embedding_digest, params, len(embeddings)) is not None)
         self._jobs.start(key, self._compute, key, embeddings, graph)
         return self.status(embedding_digest, params, len(embeddings))
 
