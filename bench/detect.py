@@ -308,9 +308,9 @@ def probe_baseline(x: np.ndarray, labels: np.ndarray) -> np.ndarray:
 def ours(x: np.ndarray, labels: np.ndarray, metric: str = "auto") -> tuple:
     """cleaner's default: the distance "auto" picks for these embeddings, the kNN graph (k=20, as the app and scan
     build it) and its scores (label issues, outliers, near-duplicates)."""
-    from cleaner.distance import resolved_metric
-    from cleaner.neighbours import neighbour_graph
-    from cleaner.scores import label_issues, near_duplicates, outliers
+    from cleaner.graph.distance import resolved_metric
+    from cleaner.graph.neighbours import neighbour_graph
+    from cleaner.issues.scores import label_issues, near_duplicates, outliers
 
     graph = neighbour_graph(x, k=20, metric=resolved_metric(metric, x))
     outliers(graph), near_duplicates(graph, labels)
@@ -319,7 +319,7 @@ def ours(x: np.ndarray, labels: np.ndarray, metric: str = "auto") -> tuple:
 
 def candidates(graph, labels: np.ndarray) -> dict[str, np.ndarray]:
     """Label-issue rankings tried on the same graph (dense [N, C] tables; C is small here)."""
-    from cleaner.label_votes import typical_distance
+    from cleaner.issues.label_votes import typical_distance
 
     n_classes = int(labels.max()) + 1
     rows = np.arange(len(labels))
@@ -354,7 +354,7 @@ def candidates(graph, labels: np.ndarray) -> dict[str, np.ndarray]:
 def simulated_review(graph, noisy: np.ndarray, truth: np.ndarray, rescore: bool) -> int:
     """True errors found in the first n reviews of a person who goes down the queue, relabels each true error to
     its true class and keeps the rest; with `rescore`, the queue is re-scored after every relabel."""
-    from cleaner.scores import label_issues, rescore_label_issues
+    from cleaner.issues.scores import label_issues, rescore_label_issues
 
     n_classes = int(truth.max()) + 1
     issues = label_issues(graph, noisy, n_classes)
@@ -377,7 +377,7 @@ def simulated_review(graph, noisy: np.ndarray, truth: np.ndarray, rescore: bool)
 
 def one_run(x: np.ndarray, truth: np.ndarray, noisy: np.ndarray, planted: np.ndarray) -> dict:
     """Every method on one flipped copy of a dataset: precision@n, seconds, simulated review."""
-    from cleaner.probe import thorough_label_issues
+    from cleaner.issues.probe import thorough_label_issues
 
     n_classes = int(truth.max()) + 1
     (graph, issues), ours_s = timed(lambda: ours(x, noisy))

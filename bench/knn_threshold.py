@@ -10,7 +10,7 @@ Kinds of data (k = 20 neighbours, cosine): `clusters`, bench/scale.py's generato
 clusters, 512-D); `classes`, 1,000 small classes (N / 1,000 rows each, 128-D, as in a fine-grained
 dataset); `noise`, unclustered Gaussian rows (128-D). `--dims` overrides the dimension of every kind.
 Searches, each in a fresh process: `exact` (faiss exact search), `index` (the recall-checked inverted file,
-whatever the size), `graph` (cleaner.neighbours.neighbour_graph: what the app runs), `before`
+whatever the size), `graph` (cleaner.graph.neighbours.neighbour_graph: what the app runs), `before`
 (neighbour_graph of the checkout given by --before). Recall is the share of the exact 20 nearest
 neighbours found, on 1,000 sampled rows; peak RSS is the child's, data included; `_cpu_s` is the
 child's CPU time in the search (all threads): on a busy shared machine wall seconds swell, CPU time much
@@ -76,7 +76,7 @@ def _cpu_s() -> float:
 def child(kind: str, data: str, out: str) -> None:
     root = Path(out).parent.joinpath("root").read_text() if kind == "before" else str(ROOT)
     sys.path.insert(0, root)
-    from cleaner import neighbours
+    from cleaner.graph import neighbours
 
     x = np.load(data)
     result: dict = {"data_rss_mb": round(_rss_mb("VmRSS"))}
@@ -85,7 +85,7 @@ def child(kind: str, data: str, out: str) -> None:
         graph = neighbours.neighbour_graph(x, k=K, metric=METRIC)
         indices, exact = graph.indices, graph.exact
     else:
-        from cleaner import knn_backends
+        from cleaner.graph import knn_backends
 
         backend = knn_backends.FaissBackend(exact_max_work=float("inf") if kind == "exact" else 0)
         indices, _, exact = backend.search(x, K, METRIC)
@@ -161,7 +161,7 @@ def main() -> None:
     if "before" in opts.searches and opts.before is None:
         ap.error("--searches before needs --before PATH")
     sys.path.insert(0, str(ROOT))
-    from cleaner import knn_backends
+    from cleaner.graph import knn_backends
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:

@@ -76,7 +76,7 @@ def write_data(root: Path, n: int, dims: int, clusters: int, seed: int) -> Data:
     sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
     from scale import make_data  # noqa: E402 - bench/scale.py: the one data generator of the benchmarks
 
-    from cleaner.dataset import npz_bytes
+    from cleaner.io.dataset import npz_bytes
 
     npz = root / f"load_{n}.npz"
     images = root / "images"
@@ -110,11 +110,11 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 sys.path.insert(0, sys.argv[1])
-from cleaner.dataset import load_npz
-from cleaner.layout import LayoutParams, LayoutStore
-from cleaner.layout_service import LayoutService
-from cleaner.distance import resolved_metric
-from cleaner.neighbours import GraphStore, neighbour_graph
+from cleaner.io.dataset import load_npz
+from cleaner.layout.layouts import LayoutParams, LayoutStore
+from cleaner.layout.service import LayoutService
+from cleaner.graph.distance import resolved_metric
+from cleaner.graph.neighbours import GraphStore, neighbour_graph
 from cleaner.ui.data_source import GRAPH_K
 cache = Path(sys.argv[3])
 dataset = load_npz(sys.argv[2])
@@ -132,7 +132,7 @@ for n in (3, 2):
 def data_digest(data: Data) -> str:
     """The dataset's digest, as the page computes it (autosaved lists are named after it)."""
     sys.path.insert(0, str(ROOT))
-    from cleaner.dataset import load_npz
+    from cleaner.io.dataset import load_npz
 
     return load_npz(data.npz).digest
 
@@ -576,7 +576,7 @@ def percentile(values: list[float], q: float) -> float | None:
 def autosave_mismatches(sessions: list[Session], cache: Path, digest: str, wait_s: float = 30) -> int:
     """Sessions whose autosaved list (read with their token) differs from their download, after the last save."""
     sys.path.insert(0, str(ROOT))
-    from cleaner.autosave import AutosaveError, AutosaveStore, Owner
+    from cleaner.decisions.autosave import AutosaveError, AutosaveStore, Owner
 
     store = AutosaveStore.under(cache)
     bad = 0

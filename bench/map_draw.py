@@ -186,7 +186,7 @@ def main() -> None:
         raise SystemExit(f"{CHROMIUM} not found (Debian package 'chromium')")
     from playwright.sync_api import sync_playwright
 
-    from cleaner.mapdata import build_payload
+    from cleaner.ui.map.payload import build_payload
     from tests.e2e.map_harness_app import synthetic
 
     coords, codes = synthetic(args.n, 3, N_CLASSES)

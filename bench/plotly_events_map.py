@@ -14,7 +14,7 @@ import pandas  # noqa: F401
 import plotly.graph_objects as go
 from plotly.colors import qualitative
 
-from cleaner.dataset import Dataset
+from cleaner.io.dataset import Dataset
 
 PALETTE = qualitative.Dark24 + qualitative.Light24
 MAX_CLASS_TRACES = 40  # more classes than this are drawn as one trace colored by class id

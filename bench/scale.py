@@ -80,7 +80,7 @@ def write_dataset(folder: Path, n: int, dims: int, clusters: int, seed: int,
     from PIL import Image
 
     sys.path.insert(0, str(ROOT))
-    from cleaner.dataset import npz_bytes
+    from cleaner.io.dataset import npz_bytes
 
     emb, labels = make_data(n, dims, clusters, seed)
     image_dir = folder / "images"
@@ -142,11 +142,11 @@ def child_ours(args: dict) -> dict:
     before)."""
     sys.path.insert(0, str(ROOT))
     t0 = time.time()
-    from cleaner.dataset import load_npz
-    from cleaner.distance import resolved_metric
-    from cleaner.layout import LayoutParams, LayoutStore, pca_projection
-    from cleaner.layout_service import LayoutService
-    from cleaner.neighbours import GraphStore, neighbour_graph
+    from cleaner.io.dataset import load_npz
+    from cleaner.graph.distance import resolved_metric
+    from cleaner.layout.layouts import LayoutParams, LayoutStore, pca_projection
+    from cleaner.layout.service import LayoutService
+    from cleaner.graph.neighbours import GraphStore, neighbour_graph
 
     cache = Path(args["cache"])
     service = LayoutService(LayoutStore(cache / "layouts"))
@@ -155,7 +155,7 @@ def child_ours(args: dict) -> dict:
     if args.get("running_server"):
         # A server that has served a page before: its imports are done and UMAP's kernels are compiled (the page's
         # warm-up does it at the first visit and keeps them in the cache folder). The clock starts after this.
-        from cleaner.layout import compile_kernels
+        from cleaner.layout.layouts import compile_kernels
 
         compile_kernels()
         t0 = time.time()
@@ -257,11 +257,11 @@ def child_tick(args: dict) -> dict:
     sys.path.insert(0, str(ROOT))
     from streamlit.testing.v1 import AppTest
 
-    from cleaner.dataset import load_npz
-    from cleaner.distance import resolved_metric
-    from cleaner.layout import LayoutParams, LayoutStore, pca_projection
-    from cleaner.layout_service import LayoutService
-    from cleaner.neighbours import neighbour_graph
+    from cleaner.io.dataset import load_npz
+    from cleaner.graph.distance import resolved_metric
+    from cleaner.layout.layouts import LayoutParams, LayoutStore, pca_projection
+    from cleaner.layout.service import LayoutService
+    from cleaner.graph.neighbours import neighbour_graph
 
     # Both maps ready first, so no background UMAP competes with the timed actions.
     dataset = load_npz(args["npz"])
@@ -425,8 +425,8 @@ def cold_demo(cache: Path, timeout: float = 180) -> dict:
 def bytes_per_point(npz: Path, coords: np.ndarray) -> float:
     """The 3D map element's data (Arrow columns and JSON) per point, as the page sends it."""
     sys.path.insert(0, str(ROOT))
-    from cleaner.dataset import load_npz
-    from cleaner.mapdata import build_payload
+    from cleaner.io.dataset import load_npz
+    from cleaner.ui.map.payload import build_payload
 
     dataset = load_npz(npz)
     return build_payload(coords, dataset.label_codes, dataset.class_names).bytes_per_point()

@@ -1,4 +1,4 @@
 """cleaner: find mislabeled, corrupted and off-topic images from their embeddings."""
-from .dataset import Dataset, DatasetError, load_npz
+from cleaner.io.dataset import Dataset, DatasetError, load_npz
 
 __all__ = ["Dataset", "DatasetError", "load_npz"]

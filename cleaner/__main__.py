@@ -15,7 +15,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Dispatch to a subcommand; return the exit code."""
     args = list(sys.argv[1:] if argv is None else argv)
     if args and args[0] == "scan":
-        from .scan import main as scan_main  # each command imports only what it needs
+        from cleaner.cli.scan import main as scan_main  # each command imports only what it needs
 
         return scan_main(args[1:])
     if args and args[0] in ("-h", "--help"):

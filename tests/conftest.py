@@ -17,7 +17,7 @@ os.environ.setdefault("CLEANER_CACHE_DIR", str(_SESSION_CACHE))
 os.environ.setdefault("CLEANER_ALLOWED_ROOTS", str(_SESSION_CACHE / "allowed"))
 (_SESSION_CACHE / "allowed").mkdir(exist_ok=True)
 
-from cleaner.dataset import MIN_ROWS, Dataset, DatasetError, load_npz  # noqa: E402 - after the settings above
+from cleaner.io.dataset import MIN_ROWS, Dataset, DatasetError, load_npz  # noqa: E402 - after the settings above
 
 MB = 1024 * 1024
 N, D = 24, 6  # rows and columns of the good test dataset

@@ -8,13 +8,13 @@ import numpy as np
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from cleaner.dataset import load_npz, npz_bytes
-from cleaner.decisions import parse_decisions
-from cleaner.distance import resolved_metric
-from cleaner.neighbours import neighbour_graph
-from cleaner.review import pending_rows
-from cleaner.scores import class_confusion, rescore_label_issues
-from cleaner.suspects import scores_from_graph
+from cleaner.io.dataset import load_npz, npz_bytes
+from cleaner.decisions.records import parse_decisions
+from cleaner.graph.distance import resolved_metric
+from cleaner.graph.neighbours import neighbour_graph
+from cleaner.issues.review import pending_rows
+from cleaner.issues.scores import class_confusion, rescore_label_issues
+from cleaner.issues.suspects import scores_from_graph
 from cleaner.ui import cache
 
 from .conftest import clustered_arrays
@@ -236,7 +236,7 @@ def test_resume_from_decisions_csv_restores_relabels_and_kept_marks():
 
 def decisions_npz(at: AppTest) -> bytes:
     """What "Download cleaned NPZ" serves, from the session's live decisions."""
-    from cleaner.decisions import cleaned_npz
+    from cleaner.decisions.records import cleaned_npz
 
     return cleaned_npz(demo(), work(at).decisions)
 
@@ -273,8 +273,8 @@ def test_server_folder_lists_only_allowed_npz_files(allowed_root, tmp_path):
 
 
 def test_server_folder_is_walked_again_only_when_a_folder_changed(tmp_path, monkeypatch):
-    from cleaner import server_files
-    from cleaner.config import load_settings
+    from cleaner.io import server_files
+    from cleaner.server.config import load_settings
     from cleaner.ui import data_source
 
     root = tmp_path / "team"
@@ -301,7 +301,7 @@ def test_server_folder_is_walked_again_only_when_a_folder_changed(tmp_path, monk
 
 
 def test_a_server_folder_that_appears_later_is_listed(tmp_path, monkeypatch):
-    from cleaner.config import load_settings
+    from cleaner.server.config import load_settings
     from cleaner.ui import data_source
 
     root = tmp_path / "not_mounted_yet"
@@ -389,8 +389,8 @@ def test_review_queue_exclude_keep_relabel_and_undo():
 def test_the_first_decision_rescores_only_the_rows_it_touches(monkeypatch):
     """The queue learns from the scan every session shares: its first decision re-scores the decided image and the
     images it votes for, never every image again (a full pass per session is what ten users at once would pay)."""
-    from cleaner import scores
-    from cleaner.label_votes import rows_to_update
+    from cleaner.issues import scores
+    from cleaner.issues.label_votes import rows_to_update
 
     scored: list[int] = []  # rows each re-scoring pass computed
     score_rows = scores.score_rows

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from cleaner.config import ENV_ALLOWED_USERS, load_settings, parse_allowed_users
+from cleaner.server.config import ENV_ALLOWED_USERS, load_settings, parse_allowed_users
 from cleaner.ui.auth import OPEN_NOTE, authlib_installed, is_allowed, providers
 
 REPO = Path(__file__).resolve().parents[1]
@@ -125,7 +125,7 @@ def test_an_unreadable_secrets_file_refuses_rather_than_opening_the_app(tmp_path
 def _gated_app(allowed: str) -> None:
     import streamlit as st
 
-    from cleaner.config import load_settings
+    from cleaner.server.config import load_settings
     from cleaner.ui.auth import gate
 
     email = gate(load_settings({"CLEANER_ALLOWED_USERS": allowed}))

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from cleaner.autosave import MAGIC, AutosaveError, AutosaveStore, Owner, is_token, new_token
-from cleaner.decisions import Decision, Decisions
+from cleaner.decisions.autosave import MAGIC, AutosaveError, AutosaveStore, Owner, is_token, new_token
+from cleaner.decisions.records import Decision, Decisions
 from cleaner.ui import autosave as panel
 
 REPO = Path(__file__).resolve().parents[1]

@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from cleaner.dataset import dataset_from_arrays
-from cleaner.layout import LayoutParams, LayoutStore, pca_projection
-from cleaner.neighbours import approximate_neighbours, exact_neighbours, neighbour_graph
+from cleaner.io.dataset import dataset_from_arrays
+from cleaner.layout.layouts import LayoutParams, LayoutStore, pca_projection
+from cleaner.graph.neighbours import approximate_neighbours, exact_neighbours, neighbour_graph
 
 from .conftest import clustered_arrays
 
@@ -66,7 +66,7 @@ def test_pca_projection_keeps_the_main_axis():
 
 
 def test_pca_projection_is_computed_once_per_array(monkeypatch):
-    from cleaner import layout
+    from cleaner.layout import layouts as layout
 
     rng = np.random.default_rng(2)
     x = rng.normal(size=(300, 12)).astype(np.float32) * np.arange(1, 13, dtype=np.float32)
@@ -126,7 +126,7 @@ def _tiny_dataset(labels=None):
 def test_demo_is_real_digits_with_images_and_shipped_layouts(tmp_path):
     from PIL import Image
 
-    from cleaner.demo import load_demo
+    from cleaner.io.demo import load_demo
 
     demo = load_demo(tmp_path / "demo")
     assert demo.n == 1797 and demo.dims == 64 and len(demo.class_names) == 10

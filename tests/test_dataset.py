@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import cleaner
-from cleaner.dataset import MAX_LABEL_CHARS, MAX_PATH_CHARS, MIN_ROWS, DatasetError, load_npz
+from cleaner.io.dataset import MAX_LABEL_CHARS, MAX_PATH_CHARS, MIN_ROWS, DatasetError, load_npz
 
 from .conftest import (
     D, N, assert_consistent, good_arrays, good_members, good_npz, npy, npz, raw_npy, refused, zip_of,

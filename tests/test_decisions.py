@@ -4,8 +4,8 @@ import datetime as dt
 import numpy as np
 import pytest
 
-from cleaner.dataset import dataset_from_arrays, load_npz
-from cleaner.decisions import (
+from cleaner.io.dataset import dataset_from_arrays, load_npz
+from cleaner.decisions.records import (
     Decision,
     Decisions,
     cleaned_npz,

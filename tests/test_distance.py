@@ -2,10 +2,10 @@
 import numpy as np
 import pytest
 
-from cleaner import distance
-from cleaner.dataset import dataset_from_arrays
-from cleaner.distance import auto_metric, resolved_metric
-from cleaner.suspects import scan_dataset
+from cleaner.graph import distance
+from cleaner.io.dataset import dataset_from_arrays
+from cleaner.graph.distance import auto_metric, resolved_metric
+from cleaner.issues.suspects import scan_dataset
 
 
 def _relu_features(n: int = 600, dims: int = 32, seed: int = 0) -> np.ndarray:

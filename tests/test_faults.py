@@ -26,12 +26,12 @@ import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from cleaner import layout_service
-from cleaner.dataset import npz_bytes
-from cleaner.images import ImageAccess, check_readable, load_thumbnail
-from cleaner.layout import LayoutParams, LayoutStore, pca_projection
-from cleaner.layout_service import LayoutService
-from cleaner.neighbours import GraphStore, NeighbourGraph, exact_neighbours
+from cleaner.layout import service as layout_service
+from cleaner.io.dataset import npz_bytes
+from cleaner.io.images import ImageAccess, check_readable, load_thumbnail
+from cleaner.layout.layouts import LayoutParams, LayoutStore, pca_projection
+from cleaner.layout.service import LayoutService
+from cleaner.graph.neighbours import GraphStore, NeighbourGraph, exact_neighbours
 
 from .conftest import clustered_arrays
 
@@ -66,8 +66,8 @@ import sys, time
 from pathlib import Path
 import numpy as np
 sys.path.insert(0, sys.argv[1])
-from cleaner.layout import LayoutParams, LayoutStore
-from cleaner.neighbours import GraphStore, NeighbourGraph
+from cleaner.layout.layouts import LayoutParams, LayoutStore
+from cleaner.graph.neighbours import GraphStore, NeighbourGraph
 kind, folder, marker = sys.argv[2], Path(sys.argv[3]), Path(sys.argv[4])
 real_save, real_savez = np.save, np.savez
 
@@ -414,7 +414,7 @@ def test_two_sessions_asking_at_once_get_one_computation(tmp_path, monkeypatch, 
 
 
 def test_two_sessions_opening_one_dataset_search_its_graph_once(tmp_path, monkeypatch):
-    from cleaner import graph_service
+    from cleaner.graph import service as graph_service
 
     calls: list[int] = []
     both_asked = threading.Barrier(2)
@@ -483,7 +483,7 @@ def test_a_layout_dropped_from_memory_with_no_disk_copy_is_computed_again(tmp_pa
 
 
 def test_a_graph_dropped_from_memory_with_no_disk_copy_is_searched_again(tmp_path):
-    from cleaner import graph_service
+    from cleaner.graph import service as graph_service
 
     rng = np.random.default_rng(5)
     first, second = (rng.normal(size=(60, 8)).astype(np.float32) for _ in range(2))

@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cleaner import images
-from cleaner.images import (
+from cleaner.io import images
+from cleaner.io.images import (
     MAX_IMAGE_BYTES,
     MAX_IMAGE_PIXELS,
     THUMB_PX,

@@ -4,9 +4,9 @@ import threading
 import numpy as np
 import pytest
 
-from cleaner import knn_backends
-from cleaner.knn_backends import FaissBackend, KnnResult
-from cleaner.neighbours import NeighbourGraph, approximate_neighbours, exact_neighbours, neighbour_graph
+from cleaner.graph import knn_backends
+from cleaner.graph.knn_backends import FaissBackend, KnnResult
+from cleaner.graph.neighbours import NeighbourGraph, approximate_neighbours, exact_neighbours, neighbour_graph
 
 
 def _clusters(n: int, dims: int = 24, n_clusters: int = 12, seed: int = 0) -> np.ndarray:

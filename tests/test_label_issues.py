@@ -3,10 +3,10 @@ re-scores after review decisions, and the thorough (probe) ranking."""
 import numpy as np
 import pytest
 
-from cleaner.label_votes import kernel, tally, typical_distance
-from cleaner.neighbours import exact_neighbours
-from cleaner.probe import thorough_label_issues
-from cleaner.scores import (
+from cleaner.issues.label_votes import kernel, tally, typical_distance
+from cleaner.graph.neighbours import exact_neighbours
+from cleaner.issues.probe import thorough_label_issues
+from cleaner.issues.scores import (
     EVIDENCE_WEIGHT,
     LABEL_K,
     LABEL_KERNEL,

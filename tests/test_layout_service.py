@@ -9,10 +9,10 @@ from pathlib import Path
 
 import numpy as np
 
-from cleaner import numba_cache
-from cleaner.layout import LayoutParams, LayoutStore
-from cleaner.layout_service import LayoutService
-from cleaner.neighbours import exact_neighbours
+from cleaner.layout import numba_cache
+from cleaner.layout.layouts import LayoutParams, LayoutStore
+from cleaner.layout.service import LayoutService
+from cleaner.graph.neighbours import exact_neighbours
 
 from .conftest import clustered_arrays
 
@@ -21,8 +21,8 @@ KERNELS = Path(os.environ["CLEANER_CACHE_DIR"]) / "numba"  # the folder the app 
 FRESH_PROCESS = """
 import json, sys
 from pathlib import Path
-from cleaner import numba_cache
-from cleaner.layout import compile_kernels, use_numba_cache
+from cleaner.layout import numba_cache
+from cleaner.layout.layouts import compile_kernels, use_numba_cache
 use_numba_cache(Path(sys.argv[1]))
 compile_kernels()
 print(json.dumps(numba_cache.kernel_stats()))
@@ -52,14 +52,14 @@ def test_umap_kernels_are_kept_on_disk_for_the_next_process():
 
 def test_a_kernel_that_cannot_be_cached_is_logged_and_left_alone(caplog):
     """As if umap-learn renamed a kernel, or made it a plain function: say so, and change nothing."""
-    from cleaner import text
+    from cleaner.server import text
 
     before = text.one_line
-    with caplog.at_level(logging.WARNING, logger="cleaner.numba_cache"):
-        assert not numba_cache._cache_kernel("cleaner.text", "no_such_kernel", "test", None)
-        assert not numba_cache._cache_kernel("cleaner.text", "one_line", "test", None)  # not compiled by numba
-    assert "cleaner.text.no_such_kernel will compile on every restart: AttributeError" in caplog.text
-    assert "cleaner.text.one_line will compile on every restart: AttributeError" in caplog.text
+    with caplog.at_level(logging.WARNING, logger="cleaner.layout.numba_cache"):
+        assert not numba_cache._cache_kernel("cleaner.server.text", "no_such_kernel", "test", None)
+        assert not numba_cache._cache_kernel("cleaner.server.text", "one_line", "test", None)  # not compiled by numba
+    assert "cleaner.server.text.no_such_kernel will compile on every restart: AttributeError" in caplog.text
+    assert "cleaner.server.text.one_line will compile on every restart: AttributeError" in caplog.text
     assert text.one_line is before
 
 
@@ -67,7 +67,7 @@ def test_a_kernel_folder_others_can_write_is_not_used(tmp_path, caplog):
     shared = tmp_path / "shared"
     shared.mkdir()
     shared.chmod(0o777)
-    with caplog.at_level(logging.WARNING, logger="cleaner.numba_cache"):
+    with caplog.at_level(logging.WARNING, logger="cleaner.layout.numba_cache"):
         assert not numba_cache._own_private_folder(shared)  # numba unpickles what it finds there
     assert "mode 700" in caplog.text
     assert numba_cache._own_private_folder(tmp_path / "private")

@@ -2,8 +2,12 @@
 import numpy as np
 import pytest
 
-from cleaner import knn_backends, knn_rows, neighbours
-from cleaner.neighbours import GraphStore, exact_neighbours, neighbour_graph
+from cleaner.graph import knn_backends
+
+from cleaner.graph import knn_rows
+
+from cleaner.graph import neighbours
+from cleaner.graph.neighbours import GraphStore, exact_neighbours, neighbour_graph
 
 
 def _clusters(n: int, dims: int = 24, n_clusters: int = 12, seed: int = 0) -> np.ndarray:
@@ -68,7 +72,7 @@ def test_graph_store_uses_the_stored_graph_and_keeps_within_its_size(tmp_path, m
 
 def test_large_data_layout_keeps_the_clusters_apart(monkeypatch):
     """The large-data path (PCA start, parallel epochs, fewer of them), run on small data by lowering its bound."""
-    from cleaner import layout
+    from cleaner.layout import layouts as layout
 
     x = _clusters(900, n_clusters=4, seed=5)
     centers = np.random.default_rng(5).normal(size=(4, 24)) * 4  # as _clusters draws them
@@ -81,7 +85,7 @@ def test_large_data_layout_keeps_the_clusters_apart(monkeypatch):
 
 
 def test_large_data_epochs_follow_the_budget():
-    from cleaner.layout import large_data_epochs
+    from cleaner.layout.layouts import large_data_epochs
 
     assert large_data_epochs(20_000) == 200 and large_data_epochs(100_000) == 100
     assert large_data_epochs(10**7) == 100 and 100 < large_data_epochs(70_000) < 200

@@ -8,10 +8,10 @@ import numpy as np
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from cleaner import graph_service
-from cleaner.dataset import load_npz, npz_bytes
-from cleaner.distance import resolved_metric
-from cleaner.layout import LayoutParams
+from cleaner.graph import service as graph_service
+from cleaner.io.dataset import load_npz, npz_bytes
+from cleaner.graph.distance import resolved_metric
+from cleaner.layout.layouts import LayoutParams
 from cleaner.ui import cache, compute
 
 from .conftest import clustered_arrays
@@ -124,7 +124,7 @@ def test_a_failed_search_is_said_and_the_preview_stays_usable(allowed_root, monk
 def test_the_3d_map_comes_first_and_the_2d_map_after_it(allowed_root, monkeypatch):
     """The 3D UMAP map is shown as soon as it is computed, without its 2D version competing for the cores: the 2D one is computed after
     it, and the 2D view shows the PCA projection until then."""
-    from cleaner import layout_service
+    from cleaner.layout import service as layout_service
     from cleaner.ui import map_panel
 
     emb, codes = clustered_arrays(n_per_class=20, n_classes=3, dims=8, seed=25)

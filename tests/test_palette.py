@@ -4,7 +4,7 @@ import itertools
 import numpy as np
 import pytest
 
-from cleaner.palette import CLASS_COLOURS, class_colours
+from cleaner.ui.map.palette import CLASS_COLOURS, class_colours
 
 
 def _lab(hex_colour: str) -> np.ndarray:

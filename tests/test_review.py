@@ -1,9 +1,9 @@
 """The review queue's words agree with the summary's counts: a card names only flagged issues."""
 import numpy as np
 
-from cleaner.dataset import dataset_from_arrays
-from cleaner.review import pending_rows, reasons
-from cleaner.suspects import scan_dataset
+from cleaner.io.dataset import dataset_from_arrays
+from cleaner.issues.review import pending_rows, reasons
+from cleaner.issues.suspects import scan_dataset
 
 from .conftest import clustered_arrays
 

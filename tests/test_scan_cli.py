@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from cleaner.dataset import npz_bytes
-from cleaner.report import EXTRA_COLUMNS, REPORT_COLUMNS
+from cleaner.io.dataset import npz_bytes
+from cleaner.issues.report import EXTRA_COLUMNS, REPORT_COLUMNS
 
 from .conftest import clustered_arrays
 

@@ -5,10 +5,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from cleaner.images import ImageAccess
-from cleaner.neighbours import NeighbourGraph, exact_neighbours
-from cleaner.image_check import unreadable_images
-from cleaner.scores import (
+from cleaner.io.images import ImageAccess
+from cleaner.graph.neighbours import NeighbourGraph, exact_neighbours
+from cleaner.issues.image_check import unreadable_images
+from cleaner.issues.scores import (
     FLAG_SCORE,
     class_confusion,
     duplicates_to_drop,

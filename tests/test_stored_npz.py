@@ -7,7 +7,7 @@ import zipfile
 
 import numpy as np
 
-from cleaner.dataset import load_npz
+from cleaner.io.dataset import load_npz
 
 from .conftest import good_arrays, good_members, refused, zip_of
 

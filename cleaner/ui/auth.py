@@ -10,9 +10,9 @@ from typing import NoReturn
 
 import streamlit as st
 
-from ..config import ALLOW_ANY_SIGNED_IN, ENV_ALLOWED_USERS, Settings
-from ..text import one_line, shown
-from .text import literal
+from cleaner.server.config import ALLOW_ANY_SIGNED_IN, ENV_ALLOWED_USERS, Settings
+from cleaner.server.text import one_line, shown
+from cleaner.ui.text import literal
 
 ABOUT = ("cleaner shows a team's training images so its members can find and exclude the mislabeled, "
          "corrupted and off-topic ones.")

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import streamlit as st
 
-from ..autosave import AutosaveError, AutosaveStore, Owner, new_token
-from ..config import Settings
-from ..decisions import ParsedDecisions
-from ..scores import plural
-from .state import DatasetWork, choose, remembered, show_widget_value, widget_value, work_by_digest
-from .text import literal
+from cleaner.decisions.autosave import AutosaveError, AutosaveStore, Owner, new_token
+from cleaner.server.config import Settings
+from cleaner.decisions.records import ParsedDecisions
+from cleaner.issues.scores import plural
+from cleaner.ui.state import DatasetWork, choose, remembered, show_widget_value, widget_value, work_by_digest
+from cleaner.ui.text import literal
 
 SAVE_EVERY_S = 3  # gallery ticks and queue decisions rerun only their own panel: this one looks for them this often
 _STATE_KEY = "cleaner_autosave"  # not a widget: Streamlit keeps it for the whole session

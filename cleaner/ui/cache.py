@@ -12,17 +12,17 @@ from typing import Callable
 import numpy as np
 import streamlit as st
 
-from ..config import Settings, load_settings
-from ..dataset import Dataset, load_npz
-from ..distance import MetricChoice, auto_metric
-from ..demo import load_demo
-from ..layout import LayoutStore, pca_projection
-from ..layout_service import LayoutService
-from ..graph_service import GraphService
-from ..neighbours import GraphStore, NeighbourGraph
-from ..scores import UnreadableImages
-from ..sidecar import Precomputed, SidecarProblem, read_sidecar
-from ..suspects import ScanResult, scores_from_graph
+from cleaner.server.config import Settings, load_settings
+from cleaner.io.dataset import Dataset, load_npz
+from cleaner.graph.distance import MetricChoice, auto_metric
+from cleaner.io.demo import load_demo
+from cleaner.layout.layouts import LayoutStore, pca_projection
+from cleaner.layout.service import LayoutService
+from cleaner.graph.service import GraphService
+from cleaner.graph.neighbours import GraphStore, NeighbourGraph
+from cleaner.issues.scores import UnreadableImages
+from cleaner.io.sidecar import Precomputed, SidecarProblem, read_sidecar
+from cleaner.issues.suspects import ScanResult, scores_from_graph
 
 
 FULL_COLLECTION_EVERY_S = 15.0  # at the latest, even on an idle server

@@ -8,21 +8,21 @@ from typing import Callable
 import numpy as np
 import streamlit as st
 
-from ..config import Settings
-from ..diskcache import write_error
-from ..dataset import Dataset
-from ..layout import LayoutParams
-from ..layout_service import LayoutService
-from ..jobs import JobStatus
-from ..neighbours import NeighbourGraph
-from ..image_check import files_fingerprint, unreadable_images
-from ..images import ImageAccess
-from ..scores import rescore_label_issues
-from ..sidecar import Precomputed
-from ..suspects import ScanResult
-from . import cache
-from .data_source import GRAPH_K
-from .state import DatasetWork, LearnedLabels, is_new_event
+from cleaner.server.config import Settings
+from cleaner.server.diskcache import write_error
+from cleaner.io.dataset import Dataset
+from cleaner.layout.layouts import LayoutParams
+from cleaner.layout.service import LayoutService
+from cleaner.server.jobs import JobStatus
+from cleaner.graph.neighbours import NeighbourGraph
+from cleaner.issues.image_check import files_fingerprint, unreadable_images
+from cleaner.io.images import ImageAccess
+from cleaner.issues.scores import rescore_label_issues
+from cleaner.io.sidecar import Precomputed
+from cleaner.issues.suspects import ScanResult
+from cleaner.ui import cache
+from cleaner.ui.data_source import GRAPH_K
+from cleaner.ui.state import DatasetWork, LearnedLabels, is_new_event
 
 
 GRAPH_WAIT_S = 3.0  # the page waits this long for a graph being found (small data) before showing the preview

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import streamlit as st
 
-from ..scores import class_confusion, plural
-from ..suspects import ScanResult
-from .state import DatasetWork, widget_value
+from cleaner.issues.scores import class_confusion, plural
+from cleaner.issues.suspects import ScanResult
+from cleaner.ui.state import DatasetWork, widget_value
 
 
 def confusion_panel(work: DatasetWork, result: ScanResult) -> bool:

@@ -5,24 +5,24 @@ from pathlib import Path
 
 import streamlit as st
 
-from ..config import Settings
-from ..dataset import Dataset, DatasetError, load_npz
-from ..images import ImageAccess, PathRemap
-from ..layout import LayoutParams
-from ..limits import MB
-from ..distance import AUTO, COSINE, EUCLIDEAN
-from .. import server_files
-from ..sidecar import Precomputed, sidecar_path
-from . import cache
-from .state import remembered, uploaded_dataset, widget_value
-from .text import literal
+from cleaner.server.config import Settings
+from cleaner.io.dataset import Dataset, DatasetError, load_npz
+from cleaner.io.images import ImageAccess, PathRemap
+from cleaner.layout.layouts import LayoutParams
+from cleaner.server.limits import MB
+from cleaner.graph.distance import AUTO, COSINE, EUCLIDEAN
+from cleaner.io import server_files
+from cleaner.io.sidecar import Precomputed, sidecar_path
+from cleaner.ui import cache
+from cleaner.ui.state import remembered, uploaded_dataset, widget_value
+from cleaner.ui.text import literal
 
 GRAPH_K = 20
 SOURCES = ("Demo (digits)", "Upload an NPZ", "Server folder")
 
 
 def allowed_npz_files(cfg: Settings) -> list[Path]:
-    """NPZ files the server offers from its allowed folders (see cleaner.server_files)."""
+    """NPZ files the server offers from its allowed folders (see cleaner.io.server_files)."""
     return server_files.allowed_npz_files(tuple(cfg.allowed_roots))
 
 

@@ -5,12 +5,12 @@ from pathlib import Path
 
 import streamlit as st
 
-from ..decisions import cleaned_npz, exclusion_file_name, parse_decisions, relabel_file_name
-from ..report import report_csv
-from ..scores import plural
-from ..suspects import ScanResult
-from .state import DatasetWork, is_new_event
-from .text import literal
+from cleaner.decisions.records import cleaned_npz, exclusion_file_name, parse_decisions, relabel_file_name
+from cleaner.issues.report import report_csv
+from cleaner.issues.scores import plural
+from cleaner.issues.suspects import ScanResult
+from cleaner.ui.state import DatasetWork, is_new_event
+from cleaner.ui.text import literal
 
 
 def resume_and_downloads(work: DatasetWork, result: ScanResult | None) -> None:

@@ -4,13 +4,13 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from ..images import ImageAccess
-from ..neighbours import NeighbourGraph
-from ..scores import plural
-from .data_source import GRAPH_K
-from .downloads import decision_files
-from .thumbs import thumbnail
-from .state import DatasetWork, show_widget_value, widget_value, work_by_digest
+from cleaner.io.images import ImageAccess
+from cleaner.graph.neighbours import NeighbourGraph
+from cleaner.issues.scores import plural
+from cleaner.ui.data_source import GRAPH_K
+from cleaner.ui.downloads import decision_files
+from cleaner.ui.thumbs import thumbnail
+from cleaner.ui.state import DatasetWork, show_widget_value, widget_value, work_by_digest
 
 PAGE_SIZE = 24
 GALLERY_COLUMNS = 4

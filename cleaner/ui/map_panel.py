@@ -8,16 +8,16 @@ import numpy as np
 import streamlit as st
 from streamlit.delta_generator import DeltaGenerator
 
-from ..dataset import Dataset
-from ..map_events import MapEvent
-from ..mapdata import HOVER_NAMES_MAX_POINTS, MapPayload, build_payload
-from ..palette import class_colours
-from ..review import ORDERS
-from ..scores import worst
-from ..suspects import ScanResult
-from .compute import Maps
-from .map_component import map_chart
-from .state import DatasetWork, remembered, session_table, work_by_digest
+from cleaner.io.dataset import Dataset
+from cleaner.ui.map.events import MapEvent
+from cleaner.ui.map.payload import HOVER_NAMES_MAX_POINTS, MapPayload, build_payload
+from cleaner.ui.map.palette import class_colours
+from cleaner.issues.review import ORDERS
+from cleaner.issues.scores import worst
+from cleaner.issues.suspects import ScanResult
+from cleaner.ui.compute import Maps
+from cleaner.ui.map.component import map_chart
+from cleaner.ui.state import DatasetWork, remembered, session_table, work_by_digest
 
 MAP_VIEWS = ("3D", "2D")
 MAP_HEIGHT = 620

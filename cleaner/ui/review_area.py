@@ -3,14 +3,14 @@ from __future__ import annotations
 
 import streamlit as st
 
-from ..images import ImageAccess
-from ..neighbours import NeighbourGraph
-from ..suspects import ScanResult
-from .confusion import confusion_panel
-from .downloads import decision_files
-from .gallery import gallery, selection_tools
-from .review_queue import review_queue_panel
-from .state import DatasetWork, remembered
+from cleaner.io.images import ImageAccess
+from cleaner.graph.neighbours import NeighbourGraph
+from cleaner.issues.suspects import ScanResult
+from cleaner.ui.confusion import confusion_panel
+from cleaner.ui.downloads import decision_files
+from cleaner.ui.gallery import gallery, selection_tools
+from cleaner.ui.review_queue import review_queue_panel
+from cleaner.ui.state import DatasetWork, remembered
 
 REVIEW_VIEWS = ("Selected images", "Review queue", "Class confusion")
 

@@ -3,16 +3,16 @@ from __future__ import annotations
 
 import streamlit as st
 
-from ..images import ImageAccess
-from ..neighbours import NeighbourGraph
-from ..review import ORDERS, pending_rows, reasons
-from ..suspects import ScanResult
-from .compute import check_images, learn_from_decisions
-from .downloads import decision_files
-from .gallery import SMALL_DATA_ROWS
-from .thumbs import thumbnail
-from .state import DatasetWork, remembered, work_by_digest
-from .text import literal
+from cleaner.io.images import ImageAccess
+from cleaner.graph.neighbours import NeighbourGraph
+from cleaner.issues.review import ORDERS, pending_rows, reasons
+from cleaner.issues.suspects import ScanResult
+from cleaner.ui.compute import check_images, learn_from_decisions
+from cleaner.ui.downloads import decision_files
+from cleaner.ui.gallery import SMALL_DATA_ROWS
+from cleaner.ui.thumbs import thumbnail
+from cleaner.ui.state import DatasetWork, remembered, work_by_digest
+from cleaner.ui.text import literal
 
 QUEUE_SHOWN = 6
 EVIDENCE_NEIGHBOURS = 6

@@ -10,9 +10,9 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import streamlit as st
 
-from ..dataset import Dataset
-from ..decisions import Decision, Decisions, Kind, ParsedDecisions, label_codes_after, rows_of
-from ..scores import LabelIssues, UnreadableImages, plural
+from cleaner.io.dataset import Dataset
+from cleaner.decisions.records import Decision, Decisions, Kind, ParsedDecisions, label_codes_after, rows_of
+from cleaner.issues.scores import LabelIssues, UnreadableImages, plural
 
 _WORK_KEY = "cleaner_work"
 _SEEN_KEY = "cleaner_seen_events"

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import streamlit as st
 
-from ..scores import plural
-from ..suspects import ScanResult
-from .state import DatasetWork
+from cleaner.issues.scores import plural
+from cleaner.issues.suspects import ScanResult
+from cleaner.ui.state import DatasetWork
 
 
 def dataset_summary(work: DatasetWork) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import base64
 import functools
 
-from ..images import ImageAccess, Thumbnail, load_thumbnail
+from cleaner.io.images import ImageAccess, Thumbnail, load_thumbnail
 
 
 @functools.lru_cache(maxsize=2048)  # a thumbnail's URL is a few KB: bounded server memory

@@ -16,8 +16,8 @@ import streamlit as st
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository, when run by `streamlit run`
 
-from cleaner.mapdata import MapPayload, build_payload  # noqa: E402
-from cleaner.ui.map_component import map_chart  # noqa: E402
+from cleaner.ui.map.payload import MapPayload, build_payload  # noqa: E402
+from cleaner.ui.map.component import map_chart  # noqa: E402
 
 
 SHOWN_ROWS = 5_000
@@ -40,7 +40,7 @@ def old_component(coords: np.ndarray, codes: np.ndarray) -> None:
     """Today's 3D map (streamlit-plotly-events, bench/plotly_events_map.py): the bench's reference."""
     from streamlit_plotly_events import plotly_events
 
-    from cleaner.dataset_types import Dataset
+    from cleaner.io.dataset_types import Dataset
     sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))  # the old map lives on as a reference
     from plotly_events_map import map_3d
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cleaner.dataset import npz_bytes
+from cleaner.io.dataset import npz_bytes
 
 from .helpers import CHROMIUM, VIEWPORT
 

@@ -1,0 +1,192 @@
+"""`python -m cleaner scan`: score every sample of an NPZ and write a CSV report, without starting the app.
+
+Imports only numpy and cleaner's core (Pillow once images are checked): no streamlit, plotly, umap, sklearn or
+scipy, so a scan of a few thousand rows finishes in well under a second.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from cleaner.io.dataset import Dataset, DatasetError, load_npz
+from cleaner.decisions.records import Decision, Decisions, exclusion_file_name
+from cleaner.graph.distance import AUTO, auto_metric
+from cleaner.graph.neighbours import METRICS, NeighbourGraph, neighbour_graph
+from cleaner.issues.report import report_csv
+from cleaner.issues.scores import plural, worst
+from cleaner.io.sidecar import sidecar_bytes, sidecar_path
+from cleaner.issues.suspects import ScanResult, scores_from_graph
+
+_PROBE_PATHS = 32  # paths tried to decide whether the images are on this machine at all
+
+
+def images_reachable(paths: np.ndarray) -> bool:
+    """Whether any of a spread of the dataset's image paths exists on this machine."""
+    picks = np.unique(np.linspace(0, len(paths) - 1, num=min(_PROBE_PATHS, len(paths))).astype(int))
+    for raw in paths[picks].tolist():
+        if not os.path.isabs(raw):
+            continue
+        if os.path.isfile(raw):
+            return True
+    return False
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m cleaner scan",
+        description=(
+            "Score every image of an NPZ (embeddings, labels, image_paths) for label issues, outliers, "
+            "near-duplicates and unreadable files, and write one CSV row per image."
+        ),
+        epilog=(
+            "Columns: index, image_path, label, suggested_label (the label the nearest neighbours carry), "
+            "label_issue_score and outlier_score (0..1, higher = more suspect), duplicate_group (-1 = none), "
+            "unreadable, then label_issue, outlier, duplicate_score, duplicate_mixed_labels, unreadable_reason, "
+            "worst_score, worst_issue, review_rank (1 = most suspect). "
+            "unreadable is 1 when the image cannot be opened and decoded (missing, empty, truncated, not an "
+            "image, or outside every --image-root), 0 when it decodes, and blank when images were not checked. "
+            "They are checked when --image-root is given, or else when some of the paths exist on this machine. "
+            "Exit codes: 0 done, 1 output could not be written, 2 bad arguments or an unusable NPZ."
+        ),
+    )
+    parser.add_argument("npz", metavar="DATA.npz", help="NPZ with 'embeddings', 'labels' and 'image_paths'")
+    parser.add_argument("--out", required=True, metavar="REPORT.csv", help="CSV report to write")
+    parser.add_argument(
+        "--exclude-top",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also write the N most suspect image paths, one per line, to "
+        "images_to_exclude_from_training_YYYY_MM_DD.txt next to --out (one copy of each duplicate group stays)",
+    )
+    parser.add_argument("--exclude-out", metavar="PATH", help="where to write the exclusion list instead")
+    parser.add_argument("--k", type=int, default=20, help="nearest neighbours per image (default 20; "
+                        "the label vote uses the nearest 20 of them)")
+    parser.add_argument("--metric", choices=(AUTO, *METRICS), default=AUTO,
+                        help="distance between embeddings (default auto: euclidean for non-negative features such as "
+                        "ReLU activations, cosine for signed or normalised embeddings, as the app's default)")
+    parser.add_argument(
+        "--image-root",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="folder the images may be read from (repeatable); paths outside every root count as unreadable",
+    )
+    parser.add_argument("--no-image-check", action="store_true", help="never open the images")
+    parser.add_argument("--thorough", action="store_true",
+                        help="rank label issues with a cross-validated linear probe on the embeddings as well as the "
+                        "neighbours' votes: slower, better where the embedding mixes classes (imports scikit-learn)")
+    parser.add_argument("--precompute", action="store_true",
+                        help="also compute the 3D and 2D maps and write them with the neighbour graph to "
+                        "DATA.cleaner.npz next to DATA.npz: the app then opens this dataset at once, without computing "
+                        "(run it on a bigger machine, copy the sidecar next to the NPZ on the server; imports umap-learn)")
+    return parser
+
+
+def _image_access(args: argparse.Namespace, dataset: Dataset):
+    """The ImageAccess for the check, or None when the images should not (or cannot) be checked."""
+    if args.no_image_check:
+        return None
+    roots = tuple(Path(r).expanduser().resolve() for r in args.image_root)
+    if not roots:
+        if not images_reachable(dataset.image_paths):
+            return None
+        # The person running the CLI may read their own files anywhere; the app's root limits are for a server.
+        roots = (Path(os.path.abspath(os.sep)),)
+    from cleaner.io.images import ImageAccess  # Pillow: imported only when images are really checked
+
+    return ImageAccess(allowed_roots=roots)
+
+
+def _write_exclusions(args: argparse.Namespace, dataset: Dataset, result: ScanResult, out: Path) -> int:
+    """The --exclude-top list next to the report; returns the exit code."""
+    rows = result.exclusion_rows(args.exclude_top)
+    exclusions = Decisions()
+    overall = worst(*result.all())
+    for row in rows.tolist():
+        exclusions.put(str(dataset.image_paths[row]), Decision("exclude", reason=str(overall.issue[row])))
+    target = Path(args.exclude_out) if args.exclude_out else out.parent / exclusion_file_name()
+    try:
+        target.write_text(exclusions.exclusion_text(), encoding="utf-8")
+    except OSError as exc:
+        print(f"cleaner scan: error: could not write {target}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    n_flagged = int(overall.flagged[rows].sum())
+    print(f"  exclusion list: {plural(len(exclusions), 'path')} ({n_flagged:,} of them flagged): {target}")
+    return 0
+
+
+def _print_progress(done: int, total: int) -> None:
+    print(f"  linear probe: fold {done} of {total} done", flush=True)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the scan; return the exit code."""
+    args = _parser().parse_args(argv)
+    if args.k < 1:
+        print("cleaner scan: error: --k must be at least 1", file=sys.stderr)
+        return 2
+    if args.exclude_top < 0:
+        print("cleaner scan: error: --exclude-top must not be negative", file=sys.stderr)
+        return 2
+    if args.exclude_out and not args.exclude_top:
+        print("cleaner scan: error: --exclude-out needs --exclude-top N", file=sys.stderr)
+        return 2
+    for root in args.image_root:
+        if not Path(root).expanduser().is_dir():
+            print(f"cleaner scan: error: --image-root {root} is not a folder", file=sys.stderr)
+            return 2
+    start = time.perf_counter()
+    try:
+        dataset = load_npz(args.npz)
+    except DatasetError as exc:
+        print(f"cleaner scan: error: {args.npz}: {exc}", file=sys.stderr)
+        return 2
+    access = _image_access(args, dataset)
+    progress = _print_progress if args.thorough else None
+    if args.metric == AUTO:
+        choice = auto_metric(dataset.embeddings)
+        args.metric = choice.metric  # the sidecar's maps then carry the same distance as the app's "auto"
+        print(f"distance: {choice.metric} ({choice.reason})")
+    graph = neighbour_graph(dataset.embeddings, k=args.k, metric=args.metric)
+    result = scores_from_graph(dataset, graph, access, thorough=args.thorough, progress=progress)
+    out = Path(args.out)
+    try:
+        out.write_text(report_csv(dataset, result), encoding="utf-8")
+    except OSError as exc:
+        print(f"cleaner scan: error: could not write {out}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    print(f"{dataset.n:,} images scanned in {time.perf_counter() - start:.1f} s; report: {out}")
+    for scores in result.all():
+        print(f"  {scores.name}: {scores.summary}")
+    if result.unreadable is None:
+        print("  unreadable: not checked (no --image-root given and the image paths do not exist here)")
+    if args.exclude_top and _write_exclusions(args, dataset, result, out):
+        return 1
+    return _write_sidecar(args, dataset, graph) if args.precompute else 0
+
+
+def _write_sidecar(args: argparse.Namespace, dataset: Dataset, graph: NeighbourGraph) -> int:
+    """The maps the app would compute, with the graph, next to the NPZ; returns the exit code."""
+    from cleaner.layout.layouts import LayoutParams, umap_layout  # umap-learn: imported only when maps are really computed
+
+    start = time.perf_counter()
+    layouts = {}
+    for dims in (3, 2):
+        params = LayoutParams(n_components=dims, metric=args.metric)  # the app's default map settings
+        layouts[dims] = (params, umap_layout(dataset.embeddings, graph, params))
+        print(f"  {dims}D map computed ({time.perf_counter() - start:.1f} s so far)", flush=True)
+    target = sidecar_path(args.npz)
+    try:
+        target.write_bytes(sidecar_bytes(dataset.embedding_digest, graph, layouts))
+    except OSError as exc:
+        print(f"cleaner scan: error: could not write {target}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    print(f"  precomputed neighbours and maps: {target} (the app uses them when it opens {Path(args.npz).name})")
+    return 0

@@ -1,0 +1,87 @@
+"""The NPZ files the server may offer from its allowed folders, listed without walking them on every page run."""
+from __future__ import annotations
+
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cleaner.io.sidecar import SIDECAR_SUFFIX
+
+MAX_LISTED_NPZ = 500
+LISTING_MAX_AGE_S = 30.0  # walked again at least this often, whatever the folders' times say
+
+
+def real_path_inside(path: str | os.PathLike, roots: tuple[Path, ...]) -> Path | None:
+    """The path with its symlinks and '..' resolved, if that lies inside one of the (resolved) roots; else None."""
+    real = Path(os.path.realpath(path))
+    return real if any(real.is_relative_to(r) for r in roots) else None
+
+
+def allowed_npz_files(roots: tuple[Path, ...]) -> list[Path]:
+    """NPZ files under the roots (symlinks resolved and checked), at most MAX_LISTED_NPZ.
+
+    The page asks on every run; the folders are walked again when one of them changed (adding, removing or renaming
+    an entry changes its folder's modification time) or LISTING_MAX_AGE_S after the last walk (file systems whose
+    folder times are coarse or not kept), since walking a folder that also holds a hundred thousand images would
+    cost every run of every session. A walk that met a missing or unreadable folder is not kept.
+    """
+    with _listing_lock:
+        memo = _listings.get(roots)
+    if memo is not None and time.monotonic() - memo.walked_at < LISTING_MAX_AGE_S and _unchanged(memo.folders):
+        return list(memo.files)
+    listing = _walk(roots)
+    with _listing_lock:
+        if listing.complete:
+            _listings[roots] = listing
+        else:
+            _listings.pop(roots, None)
+    return list(listing.files)
+
+
+@dataclass
+class _Listing:
+    walked_at: float
+    folders: dict[str, int] = field(default_factory=dict)  # folder -> its modification time before it was read
+    files: list[Path] = field(default_factory=list)
+    complete: bool = True  # False: a folder was missing or unreadable, so the next run walks again
+
+
+_listing_lock = threading.Lock()
+_listings: dict[tuple[Path, ...], _Listing] = {}
+
+
+def _unchanged(folders: dict[str, int]) -> bool:
+    try:
+        return all(os.stat(folder).st_mtime_ns == mtime for folder, mtime in folders.items())
+    except OSError:
+        return False
+
+
+def _walk(roots: tuple[Path, ...]) -> _Listing:
+    listing = _Listing(walked_at=time.monotonic())
+
+    def note(folder: str) -> None:  # before its entries are read: a change while they are read shows next time
+        try:
+            listing.folders[folder] = os.stat(folder).st_mtime_ns
+        except OSError:
+            listing.complete = False
+
+    def failed(_: OSError) -> None:
+        listing.complete = False
+
+    for root in roots:
+        note(str(root))
+        for dirpath, dirnames, filenames in os.walk(root, onerror=failed):
+            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+            for name in dirnames:
+                note(os.path.join(dirpath, name))
+            for name in sorted(filenames):
+                if name.endswith(".npz") and not name.endswith(SIDECAR_SUFFIX):  # sidecars go with their NPZ
+                    real = real_path_inside(Path(dirpath) / name, roots)
+                    if real is not None:
+                        listing.files.append(real)
+                if len(listing.files) >= MAX_LISTED_NPZ:
+                    return listing
+    return listing
