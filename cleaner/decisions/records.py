@@ -14,7 +14,12 @@ from cleaner.server.limits import MAX_LIST_BYTES, MB
 
 Kind = Literal["exclude", "keep", "relabel"]
 KINDS: tuple[Kind, ...] = ("exclude", "keep", "relabel")
-DECISIONS_COLUMNS = ("image_path", "decision", "reason", "old_label", "new_label", "decided_by")
+DECISIONS_COLUMNS = ("image_path", "decision", "reason", "old_label", "new_label", "decided_by", "source",
+                     "audit_verdict", "audit_label")
+# Where a decision was made: the review queue, a selection (map or gallery), the random audit, or "" for a
+# decision restored from a file that did not say.
+Source = Literal["queue", "selection", "audit", ""]
+SOURCES: tuple[Source, ...] = ("queue", "selection", "audit", "")
 
 
 def exclusion_file_name(today: dt.date | None = None) -> str:
@@ -34,6 +39,19 @@ class Decision:
     old_label: str = ""
     new_label: str = ""
     decided_by: str = ""
+    source: Source = ""
+
+
+@dataclass(frozen=True)
+class AuditVerdict:
+    """What the random audit found for one image: its decision and the label it verified ("" when excluded)."""
+
+    kind: Kind
+    label: str = ""
+
+    @property
+    def bad(self) -> bool:
+        return self.kind != "keep"
 
 
 @dataclass
@@ -41,6 +59,8 @@ class Decisions:
     """The latest decision per image path, in the order they were made (a new decision replaces the old one)."""
 
     by_path: dict[str, Decision] = field(default_factory=dict)
+    # The audit's verdicts, kept apart: a later decision on an audited image replaces its decision, not its verdict.
+    audit: dict[str, AuditVerdict] = field(default_factory=dict)
     version: int = 0  # grows with every change: a cheap cache key for what is derived from the decisions
 
     def __contains__(self, path: object) -> bool:
@@ -57,6 +77,14 @@ class Decisions:
         old = self.by_path.pop(str(path), None)
         if decision is not None:
             self.by_path[str(path)] = decision
+        self.version += 1
+        return old
+
+    def set_audit(self, path: str, verdict: AuditVerdict | None) -> AuditVerdict | None:
+        """Set (or with None, clear) one path's audit verdict; returns the one it replaced."""
+        old = self.audit.pop(str(path), None)
+        if verdict is not None:
+            self.audit[str(path)] = verdict
         self.version += 1
         return old
 
@@ -83,12 +111,18 @@ class Decisions:
         return buf.getvalue()
 
     def decisions_csv(self) -> str:
-        """Every decision with its reason and who made it; uploading it again restores all of them."""
+        """Every decision with its reason, who made it, where, and the audit's verdict; uploading it again restores
+        all of them. An audited image whose decision was taken back has a row with an empty decision."""
         buf = io.StringIO()
         writer = csv.writer(buf, lineterminator="\n")
         writer.writerow(DECISIONS_COLUMNS)
-        writer.writerows([p, d.kind, d.reason, d.old_label, d.new_label, d.decided_by]
-                         for p, d in self.by_path.items())
+        none = Decision("keep")
+        for p in list(self.by_path) + [p for p in self.audit if p not in self.by_path]:
+            d, verdict = self.by_path.get(p), self.audit.get(p)
+            shown = d or none
+            writer.writerow([p, d.kind if d else "", shown.reason, shown.old_label, shown.new_label,
+                             shown.decided_by, shown.source, verdict.kind if verdict else "",
+                             verdict.label if verdict else ""])
         return buf.getvalue()
 
 
@@ -125,6 +159,7 @@ class ParsedDecisions:
 
     decisions: dict[str, Decision]
     ignored_lines: int  # blank, comment or unreadable lines
+    audit: dict[str, AuditVerdict] = field(default_factory=dict)
 
 
 def _text_of(data: bytes | str) -> str:
@@ -143,18 +178,34 @@ def _text_of(data: bytes | str) -> str:
 def _from_csv(text: str) -> ParsedDecisions:
     """A decisions CSV (or any CSV with an image_path column: its rows count as exclusions)."""
     found: dict[str, Decision] = {}
+    audit: dict[str, AuditVerdict] = {}
     ignored = 0
     for row in csv.DictReader(io.StringIO(text)):
         path = (row.get("image_path") or "").strip()
-        kind = (row.get("decision") or "exclude").strip()
-        kind = {"excluded": "exclude", "kept": "keep", "relabelled": "relabel"}.get(kind, kind)
+        verdict = _audit_verdict(row)
+        if path and verdict is not None:
+            audit[path] = verdict
+        kind = (row.get("decision") or "").strip()
+        if path and not kind and verdict is not None:
+            continue  # an audited image whose decision was taken back: its verdict alone
+        kind = {"excluded": "exclude", "kept": "keep", "relabelled": "relabel", "": "exclude"}.get(kind, kind)
         new_label = (row.get("new_label") or "").strip()
         if not path or kind not in KINDS or (kind == "relabel" and not new_label):
             ignored += 1
             continue
+        source = (row.get("source") or "").strip()
         found[path] = Decision(kind, reason=row.get("reason") or "", old_label=row.get("old_label") or "",
-                               new_label=new_label if kind == "relabel" else "", decided_by=row.get("decided_by") or "")
-    return ParsedDecisions(found, ignored)
+                               new_label=new_label if kind == "relabel" else "", decided_by=row.get("decided_by") or "",
+                               source=source if source in SOURCES else "")
+    return ParsedDecisions(found, ignored, audit)
+
+
+def _audit_verdict(row: dict[str, str | None]) -> AuditVerdict | None:
+    kind = (row.get("audit_verdict") or "").strip()
+    label = (row.get("audit_label") or "").strip()
+    if kind not in KINDS or (kind != "exclude" and not label):
+        return None
+    return AuditVerdict(kind, label if kind != "exclude" else "")
 
 
 def parse_decisions(data: bytes | str) -> ParsedDecisions:
