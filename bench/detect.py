@@ -310,7 +310,9 @@ def ours(x: np.ndarray, labels: np.ndarray, metric: str = "auto") -> tuple:
     build it) and its scores (label issues, outliers, near-duplicates)."""
     from cleaner.graph.distance import resolved_metric
     from cleaner.graph.neighbours import neighbour_graph
-    from cleaner.issues.scores import label_issues, near_duplicates, outliers
+    from cleaner.issues.duplicate import near_duplicates
+    from cleaner.issues.label import label_issues
+    from cleaner.issues.outlier import outliers
 
     graph = neighbour_graph(x, k=20, metric=resolved_metric(metric, x))
     outliers(graph), near_duplicates(graph, labels)
@@ -354,7 +356,7 @@ def candidates(graph, labels: np.ndarray) -> dict[str, np.ndarray]:
 def simulated_review(graph, noisy: np.ndarray, truth: np.ndarray, rescore: bool) -> int:
     """True errors found in the first n reviews of a person who goes down the queue, relabels each true error to
     its true class and keeps the rest; with `rescore`, the queue is re-scored after every relabel."""
-    from cleaner.issues.scores import label_issues, rescore_label_issues
+    from cleaner.issues.label import label_issues, rescore_label_issues
 
     n_classes = int(truth.max()) + 1
     issues = label_issues(graph, noisy, n_classes)

@@ -115,7 +115,7 @@ from cleaner.layout.layouts import LayoutParams, LayoutStore
 from cleaner.layout.service import LayoutService
 from cleaner.graph.distance import resolved_metric
 from cleaner.graph.neighbours import GraphStore, neighbour_graph
-from cleaner.ui.data_source import GRAPH_K
+from cleaner.graph.neighbours import GRAPH_K
 cache = Path(sys.argv[3])
 dataset = load_npz(sys.argv[2])
 params = LayoutParams(metric=resolved_metric("auto", dataset.embeddings))  # the page's defaults (map_settings)

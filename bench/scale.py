@@ -25,7 +25,6 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = ROOT / "streamlit_app.py"
-GRAPH_K = 20  # what the page asks for (cleaner.ui.GRAPH_K)
 QUALITY_K = 15
 QUALITY_SAMPLE = 2000
 DEMO_POINTS = 1797
@@ -146,7 +145,7 @@ def child_ours(args: dict) -> dict:
     from cleaner.graph.distance import resolved_metric
     from cleaner.layout.layouts import LayoutParams, LayoutStore, pca_projection
     from cleaner.layout.service import LayoutService
-    from cleaner.graph.neighbours import GraphStore, neighbour_graph
+    from cleaner.graph.neighbours import GRAPH_K, GraphStore, neighbour_graph
 
     cache = Path(args["cache"])
     service = LayoutService(LayoutStore(cache / "layouts"))
@@ -261,7 +260,7 @@ def child_tick(args: dict) -> dict:
     from cleaner.graph.distance import resolved_metric
     from cleaner.layout.layouts import LayoutParams, LayoutStore, pca_projection
     from cleaner.layout.service import LayoutService
-    from cleaner.graph.neighbours import neighbour_graph
+    from cleaner.graph.neighbours import GRAPH_K, neighbour_graph
 
     # Both maps ready first, so no background UMAP competes with the timed actions.
     dataset = load_npz(args["npz"])

@@ -1,7 +1,7 @@
 """The page through streamlit.testing.v1.AppTest: what a user sees after each action."""
 import csv
 import io
-from dataclasses import replace
+
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +13,7 @@ from cleaner.decisions.records import parse_decisions
 from cleaner.graph.distance import resolved_metric
 from cleaner.graph.neighbours import neighbour_graph
 from cleaner.issues.review import pending_rows
-from cleaner.issues.scores import class_confusion, rescore_label_issues
+from cleaner.issues.label import class_confusion, rescore_label_issues
 from cleaner.issues.suspects import scores_from_graph
 from cleaner.ui import cache
 
@@ -359,7 +359,7 @@ def test_review_queue_exclude_keep_relabel_and_undo():
     _click(at, f"q_excl_{first}")
     # The queue learns: the excluded image no longer votes, its neighbours are re-scored.
     graph = neighbour_graph(data.embeddings, k=20, metric=resolved_metric("auto", data.embeddings))
-    learned = replace(result, labels=rescore_label_issues(graph, data.label_codes, 10, excluded=[first]))
+    learned = result.with_scores(rescore_label_issues(graph, data.label_codes, 10, excluded=[first]))
     left = pending_rows(learned, "worst", [first]).tolist()
     fillers = iter(r for r in left if r not in cards)
     expected = [r if r in left else next(fillers, None) for r in cards]
@@ -389,7 +389,7 @@ def test_review_queue_exclude_keep_relabel_and_undo():
 def test_the_first_decision_rescores_only_the_rows_it_touches(monkeypatch):
     """The queue learns from the scan every session shares: its first decision re-scores the decided image and the
     images it votes for, never every image again (a full pass per session is what ten users at once would pay)."""
-    from cleaner.issues import scores
+    from cleaner.issues import label as scores
     from cleaner.issues.label_votes import rows_to_update
 
     scored: list[int] = []  # rows each re-scoring pass computed

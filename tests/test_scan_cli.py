@@ -11,7 +11,6 @@ import numpy as np
 from PIL import Image
 
 from cleaner.io.dataset import npz_bytes
-from cleaner.issues.report import EXTRA_COLUMNS, REPORT_COLUMNS
 
 from .conftest import clustered_arrays
 
@@ -67,8 +66,9 @@ def test_scan_writes_report_and_exclusion_list(tmp_path):
     proc = run_cli("scan", npz, "--out", out, "--exclude-top", 3, "--image-root", tmp_path / "images")
     assert proc.returncode == 0, proc.stderr
     header, rows = read_report(out)
-    assert header[:8] == list(REPORT_COLUMNS)
-    assert header == list(REPORT_COLUMNS + EXTRA_COLUMNS)
+    assert header == ["index", "image_path", "label", "suggested_label", "label_issue_score", "outlier_score",
+                      "duplicate_group", "unreadable", "label_issue", "outlier", "duplicate_score",
+                      "duplicate_mixed_labels", "unreadable_reason", "worst_score", "worst_issue", "review_rank"]
     assert [int(r["index"]) for r in rows] == list(range(90))
     assert [r["image_path"] for r in rows] == paths
     assert rows[FLIPPED]["label"] == "dog" and rows[FLIPPED]["suggested_label"] == "cat"

@@ -8,16 +8,11 @@ from PIL import Image
 from cleaner.io.images import ImageAccess
 from cleaner.graph.neighbours import NeighbourGraph, exact_neighbours
 from cleaner.issues.image_check import unreadable_images
-from cleaner.issues.scores import (
-    FLAG_SCORE,
-    class_confusion,
-    duplicates_to_drop,
-    label_issues,
-    near_duplicates,
-    outliers,
-    review_queue,
-    worst,
-)
+from cleaner.issues.contract import FLAG_SCORE
+from cleaner.issues.duplicate import duplicates_to_drop, near_duplicates
+from cleaner.issues.label import class_confusion, label_issues
+from cleaner.issues.outlier import outliers
+from cleaner.issues.ranking import review_queue, worst
 
 from .conftest import clustered_arrays
 

@@ -17,9 +17,11 @@ import numpy as np
 from cleaner.io.dataset import Dataset, DatasetError, load_npz
 from cleaner.decisions.records import Decision, Decisions, exclusion_file_name
 from cleaner.graph.distance import AUTO, auto_metric
-from cleaner.graph.neighbours import METRICS, NeighbourGraph, neighbour_graph
+from cleaner.graph.neighbours import GRAPH_K, METRICS, NeighbourGraph, neighbour_graph
 from cleaner.issues.report import report_csv
-from cleaner.issues.scores import plural, worst
+from cleaner.issues.label import LABEL_K
+from cleaner.issues.ranking import worst
+from cleaner.server.text import plural
 from cleaner.io.sidecar import sidecar_bytes, sidecar_path
 from cleaner.issues.suspects import ScanResult, scores_from_graph
 
@@ -66,8 +68,8 @@ def _parser() -> argparse.ArgumentParser:
         "images_to_exclude_from_training_YYYY_MM_DD.txt next to --out (one copy of each duplicate group stays)",
     )
     parser.add_argument("--exclude-out", metavar="PATH", help="where to write the exclusion list instead")
-    parser.add_argument("--k", type=int, default=20, help="nearest neighbours per image (default 20; "
-                        "the label vote uses the nearest 20 of them)")
+    parser.add_argument("--k", type=int, default=GRAPH_K, help=f"nearest neighbours per image (default {GRAPH_K}; "
+                        f"the label vote uses the nearest {LABEL_K} of them)")
     parser.add_argument("--metric", choices=(AUTO, *METRICS), default=AUTO,
                         help="distance between embeddings (default auto: euclidean for non-negative features such as "
                         "ReLU activations, cosine for signed or normalised embeddings, as the app's default)")

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cleaner.decisions.records import Decisions, ParsedDecisions, parse_decisions
+from cleaner.server.errors import CleanerError
 from cleaner.server.limits import MB
 
 FOLDER_NAME = "autosave"
@@ -29,7 +30,7 @@ _TOKEN_ALPHABET = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxy
 _MAC_HEX = 64  # the HMAC-SHA256 line, in hex
 
 
-class AutosaveError(Exception):
+class AutosaveError(CleanerError):
     """Why saved decisions could not be written or read back, in words for the user."""
 
 

@@ -10,6 +10,7 @@ from typing import Iterable, Literal
 import numpy as np
 
 from cleaner.io.dataset import Dataset, npz_bytes
+from cleaner.server.errors import CleanerError
 from cleaner.server.limits import MAX_LIST_BYTES, MB
 
 Kind = Literal["exclude", "keep", "relabel"]
@@ -20,6 +21,10 @@ DECISIONS_COLUMNS = ("image_path", "decision", "reason", "old_label", "new_label
 # decision restored from a file that did not say.
 Source = Literal["queue", "selection", "audit", ""]
 SOURCES: tuple[Source, ...] = ("queue", "selection", "audit", "")
+
+
+class DecisionsError(CleanerError, ValueError):
+    """An uploaded decisions list that cannot be read."""
 
 
 def exclusion_file_name(today: dt.date | None = None) -> str:
@@ -165,13 +170,13 @@ class ParsedDecisions:
 def _text_of(data: bytes | str) -> str:
     if isinstance(data, bytes):
         if len(data) > MAX_LIST_BYTES:
-            raise ValueError(f"The list is larger than {MAX_LIST_BYTES // MB} MB.")
+            raise DecisionsError(f"The list is larger than {MAX_LIST_BYTES // MB} MB.")
         try:
             data = data.decode("utf-8-sig")
         except UnicodeDecodeError as exc:
-            raise ValueError("The list is not UTF-8 text.") from exc
+            raise DecisionsError("The list is not UTF-8 text.") from exc
     if "\x00" in data:
-        raise ValueError("The list is not a text file.")
+        raise DecisionsError("The list is not a text file.")
     return data
 
 

@@ -29,6 +29,10 @@ __all__ = ["EXACT_MAX_WORK", "METRICS", "MIN_RECALL", "RECALL_SAMPLE", "GraphSto
 GRAPH_VERSION = 1
 
 
+# Neighbours per image in the one graph every consumer shares: the label votes, outliers, duplicates, the map's
+# UMAP (which uses up to this many) and the gallery's neighbour search.
+GRAPH_K = 20
+
 @dataclass(frozen=True, eq=False)
 class NeighbourGraph:
     """For each row, its k nearest other rows (closest first) and their distances."""
@@ -148,7 +152,7 @@ class GraphStore:
                    self.max_bytes)
 
 
-def neighbour_graph(embeddings: np.ndarray, k: int = 20, metric: str = "cosine", *,
+def neighbour_graph(embeddings: np.ndarray, k: int = GRAPH_K, metric: str = "cosine", *,
                     store: GraphStore | None = None, embedding_digest: str | None = None,
                     backend: KnnBackend | None = None) -> NeighbourGraph:
     """The kNN graph, by the default backend unless one is given.

@@ -9,12 +9,14 @@ from typing import Iterable
 
 import numpy as np
 
+from cleaner.server.errors import CleanerError
+
 
 REQUIRED_KEYS = ("embeddings", "labels", "image_paths")
 SAVE_HINT = "np.savez_compressed('x.npz', embeddings=..., labels=..., image_paths=...)"  # in messages
 
 
-class DatasetError(ValueError):
+class DatasetError(CleanerError, ValueError):
     """A problem with the user's data, worded for the person who made the file."""
 
 

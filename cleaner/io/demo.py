@@ -58,7 +58,7 @@ def write_packaged_layouts(demo_dir: Path) -> list[Path]:
     """Compute the demo's default 3D and 2D layouts and store them in the package, so a cold server skips UMAP."""
     from cleaner.graph.distance import COSINE, auto_metric
     from cleaner.layout.layouts import PACKAGED_LAYOUTS, LayoutParams, LayoutStore, umap_layout
-    from cleaner.graph.neighbours import neighbour_graph
+    from cleaner.graph.neighbours import GRAPH_K, neighbour_graph
 
     dataset = load_demo(demo_dir)
     store = LayoutStore(PACKAGED_LAYOUTS, packaged=Path("/nonexistent"))
@@ -67,7 +67,7 @@ def write_packaged_layouts(demo_dir: Path) -> list[Path]:
     metrics = sorted({auto_metric(dataset.embeddings).metric, COSINE})
     for n_components, metric in [(n, m) for n in (3, 2) for m in metrics]:
         params = LayoutParams(n_components=n_components, metric=metric)
-        graph = neighbour_graph(dataset.embeddings, k=20, metric=params.metric)
+        graph = neighbour_graph(dataset.embeddings, k=GRAPH_K, metric=params.metric)
         store.put(dataset.embedding_digest, params, umap_layout(dataset.embeddings, graph, params))
         written.append(PACKAGED_LAYOUTS / store.file_name(dataset.embedding_digest, params))
     return written

@@ -16,6 +16,7 @@ from typing import Union
 import numpy as np
 
 from cleaner.io.dataset_types import DatasetError
+from cleaner.server.errors import CleanerError
 from cleaner.layout.layouts import LayoutParams
 from cleaner.graph.neighbours import GRAPH_VERSION, NeighbourGraph
 from cleaner.io.npz_zip import open_zip, read_member
@@ -26,7 +27,7 @@ SIDECAR_FORMAT = 1
 _TEXT_KEYS = ("format", "embedding_digest", "graph_metric", "layout_key_3", "layout_key_2")
 
 
-class SidecarProblem(ValueError):
+class SidecarProblem(CleanerError, ValueError):
     """Why a sidecar cannot be used, worded for the person who made it."""
 
 

@@ -9,7 +9,8 @@ from typing import Sequence
 import numpy as np
 
 from cleaner.io.images import ImageAccess, ImageUnavailable, check_readable
-from cleaner.issues.scores import UnreadableImages, plural
+from cleaner.issues.unreadable import UnreadableImages
+from cleaner.server.text import plural
 
 
 def unreadable_images(

@@ -3,18 +3,15 @@
 Each row's k nearest neighbours vote for their own labels, closer ones with more weight. From the votes come the
 share behind the row's given label, the strongest other label and its share, and how close and unanimous that
 other label's voters are (the evidence that orders rows whose shares tie). Pure numpy and vectorised over rows,
-so the whole of a 100k-row graph is re-scored in a fraction of a second after each review decision. Also the
-grouping of flagged label issues by (given, suggested) label. cleaner.issues.scores builds its LabelIssues from these.
+so the whole of a 100k-row graph is re-scored in a fraction of a second after each review decision. The label kind
+(cleaner.issues.label) builds its LabelIssues from these.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Mapping
 
 import numpy as np
-
-if TYPE_CHECKING:  # scores.py imports this module
-    from cleaner.issues.scores import LabelIssues
 
 _TINY = 1e-12
 
@@ -119,26 +116,3 @@ def decided_codes(label_codes: np.ndarray, n_classes: int, n: int,
     if n and (codes.min() < 0 or codes.max() >= n_classes):
         raise ValueError(f"label codes must lie in [0, {n_classes})")
     return codes
-
-
-@dataclass(frozen=True)
-class Confusion:
-    """Flagged label issues given label `given` whose neighbours suggest `suggested`."""
-
-    given: int
-    suggested: int
-    count: int
-    rows: np.ndarray  # row indices, most suspect first
-
-
-def class_confusion(issues: "LabelIssues") -> list[Confusion]:
-    """Flagged label issues grouped by (given label, suggested label), largest group first."""
-    rows = np.flatnonzero(issues.flagged & (issues.given_label != issues.suggested_label))
-    rows = rows[np.lexsort((rows, -issues.score[rows].astype(np.float64)))]  # most suspect first, then row order
-    groups: dict[tuple[int, int], list[int]] = {}
-    for row in rows.tolist():  # rows come most suspect first, so each group's rows stay in that order
-        groups.setdefault((int(issues.given_label[row]), int(issues.suggested_label[row])), []).append(row)
-    out = [
-        Confusion(given=g, suggested=s, count=len(r), rows=np.array(r, dtype=np.int64)) for (g, s), r in groups.items()
-    ]
-    return sorted(out, key=lambda c: (-c.count, c.given, c.suggested))

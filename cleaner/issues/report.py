@@ -1,4 +1,5 @@
 """The scores report: one CSV row per image, in dataset order."""
+
 from __future__ import annotations
 
 import csv
@@ -7,64 +8,53 @@ import io
 import numpy as np
 
 from cleaner.io.dataset import Dataset
-from cleaner.issues.scores import review_queue, worst
+from cleaner.issues.contract import fixed
+from cleaner.issues.ranking import review_queue, worst
+from cleaner.issues.registry import issue_kinds
 from cleaner.issues.suspects import ScanResult
 
-REPORT_COLUMNS = (
-    "index",
-    "image_path",
-    "label",
-    "suggested_label",
-    "label_issue_score",
-    "outlier_score",
-    "duplicate_group",
-    "unreadable",
-)
-EXTRA_COLUMNS = (
-    "label_issue",
-    "outlier",
-    "duplicate_score",
-    "duplicate_mixed_labels",
-    "unreadable_reason",
-    "worst_score",
-    "worst_issue",
-    "review_rank",
-)
+BASE_COLUMNS = ("index", "image_path")
+RANK_COLUMNS = ("worst_score", "worst_issue", "review_rank")
+
+
+def report_columns() -> tuple[str, ...]:
+    """The report's header: the image, each kind's main columns, each kind's other columns, the overall rank."""
+    kinds = issue_kinds()
+    main = tuple(c for k in kinds for c in k.main_columns)
+    extra = tuple(c for k in kinds for c in k.extra_columns)
+    return BASE_COLUMNS + main + extra + RANK_COLUMNS
+
 
 def report_csv(dataset: Dataset, result: ScanResult) -> str:
-    """The report as CSV text: one row per sample in dataset order, REPORT_COLUMNS first."""
-    names = dataset.class_names
-    labels, outl, dups, unread = result.labels, result.outliers, result.duplicates, result.unreadable
+    """The scan's report as CSV text.
+
+    Parameters
+    ----------
+    dataset : Dataset
+        The dataset that was scanned (from `load_npz`).
+    result : ScanResult
+        Its scores (from `scan`).
+
+    Returns
+    -------
+    str
+        One row per image in dataset order, with the header of `report_columns()`. A kind of issue that was not
+        scored (the unreadable images when the files were not checked) has empty cells.
+    """
+    main: list[list] = []
+    extra: list[list] = []
+    for kind in issue_kinds():
+        scores = result.scores.get(kind.name)
+        values = kind.column_values(dataset, scores) if scores is not None else [[""] * dataset.n] * len(kind.columns)
+        main += values[: len(kind.main_columns)]
+        extra += values[len(kind.main_columns):]
     overall = worst(*result.all())
     rank = np.empty(dataset.n, dtype=np.int64)
     rank[review_queue(*result.all(), by="worst")] = np.arange(1, dataset.n + 1)
-    unchecked = [""] * dataset.n
-    columns = (
-        range(dataset.n),
-        dataset.image_paths.tolist(),
-        [names[c] for c in labels.given_label.tolist()],
-        [names[c] for c in labels.suggested_label.tolist()],
-        _fixed(labels.score),
-        _fixed(outl.score),
-        dups.group.tolist(),
-        unchecked if unread is None else unread.flagged.astype(int).tolist(),
-        labels.flagged.astype(int).tolist(),
-        outl.flagged.astype(int).tolist(),
-        _fixed(dups.score),
-        dups.mixed_labels.astype(int).tolist(),
-        unchecked if unread is None else unread.reason.tolist(),
-        _fixed(overall.score),
-        overall.issue.tolist(),
-        rank.tolist(),
-    )
+    columns = [range(dataset.n), dataset.image_paths.tolist(), *main, *extra,
+               fixed(overall.score), overall.issue.tolist(), rank.tolist()]
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(REPORT_COLUMNS + EXTRA_COLUMNS)
+    writer.writerow(report_columns())
     writer.writerows(zip(*columns))  # column lists, not per-cell numpy indexing: a million rows in seconds
     return buf.getvalue()
-
-
-def _fixed(values: np.ndarray) -> list[str]:
-    return [f"{v:.4f}" for v in values.tolist()]
-
-

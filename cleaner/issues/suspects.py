@@ -1,40 +1,57 @@
 """All suspect scores of one dataset, computed from the one neighbour graph: what the queue, the map and the report read."""
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
-from typing import Callable
 
 import numpy as np
 
-from cleaner.io.dataset import Dataset
 from cleaner.graph.distance import AUTO, resolved_metric
-from cleaner.graph.neighbours import NeighbourGraph, neighbour_graph
-from cleaner.issues.scores import (
-    IssueScores,
-    LabelIssues,
-    NearDuplicates,
-    Outliers,
-    UnreadableImages,
-    duplicates_to_drop,
-    label_issues,
-    near_duplicates,
-    outliers,
-    review_queue,
-)
+from cleaner.graph.neighbours import GRAPH_K, NeighbourGraph, neighbour_graph
+from cleaner.io.dataset import Dataset
+from cleaner.issues.contract import IssueScores, ScanInputs
+from cleaner.issues.duplicate import NearDuplicates, duplicates_to_drop
+from cleaner.issues.label import LabelIssues
+from cleaner.issues.outlier import Outliers
+from cleaner.issues.ranking import review_queue
+from cleaner.issues.registry import issue_kinds
+from cleaner.issues.unreadable import UnreadableImages
 
 
 @dataclass(frozen=True, eq=False)
 class ScanResult:
-    """All scores of one dataset; `unreadable` is None when the images were not checked."""
+    """Every kind of issue's scores for one dataset, by kind name in the registry's order.
 
-    labels: LabelIssues
-    outliers: Outliers
-    duplicates: NearDuplicates
-    unreadable: UnreadableImages | None
+    A kind that could not be scored is absent (the unreadable images, when the files were not checked). The label
+    issues, outliers and near-duplicates are always there; the properties give them typed.
+    """
+
+    scores: Mapping[str, IssueScores]
+
+    @property
+    def labels(self) -> LabelIssues:
+        return self.scores["label_issue"]  # type: ignore[return-value]
+
+    @property
+    def outliers(self) -> Outliers:
+        return self.scores["outlier"]  # type: ignore[return-value]
+
+    @property
+    def duplicates(self) -> NearDuplicates:
+        return self.scores["near_duplicate"]  # type: ignore[return-value]
+
+    @property
+    def unreadable(self) -> UnreadableImages | None:
+        return self.scores.get("unreadable")  # type: ignore[return-value]
 
     def all(self) -> tuple[IssueScores, ...]:
-        found = (self.labels, self.outliers, self.duplicates, self.unreadable)
-        return tuple(s for s in found if s is not None)
+        return tuple(self.scores.values())
+
+    def with_scores(self, scores: IssueScores) -> ScanResult:
+        """The same result with one kind's scores replaced or added (e.g. label issues re-scored after decisions)."""
+        merged = {**self.scores, scores.name: scores}
+        rank = {k.name: i for i, k in enumerate(issue_kinds())}
+        return ScanResult(dict(sorted(merged.items(), key=lambda item: rank.get(item[0], len(rank)))))
 
     def exclusion_rows(self, n: int) -> np.ndarray:
         """The n most suspect rows to leave out of training; one copy of each duplicate group stays, unless it has
@@ -46,7 +63,7 @@ class ScanResult:
         return review_queue(*scores, by="worst")[: max(0, n)]
 
 
-def scan_dataset(dataset: Dataset, k: int = 20, metric: str = AUTO, access=None, thorough: bool = False,
+def scan_dataset(dataset: Dataset, k: int = GRAPH_K, metric: str = AUTO, access=None, thorough: bool = False,
                  progress: Callable[[int, int], None] | None = None) -> ScanResult:
     """Every score of the dataset; images are checked only when an ImageAccess is given."""
     graph = neighbour_graph(dataset.embeddings, k=k, metric=resolved_metric(metric, dataset.embeddings))
@@ -60,23 +77,6 @@ def scores_from_graph(dataset: Dataset, graph: NeighbourGraph, access=None, thor
     `thorough` adds a cross-validated linear probe on the embeddings to the label-issue ranking (slower; for weak
     embeddings); `progress(done, total)` follows its fits.
     """
-    n_classes = len(dataset.class_names)
-    if thorough:
-        from cleaner.issues.probe import thorough_label_issues  # scikit-learn: imported only when asked for
-
-        labels = thorough_label_issues(graph, dataset.embeddings, dataset.label_codes, n_classes, progress)
-    else:
-        labels = label_issues(graph, dataset.label_codes, n_classes)
-    unreadable = None
-    if access is not None:
-        from cleaner.issues.image_check import unreadable_images  # Pillow: imported only when the images are really checked
-
-        unreadable = unreadable_images(dataset.image_paths, access)
-    return ScanResult(
-        labels=labels,
-        outliers=outliers(graph),
-        duplicates=near_duplicates(graph, dataset.label_codes),
-        unreadable=unreadable,
-    )
-
-
+    inputs = ScanInputs(dataset, graph, access=access, thorough=thorough, progress=progress)
+    found = ((kind.name, kind.score(inputs)) for kind in issue_kinds())
+    return ScanResult({name: scores for name, scores in found if scores is not None})

@@ -8,6 +8,8 @@ from pathlib import Path
 
 from cleaner.server.limits import CACHE_MAX_BYTES, MAX_DIMS, MAX_NPZ_BYTES, MAX_ROWS, MB
 
+from cleaner.server.errors import CleanerError
+
 ENV_ALLOWED_ROOTS = "CLEANER_ALLOWED_ROOTS"
 ENV_CACHE_DIR = "CLEANER_CACHE_DIR"
 ENV_MAX_NPZ_MB = "CLEANER_MAX_NPZ_MB"
@@ -17,6 +19,10 @@ ENV_CACHE_MAX_MB = "CLEANER_CACHE_MAX_MB"
 ENV_ALLOWED_USERS = "CLEANER_ALLOWED_USERS"
 ALLOW_ANY_SIGNED_IN = "*"  # an allow-list entry that lets in every user the sign-in provider accepts
 
+
+
+class ConfigError(CleanerError, ValueError):
+    """A server setting (an environment variable) that cannot be used as given."""
 
 def _default_cache_dir() -> Path:
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
@@ -30,9 +36,9 @@ def _int_env(env: "os._Environ[str] | dict[str, str]", name: str, default: int) 
     try:
         value = int(raw)
     except ValueError as exc:
-        raise ValueError(f"{name} must be a whole number, got {raw!r}") from exc
+        raise ConfigError(f"{name} must be a whole number, got {raw!r}") from exc
     if value <= 0:
-        raise ValueError(f"{name} must be positive, got {value}")
+        raise ConfigError(f"{name} must be positive, got {value}")
     return value
 
 
@@ -46,7 +52,7 @@ def parse_allowed_users(raw: str) -> tuple[str, ...]:
         is_domain = entry.startswith("@") and entry.count("@") == 1 and domain
         is_address = at and local and domain and "@" not in local
         if entry != ALLOW_ANY_SIGNED_IN and not (is_domain or is_address):
-            raise ValueError(
+            raise ConfigError(
                 f"{ENV_ALLOWED_USERS}: {entry!r} is neither an e-mail address (ann@example.com) "
                 f"nor a whole domain (@example.com)"
             )

@@ -31,3 +31,8 @@ def mb(nbytes: int) -> str:
     if nbytes >= 10_000:
         return f"{nbytes / 1024:.0f} kB"
     return f"{nbytes:,} bytes"
+
+
+def plural(n: int, one: str, many: str | None = None) -> str:
+    """'1 sample', '3 samples' (many defaults to one + 's')."""
+    return f"{n:,} {one if n == 1 else (many or one + 's')}"

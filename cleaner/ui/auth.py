@@ -10,6 +10,7 @@ from typing import NoReturn
 
 import streamlit as st
 
+from cleaner.server.errors import CleanerError
 from cleaner.server.config import ALLOW_ANY_SIGNED_IN, ENV_ALLOWED_USERS, Settings
 from cleaner.server.text import one_line, shown
 from cleaner.ui.text import literal
@@ -19,7 +20,7 @@ ABOUT = ("cleaner shows a team's training images so its members can find and exc
 OPEN_NOTE = "Sign-in is off: this app is open to anyone who can reach this server."
 
 
-class AuthConfigError(RuntimeError):
+class AuthConfigError(CleanerError, RuntimeError):
     """A secrets file exists but cannot be read: refuse to serve rather than fall back to an open app."""
 
 

@@ -12,7 +12,7 @@ from typing import Callable
 import numpy as np
 import streamlit as st
 
-from cleaner.server.config import Settings, load_settings
+from cleaner.server.config import ConfigError, Settings, load_settings
 from cleaner.io.dataset import Dataset, load_npz
 from cleaner.graph.distance import MetricChoice, auto_metric
 from cleaner.io.demo import load_demo
@@ -20,7 +20,7 @@ from cleaner.layout.layouts import LayoutStore, pca_projection
 from cleaner.layout.service import LayoutService
 from cleaner.graph.service import GraphService
 from cleaner.graph.neighbours import GraphStore, NeighbourGraph
-from cleaner.issues.scores import UnreadableImages
+from cleaner.issues.unreadable import UnreadableImages
 from cleaner.io.sidecar import Precomputed, SidecarProblem, read_sidecar
 from cleaner.issues.suspects import ScanResult, scores_from_graph
 
@@ -84,7 +84,7 @@ def settings() -> Settings:
     collect_garbage_soon()  # settings() starts every whole-page run, and no fragment run
     try:
         return _settings()
-    except ValueError as exc:  # raised before anything is cached, so a fixed environment is read on the next visit
+    except ConfigError as exc:  # raised before anything is cached, so a fixed environment is read on the next visit
         st.error(f"The server's configuration is invalid: {exc}. The administrator must fix it and restart.")
         st.stop()
 

@@ -17,11 +17,11 @@ from cleaner.server.jobs import JobStatus
 from cleaner.graph.neighbours import NeighbourGraph
 from cleaner.issues.image_check import files_fingerprint, unreadable_images
 from cleaner.io.images import ImageAccess
-from cleaner.issues.scores import rescore_label_issues
+from cleaner.issues.label import rescore_label_issues
 from cleaner.io.sidecar import Precomputed
 from cleaner.issues.suspects import ScanResult
 from cleaner.ui import cache
-from cleaner.ui.data_source import GRAPH_K
+from cleaner.graph.neighbours import GRAPH_K
 from cleaner.ui.state import DatasetWork, LearnedLabels, is_new_event
 
 
@@ -157,7 +157,7 @@ def suspects(dataset: Dataset, graph: NeighbourGraph | None, work: DatasetWork, 
     earlier_image_check(work, access)
     if work.unreadable is None or work.unreadable_access != repr(access):
         return result  # not checked, or checked under other folders or path remaps
-    return replace(result, unreadable=work.unreadable)
+    return result.with_scores(work.unreadable)
 
 
 def learn_from_decisions(result: ScanResult, graph: NeighbourGraph, work: DatasetWork) -> ScanResult:
@@ -179,7 +179,7 @@ def learn_from_decisions(result: ScanResult, graph: NeighbourGraph, work: Datase
             # that opens the queue, is what ten sessions at once would each pay in time and in memory.
             previous=learned.labels if same_scan else result.labels)
         work.learned_labels = learned = LearnedLabels(version, result.labels, labels)
-    return replace(result, labels=learned.labels)
+    return result.with_scores(learned.labels)
 
 
 def check_images(work: DatasetWork, access: ImageAccess) -> None:

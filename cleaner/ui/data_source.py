@@ -11,13 +11,13 @@ from cleaner.io.images import ImageAccess, PathRemap
 from cleaner.layout.layouts import LayoutParams
 from cleaner.server.limits import MB
 from cleaner.graph.distance import AUTO, COSINE, EUCLIDEAN
+from cleaner.graph.neighbours import GRAPH_K
 from cleaner.io import server_files
 from cleaner.io.sidecar import Precomputed, sidecar_path
 from cleaner.ui import cache
 from cleaner.ui.state import remembered, uploaded_dataset, widget_value
 from cleaner.ui.text import literal
 
-GRAPH_K = 20
 SOURCES = ("Demo (digits)", "Upload an NPZ", "Server folder")
 
 

@@ -5,9 +5,10 @@ from pathlib import Path
 
 import streamlit as st
 
-from cleaner.decisions.records import cleaned_npz, exclusion_file_name, parse_decisions, relabel_file_name
+from cleaner.decisions.records import (DecisionsError, cleaned_npz, exclusion_file_name, parse_decisions,
+                                       relabel_file_name)
 from cleaner.issues.report import report_csv
-from cleaner.issues.scores import plural
+from cleaner.server.text import plural
 from cleaner.issues.suspects import ScanResult
 from cleaner.ui.state import DatasetWork, is_new_event
 from cleaner.ui.text import literal
@@ -69,7 +70,7 @@ def _resume(work: DatasetWork) -> None:
     elif is_new_event("decisions_upload", (work.dataset.digest, upload.file_id)):
         try:
             parsed = parse_decisions(upload.getvalue())
-        except ValueError as exc:
+        except DecisionsError as exc:
             work.reject_list(upload.name, str(exc))
         else:
             work.resume(parsed, upload.name)

@@ -6,8 +6,8 @@ import streamlit as st
 
 from cleaner.io.images import ImageAccess
 from cleaner.graph.neighbours import NeighbourGraph
-from cleaner.issues.scores import plural
-from cleaner.ui.data_source import GRAPH_K
+from cleaner.server.text import plural
+from cleaner.graph.neighbours import GRAPH_K
 from cleaner.ui.downloads import decision_files
 from cleaner.ui.thumbs import thumbnail
 from cleaner.ui.state import DatasetWork, show_widget_value, widget_value, work_by_digest

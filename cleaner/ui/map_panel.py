@@ -12,8 +12,8 @@ from cleaner.io.dataset import Dataset
 from cleaner.ui.map.events import MapEvent
 from cleaner.ui.map.payload import HOVER_NAMES_MAX_POINTS, MapPayload, build_payload
 from cleaner.ui.map.palette import class_colours
-from cleaner.issues.review import ORDERS
-from cleaner.issues.scores import worst
+from cleaner.issues.registry import WORST, orders
+from cleaner.issues.ranking import worst
 from cleaner.issues.suspects import ScanResult
 from cleaner.ui.compute import Maps
 from cleaner.ui.map.component import map_chart
@@ -29,7 +29,7 @@ def _payload(digest: str, layout_key: str, dims: int, color_by: str, relabels_ke
     """The map's points, built once per (layout, colouring, relabels) and shared by every session that shows it."""
     small = _dataset.n <= HOVER_NAMES_MAX_POINTS
     return build_payload(
-        _coords, _codes, _dataset.class_names, score=_score, score_name=ORDERS.get(color_by, color_by),
+        _coords, _codes, _dataset.class_names, score=_score, score_name=orders().get(color_by, color_by),
         colours=class_colours(len(_dataset.class_names)),
         hover_names=[_dataset.file_name(r) for r in range(_dataset.n)] if small else None,
     )
@@ -38,7 +38,7 @@ def _payload(digest: str, layout_key: str, dims: int, color_by: str, relabels_ke
 def _score_for_colour(result: ScanResult | None, color_by: str) -> np.ndarray | None:
     if color_by == "class" or result is None:  # no scores before the neighbours are found: class colours
         return None
-    if color_by == "worst":
+    if color_by == WORST:
         return worst(*result.all()).score
     return next(s.score for s in result.all() if s.name == color_by)
 
@@ -71,9 +71,7 @@ def map_panel(work: DatasetWork, maps: Maps, result: ScanResult | None) -> None:
     """Colouring and view choices above the map; the selection and the excluded images drawn on it. Until the scores
     exist (`result` None) the map is coloured by class."""
     dataset = work.dataset
-    colour_names = {"class": "Class", **{k: v for k, v in ORDERS.items() if k != "unreadable"}}
-    if result is not None and result.unreadable is not None:
-        colour_names["unreadable"] = ORDERS["unreadable"]
+    colour_names = {"class": "Class", **orders(result.scores if result is not None else None)}
     top = st.columns([2, 1], vertical_alignment="bottom")
     color_by = top[0].selectbox("Colour the map by", list(colour_names), format_func=colour_names.get,
                                 **remembered("color_by", options=list(colour_names)))

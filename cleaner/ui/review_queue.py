@@ -5,7 +5,8 @@ import streamlit as st
 
 from cleaner.io.images import ImageAccess
 from cleaner.graph.neighbours import NeighbourGraph
-from cleaner.issues.review import ORDERS, pending_rows, reasons
+from cleaner.issues.registry import orders
+from cleaner.issues.review import pending_rows, reasons
 from cleaner.issues.suspects import ScanResult
 from cleaner.ui.compute import check_images, learn_from_decisions
 from cleaner.ui.downloads import decision_files
@@ -35,9 +36,10 @@ def review_queue_panel(work: DatasetWork, graph: NeighbourGraph, result: ScanRes
         st.rerun()
     decision_files(work)
     result = learn_from_decisions(result, graph, work)  # the queue learns from each decision
-    orders = [k for k in ORDERS if k != "unreadable" or result.unreadable is not None]
+    titles = orders(result.scores)
     top = st.columns([2.2, 1.6, 1.8], vertical_alignment="bottom")
-    by = top[0].selectbox("Order by", orders, format_func=ORDERS.get, **remembered("queue_order", options=orders))
+    by = top[0].selectbox("Order by", list(titles), format_func=titles.get,
+                          **remembered("queue_order", options=list(titles)))
     if result.unreadable is None and top[1].button(
             "Check image files", key="btn_check_images", width="stretch",
             help="Open every image to find missing, empty, truncated or non-image files"):
@@ -76,7 +78,7 @@ def _card(work: DatasetWork, result: ScanResult, row: int, by: str, access: Imag
     st.text("\n".join(why) or "no strong signal")
     if not thumb.ok and not any(thumb.reason in w for w in why):
         st.text(f"⚠ {thumb.reason}")
-    reason = why[0] if why else f"review queue ({ORDERS[by]})"
+    reason = why[0] if why else f"review queue ({orders().get(by, by)})"
     keys = SHORTCUTS if first else {}
     b = st.columns(2)
     b[0].button("Exclude", key=f"q_excl_{row}", on_click=_decide, type="primary", shortcut=keys.get("exclude"),

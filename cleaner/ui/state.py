@@ -12,7 +12,9 @@ import streamlit as st
 
 from cleaner.io.dataset import Dataset
 from cleaner.decisions.records import Decision, Decisions, Kind, ParsedDecisions, label_codes_after, rows_of
-from cleaner.issues.scores import LabelIssues, UnreadableImages, plural
+from cleaner.issues.label import LabelIssues
+from cleaner.issues.unreadable import UnreadableImages
+from cleaner.server.text import plural
 
 _WORK_KEY = "cleaner_work"
 _SEEN_KEY = "cleaner_seen_events"

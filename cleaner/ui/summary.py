@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from cleaner.issues.scores import plural
+from cleaner.server.text import plural
 from cleaner.issues.suspects import ScanResult
 from cleaner.ui.state import DatasetWork
 

@@ -8,6 +8,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from cleaner.server.errors import CleanerError
 from cleaner.ui.map.shapes import Axes2D, Camera3D, SelectionMode, SELECTION_MODES, View, combine_selection, rows_in_shape
 from cleaner.ui.map.payload import MapPayload
 
@@ -19,7 +20,7 @@ EventKind = Literal["click", "box", "lasso"]
 EVENT_KINDS: tuple[str, ...] = ("click", "box", "lasso")
 
 
-class MapEventError(ValueError):
+class MapEventError(CleanerError, ValueError):
     """An event from the browser that does not have the shape our map component sends."""
 
 

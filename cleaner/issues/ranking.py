@@ -1,0 +1,59 @@
+"""Rankings across kinds of issue: the worst score per sample, and the review order."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from cleaner.issues.contract import IssueScores
+from cleaner.server.text import plural
+
+
+@dataclass(frozen=True, eq=False)
+class WorstScores(IssueScores):
+    """The per-sample maximum over several scores, and which one gave it."""
+
+    issue: np.ndarray  # [N] str: name of the score that gave the maximum ("" when all are 0)
+
+
+def worst(*scores: IssueScores) -> WorstScores:
+    """Per-sample maximum over the given scores; flagged when any of them flags the sample."""
+    if not scores:
+        raise ValueError("worst() needs at least one score")
+    stack = np.stack([s.score for s in scores])
+    best = stack.argmax(axis=0)
+    value = stack.max(axis=0)
+    names = np.array([s.name for s in scores])
+    issue = np.where(value > 0, names[best], "")
+    flagged = np.logical_or.reduce([s.flagged for s in scores])
+    count = int(flagged.sum())
+    return WorstScores(
+        name="worst",
+        score=value.astype(np.float32),
+        flagged=flagged,
+        summary=f"{plural(count, 'sample')} with at least one issue",
+        issue=issue,
+    )
+
+
+def review_queue(*scores: IssueScores, by: str = "worst", flagged_only: bool = False) -> np.ndarray:
+    """Row indices ordered most suspect first by one score (`by` = its name) or by the worst of all of them.
+
+    Ties go to the sample with the larger sum over all the given scores (more kinds of trouble), then the lower row.
+    """
+    if not scores:
+        raise ValueError("review_queue() needs at least one score")
+    if by == "worst":
+        key = worst(*scores) if len(scores) > 1 else scores[0]
+    else:
+        matches = [s for s in scores if s.name == by]
+        if not matches:
+            raise ValueError(f"no score named {by!r}; have {[s.name for s in scores]}")
+        key = matches[0]
+    total = np.sum([s.score for s in scores], axis=0, dtype=np.float64)
+    n = key.score.shape[0]
+    order = np.lexsort((np.arange(n), -total, -key.score.astype(np.float64)))
+    if flagged_only:
+        order = order[key.flagged[order]]
+    return order.astype(np.int64)
