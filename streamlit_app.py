@@ -1,7 +1,18 @@
 """cleaner: find the bad data in an image-classification dataset. Run: streamlit run streamlit_app.py"""
 import streamlit as st
 
-from cleaner.ui import auth, autosave, cache, compute, data_source, downloads, map_panel, page_layout, review_area, summary
+from cleaner.ui import (
+    auth,
+    autosave,
+    cache,
+    compute,
+    data_source,
+    downloads,
+    map_panel,
+    page_layout,
+    review_area,
+    summary,
+)
 from cleaner.ui.state import work_for
 
 

@@ -34,7 +34,6 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import argparse
 import gzip
-import hashlib
 import importlib.util
 import json
 import pickle

@@ -7,6 +7,7 @@ import json
 from dataclasses import dataclass
 
 import numpy as np
+
 # Imported whole before any figure is built: plotly's validators look pandas up in sys.modules without importing
 # it, and on a server another session's thread can be halfway through importing it (seen at 100k rows:
 # "partially initialized module 'pandas' has no attribute 'Series'").
@@ -14,7 +15,7 @@ import pandas  # noqa: F401
 import plotly.graph_objects as go
 from plotly.colors import qualitative
 
-from cleaner.io.dataset import Dataset
+from cleaner.io.dataset_types import Dataset
 
 PALETTE = qualitative.Dark24 + qualitative.Light24
 MAX_CLASS_TRACES = 40  # more classes than this are drawn as one trace colored by class id

@@ -141,11 +141,11 @@ def child_ours(args: dict) -> dict:
     before)."""
     sys.path.insert(0, str(ROOT))
     t0 = time.time()
-    from cleaner.io.dataset import load_npz
     from cleaner.graph.distance import resolved_metric
+    from cleaner.graph.neighbours import GRAPH_K, GraphStore, neighbour_graph
+    from cleaner.io.dataset import load_npz
     from cleaner.layout.layouts import LayoutParams, LayoutStore, pca_projection
     from cleaner.layout.service import LayoutService
-    from cleaner.graph.neighbours import GRAPH_K, GraphStore, neighbour_graph
 
     cache = Path(args["cache"])
     service = LayoutService(LayoutStore(cache / "layouts"))
@@ -256,11 +256,11 @@ def child_tick(args: dict) -> dict:
     sys.path.insert(0, str(ROOT))
     from streamlit.testing.v1 import AppTest
 
-    from cleaner.io.dataset import load_npz
     from cleaner.graph.distance import resolved_metric
-    from cleaner.layout.layouts import LayoutParams, LayoutStore, pca_projection
-    from cleaner.layout.service import LayoutService
     from cleaner.graph.neighbours import GRAPH_K, neighbour_graph
+    from cleaner.io.dataset import load_npz
+    from cleaner.layout.layouts import LayoutParams, LayoutStore
+    from cleaner.layout.service import LayoutService
 
     # Both maps ready first, so no background UMAP competes with the timed actions.
     dataset = load_npz(args["npz"])

@@ -17,7 +17,13 @@ os.environ.setdefault("CLEANER_CACHE_DIR", str(_SESSION_CACHE))
 os.environ.setdefault("CLEANER_ALLOWED_ROOTS", str(_SESSION_CACHE / "allowed"))
 (_SESSION_CACHE / "allowed").mkdir(exist_ok=True)
 
-from cleaner.io.dataset import MIN_ROWS, Dataset, DatasetError, load_npz  # noqa: E402 - after the settings above
+from cleaner.io.dataset import load_npz  # noqa: E402 - after the settings above
+from cleaner.io.dataset_types import Dataset, DatasetError
+from cleaner.io.images import configure_pillow
+from cleaner.server.limits import MIN_ROWS
+
+# The guards the app and the CLI set where they start, for the tests that call the image readers directly.
+configure_pillow()
 
 MB = 1024 * 1024
 N, D = 24, 6  # rows and columns of the good test dataset

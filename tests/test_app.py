@@ -1,19 +1,18 @@
 """The page through streamlit.testing.v1.AppTest: what a user sees after each action."""
 import csv
 import io
-
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from cleaner.io.dataset import load_npz, npz_bytes
 from cleaner.decisions.records import parse_decisions
 from cleaner.graph.distance import resolved_metric
 from cleaner.graph.neighbours import neighbour_graph
-from cleaner.issues.review import pending_rows
+from cleaner.io.dataset import load_npz, npz_bytes
 from cleaner.issues.label import class_confusion, rescore_label_issues
+from cleaner.issues.review import pending_rows
 from cleaner.issues.suspects import scores_from_graph
 from cleaner.ui import cache
 

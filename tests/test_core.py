@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
+from cleaner.graph.neighbours import approximate_neighbours, exact_neighbours, neighbour_graph
 from cleaner.io.dataset import dataset_from_arrays
 from cleaner.layout.layouts import LayoutParams, LayoutStore, pca_projection
-from cleaner.graph.neighbours import approximate_neighbours, exact_neighbours, neighbour_graph
 
 from .conftest import clustered_arrays
 

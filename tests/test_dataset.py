@@ -8,10 +8,22 @@ import numpy as np
 import pytest
 
 import cleaner
-from cleaner.io.dataset import MAX_LABEL_CHARS, MAX_PATH_CHARS, MIN_ROWS, DatasetError, load_npz
+from cleaner.io.dataset import load_npz
+from cleaner.io.dataset_types import DatasetError
+from cleaner.server.limits import MAX_LABEL_CHARS, MAX_PATH_CHARS, MIN_ROWS
 
 from .conftest import (
-    D, N, assert_consistent, good_arrays, good_members, good_npz, npy, npz, raw_npy, refused, zip_of,
+    D,
+    N,
+    assert_consistent,
+    good_arrays,
+    good_members,
+    good_npz,
+    npy,
+    npz,
+    raw_npy,
+    refused,
+    zip_of,
 )
 
 # numpy warnings from the loader (overflow in a cast, ...) are bugs here, not noise

@@ -4,7 +4,6 @@ import datetime as dt
 import numpy as np
 import pytest
 
-from cleaner.io.dataset import dataset_from_arrays, load_npz
 from cleaner.decisions.records import (
     Decision,
     Decisions,
@@ -15,6 +14,7 @@ from cleaner.decisions.records import (
     relabel_file_name,
     rows_of,
 )
+from cleaner.io.dataset import dataset_from_arrays, load_npz
 
 
 def _dataset(labels):

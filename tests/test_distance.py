@@ -3,9 +3,9 @@ import numpy as np
 import pytest
 
 from cleaner.graph import distance
-from cleaner.io.dataset import dataset_from_arrays
 from cleaner.graph.distance import auto_metric, resolved_metric
-from cleaner.issues.suspects import scan_dataset
+from cleaner.io.dataset import dataset_from_arrays
+from cleaner.issues.suspects import scan
 
 
 def _relu_features(n: int = 600, dims: int = 32, seed: int = 0) -> np.ndarray:
@@ -64,8 +64,8 @@ def _two_classes_told_apart_by_length(seed: int = 0):
 def test_auto_finds_the_label_errors_that_cosine_cannot_see(seed):
     data, flipped = _two_classes_told_apart_by_length(seed)
     top = lambda result: set(np.argsort(-result.labels.score, kind="stable")[:len(flipped)].tolist())
-    found_auto = len(top(scan_dataset(data, k=10)) & set(flipped.tolist()))
-    found_cosine = len(top(scan_dataset(data, k=10, metric="cosine")) & set(flipped.tolist()))
+    found_auto = len(top(scan(data, k=10)) & set(flipped.tolist()))
+    found_cosine = len(top(scan(data, k=10, metric="cosine")) & set(flipped.tolist()))
     assert found_auto == len(flipped)  # every planted error heads the queue
     # cosine sees only the directions, which both classes share: the errors are no likelier than any other row
     assert found_cosine <= len(flipped) // 2

@@ -26,12 +26,12 @@ import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from cleaner.layout import service as layout_service
+from cleaner.graph.neighbours import GraphStore, NeighbourGraph, exact_neighbours
 from cleaner.io.dataset import npz_bytes
 from cleaner.io.images import ImageAccess, check_readable, load_thumbnail
+from cleaner.layout import service as layout_service
 from cleaner.layout.layouts import LayoutParams, LayoutStore, pca_projection
 from cleaner.layout.service import LayoutService
-from cleaner.graph.neighbours import GraphStore, NeighbourGraph, exact_neighbours
 
 from .conftest import clustered_arrays
 

@@ -16,7 +16,8 @@ from hypothesis import strategies as st
 from hypothesis.control import currently_in_test_context
 from hypothesis.extra import numpy as hnp
 
-from cleaner.io.dataset import Dataset, DatasetError, load_npz
+from cleaner.io.dataset import load_npz
+from cleaner.io.dataset_types import Dataset, DatasetError
 
 from .conftest import MB, assert_consistent, good_arrays, good_members, npy, npy_header, npz, raw_zip
 

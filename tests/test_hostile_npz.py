@@ -17,7 +17,8 @@ from contextlib import contextmanager
 import numpy as np
 import pytest
 
-from cleaner.io.dataset import MAX_MEMBERS, load_npz
+from cleaner.io.dataset import load_npz
+from cleaner.server.limits import MAX_MEMBERS
 
 from .conftest import MB, N, good_arrays, good_members, good_npz, npy, npy_header, raw_npy, raw_zip, refused, zip_of
 

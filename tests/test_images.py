@@ -20,8 +20,6 @@ from PIL import Image
 
 from cleaner.io import images
 from cleaner.io.images import (
-    MAX_IMAGE_BYTES,
-    MAX_IMAGE_PIXELS,
     THUMB_PX,
     ImageAccess,
     ImageUnavailable,
@@ -31,6 +29,7 @@ from cleaner.io.images import (
     load_thumbnail,
     read_image,
 )
+from cleaner.server.limits import MAX_IMAGE_BYTES, MAX_IMAGE_PIXELS
 
 pytestmark = pytest.mark.timeout(60)  # a FIFO that blocks must fail the test, not hang the run
 
@@ -129,8 +128,15 @@ def max_rss_mb() -> float:
 
 # ---------------------------------------------------------------- the guard is on
 
-def test_pillow_bomb_guard_is_set():
-    assert Image.MAX_IMAGE_PIXELS == MAX_IMAGE_PIXELS
+def test_importing_cleaner_leaves_pillow_alone_and_the_app_start_sets_its_guard():
+    import subprocess
+    import sys
+
+    code = ("from PIL import Image; before = Image.MAX_IMAGE_PIXELS; import cleaner.io.images as m; "
+            "print(before == Image.MAX_IMAGE_PIXELS); m.configure_pillow(); print(Image.MAX_IMAGE_PIXELS)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parents[1]).stdout.split()
+    assert out == ["True", str(MAX_IMAGE_PIXELS)]
     assert "EPS" not in images.IMAGE_FORMATS and "PNG" in images.IMAGE_FORMATS and "JPEG" in images.IMAGE_FORMATS
 
 

@@ -3,10 +3,17 @@ re-scores after review decisions, and the thorough (probe) ranking."""
 import numpy as np
 import pytest
 
-from cleaner.issues.label_votes import kernel, tally, typical_distance
 from cleaner.graph.neighbours import exact_neighbours
+from cleaner.issues.label import (
+    EVIDENCE_WEIGHT,
+    LABEL_K,
+    LABEL_KERNEL,
+    MARGIN_WEIGHT,
+    label_issues,
+    rescore_label_issues,
+)
+from cleaner.issues.label_votes import kernel, tally, typical_distance
 from cleaner.issues.probe import thorough_label_issues
-from cleaner.issues.label import EVIDENCE_WEIGHT, label_issues, LABEL_K, LABEL_KERNEL, MARGIN_WEIGHT, rescore_label_issues
 from cleaner.issues.ranking import review_queue
 
 from .conftest import clustered_arrays

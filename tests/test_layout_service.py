@@ -9,10 +9,10 @@ from pathlib import Path
 
 import numpy as np
 
+from cleaner.graph.neighbours import exact_neighbours
 from cleaner.layout import numba_cache
 from cleaner.layout.layouts import LayoutParams, LayoutStore
 from cleaner.layout.service import LayoutService
-from cleaner.graph.neighbours import exact_neighbours
 
 from .conftest import clustered_arrays
 

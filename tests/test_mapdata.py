@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from cleaner.ui.map.events import MAX_POLYGON_VERTICES, MapEventError, decode_event
-from cleaner.ui.map.shapes import Axes2D, Camera3D, combine_selection, points_in_polygon, rows_in_shape
 from cleaner.ui.map.payload import HOVER_NAMES_MAX_POINTS, build_payload, decode_rows, encode_rows
+from cleaner.ui.map.shapes import Axes2D, Camera3D, combine_selection, points_in_polygon, rows_in_shape
 
 
 def clusters(n: int, dims: int = 3, n_classes: int = 3, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

@@ -9,8 +9,8 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from cleaner.graph import service as graph_service
-from cleaner.io.dataset import load_npz, npz_bytes
 from cleaner.graph.distance import resolved_metric
+from cleaner.io.dataset import load_npz, npz_bytes
 from cleaner.layout.layouts import LayoutParams
 from cleaner.ui import cache, compute
 

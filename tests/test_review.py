@@ -3,7 +3,7 @@ import numpy as np
 
 from cleaner.io.dataset import dataset_from_arrays
 from cleaner.issues.review import pending_rows, reasons
-from cleaner.issues.suspects import scan_dataset
+from cleaner.issues.suspects import scan
 
 from .conftest import clustered_arrays
 
@@ -20,7 +20,7 @@ def _planted():
 
 def test_cards_name_exactly_the_flagged_issues():
     data = _planted()
-    result = scan_dataset(data, k=10)
+    result = scan(data, k=10)
     words = [reasons(data, result, r) for r in range(data.n)]
     named_label = {r for r, w in enumerate(words) if any(x.startswith("label issue") for x in w)}
     named_outlier = {r for r, w in enumerate(words) if any(x.startswith("outlier") for x in w)}
@@ -32,7 +32,7 @@ def test_cards_name_exactly_the_flagged_issues():
 
 def test_pending_rows_leave_out_decided_rows_and_keep_the_order():
     data = _planted()
-    result = scan_dataset(data, k=10)
+    result = scan(data, k=10)
     full = pending_rows(result, "worst", [])
     rest = pending_rows(result, "worst", full[:2].tolist())
     assert rest.tolist() == full[2:].tolist()

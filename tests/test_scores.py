@@ -5,11 +5,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from cleaner.io.images import ImageAccess
 from cleaner.graph.neighbours import NeighbourGraph, exact_neighbours
-from cleaner.issues.image_check import unreadable_images
+from cleaner.io.images import ImageAccess
 from cleaner.issues.contract import FLAG_SCORE
 from cleaner.issues.duplicate import duplicates_to_drop, near_duplicates
+from cleaner.issues.image_check import unreadable_images
 from cleaner.issues.label import class_confusion, label_issues
 from cleaner.issues.outlier import outliers
 from cleaner.issues.ranking import review_queue, worst

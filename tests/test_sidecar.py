@@ -8,12 +8,11 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from cleaner.graph import neighbours
-
 from cleaner.cli import scan
+from cleaner.graph import neighbours
 from cleaner.io.dataset import load_npz, npz_bytes
-from cleaner.layout.layouts import LayoutParams
 from cleaner.io.sidecar import SidecarProblem, read_sidecar, sidecar_path
+from cleaner.layout.layouts import LayoutParams
 from cleaner.ui import cache
 
 from .conftest import clustered_arrays

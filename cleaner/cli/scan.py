@@ -14,16 +14,19 @@ from typing import Sequence
 
 import numpy as np
 
-from cleaner.io.dataset import Dataset, DatasetError, load_npz
 from cleaner.decisions.records import Decision, Decisions, exclusion_file_name
 from cleaner.graph.distance import AUTO, auto_metric
-from cleaner.graph.neighbours import GRAPH_K, METRICS, NeighbourGraph, neighbour_graph
-from cleaner.issues.report import report_csv
+from cleaner.graph.knn_backends import METRICS
+from cleaner.graph.neighbours import GRAPH_K, NeighbourGraph, neighbour_graph
+from cleaner.io.dataset import load_npz
+from cleaner.io.dataset_types import Dataset, DatasetError
+from cleaner.io.sidecar import sidecar_bytes, sidecar_path
 from cleaner.issues.label import LABEL_K
 from cleaner.issues.ranking import worst
-from cleaner.server.text import plural
-from cleaner.io.sidecar import sidecar_bytes, sidecar_path
+from cleaner.issues.registry import issue_kinds
+from cleaner.issues.report import report_columns, report_csv
 from cleaner.issues.suspects import ScanResult, scores_from_graph
+from cleaner.server.text import plural
 
 _PROBE_PATHS = 32  # paths tried to decide whether the images are on this machine at all
 
@@ -40,17 +43,17 @@ def images_reachable(paths: np.ndarray) -> bool:
 
 
 def _parser() -> argparse.ArgumentParser:
+    kinds = issue_kinds()
     parser = argparse.ArgumentParser(
-        prog="python -m cleaner scan",
+        prog="cleaner scan",
         description=(
-            "Score every image of an NPZ (embeddings, labels, image_paths) for label issues, outliers, "
-            "near-duplicates and unreadable files, and write one CSV row per image."
+            "Score every image of an NPZ (embeddings, labels, image_paths) for "
+            + ", ".join(k.description for k in kinds[:-1]) + f" and {kinds[-1].description}"
+            + ", and write one CSV row per image."
         ),
         epilog=(
-            "Columns: index, image_path, label, suggested_label (the label the nearest neighbours carry), "
-            "label_issue_score and outlier_score (0..1, higher = more suspect), duplicate_group (-1 = none), "
-            "unreadable, then label_issue, outlier, duplicate_score, duplicate_mixed_labels, unreadable_reason, "
-            "worst_score, worst_issue, review_rank (1 = most suspect). "
+            f"Columns: {', '.join(report_columns())}. Scores are 0..1, higher = more suspect; suggested_label is "
+            "the label the nearest neighbours carry; duplicate_group is -1 for none; review_rank 1 = most suspect. "
             "unreadable is 1 when the image cannot be opened and decoded (missing, empty, truncated, not an "
             "image, or outside every --image-root), 0 when it decodes, and blank when images were not checked. "
             "They are checked when --image-root is given, or else when some of the paths exist on this machine. "
@@ -101,8 +104,9 @@ def _image_access(args: argparse.Namespace, dataset: Dataset):
             return None
         # The person running the CLI may read their own files anywhere; the app's root limits are for a server.
         roots = (Path(os.path.abspath(os.sep)),)
-    from cleaner.io.images import ImageAccess  # Pillow: imported only when images are really checked
+    from cleaner.io.images import ImageAccess, configure_pillow  # Pillow: imported only when images are checked
 
+    configure_pillow()
     return ImageAccess(allowed_roots=roots)
 
 
@@ -176,7 +180,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _write_sidecar(args: argparse.Namespace, dataset: Dataset, graph: NeighbourGraph) -> int:
     """The maps the app would compute, with the graph, next to the NPZ; returns the exit code."""
-    from cleaner.layout.layouts import LayoutParams, umap_layout  # umap-learn: imported only when maps are really computed
+    from cleaner.layout.layouts import (  # umap-learn: imported only when maps are really computed
+        LayoutParams,
+        umap_layout,
+    )
 
     start = time.perf_counter()
     layouts = {}

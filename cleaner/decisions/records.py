@@ -9,7 +9,8 @@ from typing import Iterable, Literal
 
 import numpy as np
 
-from cleaner.io.dataset import Dataset, npz_bytes
+from cleaner.io.dataset import npz_bytes
+from cleaner.io.dataset_types import Dataset
 from cleaner.server.errors import CleanerError
 from cleaner.server.limits import MAX_LIST_BYTES, MB
 

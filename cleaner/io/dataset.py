@@ -1,8 +1,7 @@
 """Load and validate an NPZ of embeddings, labels and image paths, without ever unpickling; write one back.
 
 The steps live in their own modules: npz_source (the bytes, bounded), npz_zip (the container), npy_header
-(each array's header) and npz_columns (what each array must hold). This module runs them in order and is
-where the rest of cleaner imports them from.
+(each array's header) and npz_columns (what each array must hold). This module runs them in order.
 """
 from __future__ import annotations
 
@@ -13,17 +12,19 @@ from typing import Callable
 import numpy as np
 
 from cleaner.io.dataset_types import REQUIRED_KEYS, SAVE_HINT, Dataset, DatasetError, dataset_digests
-from cleaner.server.limits import MAX_DIMS, MAX_LABEL_CHARS, MAX_MEMBERS, MAX_NPZ_BYTES, MAX_PATH_CHARS, MAX_ROWS, MIN_ROWS
 from cleaner.io.npy_header import NPY_MAGIC
 from cleaner.io.npz_columns import check_column, check_embeddings, validate_embeddings, validate_labels, validate_paths
 from cleaner.io.npz_source import NpzSource, read_source, source_name
 from cleaner.io.npz_zip import open_zip, read_member
+from cleaner.server.limits import (
+    MAX_DIMS,
+    MAX_MEMBERS,
+    MAX_NPZ_BYTES,
+    MAX_ROWS,
+)
 from cleaner.server.text import shown
 
-__all__ = [
-    "MAX_LABEL_CHARS", "MAX_MEMBERS", "MAX_PATH_CHARS", "MIN_ROWS", "REQUIRED_KEYS", "Dataset", "DatasetError",
-    "NpzSource", "cleaned_npz_bytes", "dataset_from_arrays", "load_npz", "npz_bytes",
-]
+__all__ = ["cleaned_npz_bytes", "dataset_from_arrays", "load_npz", "npz_bytes"]
 
 _UNEXPECTED = "unexpected problem"  # only ever in the safety net's message; the fuzz tests look for it
 

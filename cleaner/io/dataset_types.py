@@ -2,15 +2,14 @@
 from __future__ import annotations
 
 import hashlib
-from concurrent.futures import ThreadPoolExecutor
 import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Iterable
 
 import numpy as np
 
 from cleaner.server.errors import CleanerError
-
 
 REQUIRED_KEYS = ("embeddings", "labels", "image_paths")
 SAVE_HINT = "np.savez_compressed('x.npz', embeddings=..., labels=..., image_paths=...)"  # in messages

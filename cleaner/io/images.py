@@ -16,10 +16,15 @@ from cleaner.server.text import mb, one_line
 
 THUMB_PX = 160
 
-# Pillow's own guard: it refuses (DecompressionBombError) anything over twice this at open, before decoding;
-# read_image refuses anything over it outright.
-Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
-ImageFile.LOAD_TRUNCATED_IMAGES = False
+
+
+def configure_pillow() -> None:
+    """Pillow's process-wide guards, set where the app or the CLI starts (a notebook importing cleaner keeps its
+    own): Pillow then refuses (DecompressionBombError) anything over twice MAX_IMAGE_PIXELS at open, and never
+    decodes a truncated file as if whole. `read_image` refuses anything over MAX_IMAGE_PIXELS either way."""
+    Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
+    ImageFile.LOAD_TRUNCATED_IMAGES = False
+
 
 # Raster formats that image datasets use. Pillow's other plugins (EPS runs Ghostscript; PSD, FITS, SPIDER,
 # ...) are more attack surface than any dataset needs.

@@ -15,12 +15,12 @@ from typing import Union
 
 import numpy as np
 
-from cleaner.io.dataset_types import DatasetError
-from cleaner.server.errors import CleanerError
-from cleaner.layout.layouts import LayoutParams
 from cleaner.graph.neighbours import GRAPH_VERSION, NeighbourGraph
-from cleaner.io.npz_zip import open_zip, read_member
+from cleaner.io.dataset_types import DatasetError
 from cleaner.io.npz_source import read_source
+from cleaner.io.npz_zip import open_zip, read_member
+from cleaner.layout.layouts import LayoutParams
+from cleaner.server.errors import CleanerError
 
 SIDECAR_SUFFIX = ".cleaner.npz"
 SIDECAR_FORMAT = 1

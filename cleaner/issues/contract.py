@@ -18,7 +18,7 @@ import numpy as np
 
 if TYPE_CHECKING:
     from cleaner.graph.neighbours import NeighbourGraph
-    from cleaner.io.dataset import Dataset
+    from cleaner.io.dataset_types import Dataset
     from cleaner.io.images import ImageAccess
 
 FLAG_SCORE = 0.9

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from cleaner.graph.neighbours import NeighbourGraph
-from cleaner.io.dataset import Dataset
+from cleaner.io.dataset_types import Dataset
 from cleaner.issues.contract import FLAG_SCORE, IssueKind, IssueScores, fixed
 from cleaner.issues.label_votes import typical_distance
 from cleaner.server.text import plural

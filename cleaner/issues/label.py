@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from cleaner.graph.neighbours import GRAPH_K, NeighbourGraph
-from cleaner.io.dataset import Dataset
+from cleaner.io.dataset_types import Dataset
 from cleaner.issues.contract import FLAG_SCORE, IssueKind, IssueScores, ScanInputs, fixed
 from cleaner.issues.label_votes import decided_codes, rows_to_update, score_rows, typical_distance
 from cleaner.server.text import plural

@@ -12,9 +12,17 @@ from typing import Callable
 
 import numpy as np
 
-from cleaner.issues.label_votes import kernel, margin_score, typical_distance
 from cleaner.graph.neighbours import NeighbourGraph
-from cleaner.issues.label import EVIDENCE_WEIGHT, label_issues, label_issues_from, LABEL_K, LABEL_KERNEL, LabelIssues, MARGIN_WEIGHT
+from cleaner.issues.label import (
+    EVIDENCE_WEIGHT,
+    LABEL_K,
+    LABEL_KERNEL,
+    MARGIN_WEIGHT,
+    LabelIssues,
+    label_issues,
+    label_issues_from,
+)
+from cleaner.issues.label_votes import kernel, margin_score, typical_distance
 
 PROBE_FOLDS = 5
 # The probe and the kNN votes count alike: on weak embeddings each catches errors the other misses.

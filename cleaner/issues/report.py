@@ -7,7 +7,7 @@ import io
 
 import numpy as np
 
-from cleaner.io.dataset import Dataset
+from cleaner.io.dataset_types import Dataset
 from cleaner.issues.contract import fixed
 from cleaner.issues.ranking import review_queue, worst
 from cleaner.issues.registry import issue_kinds

@@ -6,7 +6,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from cleaner.io.dataset import Dataset
+from cleaner.io.dataset_types import Dataset
 from cleaner.issues.ranking import review_queue
 from cleaner.issues.registry import WORST, kind_named
 from cleaner.issues.suspects import ScanResult

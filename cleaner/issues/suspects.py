@@ -3,12 +3,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from cleaner.graph.distance import AUTO, resolved_metric
 from cleaner.graph.neighbours import GRAPH_K, NeighbourGraph, neighbour_graph
-from cleaner.io.dataset import Dataset
+from cleaner.io.dataset_types import Dataset
 from cleaner.issues.contract import IssueScores, ScanInputs
 from cleaner.issues.duplicate import NearDuplicates, duplicates_to_drop
 from cleaner.issues.label import LabelIssues
@@ -16,6 +17,9 @@ from cleaner.issues.outlier import Outliers
 from cleaner.issues.ranking import review_queue
 from cleaner.issues.registry import issue_kinds
 from cleaner.issues.unreadable import UnreadableImages
+
+if TYPE_CHECKING:
+    from cleaner.io.images import ImageAccess  # Pillow: imported only when the images are really checked
 
 
 @dataclass(frozen=True, eq=False)
@@ -63,14 +67,43 @@ class ScanResult:
         return review_queue(*scores, by="worst")[: max(0, n)]
 
 
-def scan_dataset(dataset: Dataset, k: int = GRAPH_K, metric: str = AUTO, access=None, thorough: bool = False,
-                 progress: Callable[[int, int], None] | None = None) -> ScanResult:
-    """Every score of the dataset; images are checked only when an ImageAccess is given."""
+def scan(dataset: Dataset, k: int = GRAPH_K, metric: str = AUTO, access: ImageAccess | None = None,
+         thorough: bool = False, progress: Callable[[int, int], None] | None = None) -> ScanResult:
+    """Score every image of a dataset for every kind of issue, from one kNN graph of its embeddings.
+
+    Parameters
+    ----------
+    dataset : Dataset
+        From `load_npz`.
+    k : int
+        Nearest neighbours per image in the graph (the label vote, outliers and near-duplicates all read it).
+    metric : {"auto", "cosine", "euclidean"}
+        Distance between embeddings; "auto" picks euclidean for non-negative features, else cosine.
+    access : ImageAccess, optional
+        Where the image files may be read; when given, every image is opened and decoded to find unreadable
+        files. Without it that kind of issue is not scored.
+    thorough : bool
+        Add a cross-validated linear probe on the embeddings to the label-issue ranking (slower; for weak
+        embeddings).
+    progress : callable, optional
+        ``progress(done, total)`` follows the probe's fits.
+
+    Returns
+    -------
+    ScanResult
+        Each kind of issue's scores by name (`result.scores`), with typed accessors `labels`, `outliers`,
+        `duplicates` and `unreadable`.
+
+    Raises
+    ------
+    ValueError
+        For a `metric` or `k` out of range.
+    """
     graph = neighbour_graph(dataset.embeddings, k=k, metric=resolved_metric(metric, dataset.embeddings))
     return scores_from_graph(dataset, graph, access, thorough=thorough, progress=progress)
 
 
-def scores_from_graph(dataset: Dataset, graph: NeighbourGraph, access=None, thorough: bool = False,
+def scores_from_graph(dataset: Dataset, graph: NeighbourGraph, access: ImageAccess | None = None, thorough: bool = False,
                       progress: Callable[[int, int], None] | None = None) -> ScanResult:
     """Every score from a neighbour graph already computed (the app passes the one its map was built on).
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cleaner.io.dataset import Dataset
+from cleaner.io.dataset_types import Dataset
 from cleaner.issues.contract import IssueKind, IssueScores, ScanInputs
 
 

@@ -23,10 +23,10 @@ from typing import Callable
 
 import numpy as np
 
-from cleaner.server.diskcache import store_file
-from cleaner.server.limits import CACHE_MAX_BYTES
 from cleaner.graph.neighbours import NeighbourGraph, numba_guard
 from cleaner.layout.numba_cache import cache_umap_kernels, kernel_cache_dir, use_numba_cache
+from cleaner.server.diskcache import store_file
+from cleaner.server.limits import CACHE_MAX_BYTES
 
 __all__ = [  # kernel_cache_dir and use_numba_cache: cleaner.layout.service imports them from here
     "LARGE_MIN_ROWS", "PACKAGED_LAYOUTS", "LayoutFunction", "LayoutParams", "LayoutStore", "compile_kernels", "kernel_cache_dir",

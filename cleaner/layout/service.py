@@ -10,10 +10,10 @@ from pathlib import Path
 
 import numpy as np
 
-from cleaner.server.jobs import JobStatus, Jobs, Recent
-from cleaner.layout.layouts import (LayoutFunction, LayoutParams, LayoutStore, compile_kernels, kernel_cache_dir, umap_layout,
-                     use_numba_cache)
 from cleaner.graph.neighbours import NeighbourGraph
+from cleaner.layout.layouts import LayoutFunction, LayoutParams, LayoutStore, compile_kernels, umap_layout
+from cleaner.layout.numba_cache import kernel_cache_dir, use_numba_cache
+from cleaner.server.jobs import Jobs, JobStatus, Recent
 
 WARM_UP_DELAY_S = 10.0  # seconds after the first page asked for it
 

@@ -6,9 +6,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cleaner.server.limits import CACHE_MAX_BYTES, MAX_DIMS, MAX_NPZ_BYTES, MAX_ROWS, MB
-
 from cleaner.server.errors import CleanerError
+from cleaner.server.limits import CACHE_MAX_BYTES, MAX_DIMS, MAX_NPZ_BYTES, MAX_ROWS, MB
 
 ENV_ALLOWED_ROOTS = "CLEANER_ALLOWED_ROOTS"
 ENV_CACHE_DIR = "CLEANER_CACHE_DIR"

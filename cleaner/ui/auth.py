@@ -10,8 +10,8 @@ from typing import NoReturn
 
 import streamlit as st
 
-from cleaner.server.errors import CleanerError
 from cleaner.server.config import ALLOW_ANY_SIGNED_IN, ENV_ALLOWED_USERS, Settings
+from cleaner.server.errors import CleanerError
 from cleaner.server.text import one_line, shown
 from cleaner.ui.text import literal
 

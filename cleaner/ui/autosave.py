@@ -8,8 +8,8 @@ from pathlib import Path
 import streamlit as st
 
 from cleaner.decisions.autosave import AutosaveError, AutosaveStore, Owner, new_token
-from cleaner.server.config import Settings
 from cleaner.decisions.records import ParsedDecisions
+from cleaner.server.config import Settings
 from cleaner.server.text import plural
 from cleaner.ui.state import DatasetWork, choose, remembered, show_widget_value, widget_value, work_by_digest
 from cleaner.ui.text import literal

@@ -12,18 +12,19 @@ from typing import Callable
 import numpy as np
 import streamlit as st
 
-from cleaner.server.config import ConfigError, Settings, load_settings
-from cleaner.io.dataset import Dataset, load_npz
 from cleaner.graph.distance import MetricChoice, auto_metric
-from cleaner.io.demo import load_demo
-from cleaner.layout.layouts import LayoutStore, pca_projection
-from cleaner.layout.service import LayoutService
-from cleaner.graph.service import GraphService
 from cleaner.graph.neighbours import GraphStore, NeighbourGraph
-from cleaner.issues.unreadable import UnreadableImages
+from cleaner.graph.service import GraphService
+from cleaner.io.dataset import load_npz
+from cleaner.io.images import configure_pillow
+from cleaner.io.dataset_types import Dataset
+from cleaner.io.demo import load_demo
 from cleaner.io.sidecar import Precomputed, SidecarProblem, read_sidecar
 from cleaner.issues.suspects import ScanResult, scores_from_graph
-
+from cleaner.issues.unreadable import UnreadableImages
+from cleaner.layout.layouts import LayoutStore, pca_projection
+from cleaner.layout.service import LayoutService
+from cleaner.server.config import ConfigError, Settings, load_settings
 
 FULL_COLLECTION_EVERY_S = 15.0  # at the latest, even on an idle server
 COLLECTION_GAP_S = 2.0  # after a page run asked for one; also the least time between two asked for
@@ -76,6 +77,7 @@ def collect_garbage_soon() -> None:
 
 @st.cache_resource(show_spinner=False)
 def _settings() -> Settings:
+    configure_pillow()  # once per server, where the app starts
     return load_settings()
 
 

@@ -8,22 +8,20 @@ from typing import Callable
 import numpy as np
 import streamlit as st
 
-from cleaner.server.config import Settings
-from cleaner.server.diskcache import write_error
-from cleaner.io.dataset import Dataset
+from cleaner.graph.neighbours import GRAPH_K, NeighbourGraph
+from cleaner.io.dataset_types import Dataset
+from cleaner.io.images import ImageAccess
+from cleaner.io.sidecar import Precomputed
+from cleaner.issues.image_check import files_fingerprint, unreadable_images
+from cleaner.issues.label import rescore_label_issues
+from cleaner.issues.suspects import ScanResult
 from cleaner.layout.layouts import LayoutParams
 from cleaner.layout.service import LayoutService
+from cleaner.server.config import Settings
+from cleaner.server.diskcache import write_error
 from cleaner.server.jobs import JobStatus
-from cleaner.graph.neighbours import NeighbourGraph
-from cleaner.issues.image_check import files_fingerprint, unreadable_images
-from cleaner.io.images import ImageAccess
-from cleaner.issues.label import rescore_label_issues
-from cleaner.io.sidecar import Precomputed
-from cleaner.issues.suspects import ScanResult
 from cleaner.ui import cache
-from cleaner.graph.neighbours import GRAPH_K
 from cleaner.ui.state import DatasetWork, LearnedLabels, is_new_event
-
 
 GRAPH_WAIT_S = 3.0  # the page waits this long for a graph being found (small data) before showing the preview
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 import streamlit as st
 
 from cleaner.issues.label import class_confusion
-from cleaner.server.text import plural
 from cleaner.issues.suspects import ScanResult
+from cleaner.server.text import plural
 from cleaner.ui.state import DatasetWork, widget_value
 
 

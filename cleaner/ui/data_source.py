@@ -5,15 +5,16 @@ from pathlib import Path
 
 import streamlit as st
 
-from cleaner.server.config import Settings
-from cleaner.io.dataset import Dataset, DatasetError, load_npz
-from cleaner.io.images import ImageAccess, PathRemap
-from cleaner.layout.layouts import LayoutParams
-from cleaner.server.limits import MB
 from cleaner.graph.distance import AUTO, COSINE, EUCLIDEAN
 from cleaner.graph.neighbours import GRAPH_K
 from cleaner.io import server_files
+from cleaner.io.dataset import load_npz
+from cleaner.io.dataset_types import Dataset, DatasetError
+from cleaner.io.images import ImageAccess, PathRemap
 from cleaner.io.sidecar import Precomputed, sidecar_path
+from cleaner.layout.layouts import LayoutParams
+from cleaner.server.config import Settings
+from cleaner.server.limits import MB
 from cleaner.ui import cache
 from cleaner.ui.state import remembered, uploaded_dataset, widget_value
 from cleaner.ui.text import literal

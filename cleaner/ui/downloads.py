@@ -5,11 +5,16 @@ from pathlib import Path
 
 import streamlit as st
 
-from cleaner.decisions.records import (DecisionsError, cleaned_npz, exclusion_file_name, parse_decisions,
-                                       relabel_file_name)
+from cleaner.decisions.records import (
+    DecisionsError,
+    cleaned_npz,
+    exclusion_file_name,
+    parse_decisions,
+    relabel_file_name,
+)
 from cleaner.issues.report import report_csv
-from cleaner.server.text import plural
 from cleaner.issues.suspects import ScanResult
+from cleaner.server.text import plural
 from cleaner.ui.state import DatasetWork, is_new_event
 from cleaner.ui.text import literal
 

@@ -4,17 +4,15 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
+from cleaner.graph.neighbours import GRAPH_K, NeighbourGraph
 from cleaner.io.images import ImageAccess
-from cleaner.graph.neighbours import NeighbourGraph
 from cleaner.server.text import plural
-from cleaner.graph.neighbours import GRAPH_K
 from cleaner.ui.downloads import decision_files
-from cleaner.ui.thumbs import thumbnail
 from cleaner.ui.state import DatasetWork, show_widget_value, widget_value, work_by_digest
+from cleaner.ui.thumbs import thumbnail
 
 PAGE_SIZE = 24
 GALLERY_COLUMNS = 4
-SMALL_DATA_ROWS = 20_000  # below this a decision also redraws the map's marks at once
 
 
 def _select_class(digest: str) -> None:
@@ -75,8 +73,8 @@ def _go_to_page(digest: str, key: str) -> None:
 def gallery(work: DatasetWork, access: ImageAccess) -> None:
     """The selected images with an Exclude checkbox each; a tick reruns only this fragment."""
     dataset = work.dataset
-    if work.map_is_behind and dataset.n <= SMALL_DATA_ROWS:
-        st.rerun()  # small data: redraw the map marks right away; large data keeps the tick cheap
+    if work.map_redraw_due:
+        st.rerun()
     decision_files(work)
     sel = work.selection
     if not sel.rows:

@@ -8,15 +8,15 @@ import numpy as np
 import streamlit as st
 from streamlit.delta_generator import DeltaGenerator
 
-from cleaner.io.dataset import Dataset
-from cleaner.ui.map.events import MapEvent
-from cleaner.ui.map.payload import HOVER_NAMES_MAX_POINTS, MapPayload, build_payload
-from cleaner.ui.map.palette import class_colours
-from cleaner.issues.registry import WORST, orders
+from cleaner.io.dataset_types import Dataset
 from cleaner.issues.ranking import worst
+from cleaner.issues.registry import WORST, orders
 from cleaner.issues.suspects import ScanResult
 from cleaner.ui.compute import Maps
 from cleaner.ui.map.component import map_chart
+from cleaner.ui.map.events import MapEvent
+from cleaner.ui.map.palette import class_colours
+from cleaner.ui.map.payload import HOVER_NAMES_MAX_POINTS, MapPayload, build_payload
 from cleaner.ui.state import DatasetWork, remembered, session_table, work_by_digest
 
 MAP_VIEWS = ("3D", "2D")

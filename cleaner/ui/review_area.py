@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from cleaner.io.images import ImageAccess
 from cleaner.graph.neighbours import NeighbourGraph
+from cleaner.io.images import ImageAccess
 from cleaner.issues.suspects import ScanResult
 from cleaner.ui.confusion import confusion_panel
 from cleaner.ui.downloads import decision_files

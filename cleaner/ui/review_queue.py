@@ -3,17 +3,16 @@ from __future__ import annotations
 
 import streamlit as st
 
-from cleaner.io.images import ImageAccess
 from cleaner.graph.neighbours import NeighbourGraph
+from cleaner.io.images import ImageAccess
 from cleaner.issues.registry import orders
 from cleaner.issues.review import pending_rows, reasons
 from cleaner.issues.suspects import ScanResult
 from cleaner.ui.compute import check_images, learn_from_decisions
 from cleaner.ui.downloads import decision_files
-from cleaner.ui.gallery import SMALL_DATA_ROWS
-from cleaner.ui.thumbs import thumbnail
 from cleaner.ui.state import DatasetWork, remembered, work_by_digest
 from cleaner.ui.text import literal
+from cleaner.ui.thumbs import thumbnail
 
 QUEUE_SHOWN = 6
 EVIDENCE_NEIGHBOURS = 6
@@ -32,7 +31,7 @@ def _undo(digest: str) -> None:
 def review_queue_panel(work: DatasetWork, graph: NeighbourGraph, result: ScanResult, access: ImageAccess) -> None:
     """The most suspect samples first; a decided card's place goes to the next suspect, the others stay put."""
     dataset = work.dataset
-    if work.map_is_behind and dataset.n <= SMALL_DATA_ROWS:
+    if work.map_redraw_due:
         st.rerun()
     decision_files(work)
     result = learn_from_decisions(result, graph, work)  # the queue learns from each decision

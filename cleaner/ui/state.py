@@ -10,8 +10,8 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import streamlit as st
 
-from cleaner.io.dataset import Dataset
 from cleaner.decisions.records import Decision, Decisions, Kind, ParsedDecisions, label_codes_after, rows_of
+from cleaner.io.dataset_types import Dataset
 from cleaner.issues.label import LabelIssues
 from cleaner.issues.unreadable import UnreadableImages
 from cleaner.server.text import plural
@@ -20,6 +20,7 @@ _WORK_KEY = "cleaner_work"
 _SEEN_KEY = "cleaner_seen_events"
 _UPLOADS_KEY = "cleaner_uploads"
 _CHOICES_KEY = "cleaner_choices"
+SMALL_DATA_ROWS = 20_000  # up to this many rows a decision also redraws the map's marks at once
 
 
 @dataclass(frozen=True)
@@ -170,6 +171,12 @@ class DatasetWork:
     def map_is_behind(self) -> bool:
         """Whether decisions were made since the map was drawn (its marks and colours are out of date)."""
         return self.map_marks_version != self.decisions.version
+
+    @property
+    def map_redraw_due(self) -> bool:
+        """Whether a panel that just took a decision should rerun the whole page so the map shows it at once: on
+        small data only, where redrawing is cheap; large data keeps a decision cheap and offers a button."""
+        return self.map_is_behind and self.dataset.n <= SMALL_DATA_ROWS
 
     def _derive(self) -> tuple[int, np.ndarray, np.ndarray, np.ndarray]:
         version = self.decisions.version

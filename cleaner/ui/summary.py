@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from cleaner.server.text import plural
 from cleaner.issues.suspects import ScanResult
+from cleaner.server.text import plural
 from cleaner.ui.state import DatasetWork
 
 

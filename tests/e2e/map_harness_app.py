@@ -16,9 +16,8 @@ import streamlit as st
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository, when run by `streamlit run`
 
-from cleaner.ui.map.payload import MapPayload, build_payload  # noqa: E402
 from cleaner.ui.map.component import map_chart  # noqa: E402
-
+from cleaner.ui.map.payload import MapPayload, build_payload  # noqa: E402
 
 SHOWN_ROWS = 5_000
 

@@ -9,8 +9,16 @@ from typing import Any, Literal
 import numpy as np
 
 from cleaner.server.errors import CleanerError
-from cleaner.ui.map.shapes import Axes2D, Camera3D, SelectionMode, SELECTION_MODES, View, combine_selection, rows_in_shape
 from cleaner.ui.map.payload import MapPayload
+from cleaner.ui.map.shapes import (
+    SELECTION_MODES,
+    Axes2D,
+    Camera3D,
+    SelectionMode,
+    View,
+    combine_selection,
+    rows_in_shape,
+)
 
 MAX_POLYGON_VERTICES = 2_000  # a lasso the browser already thinned; anything longer is not from our JS
 MAX_PIXELS = 100_000  # a viewport side larger than this is not a screen
