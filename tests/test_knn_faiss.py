@@ -4,7 +4,7 @@ import threading
 import numpy as np
 import pytest
 
-from cleaner.graph import knn_backends
+from cleaner.graph import calibration, knn_backends
 from cleaner.graph.knn_backends import FaissBackend, KnnResult
 from cleaner.graph.neighbours import NeighbourGraph, approximate_neighbours, exact_neighbours, neighbour_graph
 
@@ -82,24 +82,23 @@ def test_calibration_widens_from_a_tiny_nprobe():
     assert _recall(NeighbourGraph(*result[:2], "euclidean", False), x) >= 0.97
 
 
-class _NoCalibration(FaissBackend):
-    """Skips the calibration, so only the check of the finished graph can widen the search."""
+@pytest.fixture
+def no_calibration(monkeypatch):
+    """Skips the calibration on the first sample, so only the check of the finished graph can widen the search."""
+    monkeypatch.setattr(calibration, "calibrate", lambda lists, data, rows, truth_d2, k, nprobe, min_recall: nprobe)
 
-    def _calibrate(self, index, embeddings, metric, rows, truth_d2, k, nprobe):
-        return nprobe
 
-
-def test_check_of_the_finished_graph_widens_the_search():
+def test_check_of_the_finished_graph_widens_the_search(no_calibration):
     x = _clusters(6000, dims=32, n_clusters=6, seed=4)
-    backend = _NoCalibration(exact_max_work=0, first_nprobe=1)
+    backend = FaissBackend(exact_max_work=0, first_nprobe=1)
     result = backend.search(x, 15, "euclidean")
     assert backend.last_nprobe > 1
     assert _recall(NeighbourGraph(*result[:2], "euclidean", False), x) >= 0.97
 
 
-def test_rows_whose_probed_lists_are_too_small_get_their_exact_neighbours():
+def test_rows_whose_probed_lists_are_too_small_get_their_exact_neighbours(no_calibration):
     x = _clusters(400, dims=8, seed=5)
-    backend = _NoCalibration(exact_max_work=0, first_nprobe=1, min_recall=0.0)  # a poor graph on purpose
+    backend = FaissBackend(exact_max_work=0, first_nprobe=1, min_recall=0.0)  # a poor graph on purpose
     indices, distances, exact = backend.search(x, 60, "euclidean")  # lists of ~40 rows, 61 wanted
     assert not exact and indices.min() >= 0 and np.isfinite(distances).all()
     assert not (indices == np.arange(400)[:, None]).any()
@@ -221,10 +220,3 @@ def test_euclidean_distances_survive_a_large_common_offset(exact_max_work):
     expected = np.linalg.norm(x[indices].astype(np.float64) - x[:, None, :].astype(np.float64), axis=2)
     np.testing.assert_allclose(distances, expected, rtol=1e-3)  # each distance is its pair's
     assert (distances <= truth_d[:, -1:] * (1 + 1e-3)).mean() >= 0.97  # and the pairs are the nearest
-
-
-def test_widening_tries_the_widest_allowed_before_giving_up():
-    # 315 lists fall short, 400 are the most worth probing: 473, the next step by half, would skip 316..400
-    assert FaissBackend._fewest(lambda probed: probed >= 350, 315, 400) == 400
-    assert FaissBackend._fewest(lambda probed: probed >= 5, 2, 400) == 5  # 2, 3, 5
-    assert FaissBackend._fewest(lambda probed: probed >= 401, 315, 400) is None

@@ -2,11 +2,7 @@
 import numpy as np
 import pytest
 
-from cleaner.graph import knn_backends
-
-from cleaner.graph import knn_rows
-
-from cleaner.graph import neighbours
+from cleaner.graph import exact, knn_rows, neighbours
 from cleaner.graph.neighbours import GraphStore, exact_neighbours, neighbour_graph
 
 
@@ -21,8 +17,7 @@ def test_recall_check_counts_an_equally_near_duplicate_as_found():
     rng = np.random.default_rng(5)
     x = np.repeat(rng.normal(size=(40, 16)) * 5, 25, axis=0).astype(np.float32)
     rows = np.arange(0, 1000, 7)
-    backend = knn_backends.FaissBackend()
-    _, truth_d2 = backend.exact_rows(x, "euclidean", rows, 10)
+    _, truth_d2 = exact.exact_rows(knn_rows.ComparedRows(x, "euclidean"), rows, 10)
     group_start = (np.arange(1000) // 25) * 25
     # Twins picked from the far end of each group, unlike the ones the exact search happens to list first.
     twins = np.array([[g + 24 - j if g + 24 - j != r else g for j in range(10)] for r, g in enumerate(group_start)])

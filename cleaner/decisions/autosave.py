@@ -12,11 +12,11 @@ import hashlib
 import hmac
 import os
 import secrets
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from cleaner.decisions.records import Decisions, ParsedDecisions, parse_decisions
+from cleaner.server.diskcache import evict_oldest, write_atomically
 from cleaner.server.errors import CleanerError
 from cleaner.server.limits import MB
 
@@ -42,7 +42,7 @@ class Owner:
     kind: str  # "token" or "email"
 
     @staticmethod
-    def from_token(token: str) -> "Owner":
+    def from_token(token: str) -> Owner:
         token = token.strip()
         if not is_token(token):
             raise AutosaveError(f"That is not a token this app gives out: those are {TOKEN_CHARS} letters, digits, "
@@ -50,7 +50,7 @@ class Owner:
         return Owner(token, "token")
 
     @staticmethod
-    def from_email(email: str) -> "Owner":
+    def from_email(email: str) -> Owner:
         return Owner(email.strip().lower(), "email")
 
     def _material(self, purpose: str, digest: str) -> bytes:
@@ -83,7 +83,7 @@ class AutosaveStore:
         self.max_total_bytes = max_total_bytes
 
     @classmethod
-    def under(cls, cache_dir: Path) -> "AutosaveStore":
+    def under(cls, cache_dir: Path) -> AutosaveStore:
         return cls(Path(cache_dir) / FOLDER_NAME)
 
     def path(self, owner: Owner, digest: str) -> Path:
@@ -100,15 +100,8 @@ class AutosaveStore:
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
             os.chmod(self.folder, 0o700)  # only the server's own user may even look inside
-            fd, tmp = tempfile.mkstemp(dir=self.folder, suffix=".tmp")
-            try:
-                with os.fdopen(fd, "wb") as fh:
-                    fh.write(data)
-                    fh.flush()
-                    os.fsync(fh.fileno())  # the point of the file is to outlive a crash
-                os.replace(tmp, self.path(owner, digest))
-            finally:
-                Path(tmp).unlink(missing_ok=True)
+            # durable: the point of the file is to outlive a crash
+            write_atomically(self.folder, self.path(owner, digest).name, data, durable=True)
         except OSError as exc:
             raise AutosaveError(f"This server could not keep your decisions ({exc.strerror or exc}); "
                                 "download them to keep them.") from exc
@@ -139,20 +132,9 @@ class AutosaveStore:
         except ValueError as exc:
             raise AutosaveError(f"The saved decisions could not be read: {exc}") from exc
 
-    def delete(self, owner: Owner, digest: str) -> None:
-        try:
-            self.path(owner, digest).unlink(missing_ok=True)
-        except OSError as exc:
-            raise AutosaveError(f"The saved decisions could not be removed ({exc.strerror or exc}).") from exc
-
     def _evict(self, keep: Path) -> None:
         """Beyond the folder's cap, drop the lists written least recently (never the one just written)."""
         try:
-            files = sorted((p for p in self.folder.glob("*.csv") if p != keep), key=lambda p: p.stat().st_mtime)
-            total = sum(p.stat().st_size for p in files) + keep.stat().st_size
-            while files and total > self.max_total_bytes:
-                oldest = files.pop(0)
-                total -= oldest.stat().st_size
-                oldest.unlink(missing_ok=True)
+            evict_oldest(self.folder, "*.csv", self.max_total_bytes, keep=keep)
         except OSError:
             pass  # another session evicted or saved meanwhile: the next save looks again

@@ -1,10 +1,10 @@
-"""The pieces every kNN search here shares: rows as the search compares them, the nearest found kept without the
-row itself, the recall of a graph against the exact answer, and independent tasks on every core."""
+"""The pieces every kNN search here shares: rows as the search compares them (`ComparedRows`), the nearest found
+kept without the row itself, the recall of a graph against the exact answer, and independent tasks on every core."""
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable
 
 import numpy as np
 
@@ -25,6 +25,41 @@ def prepared(embeddings: np.ndarray, metric: str, rows: slice | np.ndarray) -> n
         norms = np.linalg.norm(x, axis=1, keepdims=True)
         x = x / np.maximum(norms, 1e-12)  # a new array: the caller's embeddings are never changed
     return x
+
+
+# The one comparison of rows a search makes: the k nearest base rows of each query, as (squared distances, ids).
+FlatKnn = Callable[[np.ndarray, np.ndarray, int], tuple[np.ndarray, np.ndarray]]
+
+
+def faiss_knn(queries: np.ndarray, base: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """faiss's blockwise BLAS kNN on the CPU: squared euclidean distances and int64 ids."""
+    import faiss
+
+    return faiss.knn(queries, base, k, faiss.METRIC_L2)
+
+
+class ComparedRows:
+    """The embeddings as one search compares them, and the flat kNN it compares them with.
+
+    `rows[selection]` is `prepared`, and for euclidean less the data's mean: faiss's BLAS search computes
+    |x|^2 + |y|^2 - 2 x.y, which loses the small distance between two long, nearly equal rows (features with a
+    large common offset, as non-negative activations have) to rounding. Subtracting one vector from every row
+    changes no euclidean distance and keeps the lengths small.
+    """
+
+    def __init__(self, embeddings: np.ndarray, metric: str, flat_knn: FlatKnn = faiss_knn):
+        self.embeddings = embeddings
+        self.metric = metric
+        self.flat_knn = flat_knn
+        self.n, self.dims = embeddings.shape
+        self._mean = (np.mean(embeddings, axis=0, dtype=np.float64).astype(np.float32) if metric == "euclidean"
+                      else None)
+
+    def __getitem__(self, rows: slice | np.ndarray) -> np.ndarray:
+        x = prepared(self.embeddings, self.metric, rows)
+        if self._mean is not None:
+            x = x - self._mean  # a new array: prepared may return a view of the caller's rows
+        return x
 
 
 def to_metric(d2: np.ndarray, metric: str) -> np.ndarray:

@@ -18,8 +18,16 @@ from pathlib import Path
 
 import numpy as np
 
+from cleaner.graph.knn_backends import (
+    EXACT_MAX_WORK,
+    METRICS,
+    MIN_RECALL,
+    RECALL_SAMPLE,
+    FaissBackend,
+    KnnBackend,
+    KnnResult,
+)
 from cleaner.server.diskcache import store_file
-from cleaner.graph.knn_backends import EXACT_MAX_WORK, METRICS, MIN_RECALL, RECALL_SAMPLE, FaissBackend, KnnBackend, KnnResult
 
 __all__ = ["EXACT_MAX_WORK", "METRICS", "MIN_RECALL", "RECALL_SAMPLE", "GraphStore", "KnnBackend", "NeighbourGraph",
            "approximate_neighbours", "default_backend", "exact_neighbours", "neighbour_graph", "numba_guard"]

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from cleaner.server.jobs import JobStatus, Jobs, Recent
 from cleaner.graph.knn_backends import KnnBackend
 from cleaner.graph.neighbours import GraphStore, NeighbourGraph, neighbour_graph
+from cleaner.server.jobs import Jobs, JobStatus, Recent
 
 
 class GraphService:

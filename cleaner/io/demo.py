@@ -1,13 +1,13 @@
 """The built-in demo: scikit-learn's 1,797 scanned digits, written as PNG files and loaded like a user's NPZ."""
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from cleaner.io.dataset import Dataset, load_npz, npz_bytes
+from cleaner.io.dataset import load_npz, npz_bytes
+from cleaner.io.dataset_types import Dataset
+from cleaner.server.diskcache import write_atomically
 
 DEMO_NPZ_NAME = "digits_demo_v2.npz"  # bump the version when the files written change
 
@@ -36,18 +36,14 @@ def build_demo(demo_dir: Path) -> Path:
     image_dir = demo_dir / "images_v2"
     image_dir.mkdir(parents=True, exist_ok=True)
     paths = []
-    for i, (img, label) in enumerate(zip(images, labels)):
+    for i, (img, label) in enumerate(zip(images, labels, strict=True)):
         path = image_dir / f"digit_{i:04d}_label_{label}.png"
         if not path.is_file():
             # 0..16 grey levels, ink dark on white as on paper
             Image.fromarray((255 - img.astype(np.int32) * 255 // 16).astype(np.uint8), mode="L").save(path)
         paths.append(str(path.resolve()))
     data = npz_bytes(demo_embeddings(images), labels, np.asarray(paths))
-    fd, tmp = tempfile.mkstemp(dir=demo_dir, suffix=".tmp")  # atomic: several sessions may start at once
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(data)
-    os.replace(tmp, npz_path)
-    return npz_path
+    return write_atomically(demo_dir, DEMO_NPZ_NAME, data)  # atomic: several sessions may start at once
 
 
 def load_demo(demo_dir: Path) -> Dataset:
@@ -57,8 +53,8 @@ def load_demo(demo_dir: Path) -> Dataset:
 def write_packaged_layouts(demo_dir: Path) -> list[Path]:
     """Compute the demo's default 3D and 2D layouts and store them in the package, so a cold server skips UMAP."""
     from cleaner.graph.distance import COSINE, auto_metric
-    from cleaner.layout.layouts import PACKAGED_LAYOUTS, LayoutParams, LayoutStore, umap_layout
     from cleaner.graph.neighbours import GRAPH_K, neighbour_graph
+    from cleaner.layout.layouts import PACKAGED_LAYOUTS, LayoutParams, LayoutStore, umap_layout
 
     dataset = load_demo(demo_dir)
     store = LayoutStore(PACKAGED_LAYOUTS, packaged=Path("/nonexistent"))
@@ -74,7 +70,7 @@ def write_packaged_layouts(demo_dir: Path) -> list[Path]:
 
 
 if __name__ == "__main__":  # python -m cleaner.io.demo: refresh the shipped demo layouts
-    import tempfile as _tf
+    import tempfile
 
-    for path in write_packaged_layouts(Path(_tf.mkdtemp()) / "demo"):
+    for path in write_packaged_layouts(Path(tempfile.mkdtemp()) / "demo"):
         print(path)

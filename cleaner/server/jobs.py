@@ -4,9 +4,10 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable, Hashable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Callable, Hashable
+from typing import Any
 
 RETRY_FAILED_AFTER_S = 60.0  # a failed job is not started again for this long: every rerun would restart it
 

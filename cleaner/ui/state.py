@@ -10,7 +10,9 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import streamlit as st
 
-from cleaner.decisions.records import Decision, Decisions, Kind, ParsedDecisions, label_codes_after, rows_of
+from cleaner.decisions.effect import audit_rows
+from cleaner.decisions.records import (AuditVerdict, Decision, Decisions, Kind, ParsedDecisions, Source,
+                                       label_codes_after, rows_of)
 from cleaner.io.dataset_types import Dataset
 from cleaner.issues.label import LabelIssues
 from cleaner.issues.unreadable import UnreadableImages
@@ -33,6 +35,17 @@ class Selection:
 
 
 @dataclass(frozen=True)
+class UndoStep:
+    """What one decision replaced on one image: its earlier decision, and its earlier audit verdict when the
+    decision was an audit's."""
+
+    path: str
+    decision: Decision | None
+    audit: bool = False
+    verdict: AuditVerdict | None = None
+
+
+@dataclass(frozen=True)
 class LearnedLabels:
     """Label issues re-scored after the decisions of one version, starting from one scan's (`scan`)."""
 
@@ -50,7 +63,8 @@ class DatasetWork:
     decisions: Decisions = field(default_factory=Decisions)
     selection: Selection = field(default_factory=Selection)
     page: int = 0
-    undo_stack: list[tuple[str, Decision | None]] = field(default_factory=list)
+    undo_stack: list[UndoStep] = field(default_factory=list)
+    audit_size: int = 0  # how many images of the seeded random audit sample are asked for (0: no audit started)
     unreadable: UnreadableImages | None = None  # set once the image files were checked (by anyone, unchanged since)
     unreadable_access: str = ""  # the image access (folders, path remaps) that check used
     images_confirmed: set[str] = field(default_factory=set)  # accesses whose earlier check this session looked up
@@ -74,28 +88,51 @@ class DatasetWork:
     def go_to_page(self, page: int) -> None:
         self.page = max(0, int(page))
 
-    def decide(self, row: int, kind: Kind, reason: str = "", new_label: str = "") -> None:
+    def decide(self, row: int, kind: Kind, reason: str = "", new_label: str = "", source: Source = "queue") -> None:
         """Exclude, keep or relabel one image; the decision can be undone."""
         path = str(self.dataset.image_paths[row])
         decision = Decision(kind, reason=reason, old_label=self.dataset.label_text(row),
-                            new_label=new_label if kind == "relabel" else "", decided_by=self.user)
-        self.undo_stack.append((path, self.decisions.put(path, decision)))
+                            new_label=new_label if kind == "relabel" else "", decided_by=self.user, source=source)
+        self.undo_stack.append(UndoStep(path, self.decisions.put(path, decision)))
 
     def set_excluded(self, rows: list[int], excluded: bool, reason: str = "reviewed in gallery") -> None:
         """Gallery ticks: exclude the rows, or take back their exclusion (other decisions stay)."""
         for row in rows:
             path = str(self.dataset.image_paths[row])
             if excluded and not self.decisions.is_excluded(path):
-                self.decide(row, "exclude", reason)
+                self.decide(row, "exclude", reason, source="selection")
             elif not excluded and self.decisions.is_excluded(path):
-                self.undo_stack.append((path, self.decisions.put(path, None)))
+                self.undo_stack.append(UndoStep(path, self.decisions.put(path, None)))
+
+    def start_audit(self, size: int) -> None:
+        """Ask for the first `size` images of the audit's seeded random order (never fewer than already asked)."""
+        self.audit_size = min(self.dataset.n, max(self.audit_size, int(size)))
+
+    def audit(self, row: int, kind: Kind, new_label: str = "") -> None:
+        """The audit's verdict on one image (label correct, exclude, or relabel to the verified label): kept as the
+        image's decision, which reaches the exports, and as its verdict, which the estimates read."""
+        path = str(self.dataset.image_paths[row])
+        new_label = new_label if kind == "relabel" else ""
+        label = new_label if kind == "relabel" else ("" if kind == "exclude" else self.dataset.label_text(row))
+        existing = self.decisions.get(path)
+        previous_verdict = self.decisions.set_audit(path, AuditVerdict(kind, label))
+        if (existing is not None and existing.source != "audit" and existing.kind == kind
+                and existing.new_label == new_label):
+            decision = existing  # the review had already decided this image the same way: it stays the review's
+        else:
+            decision = Decision(kind, reason="random audit", old_label=self.dataset.label_text(row),
+                                new_label=new_label, decided_by=self.user, source="audit")
+        self.undo_stack.append(UndoStep(path, self.decisions.put(path, decision), audit=True,
+                                        verdict=previous_verdict))
 
     def undo(self) -> None:
-        """Take back the last decision, restoring what the image had before."""
+        """Take back the last decision, restoring what the image had before (and its audit verdict)."""
         if self.undo_stack:
-            path, previous = self.undo_stack.pop()
-            self.decisions.put(path, previous)
-    
+            step = self.undo_stack.pop()
+            self.decisions.put(step.path, step.decision)
+            if step.audit:
+                self.decisions.set_audit(step.path, step.verdict)
+
     def check_images(self, unreadable: UnreadableImages, access: str) -> None:
         self.unreadable, self.unreadable_access = unreadable, access
 
@@ -107,9 +144,19 @@ class DatasetWork:
                     if p in known and (d.kind != "relabel" or d.new_label in classes)}
         for path, decision in restored.items():
             self.decisions.put(path, decision)
+        audited = {p: v for p, v in parsed.audit.items()
+                   if p in known and (v.kind == "exclude" or v.label in classes)}
+        for path, verdict in audited.items():
+            self.decisions.set_audit(path, verdict)
+        if audited:  # the audit goes on where it stopped: its sample is a prefix of one seeded order
+            position = np.empty(self.dataset.n, dtype=np.int64)
+            position[audit_rows(self.dataset.n, self.dataset.n)] = np.arange(self.dataset.n)
+            self.start_audit(int(position[rows_of(self.dataset, audited)].max()) + 1)
         counts = [plural(sum(d.kind == k for d in restored.values()), noun)
                   for k, noun in (("exclude", "exclusion"), ("relabel", "relabel"), ("keep", "kept mark"))]
         text = f"Restored {', '.join(counts)} from {file_name}."
+        if audited:
+            text += f" The random audit's {plural(len(audited), 'verdict')} came back too."
         skipped = len(parsed.decisions) - len(restored)
         if skipped:
             text += f" Skipped {plural(skipped, 'line')} whose path is not in this dataset or whose label is unknown."
