@@ -40,7 +40,7 @@ def main() -> None:
     autosave.panel(work, cfg, user)
     with review_pane:
         summary.suspects_summary(result)
-        review_area.review_area(work, graph, result, access)
+        review_area.review_area(work, graph, result, access, cfg)
     cache.collect_garbage_soon()  # what this run left in cycles (its map data among it)
 
 

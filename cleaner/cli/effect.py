@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from cleaner.decisions.effect import AUDIT_SIZE, QUEUE_WINDOW, EffectReport, effect_report
-from cleaner.decisions.records import Decisions, parse_decisions
+from cleaner.decisions.records import Decisions, DecisionsError, parse_decisions
 from cleaner.io.dataset import load_npz
 from cleaner.io.dataset_types import Dataset, DatasetError
 from cleaner.issues.suspects import scan
@@ -67,9 +67,9 @@ def _read_decisions(path: str) -> Decisions:
         raise DatasetError(f"could not read it: {exc.strerror or exc}") from exc
     try:
         parsed = parse_decisions(data)
-    except ValueError as exc:
+    except DecisionsError as exc:
         raise DatasetError(str(exc)) from exc
-    return Decisions(by_path=dict(parsed.decisions), audit=dict(parsed.audit))
+    return parsed.as_decisions()
 
 
 def _percent(x: float) -> str:

@@ -386,6 +386,26 @@ def _trusted_codes(dataset: Dataset, trusted: Dataset) -> np.ndarray:
     return mapping[trusted.label_codes]
 
 
+def static_review_order(result: ScanResult) -> np.ndarray:
+    """The scan's review order (worst score first, flagged only): the order the caught rule (b) measures depth in."""
+    return review_queue(*result.all(), by="worst", flagged_only=True)
+
+
+def audit_summary(dataset: Dataset, decisions: Decisions, queue_order: np.ndarray | None) -> AuditEstimate | None:
+    """The audit's estimates from the decisions as they stand (None before any audit verdict): cheap enough for
+    every rerun of the page, as it reads only the audited rows and the queue's decisions."""
+    audited = rows_of(dataset, list(decisions.audit))
+    if not audited.size:
+        return None
+    paths = dataset.image_paths[audited].tolist()
+    bad = np.array([decisions.audit[p].bad for p in paths], dtype=bool)
+    later = [decisions.by_path.get(p) for p in paths]
+    decided_bad = np.array([d is not None and d.kind != "keep" and d.source != "audit" for d in later], dtype=bool)
+    queue_rows = rows_of(dataset, [p for p, d in decisions.by_path.items() if d.source == "queue"])
+    caught = caught_by_review(queue_order, queue_rows, audited, decided_bad)
+    return audit_estimate(dataset.n, bad, caught)
+
+
 def effect_report(dataset: Dataset, decisions: Decisions, result: ScanResult | None = None,
                   trusted: Dataset | None = None, seed: int = 0) -> EffectReport:
     """The audit's estimates, the probe before and after cleaning, and the queue's yield, from the decisions.
@@ -396,23 +416,15 @@ def effect_report(dataset: Dataset, decisions: Decisions, result: ScanResult | N
     (b) reads; None applies rule (a) only. Raises EffectError with a message for the user.
     """
     _check_decisions_fit(dataset, decisions)
-    verdict_paths = list(decisions.audit)
-    audited = rows_of(dataset, verdict_paths)
+    audited = rows_of(dataset, list(decisions.audit))
     if not audited.size and trusted is None:
         raise EffectError("No image of this dataset has an audit verdict: audit some images or give --trusted "
                           "(a validation NPZ with verified labels).")
-    paths = dataset.image_paths[audited].tolist()
-    verdicts = [decisions.audit[p] for p in paths]
-
-    estimate, prefix = None, None
+    verdicts = [decisions.audit[p] for p in dataset.image_paths[audited].tolist()]
+    order = None if result is None else static_review_order(result)
+    estimate = audit_summary(dataset, decisions, order)
+    prefix = None
     if audited.size:
-        bad = np.array([v.bad for v in verdicts], dtype=bool)
-        later = [decisions.by_path.get(p) for p in paths]
-        decided_bad = np.array([d is not None and d.kind != "keep" and d.source != "audit" for d in later], dtype=bool)
-        order = None if result is None else review_queue(*result.all(), by="worst", flagged_only=True)
-        queue_rows = rows_of(dataset, [p for p, d in decisions.by_path.items() if d.source == "queue"])
-        caught = caught_by_review(order, queue_rows, audited, decided_bad)
-        estimate = audit_estimate(dataset.n, bad, caught)
         prefix = bool(np.array_equal(np.sort(audit_rows(dataset.n, audited.size, seed)), audited))
 
     train = np.ones(dataset.n, dtype=bool)

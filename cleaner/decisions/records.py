@@ -4,8 +4,9 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Iterable, Literal
+from typing import Literal
 
 import numpy as np
 
@@ -85,6 +86,10 @@ class Decisions:
             self.by_path[str(path)] = decision
         self.version += 1
         return old
+
+    def snapshot(self) -> Decisions:
+        """A copy that later decisions leave as it is (for a computation running beside the page)."""
+        return Decisions(by_path=dict(self.by_path), audit=dict(self.audit), version=self.version)
 
     def set_audit(self, path: str, verdict: AuditVerdict | None) -> AuditVerdict | None:
         """Set (or with None, clear) one path's audit verdict; returns the one it replaced."""
@@ -166,6 +171,10 @@ class ParsedDecisions:
     decisions: dict[str, Decision]
     ignored_lines: int  # blank, comment or unreadable lines
     audit: dict[str, AuditVerdict] = field(default_factory=dict)
+
+    def as_decisions(self) -> Decisions:
+        """The decisions and audit verdicts read, as the working set (no check against a dataset)."""
+        return Decisions(by_path=dict(self.decisions), audit=dict(self.audit))
 
 
 def _text_of(data: bytes | str) -> str:

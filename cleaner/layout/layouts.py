@@ -5,6 +5,11 @@ layouts shipped for the demo stay valid. Large data gets what bench/scale.py mea
 faster at the same neighbourhood preservation: a PCA start instead of the spectral one, the optimisation
 on all cores (umap-learn runs single-threaded whenever a seed is set) and large_data_epochs() epochs.
 
+Data of LANDMARK_MIN_ROWS rows or more gets the landmark layout (`landmark_layout`): UMAP on a seeded sample of
+LANDMARK_COUNT rows, every other row placed from its placed neighbours in the shared graph (cleaner/layout/landmarks.py),
+then a few epochs of umap-learn's own optimisation of all rows from there. Its layouts are stored under a name of
+their own (`layout_algorithm`), so no layout of the whole-data algorithm is ever served for it, nor the reverse.
+
 The seam for bigger engines is `LayoutFunction`: anything called as `layout(embeddings, graph, params)` that
 returns [N, params.n_components] float32 coordinates. `LayoutService(store, layout=...)` runs it instead of
 `umap_layout`; a GPU layout (cuML's UMAP takes the same precomputed kNN graph) is one such function.
@@ -17,20 +22,22 @@ import os
 import threading
 import warnings
 import weakref
-from dataclasses import asdict, dataclass
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
-from cleaner.graph.neighbours import NeighbourGraph, numba_guard
+from cleaner.graph.neighbours import NeighbourGraph, neighbour_graph, numba_guard
+from cleaner.layout.landmarks import choose_landmarks, membership_strengths, nearest_rows, place_from_neighbours
 from cleaner.layout.numba_cache import cache_umap_kernels, kernel_cache_dir, use_numba_cache
 from cleaner.server.diskcache import store_file
 from cleaner.server.limits import CACHE_MAX_BYTES
 
 __all__ = [  # kernel_cache_dir and use_numba_cache: cleaner.layout.service imports them from here
-    "LARGE_MIN_ROWS", "PACKAGED_LAYOUTS", "LayoutFunction", "LayoutParams", "LayoutStore", "compile_kernels", "kernel_cache_dir",
-    "large_data_epochs", "pca_projection", "umap_layout", "use_numba_cache",
+    "LANDMARK_MIN_ROWS", "LARGE_MIN_ROWS", "PACKAGED_LAYOUTS", "LayoutFunction", "LayoutParams", "LayoutStore",
+    "compile_kernels", "full_umap_layout", "kernel_cache_dir", "landmark_layout", "large_data_epochs",
+    "layout_algorithm", "pca_projection", "umap_layout", "use_numba_cache",
 ]
 
 PACKAGED_LAYOUTS = Path(__file__).parent / "assets" / "layouts"
@@ -41,6 +48,13 @@ LARGE_MIN_ROWS = 10_000
 LARGE_EPOCH_BUDGET = 10_000_000  # epochs x rows
 LARGE_EPOCHS_RANGE = (100, 200)
 UMAP_SMALL_DATA_ROWS = 4096  # umap-learn's own small-data bound
+
+# The landmark layout (measured with bench/scale.py; the figures are in docs/performance.md).
+LANDMARK_MIN_ROWS = 100_000  # from here on the map is UMAP on landmarks, every other row placed from its neighbours
+LANDMARK_COUNT = 30_000  # rows laid out by UMAP itself
+LANDMARK_REFINE_EPOCHS = 10  # then umap-learn's optimiser on every row, from the placed start (0: none)
+LANDMARK_REFINE_LEARNING_RATE = 1.0
+LANDMARK_VERSION = 1  # part of the stored layouts' names: bump whenever the landmark layout changes its output
 
 
 @dataclass(frozen=True)
@@ -101,8 +115,123 @@ LayoutFunction = Callable[[np.ndarray, NeighbourGraph, "LayoutParams"], np.ndarr
 
 
 def umap_layout(embeddings: np.ndarray, graph: NeighbourGraph, params: LayoutParams) -> np.ndarray:
-    """UMAP layout that reuses the precomputed neighbour graph instead of searching again."""
+    """UMAP layout that reuses the precomputed neighbour graph instead of searching again: on every row below
+    LANDMARK_MIN_ROWS rows, on landmarks from there on."""
+    if len(embeddings) >= LANDMARK_MIN_ROWS:
+        return landmark_layout(embeddings, graph, params)
+    return full_umap_layout(embeddings, graph, params)
+
+
+def full_umap_layout(embeddings: np.ndarray, graph: NeighbourGraph, params: LayoutParams) -> np.ndarray:
+    """UMAP's optimisation over every row (the layout of all data before the landmark layout; bench/scale.py
+    measures both)."""
     return _umap(embeddings, graph, params, large=len(embeddings) >= LARGE_MIN_ROWS)
+
+
+def layout_algorithm(n_rows: int) -> str:
+    """Which algorithm lays out `n_rows` rows: part of a stored layout's name (LayoutStore.file_name)."""
+    return f"landmarks{LANDMARK_VERSION}" if n_rows >= LANDMARK_MIN_ROWS else "umap"
+
+
+@dataclass(frozen=True, eq=False)
+class LandmarkPlan:
+    """What the 3D and the 2D landmark maps of one dataset share: the landmarks, their own kNN graph, and the
+    membership strengths of every row's neighbours in the shared graph."""
+
+    rows: np.ndarray  # [L] sorted row numbers of the landmarks
+    graph: NeighbourGraph  # the landmarks' nearest landmarks (indices into rows)
+    weights: np.ndarray  # [N, n_neighbors - 1] membership strengths of the shared graph's first columns
+    seconds: dict = field(default_factory=dict)
+
+
+_plan_lock = threading.Lock()
+_plans: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # shared graph -> {settings: LandmarkPlan}
+
+
+def landmark_plan(embeddings: np.ndarray, graph: NeighbourGraph, params: LayoutParams,
+                  count: int | None = None) -> LandmarkPlan:
+    """The landmarks of this graph and the weights to place the rest: found once per graph (held while the graph
+    is), so the 2D map after the 3D one costs only its own UMAP on the landmarks, its placement and refinement."""
+    import time
+
+    count = LANDMARK_COUNT if count is None else count
+    n_neighbors = _n_neighbors(params, graph)
+    key = (len(embeddings), n_neighbors, params.seed, count)
+    with _plan_lock:
+        known = _plans.setdefault(graph, {})
+        if key not in known:
+            t0 = time.perf_counter()
+            rows = choose_landmarks(len(embeddings), count, params.seed)
+            # The landmarks' own neighbours: a sample's neighbours are mostly not in the sample, so the shared
+            # graph restricted to it would leave each landmark a handful of edges (fewer the larger the data).
+            sub = neighbour_graph(np.ascontiguousarray(embeddings[rows]), k=min(n_neighbors - 1, len(rows) - 1),
+                                  metric=graph.metric)
+            t1 = time.perf_counter()
+            weights = membership_strengths(graph.distances, n_neighbors)
+            known[key] = LandmarkPlan(rows, sub, weights, {"landmark_graph": t1 - t0,
+                                                           "weights": time.perf_counter() - t1})
+        return known[key]
+
+
+def landmark_layout(embeddings: np.ndarray, graph: NeighbourGraph, params: LayoutParams, *,
+                    count: int | None = None, refine_epochs: int | None = None,
+                    timings: dict | None = None) -> np.ndarray:
+    """UMAP on a seeded sample of landmarks (their own kNN graph, the PCA start of the preview), every other row
+    placed at the membership-weighted mean of its placed neighbours in the shared graph, in rounds; a row with no
+    path to a landmark goes to its nearest landmark in the embedding space, with a little seeded jitter. Then
+    `refine_epochs` epochs of umap-learn's optimiser on the whole graph from there.
+
+    Seeded throughout where one core runs it (landmarks, placement, jitter, and UMAP's own randomness when numba
+    has one thread); on several cores UMAP's optimisation runs on all of them, unseeded, as the whole-data path.
+    """
+    import time
+
+    if graph.metric != params.metric:
+        raise ValueError(f"graph metric {graph.metric!r} differs from layout metric {params.metric!r}")
+    refine_epochs = LANDMARK_REFINE_EPOCHS if refine_epochs is None else refine_epochs
+    timings = {} if timings is None else timings
+    t0 = time.perf_counter()
+    plan = landmark_plan(embeddings, graph, params, count)
+    timings.update(plan.seconds)
+    t1 = time.perf_counter()
+    timings["plan"] = t1 - t0
+    start = pca_projection(embeddings, params.n_components)[plan.rows]  # the page's preview, already computed
+    seed = _umap_seed(params)
+    landmark_coords = _fit(start, plan.graph.with_self(), params, _n_neighbors(params, plan.graph), init=start,
+                           n_epochs=large_data_epochs(len(plan.rows)), random_state=seed)
+    t2 = time.perf_counter()
+    timings["landmark_umap"] = t2 - t1
+    coords, placed = place_from_neighbours(landmark_coords, plan.rows, graph.indices, plan.weights)
+    rng = np.random.default_rng(params.seed)
+    if not placed.all():
+        lost = np.flatnonzero(~placed)
+        near = plan.rows[nearest_rows(embeddings[lost], embeddings[plan.rows], graph.metric)]
+        coords[lost] = coords[near] + rng.normal(scale=_jitter_scale(landmark_coords), size=(len(lost), coords.shape[1]))
+    timings["unplaced"] = int((~placed).sum())
+    t3 = time.perf_counter()
+    timings["placement"] = t3 - t2
+    if refine_epochs > 0:
+        # A little jitter on the placed rows: rows placed from the same neighbours would start on one spot, which
+        # umap-learn would first find with a KD-tree over all rows.
+        others = np.flatnonzero(~np.isin(np.arange(len(coords)), plan.rows))
+        coords[others] += rng.normal(scale=_jitter_scale(landmark_coords) * 0.1, size=(len(others), coords.shape[1]))
+        knn = _cut(graph.with_self(), _n_neighbors(params, graph))
+        coords = _fit(coords, knn, params, _n_neighbors(params, graph), init=coords, n_epochs=refine_epochs,
+                      learning_rate=LANDMARK_REFINE_LEARNING_RATE, random_state=seed)
+    timings["refine"] = time.perf_counter() - t3
+    return np.ascontiguousarray(coords, dtype=np.float32)
+
+
+def _jitter_scale(coords: np.ndarray) -> float:
+    """A hundredth of the landmark map's typical spread: small beside any cluster, but separates coinciding rows."""
+    return float(np.median(coords.std(axis=0))) * 0.01 or 1e-3
+
+
+def _umap_seed(params: LayoutParams) -> int | None:
+    """Seeded where numba has one thread (umap-learn runs single-threaded whenever seeded); all cores otherwise."""
+    import numba
+
+    return params.seed if numba.get_num_threads() == 1 else None
 
 
 def large_data_epochs(n_rows: int) -> int:
@@ -122,11 +251,17 @@ def compile_kernels() -> None:
         _umap(x, graph, LayoutParams(n_neighbors=10), large=large)
 
 
-def _umap(embeddings: np.ndarray, graph: NeighbourGraph, params: LayoutParams, large: bool) -> np.ndarray:
-    import umap  # heavy (numba); imported only when a layout must really be computed
+def _n_neighbors(params: LayoutParams, graph: NeighbourGraph) -> int:
+    return max(2, min(params.n_neighbors, graph.k + 1))
 
-    cache_umap_kernels()
-    n_neighbors = max(2, min(params.n_neighbors, graph.k + 1))
+
+def _cut(knn: tuple[np.ndarray, np.ndarray], n_neighbors: int) -> tuple[np.ndarray, np.ndarray]:
+    # umap-learn cuts the graph to n_neighbors columns itself from UMAP_SMALL_DATA_ROWS rows on (below, it uses
+    # every column); cutting it here keeps the arrays contiguous, the kind warm_up compiled the kernels for.
+    return tuple(np.ascontiguousarray(a[:, :n_neighbors]) for a in knn)
+
+
+def _umap(embeddings: np.ndarray, graph: NeighbourGraph, params: LayoutParams, large: bool) -> np.ndarray:
     if graph.metric != params.metric:
         raise ValueError(f"graph metric {graph.metric!r} differs from layout metric {params.metric!r}")
     if large:
@@ -136,11 +271,19 @@ def _umap(embeddings: np.ndarray, graph: NeighbourGraph, params: LayoutParams, l
         data, options = init, dict(init=init, random_state=None, n_epochs=large_data_epochs(len(embeddings)))
     else:
         data, options = np.asarray(embeddings, dtype=np.float32), dict(random_state=params.seed)
+    n_neighbors = _n_neighbors(params, graph)
     knn = graph.with_self()
     if len(embeddings) >= UMAP_SMALL_DATA_ROWS:
-        # umap-learn cuts the graph to n_neighbors columns itself from here on (below, it uses every column);
-        # cutting it here keeps the arrays contiguous, the kind warm_up compiled the kernels for.
-        knn = tuple(np.ascontiguousarray(a[:, :n_neighbors]) for a in knn)
+        knn = _cut(knn, n_neighbors)
+    return _fit(data, knn, params, n_neighbors, **options)
+
+
+def _fit(data: np.ndarray, knn: tuple[np.ndarray, np.ndarray], params: LayoutParams, n_neighbors: int,
+         **options) -> np.ndarray:
+    """umap-learn's fit_transform on a precomputed kNN graph (rows starting with the point itself)."""
+    import umap  # heavy (numba); imported only when a layout must really be computed
+
+    cache_umap_kernels()
     reducer = umap.UMAP(
         n_components=params.n_components,
         n_neighbors=n_neighbors,
@@ -167,11 +310,16 @@ class LayoutStore:
         self.packaged = Path(packaged)
 
     @staticmethod
-    def file_name(embedding_digest: str, params: LayoutParams) -> str:
-        return f"{embedding_digest}_{params.key()}.npy"
+    def file_name(embedding_digest: str, params: LayoutParams, n_rows: int = 0) -> str:
+        """The stored layout's name. The landmark layout's names carry its algorithm and version: a layout the
+        whole-data UMAP stored before is never served as a landmark layout, nor one of an older landmark version.
+        Below LANDMARK_MIN_ROWS the names are as before, so the packaged demo layouts and earlier caches stay valid."""
+        algorithm = layout_algorithm(n_rows)
+        tag = "" if algorithm == "umap" else f"_{algorithm}"
+        return f"{embedding_digest}_{params.key()}{tag}.npy"
 
     def get(self, embedding_digest: str, params: LayoutParams, n_rows: int) -> np.ndarray | None:
-        name = self.file_name(embedding_digest, params)
+        name = self.file_name(embedding_digest, params, n_rows)
         for folder in (self.folder, self.packaged):
             path = folder / name
             try:
@@ -187,6 +335,6 @@ class LayoutStore:
         return None
 
     def put(self, embedding_digest: str, params: LayoutParams, coords: np.ndarray) -> None:
-        store_file(self.folder, self.file_name(embedding_digest, params),
+        store_file(self.folder, self.file_name(embedding_digest, params, len(coords)),
                    lambda fh: np.save(fh, np.asarray(coords, dtype=np.float32), allow_pickle=False), "*.npy",
                    self.max_bytes)

@@ -10,11 +10,14 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
+from concurrent.futures import ThreadPoolExecutor
+
 import streamlit as st
 
 from cleaner.graph.distance import MetricChoice, auto_metric
 from cleaner.graph.neighbours import GraphStore, NeighbourGraph
 from cleaner.graph.service import GraphService
+from cleaner.decisions.effect import static_review_order
 from cleaner.io.dataset import load_npz
 from cleaner.io.images import configure_pillow
 from cleaner.io.dataset_types import Dataset
@@ -164,3 +167,16 @@ def image_checks() -> ImageChecks:
 def suspects(digest: str, k: int, metric: str, thorough: bool, _dataset: Dataset, _graph: NeighbourGraph,
              _progress: Callable[[int, int], None] | None = None) -> ScanResult:
     return scores_from_graph(_dataset, _graph, thorough=thorough, progress=_progress)
+
+
+@st.cache_resource(max_entries=8, show_spinner=False)
+def review_order(digest: str, k: int, metric: str, thorough: bool, images_checked: bool,
+                 _result: ScanResult) -> np.ndarray:
+    """The scan's static review order, which the audit measures how deep the review has gone in."""
+    return static_review_order(_result)
+
+
+@st.cache_resource(show_spinner=False)
+def comparisons() -> ThreadPoolExecutor:
+    """One worker for the models compared before and after cleaning: the fits run beside the pages, one at a time."""
+    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="cleaner-effect")

@@ -1,4 +1,4 @@
-"""Beside the map: the gallery of the selection, the ranked review queue, or the class-confusion table."""
+"""Beside the map: the gallery of the selection, the ranked review queue, the class-confusion table, or the audit."""
 from __future__ import annotations
 
 import streamlit as st
@@ -6,17 +6,19 @@ import streamlit as st
 from cleaner.graph.neighbours import NeighbourGraph
 from cleaner.io.images import ImageAccess
 from cleaner.issues.suspects import ScanResult
+from cleaner.server.config import Settings
+from cleaner.ui.audit import audit_panel
 from cleaner.ui.confusion import confusion_panel
 from cleaner.ui.downloads import decision_files
 from cleaner.ui.gallery import gallery, selection_tools
 from cleaner.ui.review_queue import review_queue_panel
 from cleaner.ui.state import DatasetWork, remembered
 
-REVIEW_VIEWS = ("Selected images", "Review queue", "Class confusion")
+REVIEW_VIEWS = ("Selected images", "Review queue", "Class confusion", "Audit")
 
 
 def review_area(work: DatasetWork, graph: NeighbourGraph | None, result: ScanResult | None,
-                access: ImageAccess) -> None:
+                access: ImageAccess, cfg: Settings) -> None:
     """The chosen view; before the neighbours are found (graph None) the selection's gallery only."""
     view = st.radio("Review", REVIEW_VIEWS, horizontal=True, label_visibility="collapsed",
                     **remembered("review_view", options=REVIEW_VIEWS))
@@ -31,6 +33,8 @@ def review_area(work: DatasetWork, graph: NeighbourGraph | None, result: ScanRes
         gallery(work, access)
     elif view == REVIEW_VIEWS[1]:
         review_queue_panel(work, graph, result, access)
+    elif view == REVIEW_VIEWS[3]:
+        audit_panel(work, result, access, cfg, result.unreadable is not None, (graph.k, graph.metric))
     elif confusion_panel(work, result):
         gallery(work, access)
     else:

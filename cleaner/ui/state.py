@@ -4,13 +4,14 @@ Every change a user can make is a method of `DatasetWork`; widget callbacks call
 """
 from __future__ import annotations
 
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 import numpy as np
 import streamlit as st
 
-from cleaner.decisions.effect import audit_rows
+from cleaner.decisions.effect import AUDIT_SIZE, audit_rows
 from cleaner.decisions.records import (AuditVerdict, Decision, Decisions, Kind, ParsedDecisions, Source,
                                        label_codes_after, rows_of)
 from cleaner.io.dataset_types import Dataset
@@ -46,6 +47,14 @@ class UndoStep:
 
 
 @dataclass(frozen=True)
+class EffectJob:
+    """The model before and after, computed beside the page for one version of the decisions and one trusted set."""
+
+    key: tuple[int, str]  # (the decisions' version, the trusted rows' source)
+    future: Future
+
+
+@dataclass(frozen=True)
 class LearnedLabels:
     """Label issues re-scored after the decisions of one version, starting from one scan's (`scan`)."""
 
@@ -65,6 +74,9 @@ class DatasetWork:
     page: int = 0
     undo_stack: list[UndoStep] = field(default_factory=list)
     audit_size: int = 0  # how many images of the seeded random audit sample are asked for (0: no audit started)
+    effect_job: EffectJob | None = None  # the latest model comparison asked for
+    trusted: tuple[str, Dataset] | None = None  # a validation NPZ (file name, dataset) whose labels are trusted
+    trusted_message: str = ""  # why the last validation NPZ could not be used
     unreadable: UnreadableImages | None = None  # set once the image files were checked (by anyone, unchanged since)
     unreadable_access: str = ""  # the image access (folders, path remaps) that check used
     images_confirmed: set[str] = field(default_factory=set)  # accesses whose earlier check this session looked up
@@ -125,6 +137,14 @@ class DatasetWork:
         self.undo_stack.append(UndoStep(path, self.decisions.put(path, decision), audit=True,
                                         verdict=previous_verdict))
 
+    def use_trusted(self, file_name: str, dataset: Dataset | None, error: str = "") -> None:
+        """A validation NPZ for the model comparison (None with the reason it cannot be used)."""
+        self.trusted = (file_name, dataset) if dataset is not None else None
+        self.trusted_message = "" if dataset is not None else f"Could not use {file_name}: {error}"
+
+    def compare_models(self, key: tuple[int, str], future: Future) -> None:
+        self.effect_job = EffectJob(key, future)
+
     def undo(self) -> None:
         """Take back the last decision, restoring what the image had before (and its audit verdict)."""
         if self.undo_stack:
@@ -148,10 +168,11 @@ class DatasetWork:
                    if p in known and (v.kind == "exclude" or v.label in classes)}
         for path, verdict in audited.items():
             self.decisions.set_audit(path, verdict)
-        if audited:  # the audit goes on where it stopped: its sample is a prefix of one seeded order
+        if audited:  # the audit goes on where it stopped: its sample is a prefix of one seeded order, asked in steps
             position = np.empty(self.dataset.n, dtype=np.int64)
             position[audit_rows(self.dataset.n, self.dataset.n)] = np.arange(self.dataset.n)
-            self.start_audit(int(position[rows_of(self.dataset, audited)].max()) + 1)
+            reached = int(position[rows_of(self.dataset, audited)].max()) + 1
+            self.start_audit(-(-reached // AUDIT_SIZE) * AUDIT_SIZE)
         counts = [plural(sum(d.kind == k for d in restored.values()), noun)
                   for k, noun in (("exclude", "exclusion"), ("relabel", "relabel"), ("keep", "kept mark"))]
         text = f"Restored {', '.join(counts)} from {file_name}."
