@@ -557,7 +557,7 @@ async def run_wave(browser, url: str, sids: list[int], data: Data, opts, stagger
 
     try:
         await asyncio.wait_for(asyncio.gather(*(one(i) for i in range(len(sessions)))), timeout=opts.wave_timeout)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         for s in sessions:
             if not s.done and not s.errors:
                 s.errors.append(f"session {s.sid}: not done within the wave's {opts.wave_timeout} s")
@@ -838,7 +838,7 @@ def main(argv: list[str] | None = None) -> dict:
         out: dict = {}
         try:
             asyncio.run(asyncio.wait_for(bench(opts, work, out), timeout=opts.max_minutes * 60))
-        except asyncio.TimeoutError:
+        except TimeoutError:
             out["stopped"] = f"--max-minutes {opts.max_minutes} reached: the phases after the last one reported did not run"
     finally:
         if not opts.workdir:

@@ -17,10 +17,11 @@ os.environ.setdefault("CLEANER_CACHE_DIR", str(_SESSION_CACHE))
 os.environ.setdefault("CLEANER_ALLOWED_ROOTS", str(_SESSION_CACHE / "allowed"))
 (_SESSION_CACHE / "allowed").mkdir(exist_ok=True)
 
-from cleaner.io.dataset import load_npz  # noqa: E402 - after the settings above
-from cleaner.io.dataset_types import Dataset, DatasetError
-from cleaner.io.images import configure_pillow
-from cleaner.server.limits import MIN_ROWS
+# The settings above come before cleaner is imported.
+from cleaner.io.dataset import load_npz  # noqa: E402
+from cleaner.io.dataset_types import Dataset, DatasetError  # noqa: E402
+from cleaner.io.images import configure_pillow  # noqa: E402
+from cleaner.server.limits import MIN_ROWS  # noqa: E402
 
 # The guards the app and the CLI set where they start, for the tests that call the image readers directly.
 configure_pillow()

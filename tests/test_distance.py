@@ -63,7 +63,8 @@ def _two_classes_told_apart_by_length(seed: int = 0):
 @pytest.mark.parametrize("seed", [0, 1])
 def test_auto_finds_the_label_errors_that_cosine_cannot_see(seed):
     data, flipped = _two_classes_told_apart_by_length(seed)
-    top = lambda result: set(np.argsort(-result.labels.score, kind="stable")[:len(flipped)].tolist())
+    def top(result):
+        return set(np.argsort(-result.labels.score, kind="stable")[:len(flipped)].tolist())
     found_auto = len(top(scan(data, k=10)) & set(flipped.tolist()))
     found_cosine = len(top(scan(data, k=10, metric="cosine")) & set(flipped.tolist()))
     assert found_auto == len(flipped)  # every planted error heads the queue

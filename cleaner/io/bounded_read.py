@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 import stat
-from typing import BinaryIO, Union
+from typing import BinaryIO
 
 from cleaner.server.text import one_line
 
@@ -25,7 +25,7 @@ UNREADABLE = "unreadable"
 TEXT_MODE = "opened as text"
 NOT_BYTES = "not bytes"
 
-PathArg = Union[str, bytes, os.PathLike]
+PathArg = str | bytes | os.PathLike
 
 
 class ReadRefused(Exception):

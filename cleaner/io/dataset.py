@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import io
 import zipfile
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 

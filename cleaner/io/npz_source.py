@@ -2,13 +2,13 @@
 from __future__ import annotations
 
 import os
-from typing import BinaryIO, Union
+from typing import BinaryIO
 
 from cleaner.io import bounded_read as br
 from cleaner.io.dataset_types import DatasetError
 from cleaner.server.text import mb, one_line, shown
 
-NpzSource = Union[str, os.PathLike, bytes, bytearray, memoryview, BinaryIO]
+NpzSource = str | os.PathLike | bytes | bytearray | memoryview | BinaryIO
 
 
 def too_large(what: str, size: int, limit: int) -> DatasetError:
@@ -34,7 +34,7 @@ def read_source(source: NpzSource, limit: int) -> bytes:
         raise _stream_error(refusal, limit) from refusal
 
 
-def _read_path(source: Union[str, os.PathLike], limit: int) -> bytes:
+def _read_path(source: str | os.PathLike, limit: int) -> bytes:
     try:
         path = os.fspath(source)
         if isinstance(path, bytes):

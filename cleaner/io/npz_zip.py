@@ -9,7 +9,7 @@ import io
 import struct
 import zipfile
 import zlib
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 

@@ -11,7 +11,6 @@ import io
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Union
 
 import numpy as np
 
@@ -42,7 +41,7 @@ class Precomputed:
         return self.layouts.get(params.key())
 
 
-def sidecar_path(npz_path: Union[str, os.PathLike]) -> Path:
+def sidecar_path(npz_path: str | os.PathLike) -> Path:
     """DATA.npz -> DATA.cleaner.npz, in the same folder."""
     path = Path(npz_path)
     stem = path.name[:-4] if path.name.lower().endswith(".npz") else path.name
@@ -68,7 +67,7 @@ def sidecar_bytes(embedding_digest: str, graph: NeighbourGraph, layouts: dict[in
     return buf.getvalue()
 
 
-def read_sidecar(path: Union[str, os.PathLike], embedding_digest: str, n_rows: int, k: int, metric: str,
+def read_sidecar(path: str | os.PathLike, embedding_digest: str, n_rows: int, k: int, metric: str,
                  max_bytes: int) -> Precomputed:
     """The sidecar's graph and maps, checked against the dataset they must belong to; SidecarProblem if unusable."""
     try:
@@ -100,7 +99,7 @@ def read_sidecar(path: Union[str, os.PathLike], embedding_digest: str, n_rows: i
     return Precomputed(graph=graph, layouts=layouts)
 
 
-def _read_arrays(path: Union[str, os.PathLike], n_rows: int, max_bytes: int) -> dict[str, np.ndarray]:
+def _read_arrays(path: str | os.PathLike, n_rows: int, max_bytes: int) -> dict[str, np.ndarray]:
     """Every member, its shape and type checked from its header before a byte of its data is inflated."""
     expected = {
         "format": ((), "U"), "embedding_digest": ((), "U"), "graph_metric": ((), "U"),

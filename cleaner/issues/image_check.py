@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Sequence
 
 import numpy as np
 
@@ -14,7 +14,7 @@ from cleaner.server.text import plural
 
 
 def unreadable_images(
-    image_paths: Sequence[str], access: "ImageAccess", workers: int | None = None
+    image_paths: Sequence[str], access: ImageAccess, workers: int | None = None
 ) -> UnreadableImages:
     """Try to open and decode every image (missing, empty, truncated, not an image, outside the allowed folders)."""
     paths = [str(p) for p in image_paths]

@@ -8,7 +8,7 @@ slower than the default ranking, so scikit-learn is imported here only, never by
 from __future__ import annotations
 
 import warnings
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 

@@ -28,7 +28,7 @@ def _default_cache_dir() -> Path:
     return Path(base) / "cleaner"
 
 
-def _int_env(env: "os._Environ[str] | dict[str, str]", name: str, default: int) -> int:
+def _int_env(env: os._Environ[str] | dict[str, str], name: str, default: int) -> int:
     raw = env.get(name, "").strip()
     if not raw:
         return default

@@ -6,22 +6,21 @@ from __future__ import annotations
 
 import gc
 import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
-from concurrent.futures import ThreadPoolExecutor
-
 import streamlit as st
 
+from cleaner.decisions.effect import static_review_order
 from cleaner.graph.distance import MetricChoice, auto_metric
 from cleaner.graph.neighbours import GraphStore, NeighbourGraph
 from cleaner.graph.service import GraphService
-from cleaner.decisions.effect import static_review_order
 from cleaner.io.dataset import load_npz
-from cleaner.io.images import configure_pillow
 from cleaner.io.dataset_types import Dataset
 from cleaner.io.demo import load_demo
+from cleaner.io.images import configure_pillow
 from cleaner.io.sidecar import Precomputed, SidecarProblem, read_sidecar
 from cleaner.issues.suspects import ScanResult, scores_from_graph
 from cleaner.issues.unreadable import UnreadableImages

@@ -4,16 +4,25 @@ Every change a user can make is a method of `DatasetWork`; widget callbacks call
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 import streamlit as st
 
 from cleaner.decisions.effect import AUDIT_SIZE, audit_rows
-from cleaner.decisions.records import (AuditVerdict, Decision, Decisions, Kind, ParsedDecisions, Source,
-                                       label_codes_after, rows_of)
+from cleaner.decisions.records import (
+    AuditVerdict,
+    Decision,
+    Decisions,
+    Kind,
+    ParsedDecisions,
+    Source,
+    label_codes_after,
+    rows_of,
+)
 from cleaner.io.dataset_types import Dataset
 from cleaner.issues.label import LabelIssues
 from cleaner.issues.unreadable import UnreadableImages
