@@ -6,6 +6,7 @@ scipy, so a scan of a few thousand rows finishes in well under a second.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import time
@@ -20,12 +21,15 @@ from cleaner.graph.knn_backends import METRICS
 from cleaner.graph.neighbours import GRAPH_K, NeighbourGraph, neighbour_graph
 from cleaner.io.dataset import load_npz
 from cleaner.io.dataset_types import Dataset, DatasetError
+from cleaner.io.map_sample import MAP_LIMIT, map_sample_bytes, map_sample_path, sample_rows
+from cleaner.io.shards import is_sharded, load_sharded
 from cleaner.io.sidecar import sidecar_bytes, sidecar_path
 from cleaner.issues.label import LABEL_K
 from cleaner.issues.ranking import worst
 from cleaner.issues.registry import issue_kinds
 from cleaner.issues.report import report_columns, report_csv
 from cleaner.issues.suspects import ScanResult, scores_from_graph
+from cleaner.server.errors import CleanerError
 from cleaner.server.text import plural
 
 _PROBE_PATHS = 32  # paths tried to decide whether the images are on this machine at all
@@ -60,7 +64,9 @@ def _parser() -> argparse.ArgumentParser:
             "Exit codes: 0 done, 1 output could not be written, 2 bad arguments or an unusable NPZ."
         ),
     )
-    parser.add_argument("npz", metavar="DATA.npz", help="NPZ with 'embeddings', 'labels' and 'image_paths'")
+    parser.add_argument("npz", metavar="DATA.npz",
+                        help="NPZ with 'embeddings', 'labels' and 'image_paths', or a folder of such NPZ shards "
+                        "(same labels in every shard; read in file-name order)")
     parser.add_argument("--out", required=True, metavar="REPORT.csv", help="CSV report to write")
     parser.add_argument(
         "--exclude-top",
@@ -91,6 +97,15 @@ def _parser() -> argparse.ArgumentParser:
                         help="also compute the 3D and 2D maps and write them with the neighbour graph to "
                         "DATA.cleaner.npz next to DATA.npz: the app then opens this dataset at once, without computing "
                         "(run it on a bigger machine, copy the sidecar next to the NPZ on the server; imports umap-learn)")
+    parser.add_argument("--dask", metavar="ADDRESS",
+                        help="compute the neighbour graph (and with --precompute the maps) on a Dask cluster: a "
+                        "scheduler address (tcp://HOST:8786) or local:N for N worker processes on this machine; the "
+                        "workers read the NPZ or the shards themselves (needs dask[distributed])")
+    parser.add_argument("--dask-timeout", type=float, default=10.0, metavar="SECONDS",
+                        help="give up reaching the --dask scheduler after this long (default 10)")
+    parser.add_argument("--map-limit", type=int, default=MAP_LIMIT, metavar="N",
+                        help=f"with --precompute, above N images also write DATA.map-sample.cleaner.npz: every "
+                        f"flagged image and a class-stratified sample, N in all, for the map (default {MAP_LIMIT:,})")
     return parser
 
 
@@ -148,19 +163,65 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not Path(root).expanduser().is_dir():
             print(f"cleaner scan: error: --image-root {root} is not a folder", file=sys.stderr)
             return 2
+    if args.map_limit < 1:
+        print("cleaner scan: error: --map-limit must be at least 1", file=sys.stderr)
+        return 2
+    if args.dask and args.thorough:
+        print("cleaner scan: error: --thorough needs every embedding in one process; leave it out with --dask",
+              file=sys.stderr)
+        return 2
+    try:
+        with _cluster(args) as client:
+            return _scan(args, client)
+    except CleanerError as exc:  # the cluster: not installed, not reachable
+        print(f"cleaner scan: error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _cluster(args: argparse.Namespace):
+    """The Dask client for --dask (dask imported only then), or no cluster."""
+    if not args.dask:
+        return contextlib.nullcontext()
+    from cleaner.distributed.cluster import cluster_client
+
+    print(f"dask: connecting to {args.dask}", flush=True)
+    return cluster_client(args.dask, timeout=args.dask_timeout)
+
+
+def _load(args: argparse.Namespace, client) -> tuple[Dataset, NeighbourGraph, object]:
+    """The dataset and its graph: in this process, or on the cluster (then also what its maps are made from)."""
+    if client is None:
+        dataset = load_sharded(args.npz) if is_sharded(args.npz) else load_npz(args.npz)
+        if args.metric == AUTO:
+            choice = auto_metric(dataset.embeddings)
+            args.metric = choice.metric  # the sidecar's maps then carry the same distance as the app's "auto"
+            print(f"distance: {choice.metric} ({choice.reason})")
+        return dataset, neighbour_graph(dataset.embeddings, k=args.k, metric=args.metric), None
+    from cleaner.distributed.graph import distributed_graph
+    from cleaner.distributed.scan import open_on_cluster
+
+    workers = len(client.scheduler_info().get("workers", {}))
+    opened = open_on_cluster(client, args.npz, args.metric)
+    if args.metric == AUTO:
+        print(f"distance: {opened.metric} ({opened.metric_reason})")
+    args.metric = opened.metric
+    print(f"  read on {workers} Dask workers: {opened.dataset.n:,} rows from {plural(opened.n_shards, 'file')} in "
+          f"{len(opened.rows.parts)} parts", flush=True)
+    found = distributed_graph(opened.rows, args.k)
+    how = "exact" if found.nprobe is None else f"inverted file, {found.nprobe} lists probed"
+    print(f"  neighbour graph on the cluster ({how})", flush=True)
+    return opened.dataset, found.graph, (opened, found)
+
+
+def _scan(args: argparse.Namespace, client) -> int:
     start = time.perf_counter()
     try:
-        dataset = load_npz(args.npz)
+        dataset, graph, on_cluster = _load(args, client)
     except DatasetError as exc:
         print(f"cleaner scan: error: {args.npz}: {exc}", file=sys.stderr)
         return 2
     access = _image_access(args, dataset)
     progress = _print_progress if args.thorough else None
-    if args.metric == AUTO:
-        choice = auto_metric(dataset.embeddings)
-        args.metric = choice.metric  # the sidecar's maps then carry the same distance as the app's "auto"
-        print(f"distance: {choice.metric} ({choice.reason})")
-    graph = neighbour_graph(dataset.embeddings, k=args.k, metric=args.metric)
     result = scores_from_graph(dataset, graph, access, thorough=args.thorough, progress=progress)
     out = Path(args.out)
     try:
@@ -175,22 +236,38 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("  unreadable: not checked (no --image-root given and the image paths do not exist here)")
     if args.exclude_top and _write_exclusions(args, dataset, result, out):
         return 1
-    return _write_sidecar(args, dataset, graph) if args.precompute else 0
+    return _write_sidecar(args, dataset, graph, result, on_cluster) if args.precompute else 0
 
 
-def _write_sidecar(args: argparse.Namespace, dataset: Dataset, graph: NeighbourGraph) -> int:
-    """The maps the app would compute, with the graph, next to the NPZ; returns the exit code."""
+def _maps(args: argparse.Namespace, dataset: Dataset, graph: NeighbourGraph, on_cluster) -> dict:
+    """{3: (params, coords), 2: (params, coords)}: in this process, or by landmarks on the cluster."""
+    start = time.perf_counter()
+    if on_cluster is not None:
+        from cleaner.distributed.layout import distributed_layouts
+
+        opened, found = on_cluster
+        layouts = distributed_layouts(opened.rows, found, args.metric)
+        print(f"  3D and 2D maps computed on the cluster by landmarks ({time.perf_counter() - start:.1f} s)",
+              flush=True)
+        return layouts
     from cleaner.layout.layouts import (  # umap-learn: imported only when maps are really computed
         LayoutParams,
         umap_layout,
     )
 
-    start = time.perf_counter()
     layouts = {}
     for dims in (3, 2):
         params = LayoutParams(n_components=dims, metric=args.metric)  # the app's default map settings
         layouts[dims] = (params, umap_layout(dataset.embeddings, graph, params))
         print(f"  {dims}D map computed ({time.perf_counter() - start:.1f} s so far)", flush=True)
+    return layouts
+
+
+def _write_sidecar(args: argparse.Namespace, dataset: Dataset, graph: NeighbourGraph, result: ScanResult,
+                   on_cluster=None) -> int:
+    """The maps the app would compute, with the graph, next to the NPZ (or the folder of shards), and above the
+    map limit the map sample; returns the exit code."""
+    layouts = _maps(args, dataset, graph, on_cluster)
     target = sidecar_path(args.npz)
     try:
         target.write_bytes(sidecar_bytes(dataset.embedding_digest, graph, layouts))
@@ -198,4 +275,15 @@ def _write_sidecar(args: argparse.Namespace, dataset: Dataset, graph: NeighbourG
         print(f"cleaner scan: error: could not write {target}: {exc.strerror or exc}", file=sys.stderr)
         return 1
     print(f"  precomputed neighbours and maps: {target} (the app uses them when it opens {Path(args.npz).name})")
+    if dataset.n <= args.map_limit:
+        return 0
+    overall = worst(*result.all())
+    rows, n_flagged, how = sample_rows(overall.flagged, overall.score, dataset.label_codes, args.map_limit)
+    sample = map_sample_path(args.npz)
+    try:
+        sample.write_bytes(map_sample_bytes(dataset.embedding_digest, dataset.n, rows, n_flagged, how, layouts))
+    except OSError as exc:
+        print(f"cleaner scan: error: could not write {sample}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    print(f"  map sample: {len(rows):,} of {dataset.n:,} images ({how}): {sample}")
     return 0
