@@ -32,7 +32,9 @@ def test_requirements_files_repeat_what_pyproject_declares():
 
 def test_every_third_party_import_of_the_package_is_declared():
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
-    declared = {re.split(r"[<>=\[ ]", d)[0].lower() for d in project["dependencies"]}
+    optional = [d for extra, deps in project["optional-dependencies"].items() if extra != "dev" for d in deps]
+    declared = {re.split(r"[<>=\[ ]", d)[0].lower() for d in project["dependencies"] + optional}
+    declared |= {"distributed"}  # dask[distributed] installs the `distributed` package
     import_names = {"PIL": "pillow", "sklearn": "scikit-learn", "faiss": "faiss-cpu", "umap": "umap-learn"}
     stdlib = set(sys.stdlib_module_names)
     imported = set()

@@ -233,7 +233,8 @@ def _scan(args: argparse.Namespace, client) -> int:
     for scores in result.all():
         print(f"  {scores.name}: {scores.summary}")
     if result.unreadable is None:
-        print("  unreadable: not checked (no --image-root given and the image paths do not exist here)")
+        why = "--no-image-check" if args.no_image_check else "no --image-root given and the image paths do not exist here"
+        print(f"  unreadable: not checked ({why})")
     if args.exclude_top and _write_exclusions(args, dataset, result, out):
         return 1
     return _write_sidecar(args, dataset, graph, result, on_cluster) if args.precompute else 0
