@@ -6,10 +6,11 @@ import streamlit as st
 from cleaner.graph.neighbours import NeighbourGraph
 from cleaner.io.images import ImageAccess
 from cleaner.issues.registry import orders
-from cleaner.issues.review import pending_rows, reasons
+from cleaner.issues.review import KEPT_REASON, PAGE_SIZE, PAGE_SIZES, pending_rows, reasons
 from cleaner.issues.suspects import ScanResult
 from cleaner.ui.compute import check_images, learn_from_decisions
 from cleaner.ui.downloads import decision_files
+from cleaner.ui.page_mode import page_mode
 from cleaner.ui.state import DatasetWork, remembered, work_by_digest
 from cleaner.ui.text import literal
 from cleaner.ui.thumbs import thumbnail
@@ -17,6 +18,24 @@ from cleaner.ui.thumbs import thumbnail
 QUEUE_SHOWN = 6
 EVIDENCE_NEIGHBOURS = 6
 SHORTCUTS = {"exclude": "X", "keep": "K", "relabel": "L", "undo": "U"}  # Streamlit reserves R (rerun) and C
+MODES = ("Cards", "Page")
+
+# Streamlit's shortcuts ignore keys typed into an input, and a radio or checkbox is an input that keeps the focus of
+# the click that chose it: after "Review queue" was clicked in the view switch, X did nothing until a click
+# elsewhere. Drawn with the queue, this gives the focus back to the page (so the keys work the moment the queue
+# opens) and from then on after every mouse click on a radio or checkbox; a keyboard user keeps the focus they moved.
+_KEYS_WORK_AT_ONCE = """<script>
+(() => {
+  const held = e => !!e && e.tagName === "INPUT" && (e.type === "radio" || e.type === "checkbox");
+  if (held(document.activeElement)) document.activeElement.blur();
+  if (window.__cleanerKeysWork) return;
+  window.__cleanerKeysWork = true;
+  document.addEventListener("click", e => {
+    if (e.detail === 0) return;  // a click made with the keyboard (space): its user moves on with the keyboard
+    setTimeout(() => { if (held(document.activeElement)) document.activeElement.blur(); }, 0);
+  }, true);
+})();
+</script>"""
 
 
 def _decide(digest: str, row: int, kind: str, reason: str, new_label: str = "") -> None:
@@ -33,8 +52,9 @@ def review_queue_panel(work: DatasetWork, graph: NeighbourGraph, result: ScanRes
     dataset = work.dataset
     if work.map_redraw_due:
         st.rerun()
+    st.html(_KEYS_WORK_AT_ONCE, unsafe_allow_javascript=True)
     decision_files(work)
-    result = learn_from_decisions(result, graph, work)  # the queue learns from each decision
+    result = learn_from_decisions(result, graph, work)  # the queue learns from each decision (a page: once)
     titles = orders(result.scores)
     top = st.columns([2.2, 1.6, 1.8], vertical_alignment="bottom")
     by = top[0].selectbox("Order by", list(titles), format_func=titles.get,
@@ -46,12 +66,23 @@ def review_queue_panel(work: DatasetWork, graph: NeighbourGraph, result: ScanRes
         st.rerun()
     top[2].button("Undo last decision", key="btn_undo", on_click=_undo, args=(dataset.digest,),
                   disabled=not work.undo_stack, width="stretch", shortcut=SHORTCUTS["undo"])
+    mode_row = st.columns([1.4, 2.6], vertical_alignment="bottom")
+    mode = mode_row[0].segmented_control("Review", MODES, required=True, **remembered("queue_mode", default=MODES[0]),
+                                         help="Cards: one suspect at a time. Page: a page of suspects that tell one "
+                                              "story, decided in one action")
     queue = pending_rows(result, by, work.decided_rows())
     st.markdown(f"**{len(queue):,} flagged samples left to review** · {len(work.decisions):,} decided · "
                 f"{work.decisions.count('exclude'):,} excluded")
-    st.caption("Keys for the first card: X exclude · K keep · L relabel to the suggestion · U undo")
+    if mode == MODES[1]:
+        size = mode_row[1].segmented_control("Cards on a page", PAGE_SIZES, required=True,
+                                             **remembered("queue_page_size", default=PAGE_SIZE))
+    else:
+        st.caption("Keys for the first card: X exclude · K keep · L relabel to the suggestion · U undo")
     if not len(queue):
         st.success("Nothing flagged is left to review for this order. Pick another order, or explore the map.")
+        return
+    if mode == MODES[1]:
+        page_mode(work, graph, result, by, queue, access, int(size or PAGE_SIZE), _fallback_reason(by))
         return
     cards = work.queue_cards(by, queue, QUEUE_SHOWN)
     grid = st.columns(2)
@@ -77,17 +108,22 @@ def _card(work: DatasetWork, result: ScanResult, row: int, by: str, access: Imag
     st.text("\n".join(why) or "no strong signal")
     if not thumb.ok and not any(thumb.reason in w for w in why):
         st.text(f"⚠ {thumb.reason}")
-    reason = why[0] if why else f"review queue ({orders().get(by, by)})"
+    reason = why[0] if why else _fallback_reason(by)
     keys = SHORTCUTS if first else {}
     b = st.columns(2)
     b[0].button("Exclude", key=f"q_excl_{row}", on_click=_decide, type="primary", shortcut=keys.get("exclude"),
                 args=(dataset.digest, row, "exclude", reason), width="stretch")
     b[1].button("Keep", key=f"q_keep_{row}", on_click=_decide, shortcut=keys.get("keep"),
-                args=(dataset.digest, row, "keep", "kept after review"), width="stretch")
+                args=(dataset.digest, row, "keep", KEPT_REASON), width="stretch")
     if suggested != given:
         st.button(f"Relabel to {literal(suggested)}", key=f"q_relabel_{row}", on_click=_decide,
                   shortcut=keys.get("relabel"), args=(dataset.digest, row, "relabel", reason, suggested),
                   width="stretch")
+
+
+def _fallback_reason(by: str) -> str:
+    """A decision's reason when the card names none."""
+    return f"review queue ({orders().get(by, by)})"
 
 
 def _evidence(work: DatasetWork, graph: NeighbourGraph, row: int, access: ImageAccess) -> None:

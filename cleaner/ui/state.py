@@ -25,6 +25,7 @@ from cleaner.decisions.records import (
 )
 from cleaner.io.dataset_types import Dataset
 from cleaner.issues.label import LabelIssues
+from cleaner.issues.review import PageCard, ReviewPage
 from cleaner.issues.unreadable import UnreadableImages
 from cleaner.server.text import plural
 
@@ -56,6 +57,27 @@ class UndoStep:
 
 
 @dataclass(frozen=True)
+class UndoBatch:
+    """The decisions one action took on several images (a page of the queue): undone together, in one step."""
+
+    steps: tuple[UndoStep, ...]
+
+
+@dataclass(frozen=True)
+class QueuePage:
+    """The page of suspects shown in page mode for one queue order, and which cards are ticked (their proposed
+    action applies; the others are kept)."""
+
+    order: str
+    cards: tuple[PageCard, ...]
+    ticked: frozenset[int]
+
+    @property
+    def rows(self) -> tuple[int, ...]:
+        return tuple(c.row for c in self.cards)
+
+
+@dataclass(frozen=True)
 class EffectJob:
     """The model before and after, computed beside the page for one version of the decisions and one trusted set."""
 
@@ -81,7 +103,7 @@ class DatasetWork:
     decisions: Decisions = field(default_factory=Decisions)
     selection: Selection = field(default_factory=Selection)
     page: int = 0
-    undo_stack: list[UndoStep] = field(default_factory=list)
+    undo_stack: list[UndoStep | UndoBatch] = field(default_factory=list)
     audit_size: int = 0  # how many images of the seeded random audit sample are asked for (0: no audit started)
     effect_job: EffectJob | None = None  # the latest model comparison asked for
     trusted: tuple[str, Dataset] | None = None  # a validation NPZ (file name, dataset) whose labels are trusted
@@ -93,6 +115,7 @@ class DatasetWork:
     thorough: bool = False  # the label-issue ranking in use: the neighbours' votes, or with a linear probe too
     learned_labels: LearnedLabels | None = None  # the label issues after this session's decisions
     queue_slots: dict[str, list[int]] = field(default_factory=dict)  # per queue order: the rows on its cards
+    queue_page: QueuePage | None = None  # page mode: the page shown and its ticks
     list_message: tuple[str, str] | None = None  # ("success" | "warning" | "error", text) about an uploaded list
     _derived: tuple[int, np.ndarray, np.ndarray, np.ndarray] | None = field(default=None, repr=False)
     _files: tuple[int, tuple[str, str, str]] | None = field(default=None, repr=False)
@@ -111,16 +134,52 @@ class DatasetWork:
 
     def decide(self, row: int, kind: Kind, reason: str = "", new_label: str = "", source: Source = "queue") -> None:
         """Exclude, keep or relabel one image; the decision can be undone."""
+        self.undo_stack.append(self._put(row, kind, reason, new_label, source))
+
+    def decide_many(self, choices: Sequence[tuple[int, Kind, str, str]], source: Source = "queue") -> None:
+        """Several images decided in one action, each (row, kind, reason, new label) exactly as `decide` would
+        record it: one undo step takes all of them back."""
+        steps = tuple(self._put(row, kind, reason, new_label, source) for row, kind, reason, new_label in choices)
+        if steps:
+            self.undo_stack.append(UndoBatch(steps))
+
+    def show_page(self, order: str, page: ReviewPage) -> QueuePage:
+        """The page mode's page for a queue order: the same page keeps its ticks, a new one starts as proposed."""
+        shown = self.queue_page
+        if shown is None or shown.order != order or shown.rows != page.rows:
+            shown = QueuePage(order, page.cards, frozenset(c.row for c in page.cards if c.ticked))
+            self.queue_page = shown
+        return shown
+
+    def toggle_page_card(self, row: int) -> None:
+        """A card of the page: ticked (its proposed action) <-> kept."""
+        shown = self.queue_page
+        if shown is not None and row in shown.rows:
+            self.queue_page = QueuePage(shown.order, shown.cards, shown.ticked ^ {int(row)})
+
+    def apply_page(self, rows: Sequence[int]) -> None:
+        """Decide the page shown (`rows`, so that a click meant for a page already applied does nothing): ticked
+        cards get their proposed action, the others are kept; one undo step."""
+        shown = self.queue_page
+        if shown is None or tuple(int(r) for r in rows) != shown.rows:
+            return
+        self.decide_many([c.decision(c.row in shown.ticked) for c in shown.cards])  # type: ignore[misc]
+        self.queue_page = None
+
+    def _put(self, row: int, kind: Kind, reason: str, new_label: str, source: Source) -> UndoStep:
         path = str(self.dataset.image_paths[row])
         decision = Decision(kind, reason=reason, old_label=self.dataset.label_text(row),
                             new_label=new_label if kind == "relabel" else "", decided_by=self.user, source=source)
-        self.undo_stack.append(UndoStep(path, self.decisions.put(path, decision)))
+        return UndoStep(path, self.decisions.put(path, decision))
 
     def set_excluded(self, rows: list[int], excluded: bool, reason: str = "reviewed in gallery") -> None:
         """Gallery ticks: exclude the rows, or take back their exclusion (other decisions stay)."""
         for row in rows:
             path = str(self.dataset.image_paths[row])
-            if excluded and not self.decisions.is_excluded(path):
+            earlier = self.decisions.get(path)
+            # An image the audit excluded and a selection covers counts as caught by the review: its decision
+            # becomes the selection's (the audit's verdict stays).
+            if excluded and (earlier is None or earlier.kind != "exclude" or earlier.source == "audit"):
                 self.decide(row, "exclude", reason, source="selection")
             elif not excluded and self.decisions.is_excluded(path):
                 self.undo_stack.append(UndoStep(path, self.decisions.put(path, None)))
@@ -155,12 +214,14 @@ class DatasetWork:
         self.effect_job = EffectJob(key, future)
 
     def undo(self) -> None:
-        """Take back the last decision, restoring what the image had before (and its audit verdict)."""
+        """Take back the last decision (or the last page of them), restoring what each image had before (and its
+        audit verdict)."""
         if self.undo_stack:
-            step = self.undo_stack.pop()
-            self.decisions.put(step.path, step.decision)
-            if step.audit:
-                self.decisions.set_audit(step.path, step.verdict)
+            last = self.undo_stack.pop()
+            for step in reversed(last.steps) if isinstance(last, UndoBatch) else (last,):
+                self.decisions.put(step.path, step.decision)
+                if step.audit:
+                    self.decisions.set_audit(step.path, step.verdict)
 
     def check_images(self, unreadable: UnreadableImages, access: str) -> None:
         self.unreadable, self.unreadable_access = unreadable, access
