@@ -26,6 +26,7 @@ from cleaner.server.config import Settings
 from cleaner.server.text import plural
 from cleaner.ui import cache
 from cleaner.ui.downloads import decision_files
+from cleaner.ui.keys import keys_work_at_once
 from cleaner.ui.state import DatasetWork, remembered, widget_value, work_by_digest
 from cleaner.ui.text import literal
 from cleaner.ui.thumbs import thumbnail
@@ -60,9 +61,10 @@ def audit_panel(work: DatasetWork, result: ScanResult, access: ImageAccess, cfg:
                 graph_key: tuple[int, str]) -> None:
     """The audit's images to judge, what they say about the whole dataset, and the model comparison."""
     dataset = work.dataset
-    decision_files(work)
     if work.map_redraw_due:
         st.rerun()
+    keys_work_at_once()
+    decision_files(work)
     st.markdown("**Audit a random sample: how much bad data is there, and how much is left?**")
     st.caption("A uniform random sample of the dataset (seeded), kept apart from the review queue: the queue picks "
                "suspects on purpose, so only a random sample says how common bad images are. Your verdicts are "

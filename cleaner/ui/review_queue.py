@@ -10,6 +10,7 @@ from cleaner.issues.review import KEPT_REASON, PAGE_SIZE, PAGE_SIZES, pending_ro
 from cleaner.issues.suspects import ScanResult
 from cleaner.ui.compute import check_images, learn_from_decisions
 from cleaner.ui.downloads import decision_files
+from cleaner.ui.keys import keys_work_at_once
 from cleaner.ui.page_mode import page_mode
 from cleaner.ui.state import DatasetWork, remembered, work_by_digest
 from cleaner.ui.text import literal
@@ -19,23 +20,6 @@ QUEUE_SHOWN = 6
 EVIDENCE_NEIGHBOURS = 6
 SHORTCUTS = {"exclude": "X", "keep": "K", "relabel": "L", "undo": "U"}  # Streamlit reserves R (rerun) and C
 MODES = ("Cards", "Page")
-
-# Streamlit's shortcuts ignore keys typed into an input, and a radio or checkbox is an input that keeps the focus of
-# the click that chose it: after "Review queue" was clicked in the view switch, X did nothing until a click
-# elsewhere. Drawn with the queue, this gives the focus back to the page (so the keys work the moment the queue
-# opens) and from then on after every mouse click on a radio or checkbox; a keyboard user keeps the focus they moved.
-_KEYS_WORK_AT_ONCE = """<script>
-(() => {
-  const held = e => !!e && e.tagName === "INPUT" && (e.type === "radio" || e.type === "checkbox");
-  if (held(document.activeElement)) document.activeElement.blur();
-  if (window.__cleanerKeysWork) return;
-  window.__cleanerKeysWork = true;
-  document.addEventListener("click", e => {
-    if (e.detail === 0) return;  // a click made with the keyboard (space): its user moves on with the keyboard
-    setTimeout(() => { if (held(document.activeElement)) document.activeElement.blur(); }, 0);
-  }, true);
-})();
-</script>"""
 
 
 def _decide(digest: str, row: int, kind: str, reason: str, new_label: str = "") -> None:
@@ -52,7 +36,7 @@ def review_queue_panel(work: DatasetWork, graph: NeighbourGraph, result: ScanRes
     dataset = work.dataset
     if work.map_redraw_due:
         st.rerun()
-    st.html(_KEYS_WORK_AT_ONCE, unsafe_allow_javascript=True)
+    keys_work_at_once()
     decision_files(work)
     result = learn_from_decisions(result, graph, work)  # the queue learns from each decision (a page: once)
     titles = orders(result.scores)
