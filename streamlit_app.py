@@ -12,6 +12,7 @@ from cleaner.ui import (
     page_layout,
     review_area,
     summary,
+    team,
 )
 from cleaner.ui.state import work_for
 
@@ -24,6 +25,7 @@ def main() -> None:
     if dataset is None:
         st.stop()
     work = work_for(dataset, user=user)
+    team.team_mode(work, cfg, user)  # signed in: the team's decisions on this dataset, shared as they are made
     params = data_source.map_settings(dataset)
     precomputed = data_source.precomputed(dataset, cfg, params)  # `cleaner scan --precompute` did the heavy step
     thorough = data_source.ranking_is_thorough()

@@ -1,5 +1,5 @@
-"""Opt-in autosave: decisions kept under the cache folder, readable only with their owner's secret, and restored
-after a server restart."""
+"""Decisions kept on the server: the retired autosave files (readable only with their owner's secret, imported into
+the decision store once) and the page's "Keep my decisions on this server", which now writes to the store."""
 from __future__ import annotations
 
 import json
@@ -11,8 +11,17 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from cleaner.decisions.autosave import MAGIC, AutosaveError, AutosaveStore, Owner, is_token, new_token
+from cleaner.decisions.autosave import (
+    IMPORTED_SUFFIX,
+    MAGIC,
+    AutosaveError,
+    AutosaveStore,
+    Owner,
+    is_token,
+    new_token,
+)
 from cleaner.decisions.records import Decision, Decisions
+from cleaner.decisions.store import TEAM_SPACE, DecisionStore, default_url, token_space
 from cleaner.ui import autosave as panel
 
 REPO = Path(__file__).resolve().parents[1]
@@ -142,7 +151,11 @@ def _tick_three(at: AppTest) -> list[str]:
     return work.decisions.paths("exclude")
 
 
-def test_page_warns_and_saves_only_when_asked(tmp_path, monkeypatch):
+def _store() -> DecisionStore:
+    return DecisionStore(default_url(Path(os.environ["CLEANER_CACHE_DIR"])))
+
+
+def test_page_warns_and_keeps_only_when_asked():
     at = AppTest.from_file(APP, default_timeout=240)
     at.run()
     assert not at.exception, at.exception
@@ -156,7 +169,13 @@ def test_page_warns_and_saves_only_when_asked(tmp_path, monkeypatch):
     assert not at.exception, at.exception
     token = at.code[0].value
     assert is_token(token)
-    assert any("3 decisions kept on this server" in c.value for c in at.sidebar.caption)
+    assert any("3 decisions on this dataset kept on this server" in c.value for c in at.sidebar.caption)
+    store = _store()
+    kept = store.current(token_space(token), excluded).decisions
+    assert sorted(kept) == sorted(excluded)  # in the database, under the token's space
+    assert {e.decided_by for e in kept.values()} == {panel.team.token_who(token)}  # a tag, never the token
+    assert token not in repr(store.events_since(token_space(token), 0))
+    assert store.current(TEAM_SPACE, excluded).decisions == {}
 
 
 RESTORE_CHILD = r"""
@@ -169,8 +188,9 @@ at.button(key="btn_autosave_restore").click()
 at.run()
 at.run()  # a later run: the toggle's default is what a browser drawing it afresh would start it at
 work = list(at.session_state["cleaner_work"].values())[-1]
+side = at.sidebar
 print(json.dumps({"excluded": work.decisions.paths("exclude"), "errors": [str(e.value) for e in at.exception],
-                  "messages": [m.value for m in at.sidebar.success] + [m.value for m in at.sidebar.error],
+                  "messages": [m.value for kind in (side.success, side.info, side.warning, side.error) for m in kind],
                   "toggle": at.toggle(key="autosave_on").value,
                   "toggle_default": at.toggle(key="autosave_on").proto.default}))
 """
@@ -182,60 +202,64 @@ def test_decisions_survive_a_server_restart_with_the_token():
     at.toggle(key=panel.TOGGLE_KEY).set_value(True)
     at.run()
     token = at.code[0].value
-    excluded = _tick_three(at)
-    at.run()  # the save after the ticks (in the browser: the timed rerun of the autosave panel)
+    excluded = _tick_three(at)  # written through to the database as they are made
     assert not at.exception, at.exception
 
     def restore(with_token: str) -> dict:
-        # A new Python process: nothing of the first "server" survives but the cache folder.
+        # A new Python process: nothing of the first "server" survives but the cache folder (and its database).
         out = subprocess.run([sys.executable, "-c", RESTORE_CHILD, APP, with_token], cwd=REPO, env=os.environ,
                              capture_output=True, text=True, timeout=600, check=True)
         return json.loads(out.stdout.strip().splitlines()[-1])
 
     back = restore(token)
     assert back["errors"] == [] and sorted(back["excluded"]) == sorted(excluded)
-    assert any("Restored 3 exclusions" in m for m in back["messages"]) and back["toggle"] is True
+    assert any("3 decisions kept on this server brought into this session" in m for m in back["messages"])
+    assert back["toggle"] is True
     assert back["toggle_default"] is True  # a redrawn toggle keeps saving, not switch itself off
     stranger = restore(new_token())
-    assert stranger["excluded"] == [] and any("No decisions are saved" in m for m in stranger["messages"])
+    assert stranger["excluded"] == [] and any("No decisions are kept" in m for m in stranger["messages"])
 
 
 def _signed_in_page() -> None:
-    """The autosave panel alone, for a signed-in user (AppTest cannot sign in through a provider)."""
-    from cleaner.ui import autosave, cache
+    """The store's panels alone, for a signed-in user (AppTest cannot sign in through a provider)."""
+    from cleaner.ui import autosave, cache, team
     from cleaner.ui.state import work_for
 
     cfg = cache.settings()
     work = work_for(cache.demo_dataset(str(cfg.demo_dir)), user="ann@example.com")
+    team.team_mode(work, cfg, "ann@example.com")
     autosave.panel(work, cfg, "ann@example.com")
 
 
-def test_signed_in_list_is_merged_never_overwritten_unseen():
+def test_an_old_autosave_list_is_imported_once_into_the_team_store():
+    from cleaner.ui import cache
+
+    cfg = cache.settings()
+    demo = cache.demo_dataset(str(cfg.demo_dir))
+    paths = [str(p) for p in demo.image_paths[:3]]
+    old = Decisions()
+    for p in paths:
+        old.put(p, Decision("exclude", reason="blurry", decided_by="ann@example.com"))
+    files = AutosaveStore.under(cfg.cache_dir)
+    owner = Owner.from_email("ann@example.com")
+    files.save(owner, demo.digest, old)  # what the retired autosave left on disk
+
     first = AppTest.from_function(_signed_in_page, default_timeout=240)
     first.run()
-    assert not first.code  # no token: the sign-in is the key
+    assert not first.exception, first.exception
+    assert not first.code and not first.toggle  # signed in: no token, no toggle, always kept
+    assert any("shared with your team" in c.value for c in first.sidebar.caption)
     work = list(first.session_state["cleaner_work"].values())[-1]
-    paths = [str(p) for p in work.dataset.image_paths[:3]]
-    first.toggle(key=panel.TOGGLE_KEY).set_value(True)
-    first.run()
-    for row in range(3):
-        work.decide(row, "exclude", "blurry")
-    first.run()
-    assert any("3 decisions kept" in c.value for c in first.sidebar.caption)
+    assert sorted(work.decisions.paths("exclude")) == sorted(paths)
+    assert any("Restored 3 exclusions" in m.value for m in first.sidebar.success)
+    assert sorted(_store().current(TEAM_SPACE, paths).decisions) == sorted(paths)
+    assert not files.path(owner, demo.digest).exists()  # retired: renamed, never read again
+    assert files.path(owner, demo.digest).with_name(files.path(owner, demo.digest).name + IMPORTED_SUFFIX).exists()
 
-    # After a restart: a new session decided one of those images otherwise, and one more, before opting in.
-    second = AppTest.from_function(_signed_in_page, default_timeout=240)
+    work.decide(0, "keep", "fine after all")  # written through at once
+    second = AppTest.from_function(_signed_in_page, default_timeout=240)  # a restart
     second.run()
-    assert any("keeps decisions you made on this dataset before" in i.value for i in second.sidebar.info)
     again = list(second.session_state["cleaner_work"].values())[-1]
-    again.decide(0, "keep", "fine after all")
-    again.decide(5, "exclude", "off-topic")
-    second.toggle(key=panel.TOGGLE_KEY).set_value(True)
-    second.run()
-    assert not second.exception, second.exception
-    assert again.decisions.get(paths[0]).kind == "keep"  # this session's own decision wins
-    assert sorted(again.decisions.paths("exclude")) == sorted(paths[1:] + [str(again.dataset.image_paths[5])])
-    assert any("Restored 2 exclusions" in m.value for m in second.sidebar.success)
-    store = AutosaveStore.under(Path(os.environ["CLEANER_CACHE_DIR"]))
-    saved = store.load(Owner.from_email("ann@example.com"), again.dataset.digest).decisions
-    assert saved == again.decisions.by_path  # the merged list is what is kept now
+    assert again.decisions.get(paths[0]).kind == "keep"
+    assert sorted(again.decisions.paths("exclude")) == sorted(paths[1:])
+    assert not any("Restored" in m.value for m in second.sidebar.success)  # imported once only

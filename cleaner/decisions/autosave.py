@@ -1,4 +1,8 @@
-"""Opt-in autosave: a session's decisions kept under the cache folder, so a server restart does not lose them.
+"""The retired autosave files: decision lists the server kept under the cache folder before the decision store
+(cleaner/decisions/store.py) kept them in a database. Each is imported into the store once (`legacy` reads it,
+`retire` renames it once the store has its decisions) and never written again by the app.
+
+What follows describes the files as they were written:
 
 Each saved list belongs to one secret: a token the user holds (shown to them, never stored in clear) or, when
 signed in, their e-mail address. The file name is a hash of the secret and the dataset's digest, so nobody
@@ -21,6 +25,7 @@ from cleaner.server.errors import CleanerError
 from cleaner.server.limits import MB
 
 FOLDER_NAME = "autosave"
+IMPORTED_SUFFIX = ".imported"  # a list the decision store has taken in: kept on disk, never read again
 MAGIC = b"cleaner-autosave v1\n"
 MAX_FILE_BYTES = 32 * MB  # about 200k decisions with long paths; beyond it the user must download instead
 MAX_TOTAL_BYTES = 512 * MB  # the folder; the lists written least recently go first beyond it
@@ -106,6 +111,21 @@ class AutosaveStore:
             raise AutosaveError(f"This server could not keep your decisions ({exc.strerror or exc}); "
                                 "download them to keep them.") from exc
         self._evict(keep=self.path(owner, digest))
+
+    def legacy(self, owner: Owner, digest: str) -> ParsedDecisions | None:
+        """An old list not yet imported into the decision store (None when there is none), checked as `load`
+        checks it: a damaged or altered one raises AutosaveError."""
+        if not self.path(owner, digest).is_file():
+            return None
+        return self.load(owner, digest)
+
+    def retire(self, owner: Owner, digest: str) -> None:
+        """The decision store holds the list's decisions now: rename it so it is never imported again."""
+        path = self.path(owner, digest)
+        try:
+            path.replace(path.with_name(path.name + IMPORTED_SUFFIX))
+        except FileNotFoundError:
+            pass  # another session of the same owner retired it a moment ago
 
     def load(self, owner: Owner, digest: str) -> ParsedDecisions:
         """The saved decisions, checked: a missing, oversized, damaged or altered file raises AutosaveError."""

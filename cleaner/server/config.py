@@ -16,6 +16,7 @@ ENV_MAX_ROWS = "CLEANER_MAX_ROWS"
 ENV_MAX_DIMS = "CLEANER_MAX_DIMS"
 ENV_CACHE_MAX_MB = "CLEANER_CACHE_MAX_MB"
 ENV_ALLOWED_USERS = "CLEANER_ALLOWED_USERS"
+ENV_DATABASE_URL = "CLEANER_DATABASE_URL"  # where decisions are kept; unset: SQLite under the cache folder
 ALLOW_ANY_SIGNED_IN = "*"  # an allow-list entry that lets in every user the sign-in provider accepts
 
 
@@ -71,6 +72,9 @@ class Settings:
     max_dims: int = MAX_DIMS
     cache_max_bytes: int = CACHE_MAX_BYTES
     allowed_users: tuple[str, ...] = ()  # who may use the app when sign-in is on; empty: nobody, "*": anyone
+    # A SQLAlchemy URL (postgresql+psycopg://user:password@host/db); "" for SQLite under the cache folder. Left out
+    # of the repr: it may hold a password, which is never shown or logged.
+    database_url: str = field(default="", repr=False)
 
     @property
     def demo_dir(self) -> Path:
@@ -99,4 +103,5 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         max_dims=_int_env(env, ENV_MAX_DIMS, MAX_DIMS),
         cache_max_bytes=_int_env(env, ENV_CACHE_MAX_MB, CACHE_MAX_BYTES // MB) * MB,
         allowed_users=parse_allowed_users(env.get(ENV_ALLOWED_USERS, "")),
+        database_url=env.get(ENV_DATABASE_URL, "").strip(),
     )

@@ -13,15 +13,22 @@ from cleaner.ui.downloads import decision_files
 from cleaner.ui.gallery import gallery, selection_tools
 from cleaner.ui.review_queue import review_queue_panel
 from cleaner.ui.state import DatasetWork, remembered
+from cleaner.ui.team import conflicts_panel, is_team
+from cleaner.ui.thumbs import thumbnail
 
 REVIEW_VIEWS = ("Selected images", "Review queue", "Class confusion", "Audit")
+CONFLICTS_VIEW = "Conflicts"  # team mode only: where teammates disagree
 
 
 def review_area(work: DatasetWork, graph: NeighbourGraph | None, result: ScanResult | None,
                 access: ImageAccess, cfg: Settings) -> None:
     """The chosen view; before the neighbours are found (graph None) the selection's gallery only."""
-    view = st.radio("Review", REVIEW_VIEWS, horizontal=True, label_visibility="collapsed",
-                    **remembered("review_view", options=REVIEW_VIEWS))
+    views = REVIEW_VIEWS + ((CONFLICTS_VIEW,) if is_team(work) else ())
+    view = st.radio("Review", views, horizontal=True, label_visibility="collapsed",
+                    **remembered("review_view", options=views))
+    if view == CONFLICTS_VIEW:
+        conflicts_panel(work, lambda path: thumbnail(path, access)[0])
+        return
     if graph is None or result is None:
         if view != REVIEW_VIEWS[0]:
             st.info(f"The {view.lower()} needs the nearest neighbours; they are being found (see under the map). "

@@ -8,6 +8,7 @@ from cleaner.io.images import ImageAccess
 from cleaner.issues.registry import orders
 from cleaner.issues.review import KEPT_REASON, PAGE_SIZE, PAGE_SIZES, pending_rows, reasons
 from cleaner.issues.suspects import ScanResult
+from cleaner.ui import team
 from cleaner.ui.compute import check_images, learn_from_decisions
 from cleaner.ui.downloads import decision_files
 from cleaner.ui.keys import keys_work_at_once
@@ -34,6 +35,7 @@ def _undo(digest: str) -> None:
 def review_queue_panel(work: DatasetWork, graph: NeighbourGraph, result: ScanResult, access: ImageAccess) -> None:
     """The most suspect samples first; a decided card's place goes to the next suspect, the others stay put."""
     dataset = work.dataset
+    work.sync()  # what teammates decided since (team mode): their images leave the queue
     if work.map_redraw_due:
         st.rerun()
     keys_work_at_once()
@@ -57,6 +59,9 @@ def review_queue_panel(work: DatasetWork, graph: NeighbourGraph, result: ScanRes
     queue = pending_rows(result, by, work.decided_rows())
     st.markdown(f"**{len(queue):,} flagged samples left to review** · {len(work.decisions):,} decided · "
                 f"{work.decisions.count('exclude'):,} excluded")
+    teammates = len(team.teammates_rows(work))
+    if teammates:
+        st.caption(f"Skipping {teammates:,} {'image' if teammates == 1 else 'images'} a teammate decided.")
     if mode == MODES[1]:
         size = mode_row[1].segmented_control("Cards on a page", PAGE_SIZES, required=True,
                                              **remembered("queue_page_size", default=PAGE_SIZE))
@@ -89,6 +94,7 @@ def _card(work: DatasetWork, result: ScanResult, row: int, by: str, access: Imag
     st.image(url, width=150)
     st.text(f"label: {given}" + (f"   neighbours say: {suggested}" if suggested != given else ""))
     st.text(dataset.file_name(row))
+    team.history_popover(work, row)
     st.text("\n".join(why) or "no strong signal")
     if not thumb.ok and not any(thumb.reason in w for w in why):
         st.text(f"⚠ {thumb.reason}")

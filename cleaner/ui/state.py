@@ -23,6 +23,15 @@ from cleaner.decisions.records import (
     label_codes_after,
     rows_of,
 )
+from cleaner.decisions.store import (
+    Event,
+    Ledger,
+    StoreError,
+    apply_events,
+    audit_event,
+    decision_event,
+    merge_in,
+)
 from cleaner.io.dataset_types import Dataset
 from cleaner.issues.label import LabelIssues
 from cleaner.issues.review import PageCard, ReviewPage
@@ -117,6 +126,11 @@ class DatasetWork:
     queue_slots: dict[str, list[int]] = field(default_factory=dict)  # per queue order: the rows on its cards
     queue_page: QueuePage | None = None  # page mode: the page shown and its ticks
     list_message: tuple[str, str] | None = None  # ("success" | "warning" | "error", text) about an uploaded list
+    # The decision store: every decision, undo and audit verdict is written through this link as it is made (team
+    # mode, or "Keep my decisions on this server"); None: the decisions live in this session only.
+    ledger: Ledger | None = field(default=None, repr=False)
+    store_note: tuple[str, str] | None = None  # ("info" | "warning", text): what opening the store brought in
+    _outgoing: list[Event] = field(default_factory=list, repr=False)  # events of the action under way
     _derived: tuple[int, np.ndarray, np.ndarray, np.ndarray] | None = field(default=None, repr=False)
     _files: tuple[int, tuple[str, str, str]] | None = field(default=None, repr=False)
 
@@ -135,6 +149,15 @@ class DatasetWork:
     def decide(self, row: int, kind: Kind, reason: str = "", new_label: str = "", source: Source = "queue") -> None:
         """Exclude, keep or relabel one image; the decision can be undone."""
         self.undo_stack.append(self._put(row, kind, reason, new_label, source))
+        self._send()
+
+    def settle(self, path: str, kind: Kind, new_label: str = "") -> None:
+        """Team mode: settle a disagreement on one image with this decision (for everyone; it can be undone)."""
+        rows = self.dataset.rows_with_paths([path])
+        if len(rows):
+            self.undo_stack.append(self._put(int(rows[0]), kind, "settled a disagreement", new_label, "",
+                                             settles=True))
+            self._send()
 
     def decide_many(self, choices: Sequence[tuple[int, Kind, str, str]], source: Source = "queue") -> None:
         """Several images decided in one action, each (row, kind, reason, new label) exactly as `decide` would
@@ -142,6 +165,7 @@ class DatasetWork:
         steps = tuple(self._put(row, kind, reason, new_label, source) for row, kind, reason, new_label in choices)
         if steps:
             self.undo_stack.append(UndoBatch(steps))
+        self._send()
 
     def show_page(self, order: str, page: ReviewPage) -> QueuePage:
         """The page mode's page for a queue order: the same page keeps its ticks, a new one starts as proposed."""
@@ -166,10 +190,12 @@ class DatasetWork:
         self.decide_many([c.decision(c.row in shown.ticked) for c in shown.cards])  # type: ignore[misc]
         self.queue_page = None
 
-    def _put(self, row: int, kind: Kind, reason: str, new_label: str, source: Source) -> UndoStep:
+    def _put(self, row: int, kind: Kind, reason: str, new_label: str, source: Source,
+             settles: bool = False) -> UndoStep:
         path = str(self.dataset.image_paths[row])
         decision = Decision(kind, reason=reason, old_label=self.dataset.label_text(row),
                             new_label=new_label if kind == "relabel" else "", decided_by=self.user, source=source)
+        self._outgoing.append(decision_event(path, decision, self._who(), settles=settles))
         return UndoStep(path, self.decisions.put(path, decision))
 
     def set_excluded(self, rows: list[int], excluded: bool, reason: str = "reviewed in gallery") -> None:
@@ -183,6 +209,8 @@ class DatasetWork:
                 self.decide(row, "exclude", reason, source="selection")
             elif not excluded and self.decisions.is_excluded(path):
                 self.undo_stack.append(UndoStep(path, self.decisions.put(path, None)))
+                self._outgoing.append(decision_event(path, None, self._who()))
+        self._send()
 
     def start_audit(self, size: int) -> None:
         """Ask for the first `size` images of the audit's seeded random order (never fewer than already asked)."""
@@ -202,8 +230,11 @@ class DatasetWork:
         else:
             decision = Decision(kind, reason="random audit", old_label=self.dataset.label_text(row),
                                 new_label=new_label, decided_by=self.user, source="audit")
+            self._outgoing.append(decision_event(path, decision, self._who()))
+        self._outgoing.append(audit_event(path, AuditVerdict(kind, label), self._who()))
         self.undo_stack.append(UndoStep(path, self.decisions.put(path, decision), audit=True,
                                         verdict=previous_verdict))
+        self._send()
 
     def use_trusted(self, file_name: str, dataset: Dataset | None, error: str = "") -> None:
         """A validation NPZ for the model comparison (None with the reason it cannot be used)."""
@@ -220,8 +251,14 @@ class DatasetWork:
             last = self.undo_stack.pop()
             for step in reversed(last.steps) if isinstance(last, UndoBatch) else (last,):
                 self.decisions.put(step.path, step.decision)
+                # Undo is an event; an earlier decision it restores is one more, this user's.
+                self._outgoing.append(decision_event(step.path, None, self._who()))
+                if step.decision is not None:
+                    self._outgoing.append(decision_event(step.path, step.decision, self._who()))
                 if step.audit:
                     self.decisions.set_audit(step.path, step.verdict)
+                    self._outgoing.append(audit_event(step.path, step.verdict, self._who()))
+            self._send()
 
     def check_images(self, unreadable: UnreadableImages, access: str) -> None:
         self.unreadable, self.unreadable_access = unreadable, access
@@ -234,10 +271,13 @@ class DatasetWork:
                     if p in known and (d.kind != "relabel" or d.new_label in classes)}
         for path, decision in restored.items():
             self.decisions.put(path, decision)
+            self._outgoing.append(decision_event(path, decision, self._who()))
         audited = {p: v for p, v in parsed.audit.items()
                    if p in known and (v.kind == "exclude" or v.label in classes)}
         for path, verdict in audited.items():
             self.decisions.set_audit(path, verdict)
+            self._outgoing.append(audit_event(path, verdict, self._who()))
+        self._send()
         if audited:  # the audit goes on where it stopped: its sample is a prefix of one seeded order, asked in steps
             position = np.empty(self.dataset.n, dtype=np.int64)
             position[audit_rows(self.dataset.n, self.dataset.n)] = np.arange(self.dataset.n)
@@ -252,6 +292,67 @@ class DatasetWork:
         if skipped:
             text += f" Skipped {plural(skipped, 'line')} whose path is not in this dataset or whose label is unknown."
         self.list_message = ("warning" if skipped else "success", text)
+
+    def attach(self, ledger: Ledger) -> None:
+        """Keep this work in the decision store from now on: bring in what the ledger's space holds for these images
+        (this session's own decisions stand where both decided) and write this session's there."""
+        self.ledger, self.store_note = ledger, None
+        self._open_store()
+
+    def detach(self) -> None:
+        """From now on the decisions live in this session only."""
+        self.ledger, self.store_note = None, None
+
+    def sync(self) -> int:
+        """Write what waits for the database and bring in what others decided since (on each page run, and every
+        few seconds); returns how many of their decisions came in."""
+        ledger = self.ledger
+        if ledger is None or not ledger.due():
+            return 0
+        if not ledger.opened:
+            version = self.decisions.version
+            self._open_store()
+            return int(self.decisions.version != version)
+        ledger.flush()
+        others = ledger.others()
+        if not others:
+            return 0
+        rows = self.dataset.rows_with_paths({e.path for e in others})
+        known = {str(p) for p in self.dataset.image_paths[rows].tolist()}
+        return len(apply_events(self.decisions, others, known, ledger.waiting()))
+
+    def _open_store(self) -> None:
+        ledger = self.ledger
+        if ledger is None:
+            return
+        try:
+            applied = ledger.open(self.dataset.image_paths)
+        except StoreError as exc:
+            ledger.failed(exc)
+            return
+        brought, events = merge_in(self.decisions, applied, ledger.who, self.dataset.class_names)
+        ledger.error = ""
+        ledger.record(events)
+        notes = []
+        if applied.from_earlier:
+            notes.append(f"{plural(applied.from_earlier, 'decision')} from an earlier version of this dataset "
+                         "applied" + (f"; {plural(applied.left_out, 'image')} of that version "
+                                      f"{'is' if applied.left_out == 1 else 'are'} no longer in it (their decisions "
+                                      "are kept, not applied)" if applied.left_out else "") + ".")
+        if brought:
+            notes.append(f"{plural(brought, 'decision')} kept on this server brought into this session.")
+        self.store_note = ("info", " ".join(notes)) if notes else None
+
+    def _who(self) -> str:
+        """Who the store says made this session's decisions: the signed-in user, or the token's tag."""
+        return self.ledger.who if self.ledger is not None else self.user
+
+    def _send(self) -> None:
+        """Write the events of the action just taken through to the store (when linked; they wait there if the
+        database cannot take them now)."""
+        events, self._outgoing = self._outgoing, []
+        if self.ledger is not None and events:
+            self.ledger.record(events)
 
     def reject_list(self, file_name: str, error: str) -> None:
         self.list_message = ("error", f"Could not read {file_name}: {error}")

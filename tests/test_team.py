@@ -1,0 +1,140 @@
+"""A session's work written through to the decision store, and team mode (sessions sharing one space): every
+decision, undo and audit verdict reaches the store; teammates' decisions come in; a new NPZ of the same images gets
+them; a database that fails keeps the session working and is written to once it is back. SQLite and PostgreSQL."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from cleaner.decisions.store import TEAM_SPACE, DecisionStore, Ledger, paths_identity, token_space
+from cleaner.io.dataset import load_npz
+from cleaner.ui.state import DatasetWork
+
+from .conftest import good_arrays, npz
+from .pg_fixture import postgres_cluster  # noqa: F401  (the session fixture)
+
+ANN, BOB = "ann@team.example", "bob@crew.example"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request, tmp_path):
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'decisions.sqlite3'}"
+    else:
+        url = request.getfixturevalue("postgres_cluster").new_database()
+    s = DecisionStore(url)
+    yield s
+    s.close()
+
+
+def dataset(n: int = 24, seed: int = 0, rows: slice | np.ndarray | None = None):
+    arrays = good_arrays(n=n, seed=seed)
+    if rows is not None:
+        arrays = {k: v[rows] for k, v in arrays.items()}
+    return load_npz(npz(**arrays), name=f"ds{seed}")
+
+
+def session(store: DecisionStore, ds, user: str, space: str = TEAM_SPACE) -> DatasetWork:
+    work = DatasetWork(ds, user=user)
+    work.attach(Ledger(lambda: store, space, user, paths_identity(ds.image_paths.tolist()), ds.name, ds.n))
+    return work
+
+
+def kinds(work: DatasetWork) -> dict[str, tuple[str, str]]:
+    return {p: (d.kind, d.decided_by) for p, d in work.decisions.by_path.items()}
+
+
+def test_every_action_is_written_through_and_undo_is_an_event(store):
+    ds = dataset()
+    work = session(store, ds, ANN)
+    path = str(ds.image_paths[0])
+    work.decide(0, "exclude", "blurry")
+    work.decide(1, "relabel", "wrong", new_label=ds.class_names[0] if ds.label_text(1) != ds.class_names[0]
+                else ds.class_names[1])
+    work.set_excluded([2, 3], True)
+    work.set_excluded([3], False)
+    work.audit(4, "keep")
+    work.undo()  # the audit's verdict on row 4
+    current = store.current(TEAM_SPACE, ds.image_paths)
+    assert {p: e.kind for p, e in current.decisions.items()} == {
+        path: "exclude", str(ds.image_paths[1]): "relabel", str(ds.image_paths[2]): "exclude"}
+    assert current.audit == {}
+    assert [e.kind for e in store.history(TEAM_SPACE, str(ds.image_paths[3]))] == ["exclude", "undo"]
+    assert {e.decided_by for e in store.events_since(TEAM_SPACE, 0)} == {ANN}
+    assert work.ledger.pending == [] and work.ledger.error == ""
+
+
+def test_teammates_decisions_come_in_and_settling_ends_a_conflict(store):
+    ds = dataset()
+    ann, bob = session(store, ds, ANN), session(store, ds, BOB)
+    ann.decide(0, "exclude", "blurry")
+    bob.decide(1, "keep", "fine")
+    bob.sync()
+    ann.sync()
+    assert kinds(bob)[str(ds.image_paths[0])] == ("exclude", ANN)  # attributed to whoever decided
+    assert kinds(ann)[str(ds.image_paths[1])] == ("keep", BOB)
+    bob.decide(0, "keep", "looks fine to me")  # a disagreement
+    conflicts = store.conflicts(TEAM_SPACE, ds.image_paths)
+    assert [c.path for c in conflicts] == [str(ds.image_paths[0])]
+    ann.sync()
+    ann.settle(str(ds.image_paths[0]), "exclude")
+    assert store.conflicts(TEAM_SPACE, ds.image_paths) == []
+    bob.sync()
+    assert kinds(bob)[str(ds.image_paths[0])] == ("exclude", ANN)
+    assert bob.decisions.decisions_csv().count(ANN) == 1  # the downloads say who decided
+    # A third session opening the dataset later gets the whole team's state.
+    cat = session(store, ds, "cat@crew.example")
+    assert kinds(cat) == kinds(bob)
+
+
+def test_a_new_npz_of_the_same_images_gets_the_decisions_and_says_so(store):
+    old = dataset(n=30)
+    work = session(store, old, ANN)
+    for row in range(6):
+        work.decide(row, "exclude", "blurry")
+    # Re-embedded with another model, rows shuffled, the first two images gone and nothing else changed.
+    order = np.random.default_rng(1).permutation(np.arange(2, 30))
+    arrays = good_arrays(n=30, seed=0)
+    arrays = {"embeddings": np.random.default_rng(5).normal(size=(28, 9)).astype(np.float32),
+              "labels": arrays["labels"][order], "image_paths": arrays["image_paths"][order]}
+    new = load_npz(npz(**arrays), name="v2")
+    assert new.digest != old.digest
+    later = session(store, new, BOB)
+    assert sorted(later.decisions.paths("exclude")) == sorted(str(p) for p in old.image_paths[2:6])
+    kind, text = later.store_note
+    assert "4 decisions from an earlier version of this dataset applied" in text
+    assert "2 images of that version are no longer in it" in text
+
+
+def test_an_unreachable_database_keeps_the_session_working_and_writes_through_later(store, tmp_path):
+    ds = dataset()
+    blocker = tmp_path / "blocked"
+    blocker.write_text("a file where a folder should be")
+    target = [None]
+
+    def opener():
+        return store if target[0] else DecisionStore(f"sqlite:///{blocker / 'x.sqlite3'}")
+
+    work = DatasetWork(ds, user=ANN)
+    work.attach(Ledger(opener, TEAM_SPACE, ANN, paths_identity(ds.image_paths.tolist()), ds.name, ds.n))
+    assert "could not prepare decisions" in work.ledger.error
+    work.decide(0, "exclude", "blurry")
+    work.decide(1, "keep", "fine")
+    assert work.decisions.count("exclude") == 1 and "exclude" in work.decisions.decisions_csv()  # downloads whole
+    target[0] = store  # the database is back
+    work.ledger.retry_at = 0
+    work.sync()  # opens, merges, writes what waited
+    work.sync()
+    assert work.ledger.error == "" and work.ledger.pending == []
+    assert {p: e.kind for p, e in store.current(TEAM_SPACE, ds.image_paths).decisions.items()} == {
+        str(ds.image_paths[0]): "exclude", str(ds.image_paths[1]): "keep"}
+
+
+def test_a_token_space_is_private_and_comes_back(store):
+    ds = dataset()
+    space = token_space("T" * 16)
+    first = session(store, ds, "token abc", space=space)
+    first.decide(0, "exclude", "blurry")
+    again = session(store, ds, "token abc", space=space)  # after a restart, with the token
+    assert again.decisions.paths("exclude") == [str(ds.image_paths[0])]
+    assert session(store, ds, ANN).decisions.by_path == {}  # the team sees nothing of it
