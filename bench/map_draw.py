@@ -10,8 +10,8 @@ Figures (synthetic clustered 3D coordinates, 10 classes; the harness page tests/
 - old_map_draw_s: the same for bench/plotly_events_map.map_3d through streamlit-plotly-events (iframe, plotly.js 1.58):
   the figure's message arrives → its iframe shows a scene holding every point.
 - selection_highlighted_s: the same box released → the selection drawn highlighted on the map.
-- bytes_per_point: the bytes of the websocket message carrying the new map's points, per point (and the encoded
-  payload for comparison); rerun_bytes_*: all websocket bytes the browser receives for a rerun that changes
+- bytes_per_point: the bytes of the websocket messages carrying the new map's points (16-bit fixed-point
+  coordinates) and colours (8-bit class codes), per point (and the encoded payload for comparison); rerun_bytes_*: all websocket bytes the browser receives for a rerun that changes
   nothing on the map, and for the rerun after a selection (only the marks and the harness's text are new:
   plotly.js and the points go as references to the browser's copies).
 """
@@ -92,7 +92,7 @@ def wait_script_idle(page) -> None:
                            " return a && a.getAttribute('data-test-script-state') !== 'running'; }", timeout=600_000)
 
 
-def bench_new(browser, url: str, n: int, payload_bytes: int) -> dict:
+def bench_new(browser, url: str, n: int, message_bytes: dict[str, int]) -> dict:
     ctx = browser.new_context(viewport=VIEWPORT)
     page = ctx.new_page()
     page.add_init_script(WS_HOOK)
@@ -102,11 +102,14 @@ def bench_new(browser, url: str, n: int, payload_bytes: int) -> dict:
     drawn = page.evaluate("window.__cleanerMapDrawn")
     wait_script_idle(page)
     log = ws_log(page)
-    # the map's message: the one whose size is nearest the encoded payload (plotly.js's message is ~4.8 MB)
-    data_msg = min(log, key=lambda m: abs(m[1] - payload_bytes))
+    # the map's messages: the points (16-bit coordinates) and the colours (class codes, scores), each the message
+    # whose size is nearest its encoded size (plotly.js's message is ~4.8 MB)
+    msgs = {part: min(log, key=lambda m, b=size: abs(m[1] - b)) for part, size in message_bytes.items()}
+    first = min(m[0] for m in msgs.values())
     first_run_bytes = sum(size for _, size in log)
-    out = {"map_draw_s": (drawn["at"] - data_msg[0]) / 1000, "map_render_in_js_s": drawn["ms"] / 1000,
-           "bytes_per_point": data_msg[1] / n, "map_message_bytes": data_msg[1], "first_load_ws_bytes": first_run_bytes}
+    out = {"map_draw_s": (drawn["at"] - first) / 1000, "map_render_in_js_s": drawn["ms"] / 1000,
+           "bytes_per_point": sum(m[1] for m in msgs.values()) / n,
+           "map_message_bytes": {part: m[1] for part, m in msgs.items()}, "first_load_ws_bytes": first_run_bytes}
 
     # a rerun that changes nothing on the map (excluding an empty selection)
     page.wait_for_timeout(500)
@@ -200,7 +203,8 @@ def main() -> None:
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
             url = f"http://127.0.0.1:{port}"
-            result.update(bench_new(browser, url, args.n, payload.encoded_bytes("map")))
+            result.update(bench_new(browser, url, args.n, {part: payload.encoded_bytes(part)
+                                                           for part in ("points", "colours")}))
             if not args.skip_old:
                 result.update(bench_old(browser, url, args.n))
             browser.close()

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from cleaner.ui.map.events import MAX_POLYGON_VERTICES, MapEventError, decode_event
-from cleaner.ui.map.payload import HOVER_NAMES_MAX_POINTS, build_payload, decode_rows, encode_rows
+from cleaner.ui.map.payload import HOVER_NAMES_MAX_POINTS, build_payload, decode_rows, encode_rows, unpack
 from cleaner.ui.map.shapes import Axes2D, Camera3D, combine_selection, points_in_polygon, rows_in_shape
 
 
@@ -81,18 +81,35 @@ def test_payload_dtypes_and_compact_arrays():
     p = build_payload(coords.astype(np.float64), codes, ["a", "b", "<c>"], excluded_rows=[5, 3, 5],
                       selected_rows=np.array([7]), score=np.linspace(-1, 2, 1000))
     assert p.coords.dtype == np.float32 and p.coords.shape == (1000, 3) and p.dims == 3
-    assert p.class_codes.dtype == np.uint8
+    assert p.levels.dtype == np.uint16 and p.class_codes.dtype == np.uint8
     assert p.excluded_rows.tolist() == [3, 5] and p.excluded_rows.dtype == np.int32
     assert p.selected_rows.tolist() == [7]
-    assert p.score.dtype == np.float32 and p.score.min() == 0 and p.score.max() == 1
+    assert p.score.dtype == np.uint8 and p.score.min() == 0 and p.score.max() == 255
     assert p.class_names[2] == "&lt;c&gt;"  # shown literally by plotly, never run
-    data = p.component_data()
-    assert list(data["points"].columns) == ["x", "y", "z", "c", "s"]
-    assert [str(t) for t in data["points"].dtypes] == ["float32"] * 3 + ["uint8", "float32"]
-    assert data["meta"]["dims"] == 3 and data["meta"]["has_score"] and not data["meta"]["one_trace"]
-    assert "names" not in data and "selected" not in data  # the marks travel in their own element
+    head, body = unpack(p.points_message(key="k", height=500))
+    assert head["n"] == 1000 and head["dims"] == 3 and head["key"] == "k" and head["height"] == 500
+    levels = np.frombuffer(body, dtype="<u2").reshape(3, 1000).T
+    np.testing.assert_array_equal(levels, p.levels)
+    drawn = (np.array(head["lo"]) + levels * np.array(head["step"])).astype(np.float32)  # what decode.js computes
+    np.testing.assert_array_equal(drawn, p.drawn_coords())
+    head, body = unpack(p.colours_message(map_key="k"))
+    assert head["classes"] == ["a", "b", "&lt;c&gt;"] and head["has_score"] and head["code_bytes"] == 1
+    np.testing.assert_array_equal(np.frombuffer(body[:1000], dtype=np.uint8), codes)
+    np.testing.assert_array_equal(np.frombuffer(body[1000:2000], dtype=np.uint8), p.score)
     marks = p.marks_data()
     assert marks["excluded"]["row"].tolist() == [3, 5] and str(marks["selected"]["row"].dtype) == "int32"
+
+
+def test_fixed_point_coordinates_err_by_at_most_half_a_step():
+    rng = np.random.default_rng(9)
+    coords = (rng.normal(0, 1, size=(50_000, 3)) * [100, 0.01, 3] + [1e4, -5, 0]).astype(np.float32)
+    p = build_payload(coords, np.zeros(50_000, dtype=int), ["a"])
+    extent = coords.astype(np.float64).max(axis=0) - coords.astype(np.float64).min(axis=0)
+    err = np.abs(p.drawn_coords().astype(np.float64) - coords).max(axis=0)
+    # half a step, plus the float32 rounding of the value drawn
+    assert (err <= extent / 131_070 + np.abs(coords).max(axis=0) * 2.0**-24 * 1.01).all(), (err, extent)
+    lo_hi = build_payload(np.array([[1.0, 2.0], [1.0, 2.0]]), [0, 0], ["a"])  # a flat box: no division by zero
+    np.testing.assert_array_equal(lo_hi.drawn_coords(), [[1.0, 2.0], [1.0, 2.0]])
 
 
 @pytest.mark.parametrize("n, rows", [(1000, []), (1000, [0, 999]), (1000, range(0, 1000, 3)), (13, range(13)),
@@ -107,9 +124,10 @@ def test_marked_rows_go_as_row_numbers_or_bits_whichever_is_smaller(n, rows):
 def test_with_marks_shares_the_points_and_checks_the_rows():
     coords, codes = clusters(100)
     p = build_payload(coords, codes, ["a", "b", "c"])
-    points = p.component_data()["points"]
+    points = p.points_message(key="m")
     q = p.with_marks(selected_rows=[4, 2], excluded_rows=np.array([9]))
-    assert q.component_data()["points"] is points  # encoded once, not again for each selection
+    assert q.points_message(key="m") is points  # encoded once, not again for each selection
+    assert q.colours_message(map_key="m") is p.colours_message(map_key="m")
     assert q.selected_rows.tolist() == [2, 4] and q.excluded_rows.tolist() == [9]
     assert p.selected_rows.tolist() == []
     with pytest.raises(ValueError, match="outside"):
@@ -117,16 +135,20 @@ def test_with_marks_shares_the_points_and_checks_the_rows():
 
 
 def test_bytes_per_point_at_100k_within_budget_and_names_only_for_small_maps():
+    """Points 6 bytes (3 x 16 bits), class code 1, score 1: at most 8 bytes a point (and a header)."""
     coords, codes = clusters(100_000, n_classes=10)
     names = [f"img_{i:06d}.png" for i in range(100_000)]
     p = build_payload(coords, codes, [f"class {i}" for i in range(10)], hover_names=names,
                       excluded_rows=np.arange(0, 100_000, 50), selected_rows=np.arange(300))
     assert p.hover_names is None  # too many points for per-point strings
-    assert p.bytes_per_point() <= 14
+    assert p.bytes_per_point() <= 7.01
+    assert p.encoded_bytes("points") <= 6 * 100_000 + 400 and p.encoded_bytes("colours") <= 100_000 + 400
+    scored = build_payload(coords, codes, [f"class {i}" for i in range(10)], score=np.linspace(0, 1, 100_000))
+    assert scored.bytes_per_point() <= 8.01
     assert p.encoded_bytes("marks") < 4 * 300 + 100_000 // 8 + 2000  # rows, or a bit per point, plus Arrow's framing
     small = build_payload(coords[:HOVER_NAMES_MAX_POINTS], codes[:HOVER_NAMES_MAX_POINTS], [str(i) for i in range(10)],
                           hover_names=names[:HOVER_NAMES_MAX_POINTS])
-    assert small.hover_names is not None and "names" in small.component_data()
+    assert small.hover_names is not None and unpack(small.colours_message())[0]["names"][0] == "img_000000.png"
     assert small.bytes_per_point() <= 40
 
 
@@ -134,8 +156,10 @@ def test_2d_payload_and_many_classes():
     coords, codes = clusters(500, dims=2, n_classes=300)
     p = build_payload(coords, codes, [f"c{i}" for i in range(300)])
     assert p.dims == 2 and p.class_codes.dtype == np.uint16
-    assert list(p.component_data()["points"].columns) == ["x", "y", "c"]
-    assert p.component_data()["meta"]["one_trace"]
+    assert unpack(p.points_message())[0]["dims"] == 2 and len(unpack(p.points_message())[1]) == 2 * 2 * 500
+    head, body = unpack(p.colours_message())
+    assert head["one_trace"] and head["code_bytes"] == 2
+    np.testing.assert_array_equal(np.frombuffer(body, dtype="<u2"), codes)
 
 
 @pytest.mark.parametrize("kwargs, message", [
@@ -174,12 +198,12 @@ def test_concave_lasso_and_hidden_classes_match_brute_force():
     raw = {"kind": "lasso", "mode": "replace", "dims": 3, "polygon": [list(p) for p in CONCAVE], "hidden": [1],
            "view": camera_json(MODEL, VIEW, PROJ, SCALE, W, H)}
     event = decode_event(raw, payload)
-    want = brute_force_rows(payload.coords, MODEL, VIEW, PROJ, SCALE, W, H, CONCAVE, codes, hidden={1})
+    want = brute_force_rows(payload.drawn_coords(), MODEL, VIEW, PROJ, SCALE, W, H, CONCAVE, codes, hidden={1})
     np.testing.assert_array_equal(event.rows, want)
     assert len(want) > 20 and not (codes[event.rows] == 1).any()
     # the notch matters: its convex hull holds more points
     hull = [CONCAVE[i] for i in (0, 1, 2, 4, 5)]
-    assert len(brute_force_rows(payload.coords, MODEL, VIEW, PROJ, SCALE, W, H, hull, codes, {1})) > len(want)
+    assert len(brute_force_rows(payload.drawn_coords(), MODEL, VIEW, PROJ, SCALE, W, H, hull, codes, {1})) > len(want)
 
 
 def test_points_behind_the_camera_are_not_selected():

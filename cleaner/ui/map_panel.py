@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import hashlib
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import streamlit as st
@@ -25,13 +25,21 @@ MAP_HEIGHT = 620
 
 @st.cache_resource(max_entries=16, show_spinner=False)
 def _payload(digest: str, layout_key: str, dims: int, color_by: str, relabels_key: int,
-             _dataset: Dataset, _coords: np.ndarray, _codes: np.ndarray, _score: np.ndarray | None) -> MapPayload:
-    """The map's points, built once per (layout, colouring, relabels) and shared by every session that shows it."""
-    small = _dataset.n <= HOVER_NAMES_MAX_POINTS
+             _build: Callable[[], MapPayload]) -> MapPayload:
+    """The map's points, built once per (layout, colouring, relabels) and shared by every session that shows it.
+
+    The key is a few short strings and numbers: a rerun that changes nothing on the map hashes no array and
+    builds nothing (`_build`, which gathers the codes and the colouring score, runs on a miss only)."""
+    return _build()
+
+
+def _build_payload(dataset: Dataset, coords: np.ndarray, work: DatasetWork, result: ScanResult | None,
+                   color_by: str) -> MapPayload:
+    small = dataset.n <= HOVER_NAMES_MAX_POINTS
     return build_payload(
-        _coords, _codes, _dataset.class_names, score=_score, score_name=orders().get(color_by, color_by),
-        colours=class_colours(len(_dataset.class_names)),
-        hover_names=[_dataset.file_name(r) for r in range(_dataset.n)] if small else None,
+        coords, work.label_codes(), dataset.class_names, score=_score_for_colour(result, color_by),
+        score_name=orders().get(color_by, color_by), colours=class_colours(len(dataset.class_names)),
+        hover_names=[dataset.file_name(r) for r in range(dataset.n)] if small else None,
     )
 
 
@@ -78,8 +86,8 @@ def map_panel(work: DatasetWork, maps: Maps, result: ScanResult | None) -> None:
     view = top[1].segmented_control("Map", MAP_VIEWS, **remembered("map_view", default="3D"))
     dims = 2 if view == "2D" else 3  # a second click on the chosen view unselects it: stay in 3D
     coords, layout_key = maps.view(dims)
-    base = _payload(dataset.digest, layout_key, dims, color_by, work.relabels_key(), dataset, coords,
-                    work.label_codes(), _score_for_colour(result, color_by))
+    base = _payload(dataset.digest, layout_key, dims, color_by, work.relabels_key(),
+                    lambda: _build_payload(dataset, coords, work, result, color_by))
     payload = base.with_marks(selected_rows=work.selection.rows, excluded_rows=work.excluded_rows())
     work.map_drawn()
     # A new layout (the UMAP map replacing the PCA preview, new map settings) gets a fresh view: a new key.

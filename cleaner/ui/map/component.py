@@ -1,22 +1,31 @@
 """The 3D/2D map as a frameless Streamlit component (components v2): binary data in, click/box/lasso events out.
 
-A map is three elements with no gap between them:
+A map is four elements with no gap between them:
 - "cleaner.plotlyjs" carries the plotly.js of the installed plotly wheel and sets `window.Plotly`;
-- "cleaner.map" (its script is map_component.js next to this file) draws the points with it;
-- "cleaner.mapmarks" (map_marks.js) carries the selected and excluded rows, drawn over the map.
+- "cleaner.map" (frontend/map.js and the modules it imports) draws the points: its data is the points message
+  (16-bit fixed-point coordinates, payload.py);
+- "cleaner.mapcolours" (frontend/colours_element.js) carries the class codes, scores and palette;
+- "cleaner.mapmarks" (frontend/marks_element.js) carries the selected and excluded rows, drawn over the map.
 Streamlit sends an element that is the same as on the previous run as a reference to the browser's copy (its
-message cache), so a rerun sends plotly.js's 4.8 MB only with the first page load, the points only when they
-or their colouring change, and a new selection or exclusion costs 4 bytes per marked row (or a bit per point,
-whichever is smaller).
+message cache), so a rerun sends plotly.js only with the first page load, the coordinates only when the layout
+changes, the colours when the colouring or a label changes, and a new selection or exclusion costs 4 bytes per
+marked row (or a bit per point, whichever is smaller).
+
+The scripts are ES modules in frontend/. Installed with the component manifest of pyproject.toml
+([tool.streamlit.component], asset_dir "ui/map/frontend"), Streamlit serves them as files, and plotly.js too
+(copied once into frontend/vendor/), so the browser loads them over HTTP and caches them; otherwise (the project run
+from a checkout, not installed) the modules are joined into one inline script here and plotly.js is an element.
 """
 from __future__ import annotations
 
 import logging
+import os
+import re
+import shutil
 from collections.abc import Callable
 from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import Any
 
 import plotly
 import streamlit as st
@@ -29,6 +38,9 @@ from cleaner.ui.state import session_table, widget_value
 _LOG = logging.getLogger(__name__)
 PLOTLY_JS = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
 PLOTLY_KEY = "cleaner-plotlyjs"
+# The map's modules, each after those it imports (the inline bundle keeps this order).
+MAP_MODULES = ("style.js", "plotly_internals.js", "decode.js", "figure.js", "marks.js", "tools.js", "map.js")
+MAP_COMPONENT = "cleaner.map"
 
 
 class MapComponentError(RuntimeError):
@@ -47,26 +59,85 @@ def _plotly_component():
 @cache
 def _script(name: str) -> str:
     try:
-        return resources.files("cleaner.ui.map").joinpath(name).read_text(encoding="utf-8")
+        return resources.files("cleaner.ui.map").joinpath("frontend", name).read_text(encoding="utf-8")
     except (FileNotFoundError, OSError) as exc:
-        raise MapComponentError(f"the map's script cleaner/ui/map/{name} is missing: {exc}") from exc
+        raise MapComponentError(f"the map's script cleaner/ui/map/frontend/{name} is missing: {exc}") from exc
+
+
+_IMPORT = re.compile(r'^import \{[^}]*\} from "\./[a-z_]+\.js";\n', re.MULTILINE)
+_EXPORT = re.compile(r"^export (?=(?:async )?function |const |class )", re.MULTILINE)
+
+
+def bundle(names: tuple[str, ...] = MAP_MODULES) -> str:
+    """The map's modules as one inline module: their relative imports dropped (every module's names are unique
+    across the folder, so they meet in one scope) and only the last module's default export kept."""
+    parts = []
+    for name in names:
+        text = _IMPORT.sub("", _script(name))
+        if name != names[-1]:
+            text = _EXPORT.sub("", text)
+        parts.append(f"// ---- {name}\n{text}")
+    return "\n".join(parts)
+
+
+def _asset_root() -> Path | None:
+    """The map's asset folder when Streamlit knows it (the project installed with its component manifest)."""
+    try:
+        from streamlit.components.v2.get_bidi_component_manager import get_bidi_component_manager
+
+        return get_bidi_component_manager().get_component_asset_root(MAP_COMPONENT)
+    except Exception:  # an older or newer Streamlit without this lookup: inline scripts work everywhere
+        return None
+
+
+def _served_from_assets() -> bool:
+    return _asset_root() is not None
+
+
+@cache
+def _plotly_asset() -> str | None:
+    """plotly.min.js as a file of the asset folder (vendor/, named by the plotly version, copied there once), so the
+    browser loads it over HTTP and caches it instead of receiving 4.8 MB over the websocket with every page load.
+    None when there is no asset folder or it cannot be written: then the "cleaner.plotlyjs" element carries it."""
+    root = _asset_root()
+    if root is None or not PLOTLY_JS.is_file():
+        return None
+    name = f"vendor/plotly-{plotly.__version__}.min.js"
+    target = root / name
+    try:
+        if not target.is_file() or target.stat().st_size != PLOTLY_JS.stat().st_size:
+            target.parent.mkdir(exist_ok=True)
+            partial = target.with_suffix(f".{os.getpid()}.part")
+            shutil.copyfile(PLOTLY_JS, partial)
+            os.replace(partial, target)
+    except OSError as exc:
+        _LOG.info("plotly.js goes inline: the map's asset folder is not writable (%s)", exc)
+        return None
+    return name
 
 
 @cache
 def _map_component():
     # isolate_styles=False: plotly.js puts its CSS (modebar, hover labels) into document.head, which a shadow
     # root would keep out.
-    return st.components.v2.component("cleaner.map", js=_script("map_component.js"), isolate_styles=False)
+    js = "map.js" if _served_from_assets() else bundle()
+    return st.components.v2.component(MAP_COMPONENT, js=js, isolate_styles=False)
+
+
+@cache
+def _colours_component():
+    """The class codes, scores and palette, in an element of their own: a recolouring leaves the points as they are."""
+    return st.components.v2.component("cleaner.mapcolours", js=_script("colours_element.js"), isolate_styles=False)
 
 
 @cache
 def _marks_component():
     """The selected and excluded rows, in an element of their own: changing them leaves the map's element as is."""
-    return st.components.v2.component("cleaner.mapmarks", js=_script("map_marks.js"), isolate_styles=False)
+    return st.components.v2.component("cleaner.mapmarks", js=_script("marks_element.js"), isolate_styles=False)
 
 
-# The map's own session state: per component key, the payload last drawn (an event's rows refer to what the
-# user saw) and the event decoded by the callback, until the script run picks it up.
+# The map's own session state: the payload on screen (an event's rows refer to what the user saw), by component
+# key, and the event decoded by the callback, until the script run picks it up. Only the map on screen is kept.
 _DRAWN = "map_drawn"
 _EVENTS = "map_events"
 
@@ -96,18 +167,29 @@ def map_chart(payload: MapPayload, *, key: str, height: int = 600,
     selection there and the same run draws it highlighted. `key` identifies the map across reruns: keep it while
     the dataset stays the same (camera, zoom and legend persist); change it (e.g. add the dataset digest) to give
     a new dataset a fresh view. The payload's coordinates decide 2D or 3D.
+
+    The work of a run is independent of the number of points when the payload is the one drawn before (built once,
+    e.g. in a cache): its messages are encoded once and handed to Streamlit as the same bytes.
     """
-    session_table(_DRAWN)[key] = payload
+    drawn = session_table(_DRAWN)
+    for other in [k for k in drawn if k != key]:
+        del drawn[other]  # a session keeps the payload of the map on screen only
+    drawn[key] = payload
+    plotly_file = _plotly_asset() if _served_from_assets() else None
+    extra: dict[str, str | int] = {"key": key, "height": int(height)}
     with st.container(gap=None):
-        try:
-            # One key for every map: the element is then the same message on every run, whichever map shows.
-            _plotly_component()(key=PLOTLY_KEY, height=0)
-        except StreamlitDuplicateElementKey:
-            pass  # a second map in this run: plotly.js is on the page already
-        data: dict[str, Any] = payload.component_data()
-        data["meta"] = {**data["meta"], "height": int(height), "key": key}
-        _map_component()(key=key, data=data, height="content",
+        if plotly_file is not None:
+            extra["plotly"] = plotly_file  # map.js imports it from the asset folder
+        else:
+            try:
+                # One key for every map: the element is then the same message on every run, whichever map shows.
+                _plotly_component()(key=PLOTLY_KEY, height=0)
+            except StreamlitDuplicateElementKey:
+                pass  # a second map in this run: plotly.js is on the page already
+        # data: one bytes object each (a components-v2 element takes JSON, Arrow or bytes), the key inside
+        _map_component()(key=key, data=payload.points_message(**extra), height="content",
                          on_event_change=lambda: _decode_pending(key, on_event))
+        _colours_component()(key=f"{key}-colours", data=payload.colours_message(map_key=key), height=0)
         marks = payload.marks_data()
         marks["map_key"] = key
         _marks_component()(key=f"{key}-marks", data=marks, height=0)

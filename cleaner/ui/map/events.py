@@ -137,5 +137,5 @@ def decode_event(raw: Any, payload: MapPayload) -> MapEvent:
     view = _view(raw.get("view"), dims)
     polygon = _polygon(raw.get("polygon"))
     hidden = _hidden(raw.get("hidden", []), len(payload.class_names))
-    rows = rows_in_shape(payload.coords, view, polygon, payload.class_codes, hidden)
+    rows = rows_in_shape(payload.drawn_coords(), view, polygon, payload.class_codes, hidden)
     return MapEvent(kind=kind, mode=mode, rows=rows.astype(np.int64), polygon=polygon)

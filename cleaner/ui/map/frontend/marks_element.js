@@ -1,5 +1,5 @@
 // The marks element of cleaner's map: hands the selected and excluded rows (Arrow tables) to the map drawn by
-// map_component.js with the same key. A script of its own, kept small: it travels with every new selection.
+// map.js with the same key. A script of its own, kept small: it travels with every new selection.
 export default function ({ data }) {
   if (!data || !data.map_key) return;
   const maps = window.__cleanerMaps || (window.__cleanerMaps = new Map());

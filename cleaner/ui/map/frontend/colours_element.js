@@ -1,0 +1,14 @@
+// The colours element of cleaner's map: hands the class codes, scores and palette (one binary message, decoded by
+// the map's decode.js) to the map drawn by map.js with the same key. A script of its own, kept small.
+export default function ({ data }) {
+  if (!data) return;
+  const bytes = data instanceof Uint8Array ? data : new Uint8Array(data.buffer || data, data.byteOffset || 0);
+  const length = new DataView(bytes.buffer, bytes.byteOffset, 4).getUint32(0, true);
+  const head = JSON.parse(new TextDecoder().decode(bytes.subarray(4, 4 + length)));
+  if (!head.map_key) return;
+  const maps = window.__cleanerMaps || (window.__cleanerMaps = new Map());
+  const entry = maps.get(head.map_key) || {};
+  entry.colours = bytes;
+  maps.set(head.map_key, entry);
+  if (entry.applyColours) entry.applyColours(bytes);
+}
