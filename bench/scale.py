@@ -4,6 +4,10 @@
     python bench/scale.py --n 100000 --json OUT.json            # full run (~10 min at 100k on 2 cores)
     python bench/scale.py --n 20000 --skip-reference --json OUT.json
 
+From LANDMARK_MIN_ROWS rows on, cleaner's map is the landmark layout; the run then also measures the layout before
+it (UMAP's optimisation over every row, `full_umap_layout`) in a fresh process of its own, so both are timed and
+scored in the same run (`--skip-old-layout` leaves it out).
+
 Every timed step runs in a fresh Python process, so numba compilation is paid as a real first
 user (or a plain umap-learn user) pays it. See bench/README.md for what each key means.
 """
@@ -112,15 +116,30 @@ def _knn_rows(points: np.ndarray, sample: np.ndarray, k: int) -> np.ndarray:
     return out
 
 
+def quality_sample(n: int, sample_size: int = QUALITY_SAMPLE, seed: int = 1) -> np.ndarray:
+    """The fixed rows every quality score is measured on (the same rows for every layout of a run, at any N)."""
+    return np.random.default_rng(seed).choice(n, size=min(sample_size, n), replace=False)
+
+
 def knn_preservation(original: np.ndarray, embedded: np.ndarray, k: int = QUALITY_K,
-                     sample_size: int = QUALITY_SAMPLE, seed: int = 1) -> float:
-    """Mean share of each sampled point's k nearest neighbours in the original space kept among its k in the map."""
-    n = len(original)
-    sample = np.random.default_rng(seed).choice(n, size=min(sample_size, n), replace=False)
-    truth = _knn_rows(original, sample, k)
+                     sample_size: int = QUALITY_SAMPLE, seed: int = 1, truth: np.ndarray | None = None) -> float:
+    """Mean share of each sampled point's k nearest neighbours in the original space kept among its k in the map.
+    `truth`: those neighbours found before (`_knn_rows(original, quality_sample(...), k)`), to reuse for each map."""
+    sample = quality_sample(len(original), sample_size, seed)
+    truth = _knn_rows(original, sample, k) if truth is None else truth
     mapped = _knn_rows(embedded, sample, k)
-    kept = [len(np.intersect1d(a, b, assume_unique=True)) for a, b in zip(truth, mapped)]
+    kept = [len(np.intersect1d(a, b, assume_unique=True)) for a, b in zip(truth, mapped, strict=True)]
     return float(np.mean(kept) / k)
+
+
+def class_region(points: np.ndarray, labels: np.ndarray, k: int = QUALITY_K, sample_size: int = QUALITY_SAMPLE,
+                 seed: int = 1) -> float:
+    """How well classes keep to their own regions of a space: for each sampled point, the share of its k nearest
+    neighbours (in `points`, euclidean) that carry its label, averaged. Measured on the map and on the embeddings
+    themselves: a map that keeps each class together scores as the embedding does; one that mixes classes, lower."""
+    sample = quality_sample(len(points), sample_size, seed)
+    near = _knn_rows(points, sample, k)
+    return float((labels[near] == labels[sample][:, None]).mean())
 
 
 # ------------------------------------------------------------------------------------------------ children
@@ -144,11 +163,12 @@ def child_ours(args: dict) -> dict:
     from cleaner.graph.distance import resolved_metric
     from cleaner.graph.neighbours import GRAPH_K, GraphStore, neighbour_graph
     from cleaner.io.dataset import load_npz
-    from cleaner.layout.layouts import LayoutParams, LayoutStore, pca_projection
+    from cleaner.layout.layouts import LayoutParams, LayoutStore, full_umap_layout, layout_algorithm, pca_projection
     from cleaner.layout.service import LayoutService
 
     cache = Path(args["cache"])
-    service = LayoutService(LayoutStore(cache / "layouts"))
+    old = args.get("layout") == "full"  # the layout before the landmarks: UMAP's optimisation over every row
+    service = LayoutService(LayoutStore(cache / "layouts"), layout=full_umap_layout if old else None)
     if args.get("warm_up"):
         service.warm_up()  # what the page starts on a fresh server's first visit
     if args.get("running_server"):
@@ -179,7 +199,7 @@ def child_ours(args: dict) -> dict:
         np.save(args["coords_out"], coords)
     return {
         "timer_started_at": t0 if args.get("running_server") else None, "done_at": done, "preview_at": t_preview, "cache_hit": hit, "peak_rss_mb": _peak_rss_mb(),
-        "graph_exact": graph.exact,
+        "graph_exact": graph.exact, "layout_algorithm": "umap" if old else layout_algorithm(dataset.n),
         "breakdown_s": {"import": t_import - t0, "load_npz": t_load - t_import, "preview": t_preview - t_load,
                         "graph": t_graph - t_preview, "layout": done - t_graph},
     }
@@ -444,6 +464,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--skip-tick", action="store_true", help="do not measure tick_s")
     ap.add_argument("--skip-running-server", action="store_true",
                     help="do not measure the first map on a warm process (nor the warm reference)")
+    ap.add_argument("--skip-old-layout", action="store_true",
+                    help="do not also measure the layout before the landmark one (UMAP over every row)")
     ap.add_argument("--workdir", type=Path, help="keep data and caches here (default: a temp folder, removed)")
     ap.add_argument("--child", choices=sorted(CHILDREN), help=argparse.SUPPRESS)
     ap.add_argument("--child-args", help=argparse.SUPPRESS)
@@ -465,7 +487,16 @@ def main(argv: list[str] | None = None) -> dict:
         npz, review_class = write_dataset(work, opts.n, opts.dims, opts.clusters, opts.seed, opts.uncompressed)
         out["npz_format"] = "np.savez (uncompressed)" if opts.uncompressed else "np.savez_compressed"
         with np.load(npz) as z:
-            original = z["embeddings"]
+            original, labels = z["embeddings"], z["labels"]
+        sys.path.insert(0, str(ROOT))
+        from cleaner.layout.layouts import LANDMARK_MIN_ROWS
+
+        sample = quality_sample(len(original))
+        log(f"quality: the {QUALITY_K} nearest neighbours of {len(sample):,} fixed rows in the embedding space")
+        truth = _knn_rows(original, sample, QUALITY_K)
+        out["class_region"] = {"embedding": round(class_region(original, labels), 4)}
+        out["class_region_how"] = (f"for {len(sample):,} fixed rows, the share of their {QUALITY_K} nearest neighbours "
+                                   "(euclidean) in that space that carry their label; `embedding`: in the embeddings")
         cache = work / "cache"
         shutil.rmtree(cache, ignore_errors=True)
 
@@ -480,7 +511,8 @@ def main(argv: list[str] | None = None) -> dict:
                                 "load_npz + neighbour_graph + the 3D layout through LayoutService, spawn to done")
         out["first_map_breakdown_s"] = {k: round(v, 2) for k, v in ours["breakdown_s"].items()}
         out["peak_rss_mb"] = round(ours["peak_rss_mb"], 1)
-        log(f"  {out['first_map_s']} s {out['first_map_breakdown_s']}")
+        out["layout_algorithm"] = ours["layout_algorithm"]
+        log(f"  {out['first_map_s']} s {out['first_map_breakdown_s']} ({out['layout_algorithm']})")
 
         log("ours: same data again in a fresh process, layout on disk")
         hit = run_child("ours", {"npz": str(npz), "cache": str(cache)})
@@ -505,8 +537,31 @@ def main(argv: list[str] | None = None) -> dict:
             out["peak_rss_running_server_mb"] = round(running["peak_rss_mb"], 1)
             log(f"  {out['first_map_running_server_s']} s {out['first_map_running_server_breakdown_s']}")
 
+        old = None
+        out["first_map_old_s"] = out["old_vs_landmark"] = None
+        if opts.n >= LANDMARK_MIN_ROWS and not opts.skip_old_layout:
+            log("old layout (UMAP over every row): first map in a fresh process, its own cold cache")
+            old = run_child("ours", {"npz": str(npz), "cache": str(work / "cache_old"), "layout": "full",
+                                     "coords_out": str(work / "old.npy")})
+            out["first_map_old_s"] = round(old["wall_s"], 2)
+            out["first_map_old_breakdown_s"] = {k: round(v, 2) for k, v in old["breakdown_s"].items()}
+            out["peak_rss_old_mb"] = round(old["peak_rss_mb"], 1)
+            out["old_vs_landmark"] = {
+                "first_map_ratio": round(out["first_map_s"] / out["first_map_old_s"], 3),
+                "layout_ratio": round(out["first_map_breakdown_s"]["layout"] / out["first_map_old_breakdown_s"]["layout"],
+                                      3),
+            }
+            log(f"  {out['first_map_old_s']} s {out['first_map_old_breakdown_s']}; landmark/old {out['old_vs_landmark']}")
+
         ours_coords = np.load(work / "ours.npy")
-        out["knn_preservation"] = round(knn_preservation(original, ours_coords), 4)
+        out["knn_preservation"] = round(knn_preservation(original, ours_coords, truth=truth), 4)
+        out["class_region"]["ours"] = round(class_region(ours_coords, labels), 4)
+        if old is not None:
+            old_coords = np.load(work / "old.npy")
+            out["knn_preservation_old"] = round(knn_preservation(original, old_coords, truth=truth), 4)
+            out["class_region"]["old"] = round(class_region(old_coords, labels), 4)
+            del old_coords
+            log(f"  knn ours {out['knn_preservation']} old {out['knn_preservation_old']}; class {out['class_region']}")
         out["bytes_per_point"] = round(bytes_per_point(npz, ours_coords), 1)
 
         if not opts.skip_reference:
@@ -515,7 +570,9 @@ def main(argv: list[str] | None = None) -> dict:
             out["reference_umap_s"] = round(ref["wall_s"], 2)
             out["reference_peak_rss_mb"] = round(ref["peak_rss_mb"], 1)
             out["first_map_ratio"] = round(out["first_map_s"] / out["reference_umap_s"], 3)
-            out["reference_knn_preservation"] = round(knn_preservation(original, np.load(work / "reference.npy")), 4)
+            ref_coords = np.load(work / "reference.npy")
+            out["reference_knn_preservation"] = round(knn_preservation(original, ref_coords, truth=truth), 4)
+            out["class_region"]["reference"] = round(class_region(ref_coords, labels), 4)
             out["knn_preservation"] = {"ours": out["knn_preservation"], "reference": out["reference_knn_preservation"]}
             del out["reference_knn_preservation"]
             log(f"  {out['reference_umap_s']} s; ratio {out['first_map_ratio']}; knn {out['knn_preservation']}")
@@ -527,15 +584,17 @@ def main(argv: list[str] | None = None) -> dict:
                 out["first_map_ratio_running_server"] = round(
                     out["first_map_running_server_s"] / out["reference_umap_warm_s"], 3)
                 out["knn_preservation"]["ours_running_server"] = round(
-                    knn_preservation(original, np.load(work / "ours_running.npy")), 4)
+                    knn_preservation(original, np.load(work / "ours_running.npy"), truth=truth), 4)
                 out["knn_preservation"]["reference_warm"] = round(
-                    knn_preservation(original, np.load(work / "reference_warm.npy")), 4)
+                    knn_preservation(original, np.load(work / "reference_warm.npy"), truth=truth), 4)
                 log(f"  {out['reference_umap_warm_s']} s; ratio {out['first_map_ratio_running_server']}; "
                     f"knn {out['knn_preservation']}")
         else:
             out["reference_umap_s"] = None
             out["first_map_ratio"] = None
             out["knn_preservation"] = {"ours": out["knn_preservation"], "reference": None}
+        if "knn_preservation_old" in out:
+            out["knn_preservation"]["old"] = out.pop("knn_preservation_old")
 
         if not opts.skip_tick:
             log("tick: one Exclude tick on the page (AppTest)")

@@ -20,6 +20,7 @@ import contextlib
 import hashlib
 import os
 import threading
+import time
 import warnings
 import weakref
 from collections.abc import Callable
@@ -52,8 +53,9 @@ UMAP_SMALL_DATA_ROWS = 4096  # umap-learn's own small-data bound
 # The landmark layout (measured with bench/scale.py; the figures are in docs/performance.md).
 LANDMARK_MIN_ROWS = 100_000  # from here on the map is UMAP on landmarks, every other row placed from its neighbours
 LANDMARK_COUNT = 30_000  # rows laid out by UMAP itself
+LANDMARK_EPOCHS = 100  # of UMAP on the landmarks
 LANDMARK_REFINE_EPOCHS = 10  # then umap-learn's optimiser on every row, from the placed start (0: none)
-LANDMARK_REFINE_LEARNING_RATE = 1.0
+LANDMARK_REFINE_LEARNING_RATE = 0.1  # gently: a full rate pulls the placed start apart again
 LANDMARK_VERSION = 1  # part of the stored layouts' names: bump whenever the landmark layout changes its output
 
 
@@ -152,8 +154,6 @@ def landmark_plan(embeddings: np.ndarray, graph: NeighbourGraph, params: LayoutP
                   count: int | None = None) -> LandmarkPlan:
     """The landmarks of this graph and the weights to place the rest: found once per graph (held while the graph
     is), so the 2D map after the 3D one costs only its own UMAP on the landmarks, its placement and refinement."""
-    import time
-
     count = LANDMARK_COUNT if count is None else count
     n_neighbors = _n_neighbors(params, graph)
     key = (len(embeddings), n_neighbors, params.seed, count)
@@ -184,8 +184,6 @@ def landmark_layout(embeddings: np.ndarray, graph: NeighbourGraph, params: Layou
     Seeded throughout where one core runs it (landmarks, placement, jitter, and UMAP's own randomness when numba
     has one thread); on several cores UMAP's optimisation runs on all of them, unseeded, as the whole-data path.
     """
-    import time
-
     if graph.metric != params.metric:
         raise ValueError(f"graph metric {graph.metric!r} differs from layout metric {params.metric!r}")
     refine_epochs = LANDMARK_REFINE_EPOCHS if refine_epochs is None else refine_epochs
@@ -198,7 +196,7 @@ def landmark_layout(embeddings: np.ndarray, graph: NeighbourGraph, params: Layou
     start = pca_projection(embeddings, params.n_components)[plan.rows]  # the page's preview, already computed
     seed = _umap_seed(params)
     landmark_coords = _fit(start, plan.graph.with_self(), params, _n_neighbors(params, plan.graph), init=start,
-                           n_epochs=large_data_epochs(len(plan.rows)), random_state=seed)
+                           n_epochs=LANDMARK_EPOCHS, random_state=seed)
     t2 = time.perf_counter()
     timings["landmark_umap"] = t2 - t1
     coords, placed = place_from_neighbours(landmark_coords, plan.rows, graph.indices, plan.weights)
@@ -213,7 +211,7 @@ def landmark_layout(embeddings: np.ndarray, graph: NeighbourGraph, params: Layou
     if refine_epochs > 0:
         # A little jitter on the placed rows: rows placed from the same neighbours would start on one spot, which
         # umap-learn would first find with a KD-tree over all rows.
-        others = np.flatnonzero(~np.isin(np.arange(len(coords)), plan.rows))
+        others = np.setdiff1d(np.arange(len(coords)), plan.rows, assume_unique=True)
         coords[others] += rng.normal(scale=_jitter_scale(landmark_coords) * 0.1, size=(len(others), coords.shape[1]))
         knn = _cut(graph.with_self(), _n_neighbors(params, graph))
         coords = _fit(coords, knn, params, _n_neighbors(params, graph), init=coords, n_epochs=refine_epochs,
