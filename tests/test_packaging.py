@@ -49,7 +49,7 @@ def test_pip_install_gives_a_working_cleaner_command(tmp_path):
     target = tmp_path / "site"
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "--target",
                     str(target), str(REPO)], check=True, capture_output=True, timeout=300)
-    assert (target / "cleaner" / "ui" / "map" / "map_component.js").is_file()  # the map's scripts are installed
+    assert (target / "cleaner" / "ui" / "map" / "frontend" / "map.js").is_file()  # the map's scripts are installed
     assert list((target / "cleaner" / "layout" / "assets" / "layouts").glob("*.npy"))  # and the demo's layouts
     rng = np.random.default_rng(0)
     npz = tmp_path / "data.npz"

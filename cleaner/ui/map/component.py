@@ -11,17 +11,14 @@ message cache), so a rerun sends plotly.js only with the first page load, the co
 changes, the colours when the colouring or a label changes, and a new selection or exclusion costs 4 bytes per
 marked row (or a bit per point, whichever is smaller).
 
-The scripts are ES modules in frontend/. Installed with the component manifest of pyproject.toml
-([tool.streamlit.component], asset_dir "ui/map/frontend"), Streamlit serves them as files, and plotly.js too
-(copied once into frontend/vendor/), so the browser loads them over HTTP and caches them; otherwise (the project run
-from a checkout, not installed) the modules are joined into one inline script here and plotly.js is an element.
+The scripts are ES modules in frontend/, joined here into one inline script (a component's files can be served
+only from an installed distribution's asset folder, and the app runs from a checkout); plotly.js is an element of
+its own, sent once per page load.
 """
 from __future__ import annotations
 
 import logging
-import os
 import re
-import shutil
 from collections.abc import Callable
 from functools import cache
 from importlib import resources
@@ -80,48 +77,11 @@ def bundle(names: tuple[str, ...] = MAP_MODULES) -> str:
     return "\n".join(parts)
 
 
-def _asset_root() -> Path | None:
-    """The map's asset folder when Streamlit knows it (the project installed with its component manifest)."""
-    try:
-        from streamlit.components.v2.get_bidi_component_manager import get_bidi_component_manager
-
-        return get_bidi_component_manager().get_component_asset_root(MAP_COMPONENT)
-    except Exception:  # an older or newer Streamlit without this lookup: inline scripts work everywhere
-        return None
-
-
-def _served_from_assets() -> bool:
-    return _asset_root() is not None
-
-
-@cache
-def _plotly_asset() -> str | None:
-    """plotly.min.js as a file of the asset folder (vendor/, named by the plotly version, copied there once), so the
-    browser loads it over HTTP and caches it instead of receiving 4.8 MB over the websocket with every page load.
-    None when there is no asset folder or it cannot be written: then the "cleaner.plotlyjs" element carries it."""
-    root = _asset_root()
-    if root is None or not PLOTLY_JS.is_file():
-        return None
-    name = f"vendor/plotly-{plotly.__version__}.min.js"
-    target = root / name
-    try:
-        if not target.is_file() or target.stat().st_size != PLOTLY_JS.stat().st_size:
-            target.parent.mkdir(exist_ok=True)
-            partial = target.with_suffix(f".{os.getpid()}.part")
-            shutil.copyfile(PLOTLY_JS, partial)
-            os.replace(partial, target)
-    except OSError as exc:
-        _LOG.info("plotly.js goes inline: the map's asset folder is not writable (%s)", exc)
-        return None
-    return name
-
-
 @cache
 def _map_component():
     # isolate_styles=False: plotly.js puts its CSS (modebar, hover labels) into document.head, which a shadow
     # root would keep out.
-    js = "map.js" if _served_from_assets() else bundle()
-    return st.components.v2.component(MAP_COMPONENT, js=js, isolate_styles=False)
+    return st.components.v2.component(MAP_COMPONENT, js=bundle(), isolate_styles=False)
 
 
 @cache
@@ -175,17 +135,13 @@ def map_chart(payload: MapPayload, *, key: str, height: int = 600,
     for other in [k for k in drawn if k != key]:
         del drawn[other]  # a session keeps the payload of the map on screen only
     drawn[key] = payload
-    plotly_file = _plotly_asset() if _served_from_assets() else None
     extra: dict[str, str | int] = {"key": key, "height": int(height)}
     with st.container(gap=None):
-        if plotly_file is not None:
-            extra["plotly"] = plotly_file  # map.js imports it from the asset folder
-        else:
-            try:
-                # One key for every map: the element is then the same message on every run, whichever map shows.
-                _plotly_component()(key=PLOTLY_KEY, height=0)
-            except StreamlitDuplicateElementKey:
-                pass  # a second map in this run: plotly.js is on the page already
+        try:
+            # One key for every map: the element is then the same message on every run, whichever map shows.
+            _plotly_component()(key=PLOTLY_KEY, height=0)
+        except StreamlitDuplicateElementKey:
+            pass  # a second map in this run: plotly.js is on the page already
         # data: one bytes object each (a components-v2 element takes JSON, Arrow or bytes), the key inside
         _map_component()(key=key, data=payload.points_message(**extra), height="content",
                          on_event_change=lambda: _decode_pending(key, on_event))
