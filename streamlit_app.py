@@ -1,4 +1,5 @@
 """cleaner: find the bad data in an image-classification dataset. Run: streamlit run streamlit_app.py"""
+
 import streamlit as st
 
 from cleaner.ui import (

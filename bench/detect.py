@@ -24,6 +24,7 @@ order). Seconds are wall time in this process with every library already importe
 scores, each method's whole process: cleaner's includes building the kNN graph and all of its scores (label issue,
 outlier, near-duplicate), as Datalab's default run finds all of its issue types.
 """
+
 from __future__ import annotations
 
 import os
@@ -76,8 +77,12 @@ def package_file(package: str, *parts: str) -> Path:
 class _ArrayUnpickler(pickle.Unpickler):
     """animal-mnist ships pickled numpy arrays: load arrays and nothing else."""
 
-    ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-               ("numpy", "ndarray"), ("numpy", "dtype")}
+    ALLOWED = {
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+    }
 
     def find_class(self, module: str, name: str) -> type:
         if (module, name) not in self.ALLOWED:
@@ -232,8 +237,9 @@ def look_alike_targets(embeddings: np.ndarray, labels: np.ndarray) -> np.ndarray
     return similarity.argmax(axis=1)
 
 
-def flip_labels(embeddings: np.ndarray, labels: np.ndarray, rate: float, mode: str,
-                seed: int) -> tuple[np.ndarray, np.ndarray]:
+def flip_labels(
+    embeddings: np.ndarray, labels: np.ndarray, rate: float, mode: str, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Move round(rate * N) random rows to another class (uniform or look-alike); the labels and the sorted rows."""
     rng = np.random.default_rng(seed)
     n_classes = int(labels.max()) + 1
@@ -389,18 +395,29 @@ def one_run(x: np.ndarray, truth: np.ndarray, noisy: np.ndarray, planted: np.nda
     knn, knn_s = timed(lambda: knn_vote_baseline(x, noisy))
     datalab, datalab_s = timed(lambda: datalab_baseline(x, noisy))
     probe, probe_s = timed(lambda: probe_baseline(x, noisy))
-    p = {"cleaner": precision_at_n(issues.score, planted),
-         **{f"cleaner_{m}": precision_at_n(by_metric[m].score, planted) for m in ("cosine", "euclidean")},
-         "thorough": precision_at_n(thorough.score, planted), "knn20": precision_at_n(knn, planted),
-         "datalab": precision_at_n(datalab, planted), "cleanlab_probe": precision_at_n(probe, planted)}
+    p = {
+        "cleaner": precision_at_n(issues.score, planted),
+        **{f"cleaner_{m}": precision_at_n(by_metric[m].score, planted) for m in ("cosine", "euclidean")},
+        "thorough": precision_at_n(thorough.score, planted),
+        "knn20": precision_at_n(knn, planted),
+        "datalab": precision_at_n(datalab, planted),
+        "cleanlab_probe": precision_at_n(probe, planted),
+    }
     p.update({f"candidate: {name}": precision_at_n(s, planted) for name, s in candidates(graph, noisy).items()})
     return {
         "precision_at_n": p,
         "metric": graph.metric,
-        "seconds": {"cleaner": ours_s, "thorough": ours_s + thorough_s,
-                    "knn20": knn_s, "datalab": datalab_s, "cleanlab_probe": probe_s},
-        "found_in_n_reviews": {"queue": simulated_review(graph, noisy, truth, False),
-                               "rescored": simulated_review(graph, noisy, truth, True)},
+        "seconds": {
+            "cleaner": ours_s,
+            "thorough": ours_s + thorough_s,
+            "knn20": knn_s,
+            "datalab": datalab_s,
+            "cleanlab_probe": probe_s,
+        },
+        "found_in_n_reviews": {
+            "queue": simulated_review(graph, noisy, truth, False),
+            "rescored": simulated_review(graph, noisy, truth, True),
+        },
         "flagged": int(issues.n_flagged),
     }
 
@@ -420,20 +437,30 @@ def bench_dataset(name: str, rates: tuple[float, ...], seeds: int) -> list[dict]
                 noisy, planted = flip_labels(x, truth, rate, mode, seed)
                 runs.append(one_run(x, truth, noisy, planted))
             p, s = mean_of(runs, "precision_at_n"), mean_of(runs, "seconds")
-            row = {"dataset": name, "embedding": kind, "metric": runs[0]["metric"], "n": int(len(truth)),
-                   "dims": int(x.shape[1]), "flips": mode,
-                   "rate": rate, "n_flipped": int(round(rate * len(truth))), "precision_at_n": p, "seconds": s,
-                   "found_in_n_reviews": mean_of(runs, "found_in_n_reviews"),
-                   "flagged": round(float(np.mean([r["flagged"] for r in runs])), 1),
-                   "per_seed": runs}
+            row = {
+                "dataset": name,
+                "embedding": kind,
+                "metric": runs[0]["metric"],
+                "n": int(len(truth)),
+                "dims": int(x.shape[1]),
+                "flips": mode,
+                "rate": rate,
+                "n_flipped": int(round(rate * len(truth))),
+                "precision_at_n": p,
+                "seconds": s,
+                "found_in_n_reviews": mean_of(runs, "found_in_n_reviews"),
+                "flagged": round(float(np.mean([r["flagged"] for r in runs])), 1),
+                "per_seed": runs,
+            }
             best_baseline = max(p["datalab"], p["knn20"])
             row["targets"] = {
                 "precision_vs_datalab_and_knn": p["cleaner"] >= best_baseline - TOLERANCE,
                 "time_at_most_a_third_of_datalab": s["cleaner"] <= TIME_RATIO * s["datalab"],
             }
             if kind == "weak":
-                row["targets"]["thorough_vs_cleanlab_probe"] = (p["thorough"] >= p["cleanlab_probe"] - TOLERANCE
-                                                               and s["thorough"] <= s["cleanlab_probe"])
+                row["targets"]["thorough_vs_cleanlab_probe"] = (
+                    p["thorough"] >= p["cleanlab_probe"] - TOLERANCE and s["thorough"] <= s["cleanlab_probe"]
+                )
             rows.append(row)
             print(markdown_row(row), file=sys.stderr, flush=True)
     return rows
@@ -448,21 +475,32 @@ TABLE_HEAD = (
 
 def markdown_row(row: dict) -> str:
     p, s, f = row["precision_at_n"], row["seconds"], row["found_in_n_reviews"]
-    met = "all met" if all(row["targets"].values()) else "missed: " + ", ".join(
-        k for k, v in row["targets"].items() if not v)
-    return (f"| {row['dataset']} | {row['embedding']} ({row['metric']}) | {row['n']:,} | {row['flips']} {row['rate']:.0%} "
-            f"(n={row['n_flipped']:,}) | {p['cleaner']:.3f} | {p['knn20']:.3f} | {p['datalab']:.3f} | "
-            f"{p['cleanlab_probe']:.3f} | {p['thorough']:.3f} | "
-            f"{p['cleaner_cosine']:.3f} / {p['cleaner_euclidean']:.3f} | "
-            f"{f['queue']:.0f} / {f['rescored']:.0f} | {s['cleaner']:.2f} / {s['datalab']:.2f} | "
-            f"{s['thorough']:.2f} / {s['cleanlab_probe']:.2f} | {met} |")
+    met = (
+        "all met"
+        if all(row["targets"].values())
+        else "missed: " + ", ".join(k for k, v in row["targets"].items() if not v)
+    )
+    return (
+        f"| {row['dataset']} | {row['embedding']} ({row['metric']}) | {row['n']:,} | {row['flips']} {row['rate']:.0%} "
+        f"(n={row['n_flipped']:,}) | {p['cleaner']:.3f} | {p['knn20']:.3f} | {p['datalab']:.3f} | "
+        f"{p['cleanlab_probe']:.3f} | {p['thorough']:.3f} | "
+        f"{p['cleaner_cosine']:.3f} / {p['cleaner_euclidean']:.3f} | "
+        f"{f['queue']:.0f} / {f['rescored']:.0f} | {s['cleaner']:.2f} / {s['datalab']:.2f} | "
+        f"{s['thorough']:.2f} / {s['cleanlab_probe']:.2f} | {met} |"
+    )
 
 
 def candidate_table(rows: list[dict]) -> str:
     names = [k for k in rows[0]["precision_at_n"] if k.startswith("candidate: ")]
-    head = "| data | flips | " + " | ".join(n[len("candidate: "):] for n in names) + " |\n|" + "---|" * (len(names) + 2)
-    body = [f"| {r['dataset']} | {r['flips']} {r['rate']:.0%} | " + " | ".join(
-        f"{r['precision_at_n'][n]:.3f}" for n in names) + " |" for r in rows]
+    head = (
+        "| data | flips | " + " | ".join(n[len("candidate: ") :] for n in names) + " |\n|" + "---|" * (len(names) + 2)
+    )
+    body = [
+        f"| {r['dataset']} | {r['flips']} {r['rate']:.0%} | "
+        + " | ".join(f"{r['precision_at_n'][n]:.3f}" for n in names)
+        + " |"
+        for r in rows
+    ]
     return "\n".join([head, *body])
 
 
@@ -492,9 +530,13 @@ def main(argv: list[str] | None = None) -> int:
         rows += bench_dataset(name, rates, seeds)
         report = {
             "command": "nice python bench/detect.py" + (" --quick" if args.quick else ""),
-            "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "numpy": np.__version__,
-                        "cleanlab": cleanlab.__version__,
-                        "load_average_1min_before_after": [round(load_before, 2), round(os.getloadavg()[0], 2)]},
+            "machine": {
+                "cpus": os.cpu_count(),
+                "python": platform.python_version(),
+                "numpy": np.__version__,
+                "cleanlab": cleanlab.__version__,
+                "load_average_1min_before_after": [round(load_before, 2), round(os.getloadavg()[0], 2)],
+            },
             "rows": rows,
             "all_targets_met": all(all(r["targets"].values()) for r in rows),
             "bench_seconds": round(time.perf_counter() - started, 1),

@@ -16,6 +16,7 @@ limit) and as `--shards` NPZ shards of equal size (for the distributed one).
    distributed graph against the single-process graph's k-th distance (both read from their sidecars).
 Figures are for this machine only (its core count is in the JSON); on a shared machine, run it twice.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -59,14 +60,22 @@ def generate(folder: Path, n: int, dims: int, shards: int, seed: int = 0) -> Non
     edges = np.linspace(0, n, shards + 1).astype(int)
     for s in range(shards):
         a, b = edges[s], edges[s + 1]
-        np.savez(folder / "shards" / f"part_{s:05d}.npz", embeddings=emb[a:b], labels=names[a:b], image_paths=paths[a:b])
+        np.savez(
+            folder / "shards" / f"part_{s:05d}.npz", embeddings=emb[a:b], labels=names[a:b], image_paths=paths[a:b]
+        )
 
 
 def run_child(args: list[str], cwd: Path) -> dict:
     """A child's wall time, peak RSS and output."""
     start = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "cleaner", *args], cwd=cwd, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cleaner", *args],
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
     out = proc.stdout.read()
     _, status, usage = os.wait4(proc.pid, 0)
     proc.returncode = os.waitstatus_to_exitcode(status)
@@ -104,17 +113,27 @@ def main() -> None:
         folder = Path(tmp)
         t0 = time.perf_counter()
         generate(folder, args.n, args.dims, args.shards)
-        result = {"n": args.n, "dims": args.dims, "workers": args.workers, "shards": args.shards,
-                  "machine": {"cores": os.cpu_count(), "python": platform.python_version()},
-                  "generate_s": round(time.perf_counter() - t0, 1)}
+        result = {
+            "n": args.n,
+            "dims": args.dims,
+            "workers": args.workers,
+            "shards": args.shards,
+            "machine": {"cores": os.cpu_count(), "python": platform.python_version()},
+            "generate_s": round(time.perf_counter() - t0, 1),
+        }
         common = ["--precompute", "--no-image-check"]
         if args.n <= 1_000_000:
             result["single"] = run_child(["scan", "one.npz", "--out", "single.csv", *common], folder)
             print(json.dumps({"single_wall_s": result["single"]["wall_s"]}), flush=True)
-        with LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True, dashboard_address=None,
-                          silence_logs=50) as cluster, Client(cluster) as client:
-            result["distributed"] = run_child(["scan", "shards", "--out", "dask.csv", *common, "--dask",
-                                               cluster.scheduler_address], folder)
+        with (
+            LocalCluster(
+                n_workers=args.workers, threads_per_worker=1, processes=True, dashboard_address=None, silence_logs=50
+            ) as cluster,
+            Client(cluster) as client,
+        ):
+            result["distributed"] = run_child(
+                ["scan", "shards", "--out", "dask.csv", *common, "--dask", cluster.scheduler_address], folder
+            )
             peaks = client.run(_peak_rss_mb)
             result["distributed"]["worker_peak_rss_mb"] = sorted(peaks.values())
         if "single" in result:
@@ -123,8 +142,9 @@ def main() -> None:
             from cleaner.graph.knn_rows import recall
 
             with np.load(folder / "one.cleaner.npz") as s, np.load(folder / "shards.cleaner.npz") as d:
-                result["graph_recall_vs_single"] = round(recall(d["graph_indices"], d["graph_distances"],
-                                                                s["graph_distances"]), 4)
+                result["graph_recall_vs_single"] = round(
+                    recall(d["graph_indices"], d["graph_distances"], s["graph_distances"]), 4
+                )
             result["speedup"] = round(result["single"]["wall_s"] / result["distributed"]["wall_s"], 2)
     text = json.dumps(result, indent=2)
     if args.out:

@@ -21,6 +21,7 @@ with true labels and never trained on, measures the probe.
    trusted rows; the scan computed before the clock starts) against one plain LogisticRegression fit with the probe's
    settings on all rows, standardised, in the same process: `effect_ratio`.
 """
+
 from __future__ import annotations
 
 import os
@@ -108,8 +109,9 @@ def oracle_audit(decisions: Decisions, dataset: Dataset, planted: Planted, rows:
         kind = "relabel" if planted.bad[row] else "keep"
         decisions.set_audit(path, AuditVerdict(kind, name_of(planted.true[row])))
         if decide:
-            decisions.put(path, Decision(kind, new_label=name_of(planted.true[row]) if kind == "relabel" else "",
-                                         source="audit"))
+            decisions.put(
+                path, Decision(kind, new_label=name_of(planted.true[row]) if kind == "relabel" else "", source="audit")
+            )
 
 
 def oracle_queue(decisions: Decisions, dataset: Dataset, planted: Planted, cards: np.ndarray) -> None:
@@ -158,11 +160,19 @@ def coverage(rates: list[float], seeds: int, n: int, depth: int, audits: int, si
                 "all_audits_bad_left_coverage": many[size]["bad_left"] / (seeds * audits),
                 "mean_bad_rate_interval_width": many[size]["width"] / (seeds * audits),
                 "intervals": seeds * audits,
-            } for size in sizes}
-        print(f"coverage at noise {rate:.0%}: " + "; ".join(
-            f"audit {s}: seeded {v['seeded_audit_bad_rate_coverage']:.2f} / left "
-            f"{v['seeded_audit_bad_left_coverage']:.2f}, all {v['all_audits_bad_rate_coverage']:.3f} / left "
-            f"{v['all_audits_bad_left_coverage']:.3f}" for s, v in out[str(rate)].items()), flush=True)
+            }
+            for size in sizes
+        }
+        print(
+            f"coverage at noise {rate:.0%}: "
+            + "; ".join(
+                f"audit {s}: seeded {v['seeded_audit_bad_rate_coverage']:.2f} / left "
+                f"{v['seeded_audit_bad_left_coverage']:.2f}, all {v['all_audits_bad_rate_coverage']:.3f} / left "
+                f"{v['all_audits_bad_left_coverage']:.3f}"
+                for s, v in out[str(rate)].items()
+            ),
+            flush=True,
+        )
     return out
 
 
@@ -186,32 +196,57 @@ def gain(rates: list[float], seeds: int, n: int, n_val: int, budgets: tuple[int,
                 report = effect_report(dataset, decisions, result, trusted=trusted, seed=seed)
                 left = planted.bad.copy()
                 left[order[:budget]] = False
-                curve.append({"decisions": budget, "fixed": int(planted.bad[order[:budget]].sum()),
-                              "gain": report.probe.gain, "gain_ci": [report.probe.gain_low, report.probe.gain_high],
-                              "accuracy_after": report.probe.accuracy_after, "bad_left_true": int(left.sum()),
-                              "bad_left": report.audit.bad_left[0], "bad_left_ci": list(report.audit.bad_left[1:]),
-                              "run_dry": report.queue.run_dry if report.queue else None})
+                curve.append(
+                    {
+                        "decisions": budget,
+                        "fixed": int(planted.bad[order[:budget]].sum()),
+                        "gain": report.probe.gain,
+                        "gain_ci": [report.probe.gain_low, report.probe.gain_high],
+                        "accuracy_after": report.probe.accuracy_after,
+                        "bad_left_true": int(left.sum()),
+                        "bad_left": report.audit.bad_left[0],
+                        "bad_left_ci": list(report.audit.bad_left[1:]),
+                        "run_dry": report.queue.run_dry if report.queue else None,
+                    }
+                )
             ideal = {}
             for name, kind in (("remove_all", "exclude"), ("relabel_all", "relabel")):
                 decisions = Decisions()
                 oracle_audit(decisions, dataset, planted, audited, decide=False)
                 for row in np.flatnonzero(planted.bad).tolist():
-                    decisions.put(str(dataset.image_paths[row]), Decision(
-                        kind, new_label=name_of(planted.true[row]) if kind == "relabel" else "", source="selection"))
+                    decisions.put(
+                        str(dataset.image_paths[row]),
+                        Decision(
+                            kind, new_label=name_of(planted.true[row]) if kind == "relabel" else "", source="selection"
+                        ),
+                    )
                 probe = effect_report(dataset, decisions, result, trusted=trusted, seed=seed).probe
                 ideal[name] = {"gain": probe.gain, "gain_ci": [probe.gain_low, probe.gain_high]}
-            rows.append({"seed": 1000 + seed, "planted": int(planted.bad.sum()), "flagged": flagged,
-                         "accuracy_before": curve[0]["accuracy_after"], "curve": curve, **ideal})
-            print(f"gain at noise {rate:.0%}, seed {1000 + seed}: " + ", ".join(
-                f"{c['decisions']}: {c['gain']:+.4f}" for c in curve)
+            rows.append(
+                {
+                    "seed": 1000 + seed,
+                    "planted": int(planted.bad.sum()),
+                    "flagged": flagged,
+                    "accuracy_before": curve[0]["accuracy_after"],
+                    "curve": curve,
+                    **ideal,
+                }
+            )
+            print(
+                f"gain at noise {rate:.0%}, seed {1000 + seed}: "
+                + ", ".join(f"{c['decisions']}: {c['gain']:+.4f}" for c in curve)
                 + f"; remove all {ideal['remove_all']['gain']:+.4f}, relabel all {ideal['relabel_all']['gain']:+.4f}",
-                flush=True)
+                flush=True,
+            )
         out[str(rate)] = {
             "seeds": rows,
             "mean_gain": {str(b): float(np.mean([r["curve"][i]["gain"] for r in rows])) for i, b in enumerate(budgets)},
-            "share_of_ci_above_zero": {str(b): float(np.mean([r["curve"][i]["gain_ci"][0] > 0 for r in rows]))
-                                       for i, b in enumerate(budgets)},
-            "mean_fixed": {str(b): float(np.mean([r["curve"][i]["fixed"] for r in rows])) for i, b in enumerate(budgets)},
+            "share_of_ci_above_zero": {
+                str(b): float(np.mean([r["curve"][i]["gain_ci"][0] > 0 for r in rows])) for i, b in enumerate(budgets)
+            },
+            "mean_fixed": {
+                str(b): float(np.mean([r["curve"][i]["fixed"] for r in rows])) for i, b in enumerate(budgets)
+            },
             "mean_remove_all_gain": float(np.mean([r["remove_all"]["gain"] for r in rows])),
             "mean_relabel_all_gain": float(np.mean([r["relabel_all"]["gain"] for r in rows])),
             "mean_accuracy_before": float(np.mean([r["accuracy_before"] for r in rows])),
@@ -248,12 +283,19 @@ def timing(sizes: list[int], repeats: dict[int, int], noise: float) -> dict:
                 warnings.simplefilter("ignore", ConvergenceWarning)
                 LogisticRegression(tol=PROBE_TOL, max_iter=PROBE_MAX_ITER).fit(x, dataset.label_codes)
             reference_s.append(time.perf_counter() - start)
-        row = {"effect_s": float(np.median(effect_s)), "reference_fit_s": float(np.median(reference_s)),
-               "repeats": len(effect_s), "scan_s": scan_s}
+        row = {
+            "effect_s": float(np.median(effect_s)),
+            "reference_fit_s": float(np.median(reference_s)),
+            "repeats": len(effect_s),
+            "scan_s": scan_s,
+        }
         row["effect_ratio"] = row["effect_s"] / row["reference_fit_s"]
         out[str(n)] = row
-        print(f"time at {n:,} rows: effect_report {row['effect_s']:.2f} s, one plain fit {row['reference_fit_s']:.2f} s,"
-              f" ratio {row['effect_ratio']:.2f} (scan {scan_s:.1f} s, not timed)", flush=True)
+        print(
+            f"time at {n:,} rows: effect_report {row['effect_s']:.2f} s, one plain fit {row['reference_fit_s']:.2f} s,"
+            f" ratio {row['effect_ratio']:.2f} (scan {scan_s:.1f} s, not timed)",
+            flush=True,
+        )
     return out
 
 
@@ -270,8 +312,13 @@ def plot(results: dict, path: Path) -> None:
         gains = np.array([[c["gain"] for c in s["curve"]] for s in found["seeds"]])
         left.plot(budgets, gains.mean(0), "o-", color=colour, label=f"{float(rate):.0%} wrong labels: oracle queue")
         left.fill_between(budgets, gains.min(0), gains.max(0), color=colour, alpha=0.15)
-        left.axhline(found["mean_remove_all_gain"], color=colour, linestyle="--", linewidth=1,
-                     label=f"{float(rate):.0%}: remove every planted error")
+        left.axhline(
+            found["mean_remove_all_gain"],
+            color=colour,
+            linestyle="--",
+            linewidth=1,
+            label=f"{float(rate):.0%}: remove every planted error",
+        )
         left.axhline(found["mean_relabel_all_gain"], color=colour, linestyle=":", linewidth=1)
     left.set_xlabel("queue decisions (oracle, in the scan's review order)")
     left.set_ylabel("probe accuracy gain on the clean split")
@@ -281,8 +328,10 @@ def plot(results: dict, path: Path) -> None:
     rates = list(results["coverage"])
     size = str(AUDIT_SIZE)
     xs = np.arange(len(rates))
-    for offset, key, label in ((-0.2, "all_audits_bad_rate_coverage", "bad rate"),
-                               (0.2, "all_audits_bad_left_coverage", "bad left")):
+    for offset, key, label in (
+        (-0.2, "all_audits_bad_rate_coverage", "bad rate"),
+        (0.2, "all_audits_bad_left_coverage", "bad left"),
+    ):
         right.bar(xs + offset, [results["coverage"][r][size][key] for r in rates], width=0.4, label=label)
     right.axhline(0.95, color="k", linewidth=1)
     right.axhline(0.90, color="k", linestyle="--", linewidth=1)
@@ -306,22 +355,33 @@ def main() -> int:
     quick = args.quick
     config = {
         "rates": args.rates,
-        "coverage_seeds": 4 if quick else 20, "coverage_rows": 5000 if quick else 20000, "coverage_depth": 1000,
-        "coverage_audits_per_dataset": 10 if quick else 50, "coverage_audit_sizes": [AUDIT_SIZE, 3 * AUDIT_SIZE],
-        "gain_seeds": 1 if quick else 8, "gain_rows": 5000 if quick else 20000, "gain_clean_split": 5000,
+        "coverage_seeds": 4 if quick else 20,
+        "coverage_rows": 5000 if quick else 20000,
+        "coverage_depth": 1000,
+        "coverage_audits_per_dataset": 10 if quick else 50,
+        "coverage_audit_sizes": [AUDIT_SIZE, 3 * AUDIT_SIZE],
+        "gain_seeds": 1 if quick else 8,
+        "gain_rows": 5000 if quick else 20000,
+        "gain_clean_split": 5000,
         "budgets": list(BUDGETS),
-        "timing_sizes": [5000] if quick else [20000, 100000], "timing_repeats": {"20000": 3, "100000": 2, "5000": 1},
+        "timing_sizes": [5000] if quick else [20000, 100000],
+        "timing_repeats": {"20000": 3, "100000": 2, "5000": 1},
     }
     start = time.perf_counter()
     results = {
         "generator": GENERATOR,
         "config": config,
         "machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform()},
-        "coverage": coverage(args.rates, config["coverage_seeds"], config["coverage_rows"], config["coverage_depth"],
-                             config["coverage_audits_per_dataset"], tuple(config["coverage_audit_sizes"])),
+        "coverage": coverage(
+            args.rates,
+            config["coverage_seeds"],
+            config["coverage_rows"],
+            config["coverage_depth"],
+            config["coverage_audits_per_dataset"],
+            tuple(config["coverage_audit_sizes"]),
+        ),
         "gain": gain(args.rates, config["gain_seeds"], config["gain_rows"], config["gain_clean_split"], BUDGETS),
-        "timing": timing(config["timing_sizes"], {int(k): v for k, v in config["timing_repeats"].items()},
-                         noise=0.10),
+        "timing": timing(config["timing_sizes"], {int(k): v for k, v in config["timing_repeats"].items()}, noise=0.10),
     }
     results["total_s"] = time.perf_counter() - start
     Path(args.out).write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")

@@ -18,6 +18,7 @@ less, and on 2 idle cores wall time is about half of it for the parallel parts. 
 the smallest N from which the index search beat the exact one. Times of one run on a shared machine:
 compare within a run.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -115,8 +116,11 @@ def crossovers(rows: list[dict]) -> dict:
     """Per kind, the smallest N from which the index search was faster than the exact search at every size."""
     out = {}
     for kind in {r["kind"] for r in rows}:
-        timed = sorted((r["n"], r["index_s"] < r["exact_s"]) for r in rows
-                       if r["kind"] == kind and "index_s" in r and "exact_s" in r)
+        timed = sorted(
+            (r["n"], r["index_s"] < r["exact_s"])
+            for r in rows
+            if r["kind"] == kind and "index_s" in r and "exact_s" in r
+        )
         wins = [n for i, (n, _) in enumerate(timed) if all(win for _, win in timed[i:])]
         out[kind] = wins[0] if wins else None
     return out
@@ -171,8 +175,14 @@ def main() -> None:
         for n in opts.sizes:
             for kind in opts.kinds:
                 rows.append(measure(kind, n, opts.dims or KINDS[kind], opts.searches, work, opts.exact_max))
-    result = {"k": K, "metric": METRIC, "exact_max_work": knn_backends.EXACT_MAX_WORK,
-              "min_recall": knn_backends.MIN_RECALL, "crossover": crossovers(rows), "rows": rows}
+    result = {
+        "k": K,
+        "metric": METRIC,
+        "exact_max_work": knn_backends.EXACT_MAX_WORK,
+        "min_recall": knn_backends.MIN_RECALL,
+        "crossover": crossovers(rows),
+        "rows": rows,
+    }
     print(json.dumps({"crossover": result["crossover"]}))
     if opts.json:
         opts.json.write_text(json.dumps(result, indent=2) + "\n")

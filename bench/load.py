@@ -19,6 +19,7 @@ N (memory must come back down, not grow per wave). Then a new server with an emp
 the computations; every write into the layout store is counted. Every wait is bounded, and so is the run.
 See bench/README.md for the keys of the JSON.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -45,8 +46,14 @@ ROOT = Path(__file__).resolve().parents[1]
 APP = ROOT / "streamlit_app.py"
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 ]
 VIEWPORT = {"width": 1400, "height": 1000}
 PAGE_SIZE = 24  # the gallery's tiles per page (cleaner.ui.gallery.PAGE_SIZE)
@@ -60,6 +67,7 @@ def log(msg: str) -> None:
 
 
 # ------------------------------------------------------------------------------------------------ data
+
 
 @dataclass(frozen=True)
 class Data:
@@ -142,11 +150,13 @@ def precompute(data: Data, cache: Path, timeout: float) -> None:
     if (cache / "layouts").is_dir() and len(list((cache / "layouts").glob("*.npy"))) >= 2:
         return
     log("computing the graph and both layouts into the warm cache (once per work folder)")
-    subprocess.run([sys.executable, "-c", PRECOMPUTE, str(ROOT), str(data.npz), str(cache)], check=True,
-                   timeout=timeout)
+    subprocess.run(
+        [sys.executable, "-c", PRECOMPUTE, str(ROOT), str(data.npz), str(cache)], check=True, timeout=timeout
+    )
 
 
 # ------------------------------------------------------------------------------------------------ server
+
 
 def _free_port() -> int:
     with socket.socket() as s:
@@ -192,28 +202,61 @@ class CpuShare:
 
     def stop(self) -> dict:
         server, machine = process_cpu_s(self.pid) - self.server0, machine_busy_cpu_s() - self.machine0
-        return {"wall_s": round(time.monotonic() - self.wall0, 1), "server_cpu_s": round(server, 1),
-                "machine_busy_cpu_s": round(machine, 1),
-                "server_share_of_busy_cpu": round(server / machine, 3) if machine > 0 else None}
+        return {
+            "wall_s": round(time.monotonic() - self.wall0, 1),
+            "server_cpu_s": round(server, 1),
+            "machine_busy_cpu_s": round(machine, 1),
+            "server_share_of_busy_cpu": round(server / machine, 3) if machine > 0 else None,
+        }
 
 
 class Server:
     """`streamlit run streamlit_app.py` in its own process group, its RSS sampled in the background."""
 
-    def __init__(self, cache: Path, allowed: Path, log_path: Path, session_ttl_s: int, timeout: float = 180,
-                 extra_env: dict[str, str] | None = None):
+    def __init__(
+        self,
+        cache: Path,
+        allowed: Path,
+        log_path: Path,
+        session_ttl_s: int,
+        timeout: float = 180,
+        extra_env: dict[str, str] | None = None,
+    ):
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.cache = cache
         self.log_path = log_path
-        env = {**os.environ, "CLEANER_CACHE_DIR": str(cache), "CLEANER_ALLOWED_ROOTS": str(allowed),
-               "PYTHONUNBUFFERED": "1", **(extra_env or {})}
+        env = {
+            **os.environ,
+            "CLEANER_CACHE_DIR": str(cache),
+            "CLEANER_ALLOWED_ROOTS": str(allowed),
+            "PYTHONUNBUFFERED": "1",
+            **(extra_env or {}),
+        }
         self._log = open(log_path, "wb")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", str(APP), "--server.headless", "true",
-             "--server.port", str(self.port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats",
-             "false", "--server.disconnectedSessionTTL", str(session_ttl_s)],
-            cwd=str(ROOT), env=env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
+            [
+                sys.executable,
+                "-m",
+                "streamlit",
+                "run",
+                str(APP),
+                "--server.headless",
+                "true",
+                "--server.port",
+                str(self.port),
+                "--server.address",
+                "127.0.0.1",
+                "--browser.gatherUsageStats",
+                "false",
+                "--server.disconnectedSessionTTL",
+                str(session_ttl_s),
+            ],
+            cwd=str(ROOT),
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         self.samples: list[tuple[float, float]] = []  # (time, RSS MB)
         self._stop = threading.Event()
@@ -308,6 +351,7 @@ class StoreWrites:
 
 # ------------------------------------------------------------------------------------------------ one session
 
+
 @dataclass
 class Session:
     sid: int
@@ -375,9 +419,18 @@ async def _timed(session: Session, action: str, act, effect) -> None:
     session.times[action].append(time.perf_counter() - t0)
 
 
-async def run_session(ctx, url: str, session: Session, data: Data, ticks: int, decisions: int,
-                      timeout_ms: float, shots: Path | None = None, autosave: bool = False,
-                      think_s: tuple[float, float] = (0.0, 0.0)) -> None:
+async def run_session(
+    ctx,
+    url: str,
+    session: Session,
+    data: Data,
+    ticks: int,
+    decisions: int,
+    timeout_ms: float,
+    shots: Path | None = None,
+    autosave: bool = False,
+    think_s: tuple[float, float] = (0.0, 0.0),
+) -> None:
     """One user's workflow; any failure is recorded and ends this session only.
 
     `think_s`: before each tick and each review decision the session pauses for a time drawn uniformly from
@@ -401,8 +454,12 @@ async def run_session(ctx, url: str, session: Session, data: Data, ticks: int, d
         server_folder = sidebar.locator("[data-testid=stRadio] label").filter(has_text=re.compile(r"^Server folder$"))
         await server_folder.wait_for()
         shown = f"· {len(data.paths):,} images ·"
-        await _timed(session, "open", server_folder.click,
-                     lambda: page.wait_for_function(TEXT_SHOWN, arg=[[shown]], polling=100, timeout=timeout_ms))
+        await _timed(
+            session,
+            "open",
+            server_folder.click,
+            lambda: page.wait_for_function(TEXT_SHOWN, arg=[[shown]], polling=100, timeout=timeout_ms),
+        )
         await settle(page)
         combo = page.get_by_role("combobox", name="NPZ on the server", exact=True)
         value = await combo.input_value()
@@ -425,8 +482,12 @@ async def run_session(ctx, url: str, session: Session, data: Data, ticks: int, d
         await expect(klass).to_have_value(session.klass)
         size = data.class_sizes[session.klass]
         heading = f"Selected: {size:,} image{'' if size == 1 else 's'}"
-        await _timed(session, "select", page.get_by_role("button", name="Select class", exact=True).click,
-                     lambda: page.wait_for_function(TEXT_SHOWN, arg=[[heading]], polling=50, timeout=timeout_ms))
+        await _timed(
+            session,
+            "select",
+            page.get_by_role("button", name="Select class", exact=True).click,
+            lambda: page.wait_for_function(TEXT_SHOWN, arg=[[heading]], polling=50, timeout=timeout_ms),
+        )
         await settle(page)
 
         # Ticks, spread over the first pages of the selection.
@@ -441,15 +502,24 @@ async def run_session(ctx, url: str, session: Session, data: Data, ticks: int, d
                 name, checked = tiles[index]
                 if checked:
                     raise AssertionError(f"{name} is ticked before this session ticked it")
-                box = page.locator("[data-testid=stCheckbox]").filter(
-                    has=page.get_by_role("checkbox", name="Exclude", exact=True)).nth(index).locator("label")
+                box = (
+                    page.locator("[data-testid=stCheckbox]")
+                    .filter(has=page.get_by_role("checkbox", name="Exclude", exact=True))
+                    .nth(index)
+                    .locator("label")
+                )
                 await box.scroll_into_view_if_needed()
                 session.expected.add(by_file[name])
                 done += 1
                 await think()
-                await _timed(session, "tick", box.click,
-                             lambda k=done: page.wait_for_function(TEXT_SHOWN, arg=[_count_needles(k)], polling=25,
-                                                                   timeout=timeout_ms))
+                await _timed(
+                    session,
+                    "tick",
+                    box.click,
+                    lambda k=done: page.wait_for_function(
+                        TEXT_SHOWN, arg=[_count_needles(k)], polling=25, timeout=timeout_ms
+                    ),
+                )
                 await settle(page)
             if done < ticks:
                 page_number += 1
@@ -461,21 +531,39 @@ async def run_session(ctx, url: str, session: Session, data: Data, ticks: int, d
                     await number.press("Enter")
 
                 await number.scroll_into_view_if_needed()
-                await _timed(session, "page", turn, lambda first=first: page.wait_for_function(
-                    "(first) => { const t = Array.from(document.querySelectorAll('[data-testid=stText]'))"
-                    ".find(e => e.textContent.startsWith('label: ')); return t && !t.textContent.endsWith(first); }",
-                    arg=first, polling=25, timeout=timeout_ms))
+                await _timed(
+                    session,
+                    "page",
+                    turn,
+                    lambda first=first: page.wait_for_function(
+                        "(first) => { const t = Array.from(document.querySelectorAll('[data-testid=stText]'))"
+                        ".find(e => e.textContent.startsWith('label: ')); return t && !t.textContent.endsWith(first); }",
+                        arg=first,
+                        polling=25,
+                        timeout=timeout_ms,
+                    ),
+                )
                 await settle(page)
                 # The latency ends when the first tile changes; the ticks wait until no tile of the last page is
                 # left on screen, so a tile still being replaced is never taken for one of the new page.
-                await page.wait_for_function(f"(old) => {{ const now = ({TILE_FILES})(); return now.length > 0 && "
-                                             "now.every(([name]) => !old.includes(name)); }",
-                                             arg=[name for name, _ in tiles], polling=50, timeout=timeout_ms)
+                await page.wait_for_function(
+                    f"(old) => {{ const now = ({TILE_FILES})(); return now.length > 0 && "
+                    "now.every(([name]) => !old.includes(name)); }",
+                    arg=[name for name, _ in tiles],
+                    polling=50,
+                    timeout=timeout_ms,
+                )
 
         # The review queue: Exclude and Keep in turn on the first card.
         queue = page.locator("[data-testid=stRadio] label").filter(has_text=re.compile(r"^Review queue$"))
-        await _timed(session, "queue", queue.click, lambda: page.wait_for_function(
-            TEXT_SHOWN, arg=[["flagged samples left to review"]], polling=50, timeout=timeout_ms))
+        await _timed(
+            session,
+            "queue",
+            queue.click,
+            lambda: page.wait_for_function(
+                TEXT_SHOWN, arg=[["flagged samples left to review"]], polling=50, timeout=timeout_ms
+            ),
+        )
         await settle(page)
         main = page.get_by_test_id("stMain")
         for i in range(decisions):
@@ -488,8 +576,12 @@ async def run_session(ctx, url: str, session: Session, data: Data, ticks: int, d
                 session.expected.add(by_file[name])
             decided = f"· {ticks + i + 1:,} decided ·"
             await think()
-            await _timed(session, "decision", button.click, lambda d=decided: page.wait_for_function(
-                TEXT_SHOWN, arg=[[d]], polling=25, timeout=timeout_ms))
+            await _timed(
+                session,
+                "decision",
+                button.click,
+                lambda d=decided: page.wait_for_function(TEXT_SHOWN, arg=[[d]], polling=25, timeout=timeout_ms),
+            )
             await settle(page)
 
         # The download: what this session's training script would read. A failed download is an error the user
@@ -504,8 +596,10 @@ async def run_session(ctx, url: str, session: Session, data: Data, ticks: int, d
                 download = await info.value
                 text = Path(await download.path()).read_text()
             except Exception as exc:  # noqa: BLE001 - reported, then tried once more
-                session.errors.append(f"session {session.sid}: download attempt {attempt} failed: "
-                                      f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}")
+                session.errors.append(
+                    f"session {session.sid}: download attempt {attempt} failed: "
+                    f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
+                )
                 if attempt == 2:
                     raise
                 await settle(page)
@@ -515,8 +609,9 @@ async def run_session(ctx, url: str, session: Session, data: Data, ticks: int, d
         session.downloaded = {line for line in text.splitlines() if line.strip()}
         session.done = True
     except Exception as exc:  # noqa: BLE001 - a failed session is a result, reported with the others
-        session.errors.append(f"session {session.sid} at {session.step}: {type(exc).__name__}: "
-                              f"{str(exc).splitlines()[0][:300]}")
+        session.errors.append(
+            f"session {session.sid} at {session.step}: {type(exc).__name__}: {str(exc).splitlines()[0][:300]}"
+        )
         if shots is not None:
             try:
                 await page.screenshot(path=str(shots / f"failed_session_{session.sid}.png"))
@@ -526,7 +621,9 @@ async def run_session(ctx, url: str, session: Session, data: Data, ticks: int, d
         try:
             boxes = page.locator("[data-testid=stException]")
             for i in range(await boxes.count()):
-                session.errors.append(f"session {session.sid} page exception: {(await boxes.nth(i).inner_text())[:300]}")
+                session.errors.append(
+                    f"session {session.sid} page exception: {(await boxes.nth(i).inner_text())[:300]}"
+                )
         except Exception:  # noqa: BLE001 - the page may be gone
             pass
 
@@ -552,8 +649,18 @@ async def run_wave(browser, url: str, sids: list[int], data: Data, opts, stagger
 
     async def one(i: int) -> None:
         await asyncio.sleep(i * stagger_s)
-        await run_session(contexts[i], url, sessions[i], data, opts.ticks, opts.decisions, opts.step_timeout * 1000,
-                          opts.shots, opts.autosave, tuple(opts.think))
+        await run_session(
+            contexts[i],
+            url,
+            sessions[i],
+            data,
+            opts.ticks,
+            opts.decisions,
+            opts.step_timeout * 1000,
+            opts.shots,
+            opts.autosave,
+            tuple(opts.think),
+        )
 
     try:
         await asyncio.wait_for(asyncio.gather(*(one(i) for i in range(len(sessions)))), timeout=opts.wave_timeout)
@@ -568,6 +675,7 @@ async def run_wave(browser, url: str, sids: list[int], data: Data, opts, stagger
 
 
 # ------------------------------------------------------------------------------------------------ report
+
 
 def percentile(values: list[float], q: float) -> float | None:
     return round(float(np.percentile(values, q)), 3) if values else None
@@ -603,8 +711,12 @@ def summarise(sessions: list[Session]) -> dict:
     out: dict = {"sessions": len(sessions), "completed": sum(s.done for s in sessions)}
     for action in ACTIONS:
         values = [t for s in sessions for t in s.times[action]]
-        out[action] = {"n": len(values), "p50_s": percentile(values, 50), "p95_s": percentile(values, 95),
-                       "max_s": round(max(values), 3) if values else None}
+        out[action] = {
+            "n": len(values),
+            "p50_s": percentile(values, 50),
+            "p95_s": percentile(values, 95),
+            "max_s": round(max(values), 3) if values else None,
+        }
     lost = crossed = 0
     everyone = {p: s.sid for s in sessions for p in s.expected}
     for s in sessions:
@@ -620,8 +732,9 @@ def summarise(sessions: list[Session]) -> dict:
     return out
 
 
-async def rss_settled(server: Server, since: float, min_s: float = 45.0, quiet_mb: float = 5.0,
-                      timeout_s: float = 150.0) -> float:
+async def rss_settled(
+    server: Server, since: float, min_s: float = 45.0, quiet_mb: float = 5.0, timeout_s: float = 150.0
+) -> float:
     """The server's RSS once it has stopped moving (three 2-second samples within quiet_mb), at least min_s after
     `since` (the warm-up loads UMAP's kernels into the server 10 s after a first visit, then 15-20 s more), bounded."""
     await asyncio.sleep(max(0.0, since + min_s - time.monotonic()))
@@ -657,11 +770,23 @@ async def bench(opts, work: Path, out: dict) -> dict:
     data = write_data(work / "allowed", opts.n, opts.dims, opts.clusters, opts.seed)
     warm_cache = work / "cache_warm"
     precompute(data, warm_cache, timeout=opts.wave_timeout)
-    out.update({"n": opts.n, "dims": opts.dims, "sessions": opts.sessions, "ticks_per_session": opts.ticks,
-                 "autosave": opts.autosave, "webgl_map_drawn": not opts.no_webgl, "server_env": opts.env,
-                 "decisions_per_session": opts.decisions, "cores": os.cpu_count(),
-                 "load_average_start": round(os.getloadavg()[0], 2), "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
-                 "session_ttl_s": opts.session_ttl, "think_s": list(opts.think)})
+    out.update(
+        {
+            "n": opts.n,
+            "dims": opts.dims,
+            "sessions": opts.sessions,
+            "ticks_per_session": opts.ticks,
+            "autosave": opts.autosave,
+            "webgl_map_drawn": not opts.no_webgl,
+            "server_env": opts.env,
+            "decisions_per_session": opts.decisions,
+            "cores": os.cpu_count(),
+            "load_average_start": round(os.getloadavg()[0], 2),
+            "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+            "session_ttl_s": opts.session_ttl,
+            "think_s": list(opts.think),
+        }
+    )
     errors: list[str] = []
     disconnect_noise = 0
     async with async_playwright() as pw:
@@ -688,7 +813,9 @@ async def bench(opts, work: Path, out: dict) -> dict:
                     log(f"warm: wave {wave} of {opts.sessions} sessions at once")
                     first = 1 + (wave - 1) * opts.sessions
                     cpu = CpuShare(server.proc.pid)
-                    sessions = await run_wave(browser, server.url, list(range(first, first + opts.sessions)), data, opts)
+                    sessions = await run_wave(
+                        browser, server.url, list(range(first, first + opts.sessions)), data, opts
+                    )
                     peak = round(server.peak_since(t), 1)
                     out.setdefault("cpu_warm_waves", []).append(cpu.stop())
                     if opts.autosave:
@@ -700,7 +827,8 @@ async def bench(opts, work: Path, out: dict) -> dict:
                     all_sessions += sessions
                 out["rss_peak_warm_mb"] = max(w["peak_rss_mb"] for w in waves)
                 out["rss_per_extra_session_mb"] = round(
-                    (waves[0]["peak_rss_mb"] - out["rss_one_session_mb"]) / max(1, opts.sessions - 1), 1)
+                    (waves[0]["peak_rss_mb"] - out["rss_one_session_mb"]) / max(1, opts.sessions - 1), 1
+                )
                 out["rss_after_wave1_mb"], out["rss_after_wave2_mb"] = (w["rss_after_close_mb"] for w in waves)
                 found, noise = server.log_errors()
                 errors += found
@@ -726,8 +854,9 @@ async def bench(opts, work: Path, out: dict) -> dict:
             try:
                 t = time.monotonic()
                 cpu = CpuShare(server.proc.pid)
-                cold_sessions = await run_wave(browser, server.url, list(range(opts.sessions)), data, opts,
-                                               stagger_s=opts.cold_stagger)
+                cold_sessions = await run_wave(
+                    browser, server.url, list(range(opts.sessions)), data, opts, stagger_s=opts.cold_stagger
+                )
                 out["rss_peak_cold_mb"] = round(server.peak_since(t), 1)
                 out["cpu_cold_wave"] = cpu.stop()
                 # The layouts may still be on their way when the sessions are done: wait for them, bounded.
@@ -747,8 +876,9 @@ async def bench(opts, work: Path, out: dict) -> dict:
     return _finish(out, warm, cold, layout_writes, graph_writes, errors, disconnect_noise)
 
 
-def _finish(out: dict, warm: dict, cold: dict, layout_writes: dict, graph_writes: dict, errors: list[str],
-            disconnect_noise: int) -> dict:
+def _finish(
+    out: dict, warm: dict, cold: dict, layout_writes: dict, graph_writes: dict, errors: list[str], disconnect_noise: int
+) -> dict:
     """The headline keys and the targets, from the phases' summaries."""
     empty = {"p95_s": None}
     out["warm"], out["cold"] = warm, cold
@@ -778,6 +908,7 @@ def _finish(out: dict, warm: dict, cold: dict, layout_writes: dict, graph_writes
 
 def markdown_table(out: dict) -> str:
     """Per action p50 / p95 seconds, warm and cold, as a Markdown table (for the README)."""
+
     def cell(part: dict, action: str) -> str:
         found = part.get(action) or {}
         if not found.get("n"):
@@ -800,24 +931,48 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--decisions", type=int, default=10, help="review-queue decisions per session")
     ap.add_argument("--step-timeout", type=float, default=300, help="seconds any one step may take")
     ap.add_argument("--wave-timeout", type=float, default=1200, help="seconds a wave may take")
-    ap.add_argument("--session-ttl", type=int, default=30,
-                    help="the server's disconnectedSessionTTL: closed sessions are dropped this long after")
-    ap.add_argument("--think", type=float, nargs=2, default=[0.0, 0.0], metavar=("MIN_S", "MAX_S"),
-                    help="each session pauses a random time in this range before every tick and review decision, "
-                         "as a person looks before clicking (default 0 0: click as soon as the page is idle)")
+    ap.add_argument(
+        "--session-ttl",
+        type=int,
+        default=30,
+        help="the server's disconnectedSessionTTL: closed sessions are dropped this long after",
+    )
+    ap.add_argument(
+        "--think",
+        type=float,
+        nargs=2,
+        default=[0.0, 0.0],
+        metavar=("MIN_S", "MAX_S"),
+        help="each session pauses a random time in this range before every tick and review decision, "
+        "as a person looks before clicking (default 0 0: click as soon as the page is idle)",
+    )
     ap.add_argument("--cold-stagger", type=float, default=1.0, help="seconds between arrivals in the cold wave")
     ap.add_argument("--cold-numba", action="store_true", help="cold wave without numba's compiled kernels too")
     ap.add_argument("--skip-cold", action="store_true", help="warm cache only (no cold wave)")
-    ap.add_argument("--server-env", action="append", default=[], metavar="NAME=VALUE",
-                    help="an environment variable for the server (e.g. MALLOC_ARENA_MAX=2); repeatable")
-    ap.add_argument("--no-webgl", action="store_true",
-                    help="the browsers do not draw the WebGL map (software-rendered here, on the server's cores)")
-    ap.add_argument("--autosave", action="store_true",
-                    help="warm waves: each session turns on 'Keep my decisions on this server'; its saved list "
-                         "must match its download")
+    ap.add_argument(
+        "--server-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="an environment variable for the server (e.g. MALLOC_ARENA_MAX=2); repeatable",
+    )
+    ap.add_argument(
+        "--no-webgl",
+        action="store_true",
+        help="the browsers do not draw the WebGL map (software-rendered here, on the server's cores)",
+    )
+    ap.add_argument(
+        "--autosave",
+        action="store_true",
+        help="warm waves: each session turns on 'Keep my decisions on this server'; its saved list "
+        "must match its download",
+    )
     ap.add_argument("--max-minutes", type=float, default=60, help="the whole run stops after this long")
-    ap.add_argument("--prepare-only", action="store_true",
-                    help="write the data and the warm cache into --workdir, then stop (a later run reuses them)")
+    ap.add_argument(
+        "--prepare-only",
+        action="store_true",
+        help="write the data and the warm cache into --workdir, then stop (a later run reuses them)",
+    )
     ap.add_argument("--json", type=Path, help="write the results here")
     ap.add_argument("--workdir", type=Path, help="keep data and the warm cache here (default: a temp folder, removed)")
     opts = ap.parse_args(argv)
@@ -839,7 +994,9 @@ def main(argv: list[str] | None = None) -> dict:
         try:
             asyncio.run(asyncio.wait_for(bench(opts, work, out), timeout=opts.max_minutes * 60))
         except TimeoutError:
-            out["stopped"] = f"--max-minutes {opts.max_minutes} reached: the phases after the last one reported did not run"
+            out["stopped"] = (
+                f"--max-minutes {opts.max_minutes} reached: the phases after the last one reported did not run"
+            )
     finally:
         if not opts.workdir:
             shutil.rmtree(work, ignore_errors=True)

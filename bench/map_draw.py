@@ -15,6 +15,7 @@ Figures (synthetic clustered 3D coordinates, 10 classes; the harness page tests/
   nothing on the map, and for the rerun after a selection (only the marks and the harness's text are new:
   plotly.js and the points go as references to the browser's copies).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -33,8 +34,16 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 CHROMIUM = Path(os.environ.get("CLEANER_E2E_CHROMIUM") or "/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 VIEWPORT = {"width": 1400, "height": 1000}
 N_CLASSES = 10
 
@@ -58,10 +67,26 @@ WS_HOOK = """(() => {
 
 def start_server(port: int, log: Path) -> subprocess.Popen:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", str(REPO / "tests/e2e/map_harness_app.py"), "--server.headless",
-         "true", "--server.port", str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false",
-         "--server.maxMessageSize", "1000"],
-        cwd=tempfile.mkdtemp(prefix="cleaner-map-bench-"), stdout=open(log, "wb"), stderr=subprocess.STDOUT,
+        [
+            sys.executable,
+            "-m",
+            "streamlit",
+            "run",
+            str(REPO / "tests/e2e/map_harness_app.py"),
+            "--server.headless",
+            "true",
+            "--server.port",
+            str(port),
+            "--server.address",
+            "127.0.0.1",
+            "--browser.gatherUsageStats",
+            "false",
+            "--server.maxMessageSize",
+            "1000",
+        ],
+        cwd=tempfile.mkdtemp(prefix="cleaner-map-bench-"),
+        stdout=open(log, "wb"),
+        stderr=subprocess.STDOUT,
         start_new_session=True,
     )
     deadline = time.monotonic() + 180
@@ -88,8 +113,11 @@ def ws_log(page) -> list[tuple[int, int]]:
 
 
 def wait_script_idle(page) -> None:
-    page.wait_for_function("() => { const a = document.querySelector('[data-testid=stApp]');"
-                           " return a && a.getAttribute('data-test-script-state') !== 'running'; }", timeout=600_000)
+    page.wait_for_function(
+        "() => { const a = document.querySelector('[data-testid=stApp]');"
+        " return a && a.getAttribute('data-test-script-state') !== 'running'; }",
+        timeout=600_000,
+    )
 
 
 def bench_new(browser, url: str, n: int, message_bytes: dict[str, int]) -> dict:
@@ -97,8 +125,9 @@ def bench_new(browser, url: str, n: int, message_bytes: dict[str, int]) -> dict:
     page = ctx.new_page()
     page.add_init_script(WS_HOOK)
     page.goto(f"{url}/?n={n}&dims=3&classes={N_CLASSES}")
-    page.wait_for_function("() => window.__cleanerMapDrawn && window.__cleanerMapDrawn.n > 0", timeout=600_000,
-                           polling=50)
+    page.wait_for_function(
+        "() => window.__cleanerMapDrawn && window.__cleanerMapDrawn.n > 0", timeout=600_000, polling=50
+    )
     drawn = page.evaluate("window.__cleanerMapDrawn")
     wait_script_idle(page)
     log = ws_log(page)
@@ -107,9 +136,13 @@ def bench_new(browser, url: str, n: int, message_bytes: dict[str, int]) -> dict:
     msgs = {part: min(log, key=lambda m, b=size: abs(m[1] - b)) for part, size in message_bytes.items()}
     first = min(m[0] for m in msgs.values())
     first_run_bytes = sum(size for _, size in log)
-    out = {"map_draw_s": (drawn["at"] - first) / 1000, "map_render_in_js_s": drawn["ms"] / 1000,
-           "bytes_per_point": sum(m[1] for m in msgs.values()) / n,
-           "map_message_bytes": {part: m[1] for part, m in msgs.items()}, "first_load_ws_bytes": first_run_bytes}
+    out = {
+        "map_draw_s": (drawn["at"] - first) / 1000,
+        "map_render_in_js_s": drawn["ms"] / 1000,
+        "bytes_per_point": sum(m[1] for m in msgs.values()) / n,
+        "map_message_bytes": {part: m[1] for part, m in msgs.items()},
+        "first_load_ws_bytes": first_run_bytes,
+    }
 
     # a rerun that changes nothing on the map (excluding an empty selection)
     page.wait_for_timeout(500)
@@ -121,8 +154,10 @@ def bench_new(browser, url: str, n: int, message_bytes: dict[str, int]) -> dict:
     out["rerun_bytes_unchanged"] = sum(size for _, size in ws_log(page)[mark:])
 
     # a box over the middle of the scene
-    rect = page.evaluate("() => { const r = document.querySelector('.cleaner-map-gd')._fullLayout.scene._scene"
-                         ".glplot.canvas.getBoundingClientRect(); return [r.left, r.top, r.width, r.height]; }")
+    rect = page.evaluate(
+        "() => { const r = document.querySelector('.cleaner-map-gd')._fullLayout.scene._scene"
+        ".glplot.canvas.getBoundingClientRect(); return [r.left, r.top, r.width, r.height]; }"
+    )
     left, top, width, height = rect
     draws = int(page.locator(".cleaner-map").get_attribute("data-draws"))
     marks = int(page.locator(".cleaner-map").get_attribute("data-marks"))
@@ -137,13 +172,17 @@ def bench_new(browser, url: str, n: int, message_bytes: dict[str, int]) -> dict:
         """() => { const t = Array.from(document.querySelectorAll('[data-testid=stText]'))
                .find(e => e.innerText.startsWith('harness-state'));
                return t && t.innerText.includes('"kind":"box"') ? Date.now() : null; }""",
-        timeout=600_000, polling="raf").json_value()
+        timeout=600_000,
+        polling="raf",
+    ).json_value()
     released = page.evaluate("window.__cleanerMapReleasedAt")
     out["selection_s"] = (shown_at - released) / 1000
-    out["selected_rows"] = int(page.locator("[data-testid=stText]", has_text="selected: ").first.inner_text()
-                               .split(":")[1])
-    page.wait_for_function("n => Number(document.querySelector('.cleaner-map').dataset.marks) > n", arg=marks,
-                           timeout=600_000)
+    out["selected_rows"] = int(
+        page.locator("[data-testid=stText]", has_text="selected: ").first.inner_text().split(":")[1]
+    )
+    page.wait_for_function(
+        "n => Number(document.querySelector('.cleaner-map').dataset.marks) > n", arg=marks, timeout=600_000
+    )
     out["selection_highlighted_s"] = (page.evaluate("window.__cleanerMapMarkedAt") - released) / 1000
     wait_script_idle(page)
     page.wait_for_timeout(500)
@@ -169,10 +208,15 @@ def bench_old(browser, url: str, n: int) -> dict:
             if (!gd || !gd._fullLayout || !gd._fullLayout.scene || !gd._fullLayout.scene._scene || !gd.data) return null;
             const total = gd.data.filter(t => !String(t.name).startsWith('excluded'))
                 .reduce((s, t) => s + (t.x ? t.x.length : 0), 0);
-            return total === n ? Date.now() : null; }""", arg=n, timeout=600_000, polling="raf").json_value()
+            return total === n ? Date.now() : null; }""",
+        arg=n,
+        timeout=600_000,
+        polling="raf",
+    ).json_value()
     # two frames more, as the new component waits before calling itself drawn
     drawn_at = frame.evaluate(
-        "() => new Promise(r => requestAnimationFrame(() => requestAnimationFrame(() => r(Date.now()))))")
+        "() => new Promise(r => requestAnimationFrame(() => requestAnimationFrame(() => r(Date.now()))))"
+    )
     log = ws_log(page)
     fig_msg = max(log, key=lambda m: m[1])
     ctx.close()
@@ -203,8 +247,9 @@ def main() -> None:
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
             url = f"http://127.0.0.1:{port}"
-            result.update(bench_new(browser, url, args.n, {part: payload.encoded_bytes(part)
-                                                           for part in ("points", "colours")}))
+            result.update(
+                bench_new(browser, url, args.n, {part: payload.encoded_bytes(part) for part in ("points", "colours")})
+            )
             if not args.skip_old:
                 result.update(bench_old(browser, url, args.n))
             browser.close()

@@ -1,5 +1,6 @@
 """The map cleaner drew before its own component (streamlit-plotly-events, plotly.js 1.58, JSON lists): kept only
 as the reference that bench/map_draw.py measures the new map against."""
+
 from __future__ import annotations
 
 import html
@@ -58,7 +59,10 @@ def _groups(dataset: Dataset, scores: np.ndarray | None) -> list[tuple[str, np.n
     if scores is not None:
         rows = np.argsort(scores, kind="stable")  # most suspect drawn last, on top
         marker = dict(
-            color=_rounded(scores[rows]), colorscale="YlOrRd", cmin=0.0, cmax=1.0,
+            color=_rounded(scores[rows]),
+            colorscale="YlOrRd",
+            cmin=0.0,
+            cmax=1.0,
             colorbar=dict(title="score", thickness=12),
         )
         return [("all samples", rows, marker)]
@@ -80,7 +84,10 @@ def _hover(dataset: Dataset, rows: np.ndarray) -> list[str] | None:
 
 
 def map_3d(
-    dataset: Dataset, coords: np.ndarray, excluded_rows: np.ndarray, scores: np.ndarray | None = None,
+    dataset: Dataset,
+    coords: np.ndarray,
+    excluded_rows: np.ndarray,
+    scores: np.ndarray | None = None,
     title: str = "",
 ) -> MapFigure:
     """3D scatter as plain lists (streamlit-plotly-events bundles plotly.js 1.58, which cannot read typed arrays)."""
@@ -88,49 +95,85 @@ def map_3d(
     traces, trace_rows = [], []
     for name, rows, marker in _groups(dataset, scores):
         hover = _hover(dataset, rows)
-        traces.append(go.Scatter3d(
-            x=_rounded(coords[rows, 0]), y=_rounded(coords[rows, 1]), z=_rounded(coords[rows, 2]),
-            mode="markers", name=name, marker=dict(size=marker_size, **marker),
-            hovertext=hover, hoverinfo="text+name" if hover else "name",
-        ))
+        traces.append(
+            go.Scatter3d(
+                x=_rounded(coords[rows, 0]),
+                y=_rounded(coords[rows, 1]),
+                z=_rounded(coords[rows, 2]),
+                mode="markers",
+                name=name,
+                marker=dict(size=marker_size, **marker),
+                hovertext=hover,
+                hoverinfo="text+name" if hover else "name",
+            )
+        )
         trace_rows.append(rows)
     excluded_rows = np.asarray(excluded_rows, dtype=np.int64)
-    traces.append(go.Scatter3d(
-        x=_rounded(coords[excluded_rows, 0]), y=_rounded(coords[excluded_rows, 1]),
-        z=_rounded(coords[excluded_rows, 2]), mode="markers", name=f"{EXCLUDED_NAME} ({len(excluded_rows)})",
-        marker=dict(size=marker_size + 3, color="black", symbol="x"),
-        hovertext=_hover(dataset, excluded_rows), hoverinfo="text+name",
-    ))
+    traces.append(
+        go.Scatter3d(
+            x=_rounded(coords[excluded_rows, 0]),
+            y=_rounded(coords[excluded_rows, 1]),
+            z=_rounded(coords[excluded_rows, 2]),
+            mode="markers",
+            name=f"{EXCLUDED_NAME} ({len(excluded_rows)})",
+            marker=dict(size=marker_size + 3, color="black", symbol="x"),
+            hovertext=_hover(dataset, excluded_rows),
+            hoverinfo="text+name",
+        )
+    )
     trace_rows.append(excluded_rows)
     fig = go.Figure(traces)
     fig.update_layout(
         title=plain_text(title) if title else None,
-        margin=dict(l=0, r=0, t=30 if title else 0, b=0), height=600,
-        legend=dict(itemsizing="constant"), uirevision="keep-camera",
+        margin=dict(l=0, r=0, t=30 if title else 0, b=0),
+        height=600,
+        legend=dict(itemsizing="constant"),
+        uirevision="keep-camera",
         scene=dict(xaxis=dict(title=""), yaxis=dict(title=""), zaxis=dict(title="")),
     )
     return MapFigure(figure_json=json.dumps(fig.to_plotly_json(), separators=(",", ":")), trace_rows=tuple(trace_rows))
 
 
-def map_2d(dataset: Dataset, coords: np.ndarray, excluded_rows: np.ndarray, scores: np.ndarray | None = None) -> go.Figure:
+def map_2d(
+    dataset: Dataset, coords: np.ndarray, excluded_rows: np.ndarray, scores: np.ndarray | None = None
+) -> go.Figure:
     """2D WebGL scatter for box/lasso selection; each point carries its dataset row as customdata."""
     traces = []
     for name, rows, marker in _groups(dataset, scores):
         hover = _hover(dataset, rows)
-        traces.append(go.Scattergl(
-            x=coords[rows, 0], y=coords[rows, 1], mode="markers", name=name, customdata=rows,
-            marker=dict(size=5 if dataset.n <= 5_000 else 3, **marker),
-            hovertext=hover, hoverinfo="text+name" if hover else "name",
-        ))
+        traces.append(
+            go.Scattergl(
+                x=coords[rows, 0],
+                y=coords[rows, 1],
+                mode="markers",
+                name=name,
+                customdata=rows,
+                marker=dict(size=5 if dataset.n <= 5_000 else 3, **marker),
+                hovertext=hover,
+                hoverinfo="text+name" if hover else "name",
+            )
+        )
     excluded_rows = np.asarray(excluded_rows, dtype=np.int64)
-    traces.append(go.Scattergl(
-        x=coords[excluded_rows, 0], y=coords[excluded_rows, 1], mode="markers", customdata=excluded_rows,
-        name=f"{EXCLUDED_NAME} ({len(excluded_rows)})", marker=dict(size=8, color="black", symbol="x"),
-        hovertext=_hover(dataset, excluded_rows), hoverinfo="text+name",
-    ))
+    traces.append(
+        go.Scattergl(
+            x=coords[excluded_rows, 0],
+            y=coords[excluded_rows, 1],
+            mode="markers",
+            customdata=excluded_rows,
+            name=f"{EXCLUDED_NAME} ({len(excluded_rows)})",
+            marker=dict(size=8, color="black", symbol="x"),
+            hovertext=_hover(dataset, excluded_rows),
+            hoverinfo="text+name",
+        )
+    )
     fig = go.Figure(traces)
     fig.update_layout(
-        dragmode="lasso", height=600, margin=dict(l=0, r=0, t=0, b=0), uirevision="keep-view",
-        legend=dict(itemsizing="constant"), xaxis=dict(title=""), yaxis=dict(title="", scaleanchor="x"),
+        dragmode="lasso",
+        height=600,
+        margin=dict(l=0, r=0, t=0, b=0),
+        uirevision="keep-view",
+        legend=dict(itemsizing="constant"),
+        xaxis=dict(title=""),
+        yaxis=dict(title="", scaleanchor="x"),
     )
     return fig

@@ -27,6 +27,7 @@ Also measured (issue 28, item 3): `page_decision_s`, the server time to apply a 
 (the batch plus the queue fragment's rerun), beside `card_decision_s` (one card, same steps) and `reference_s`
 (sorting 2M float32 with numpy) measured in the same process, so the ratios hold across machines.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -118,6 +119,7 @@ def planted_dataset(rows: int, dims: int, seed: int):
 
 # ---------------------------------------------------------------- the reviewer
 
+
 def right_choice(work: DatasetWork, truth: Truth, row: int, suggested: str, excluded: set[int]) -> tuple[str, str]:
     """What a reviewer who sees the truth decides: (kind, new label)."""
     names = work.dataset.class_names
@@ -187,8 +189,9 @@ def card_mode(dataset, truth: Truth, result, graph, tm: TimeModel, seconds: floa
         row = cards[0]
         suggested = names[int(learned.labels.suggested_label[row])]
         why = reasons(dataset, learned, row)
-        proposed = ("relabel", suggested) if learned.labels.flagged[row] and why[0].startswith("label") else (
-            "exclude", "")
+        proposed = (
+            ("relabel", suggested) if learned.labels.flagged[row] and why[0].startswith("label") else ("exclude", "")
+        )
         excluded = {r for r, (k, _) in run.decided.items() if k == "exclude"}
         kind, new = _judge(rng, tm.CARD_ACCURACY, right_choice(work, truth, row, suggested, excluded), proposed)
         think = tm.CARD_LOOK_S + tm.CLICK_S
@@ -257,15 +260,21 @@ def page_mode(dataset, truth: Truth, result, graph, tm: TimeModel, seconds: floa
 def summary(run: Run, dataset, truth: Truth, minutes: float, flagged_bad: int) -> dict:
     got = outcome(dataset, truth, run.decided)
     wrong = got["bad_left_or_misfixed"] + got["good_changed"]
-    return {"mode": run.mode, "decisions": run.decisions, "errors_fixed": got["errors_fixed"],
-            "errors_fixed_per_minute": round(got["errors_fixed"] / minutes, 1),
-            "wrong_decisions": wrong, **got,
-            "share_of_flagged_errors_fixed": round(got["errors_fixed"] / max(flagged_bad, 1), 3),
-            "median_server_s_per_step": round(float(np.median(run.server_s)), 4) if run.server_s else None,
-            "simulated_s": round(run.clock_s, 1)}
+    return {
+        "mode": run.mode,
+        "decisions": run.decisions,
+        "errors_fixed": got["errors_fixed"],
+        "errors_fixed_per_minute": round(got["errors_fixed"] / minutes, 1),
+        "wrong_decisions": wrong,
+        **got,
+        "share_of_flagged_errors_fixed": round(got["errors_fixed"] / max(flagged_bad, 1), 3),
+        "median_server_s_per_step": round(float(np.median(run.server_s)), 4) if run.server_s else None,
+        "simulated_s": round(run.clock_s, 1),
+    }
 
 
 # ---------------------------------------------------------------- page_decision_s at scale
+
 
 def _scale_graph(rows: int, k: int, codes: np.ndarray, rng) -> NeighbourGraph:
     """A kNN graph of the shape cleaner's has (each row's k neighbours, mostly of its own class, closest first),
@@ -327,9 +336,16 @@ def page_decision_at_scale(rows: int, seed: int, repeats: int = 5) -> dict:
         np.sort(data)
         reference.append(time.perf_counter() - start)
     page, card, ref = (float(np.median(x)) for x in (page_s, card_s, reference))
-    return {"rows": rows, "page_cards": 48, "page_decision_s": round(page, 4), "card_decision_s": round(card, 4),
-            "reference_s": round(ref, 4), "page_over_card": round(page / card, 2),
-            "page_over_reference": round(page / ref, 1), "repeats": repeats}
+    return {
+        "rows": rows,
+        "page_cards": 48,
+        "page_decision_s": round(page, 4),
+        "card_decision_s": round(card, 4),
+        "reference_s": round(ref, 4),
+        "page_over_card": round(page / card, 2),
+        "page_over_reference": round(page / ref, 1),
+        "repeats": repeats,
+    }
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -341,8 +357,13 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--seed", type=int, default=0, help="the first seed")
     parser.add_argument("--seeds", type=int, default=3, help="datasets and reviewers simulated; the table is the mean")
     parser.add_argument("--scale-rows", type=int, default=100_000, help="0 skips page_decision_s")
-    parser.add_argument("--time", action="append", default=[], metavar="KEY=VALUE",
-                        help=f"change the time model: {', '.join(asdict(TimeModel()))}")
+    parser.add_argument(
+        "--time",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help=f"change the time model: {', '.join(asdict(TimeModel()))}",
+    )
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
     tm = TimeModel()
@@ -359,16 +380,32 @@ def main(argv: list[str] | None = None) -> dict:
         result = scores_from_graph(dataset, graph)
         flagged = pending_rows(result, ORDER, [])
         bad = truth.junk | (dataset.label_codes != truth.true_code) | (truth.copy_of >= 0)
-        runs = [card_mode(dataset, truth, result, graph, tm, seconds, np.random.default_rng(seed)),
-                page_mode(dataset, truth, result, graph, tm, seconds, np.random.default_rng(seed), args.page_size)]
+        runs = [
+            card_mode(dataset, truth, result, graph, tm, seconds, np.random.default_rng(seed)),
+            page_mode(dataset, truth, result, graph, tm, seconds, np.random.default_rng(seed), args.page_size),
+        ]
         per_seed.append([summary(r, dataset, truth, args.minutes, int(bad[flagged].sum())) for r in runs])
-        data.append({"seed": seed, "planted_errors": int(bad.sum()),
-                     "flipped_labels": int((dataset.label_codes != truth.true_code).sum()),
-                     "flagged": int(len(flagged)), "planted_errors_flagged": int(bad[flagged].sum())})
+        data.append(
+            {
+                "seed": seed,
+                "planted_errors": int(bad.sum()),
+                "flipped_labels": int((dataset.label_codes != truth.true_code).sum()),
+                "flagged": int(len(flagged)),
+                "planted_errors_flagged": int(bad[flagged].sum()),
+            }
+        )
     out = {
-        "data": {"rows": args.rows, "dims": args.dims, "classes": CLASSES, "junk_images": OUTLIERS,
-                 "duplicate_copies": DUPLICATES, "per_seed": data},
-        "time_model": asdict(tm), "minutes": args.minutes, "seeds": args.seeds,
+        "data": {
+            "rows": args.rows,
+            "dims": args.dims,
+            "classes": CLASSES,
+            "junk_images": OUTLIERS,
+            "duplicate_copies": DUPLICATES,
+            "per_seed": data,
+        },
+        "time_model": asdict(tm),
+        "minutes": args.minutes,
+        "seeds": args.seeds,
         "modes": [_mean([runs[i] for runs in per_seed]) for i in range(2)],
         "per_seed": per_seed,
     }
@@ -390,19 +427,27 @@ def _mean(rows: list[dict]) -> dict:
 
 
 def table(out: dict) -> str:
-    lines = [f"Mean of {out['seeds']} seeds, {out['minutes']:g} minutes each:", "",
-             "| mode | decisions | true errors fixed | per minute | wrong decisions (bad kept or misfixed / good "
-             "changed) | median server s per step |", "|---|---:|---:|---:|---:|---:|"]
+    lines = [
+        f"Mean of {out['seeds']} seeds, {out['minutes']:g} minutes each:",
+        "",
+        "| mode | decisions | true errors fixed | per minute | wrong decisions (bad kept or misfixed / good "
+        "changed) | median server s per step |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
     for m in out["modes"]:
-        lines.append(f"| {m['mode']} | {m['decisions']:.0f} | {m['errors_fixed']:.1f} | "
-                     f"{m['errors_fixed_per_minute']:.1f} | {m['wrong_decisions']:.1f} "
-                     f"({m['bad_left_or_misfixed']:.1f} / {m['good_changed']:.1f}) | "
-                     f"{m['median_server_s_per_step']:.3f} |")
+        lines.append(
+            f"| {m['mode']} | {m['decisions']:.0f} | {m['errors_fixed']:.1f} | "
+            f"{m['errors_fixed_per_minute']:.1f} | {m['wrong_decisions']:.1f} "
+            f"({m['bad_left_or_misfixed']:.1f} / {m['good_changed']:.1f}) | "
+            f"{m['median_server_s_per_step']:.3f} |"
+        )
     if "page_decision" in out:
         p = out["page_decision"]
-        lines.append(f"\npage_decision_s at {p['rows']:,} rows ({p['page_cards']} cards): {p['page_decision_s']} s; "
-                     f"one card {p['card_decision_s']} s; reference (numpy sort of 2M floats) {p['reference_s']} s; "
-                     f"page / card {p['page_over_card']}, page / reference {p['page_over_reference']}")
+        lines.append(
+            f"\npage_decision_s at {p['rows']:,} rows ({p['page_cards']} cards): {p['page_decision_s']} s; "
+            f"one card {p['card_decision_s']} s; reference (numpy sort of 2M floats) {p['reference_s']} s; "
+            f"page / card {p['page_over_card']}, page / reference {p['page_over_reference']}"
+        )
     return "\n".join(lines)
 
 

@@ -11,6 +11,7 @@ scored in the same run (`--skip-old-layout` leaves it out).
 Every timed step runs in a fresh Python process, so numba compilation is paid as a real first
 user (or a plain umap-learn user) pays it. See bench/README.md for what each key means.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -34,8 +35,14 @@ QUALITY_SAMPLE = 2000
 DEMO_POINTS = 1797
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 ]
 
 GENERATOR = (
@@ -49,6 +56,7 @@ GENERATOR = (
 
 
 # ------------------------------------------------------------------------------------------------ data
+
 
 def make_data(n: int, dims: int = 512, clusters: int = 50, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Synthetic clustered embeddings (see GENERATOR) and their labels."""
@@ -65,7 +73,7 @@ def make_data(n: int, dims: int = 512, clusters: int = 50, seed: int = 0) -> tup
         rotation, _ = np.linalg.qr(rng.normal(size=(dims, dims)))
         width = 0.35 * rng.uniform(0.6, 1.4)
         noise = rng.standard_normal((size, dims)) * (width * spectrum)
-        emb[start:start + size] = centers[c] + noise @ rotation.T
+        emb[start : start + size] = centers[c] + noise @ rotation.T
         start += size
     flip = rng.random(n) < 0.02
     labels = labels.copy()
@@ -76,8 +84,9 @@ def make_data(n: int, dims: int = 512, clusters: int = 50, seed: int = 0) -> tup
     return emb, labels
 
 
-def write_dataset(folder: Path, n: int, dims: int, clusters: int, seed: int,
-                  uncompressed: bool = False) -> tuple[Path, int]:
+def write_dataset(
+    folder: Path, n: int, dims: int, clusters: int, seed: int, uncompressed: bool = False
+) -> tuple[Path, int]:
     """The NPZ the app reads (np.savez_compressed, or np.savez as the README advises for large data) plus real PNGs
     for one class."""
     from PIL import Image
@@ -103,16 +112,17 @@ def write_dataset(folder: Path, n: int, dims: int, clusters: int, seed: int,
 
 # ------------------------------------------------------------------------------------------------ quality
 
+
 def _knn_rows(points: np.ndarray, sample: np.ndarray, k: int) -> np.ndarray:
     """Exact k nearest rows (euclidean, self excluded) of each sampled row among all rows."""
     x = np.ascontiguousarray(points, dtype=np.float64 if points.shape[1] <= 8 else np.float32)
     sq = np.einsum("ij,ij->i", x, x)
     out = np.empty((len(sample), k), dtype=np.int64)
     for start in range(0, len(sample), 256):
-        rows = sample[start:start + 256]
+        rows = sample[start : start + 256]
         d = sq[None, :] - 2.0 * (x[rows] @ x.T)
         d[np.arange(len(rows)), rows] = np.inf
-        out[start:start + 256] = np.argpartition(d, k, axis=1)[:, :k]
+        out[start : start + 256] = np.argpartition(d, k, axis=1)[:, :k]
     return out
 
 
@@ -121,8 +131,14 @@ def quality_sample(n: int, sample_size: int = QUALITY_SAMPLE, seed: int = 1) -> 
     return np.random.default_rng(seed).choice(n, size=min(sample_size, n), replace=False)
 
 
-def knn_preservation(original: np.ndarray, embedded: np.ndarray, k: int = QUALITY_K,
-                     sample_size: int = QUALITY_SAMPLE, seed: int = 1, truth: np.ndarray | None = None) -> float:
+def knn_preservation(
+    original: np.ndarray,
+    embedded: np.ndarray,
+    k: int = QUALITY_K,
+    sample_size: int = QUALITY_SAMPLE,
+    seed: int = 1,
+    truth: np.ndarray | None = None,
+) -> float:
     """Mean share of each sampled point's k nearest neighbours in the original space kept among its k in the map.
     `truth`: those neighbours found before (`_knn_rows(original, quality_sample(...), k)`), to reuse for each map."""
     sample = quality_sample(len(original), sample_size, seed)
@@ -132,8 +148,9 @@ def knn_preservation(original: np.ndarray, embedded: np.ndarray, k: int = QUALIT
     return float(np.mean(kept) / k)
 
 
-def class_region(points: np.ndarray, labels: np.ndarray, k: int = QUALITY_K, sample_size: int = QUALITY_SAMPLE,
-                 seed: int = 1) -> float:
+def class_region(
+    points: np.ndarray, labels: np.ndarray, k: int = QUALITY_K, sample_size: int = QUALITY_SAMPLE, seed: int = 1
+) -> float:
     """How well classes keep to their own regions of a space: for each sampled point, the share of its k nearest
     neighbours (in `points`, euclidean) that carry its label, averaged. Measured on the map and on the embeddings
     themselves: a map that keeps each class together scores as the embedding does; one that mixes classes, lower."""
@@ -143,6 +160,7 @@ def class_region(points: np.ndarray, labels: np.ndarray, k: int = QUALITY_K, sam
 
 
 # ------------------------------------------------------------------------------------------------ children
+
 
 def _peak_rss_mb() -> float:
     with open("/proc/self/status") as fh:
@@ -187,8 +205,13 @@ def child_ours(args: dict) -> dict:
     if not hit:
         pca_projection(dataset.embeddings, 3)  # the page's preview, shown while the graph and UMAP are computed
     t_preview = time.time()
-    graph = neighbour_graph(dataset.embeddings, k=GRAPH_K, metric=params.metric,
-                            store=GraphStore(cache / "graphs"), embedding_digest=dataset.embedding_digest)
+    graph = neighbour_graph(
+        dataset.embeddings,
+        k=GRAPH_K,
+        metric=params.metric,
+        store=GraphStore(cache / "graphs"),
+        embedding_digest=dataset.embedding_digest,
+    )
     t_graph = time.time()
     if not hit:
         service.request(dataset.embedding_digest, params, dataset.embeddings, graph)
@@ -198,10 +221,20 @@ def child_ours(args: dict) -> dict:
     if args.get("coords_out"):
         np.save(args["coords_out"], coords)
     return {
-        "timer_started_at": t0 if args.get("running_server") else None, "done_at": done, "preview_at": t_preview, "cache_hit": hit, "peak_rss_mb": _peak_rss_mb(),
-        "graph_exact": graph.exact, "layout_algorithm": "umap" if old else layout_algorithm(dataset.n),
-        "breakdown_s": {"import": t_import - t0, "load_npz": t_load - t_import, "preview": t_preview - t_load,
-                        "graph": t_graph - t_preview, "layout": done - t_graph},
+        "timer_started_at": t0 if args.get("running_server") else None,
+        "done_at": done,
+        "preview_at": t_preview,
+        "cache_hit": hit,
+        "peak_rss_mb": _peak_rss_mb(),
+        "graph_exact": graph.exact,
+        "layout_algorithm": "umap" if old else layout_algorithm(dataset.n),
+        "breakdown_s": {
+            "import": t_import - t0,
+            "load_npz": t_load - t_import,
+            "preview": t_preview - t_load,
+            "graph": t_graph - t_preview,
+            "layout": done - t_graph,
+        },
     }
 
 
@@ -311,7 +344,8 @@ def child_tick(args: dict) -> dict:
     at.run()
     full_s = time.perf_counter() - t
     ticks = _timed_fragment_runs(
-        at, "gallery", lambda a: next(c for c in a.checkbox if c.label == "Exclude" and not c.value).check())
+        at, "gallery", lambda a: next(c for c in a.checkbox if c.label == "Exclude" and not c.value).check()
+    )
     work = list(at.session_state["cleaner_work"].values())[-1]  # the uploaded dataset (the demo came first)
     assert work.decisions.count("exclude") == 1 + len(ticks), work.decisions.count("exclude")
     at.run()  # a whole-page run: after fragment-only runs AppTest holds only the fragment's elements
@@ -324,7 +358,8 @@ def child_tick(args: dict) -> dict:
     earlier = dataset.image_paths[np.linspace(0, dataset.n - 1, MANY_DECISIONS).astype(int)]
     at.run()  # a whole-page run: the sidebar's uploader is not among a fragment run's elements
     at.file_uploader(key="decisions_upload").set_value(
-        ("earlier.txt", "\n".join(earlier.tolist()).encode(), "text/plain"))
+        ("earlier.txt", "\n".join(earlier.tolist()).encode(), "text/plain")
+    )
     at.run()
     assert not at.exception, at.exception
     more = work.decisions.count("exclude") - before
@@ -333,11 +368,18 @@ def child_tick(args: dict) -> dict:
     at.radio(key="review_view").set_value("Selected images")
     at.run()
     ticks_many = _timed_fragment_runs(
-        at, "gallery", lambda a: next(c for c in a.checkbox if c.label == "Exclude" and not c.value).check())
-    return {"tick_fragment_s": float(np.median(ticks)), "tick_fragment_all_s": ticks,
-            "tick_full_rerun_s": full_s, "decision_fragment_s": float(np.median(decisions)),
-            "decision_fragment_all_s": decisions, "resumed_exclusions": more,
-            "tick_many_s": float(np.median(ticks_many)), "decision_many_s": float(np.median(decisions_many))}
+        at, "gallery", lambda a: next(c for c in a.checkbox if c.label == "Exclude" and not c.value).check()
+    )
+    return {
+        "tick_fragment_s": float(np.median(ticks)),
+        "tick_fragment_all_s": ticks,
+        "tick_full_rerun_s": full_s,
+        "decision_fragment_s": float(np.median(decisions)),
+        "decision_fragment_all_s": decisions,
+        "resumed_exclusions": more,
+        "tick_many_s": float(np.median(ticks_many)),
+        "decision_many_s": float(np.median(decisions_many)),
+    }
 
 
 CHILDREN = {"ours": child_ours, "reference": child_reference, "tick": child_tick}
@@ -349,9 +391,20 @@ def run_child(kind: str, args: dict, env: dict | None = None, timeout: float = 7
         report = fh.name
     started = time.time()
     proc = subprocess.run(
-        [sys.executable, str(Path(__file__).resolve()), "--child", kind, "--child-args", json.dumps(args),
-         "--child-report", report],
-        env={**os.environ, **(env or {})}, timeout=timeout, capture_output=True, text=True,
+        [
+            sys.executable,
+            str(Path(__file__).resolve()),
+            "--child",
+            kind,
+            "--child-args",
+            json.dumps(args),
+            "--child-report",
+            report,
+        ],
+        env={**os.environ, **(env or {})},
+        timeout=timeout,
+        capture_output=True,
+        text=True,
     )
     if proc.returncode != 0:
         raise RuntimeError(f"{kind} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}")
@@ -367,6 +420,7 @@ def run_child(kind: str, args: dict, env: dict | None = None, timeout: float = 7
 
 
 # ------------------------------------------------------------------------------------------------ browser
+
 
 def _free_port() -> int:
     with socket.socket() as s:
@@ -385,9 +439,26 @@ def cold_demo(cache: Path, timeout: float = 180) -> dict:
     log = open(cache / "server.log", "w")
     started = time.time()
     server = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", str(APP), "--server.headless", "true",
-         "--server.port", str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"],
-        cwd=str(ROOT), env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        [
+            sys.executable,
+            "-m",
+            "streamlit",
+            "run",
+            str(APP),
+            "--server.headless",
+            "true",
+            "--server.port",
+            str(port),
+            "--server.address",
+            "127.0.0.1",
+            "--browser.gatherUsageStats",
+            "false",
+        ],
+        cwd=str(ROOT),
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
     count_js = """() => {
         const gd = document.querySelector('.js-plotly-plot');
@@ -441,6 +512,7 @@ def cold_demo(cache: Path, timeout: float = 180) -> dict:
 
 # ------------------------------------------------------------------------------------------------ main
 
+
 def bytes_per_point(npz: Path, coords: np.ndarray) -> float:
     """The 3D map element's data (Arrow columns and JSON) per point, as the page sends it."""
     sys.path.insert(0, str(ROOT))
@@ -462,10 +534,16 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--uncompressed", action="store_true", help="write the NPZ with np.savez (loads faster)")
     ap.add_argument("--skip-browser", action="store_true", help="do not measure cold_demo_s")
     ap.add_argument("--skip-tick", action="store_true", help="do not measure tick_s")
-    ap.add_argument("--skip-running-server", action="store_true",
-                    help="do not measure the first map on a warm process (nor the warm reference)")
-    ap.add_argument("--skip-old-layout", action="store_true",
-                    help="do not also measure the layout before the landmark one (UMAP over every row)")
+    ap.add_argument(
+        "--skip-running-server",
+        action="store_true",
+        help="do not measure the first map on a warm process (nor the warm reference)",
+    )
+    ap.add_argument(
+        "--skip-old-layout",
+        action="store_true",
+        help="do not also measure the layout before the landmark one (UMAP over every row)",
+    )
     ap.add_argument("--workdir", type=Path, help="keep data and caches here (default: a temp folder, removed)")
     ap.add_argument("--child", choices=sorted(CHILDREN), help=argparse.SUPPRESS)
     ap.add_argument("--child-args", help=argparse.SUPPRESS)
@@ -480,8 +558,13 @@ def main(argv: list[str] | None = None) -> dict:
     work = opts.workdir or Path(tempfile.mkdtemp(prefix="cleaner-bench-"))
     work.mkdir(parents=True, exist_ok=True)
     log = lambda msg: print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)  # noqa: E731
-    out: dict = {"n": opts.n, "dims": opts.dims, "generator": GENERATOR.format(clusters=opts.clusters, dims=opts.dims)
-                 + f"; seed={opts.seed}", "cores": os.cpu_count(), "load_average_start": os.getloadavg()[0]}
+    out: dict = {
+        "n": opts.n,
+        "dims": opts.dims,
+        "generator": GENERATOR.format(clusters=opts.clusters, dims=opts.dims) + f"; seed={opts.seed}",
+        "cores": os.cpu_count(),
+        "load_average_start": os.getloadavg()[0],
+    }
     try:
         log(f"writing {opts.n:,} x {opts.dims} synthetic embeddings to {work}")
         npz, review_class = write_dataset(work, opts.n, opts.dims, opts.clusters, opts.seed, opts.uncompressed)
@@ -495,8 +578,10 @@ def main(argv: list[str] | None = None) -> dict:
         log(f"quality: the {QUALITY_K} nearest neighbours of {len(sample):,} fixed rows in the embedding space")
         truth = _knn_rows(original, sample, QUALITY_K)
         out["class_region"] = {"embedding": round(class_region(original, labels), 4)}
-        out["class_region_how"] = (f"for {len(sample):,} fixed rows, the share of their {QUALITY_K} nearest neighbours "
-                                   "(euclidean) in that space that carry their label; `embedding`: in the embeddings")
+        out["class_region_how"] = (
+            f"for {len(sample):,} fixed rows, the share of their {QUALITY_K} nearest neighbours "
+            "(euclidean) in that space that carry their label; `embedding`: in the embeddings"
+        )
         cache = work / "cache"
         shutil.rmtree(cache, ignore_errors=True)
 
@@ -505,10 +590,14 @@ def main(argv: list[str] | None = None) -> dict:
         assert not ours["cache_hit"]
         out["first_map_s"] = round(ours["wall_s"], 2)
         out["preview_s"] = round(ours["preview_at"] - ours["started_at"], 2)
-        out["preview_how"] = ("fresh process, empty cache: load_npz + the PCA projection the page shows at once "
-                              "(the neighbours and the UMAP map are then found in the background)")
-        out["first_map_how"] = ("fresh process, empty cleaner cache folder (so UMAP's kernels compile): "
-                                "load_npz + neighbour_graph + the 3D layout through LayoutService, spawn to done")
+        out["preview_how"] = (
+            "fresh process, empty cache: load_npz + the PCA projection the page shows at once "
+            "(the neighbours and the UMAP map are then found in the background)"
+        )
+        out["first_map_how"] = (
+            "fresh process, empty cleaner cache folder (so UMAP's kernels compile): "
+            "load_npz + neighbour_graph + the 3D layout through LayoutService, spawn to done"
+        )
         out["first_map_breakdown_s"] = {k: round(v, 2) for k, v in ours["breakdown_s"].items()}
         out["peak_rss_mb"] = round(ours["peak_rss_mb"], 1)
         out["layout_algorithm"] = ours["layout_algorithm"]
@@ -518,21 +607,31 @@ def main(argv: list[str] | None = None) -> dict:
         hit = run_child("ours", {"npz": str(npz), "cache": str(cache)})
         assert hit["cache_hit"]
         out["cache_hit_s"] = round(hit["wall_s"], 2)
-        out["cache_hit_how"] = ("fresh process, same cache folder: load_npz + graph from GraphStore + layout from "
-                                "LayoutStore, spawn to done (without the graph store the graph is recomputed: "
-                                "first_map_breakdown_s.graph more)")
+        out["cache_hit_how"] = (
+            "fresh process, same cache folder: load_npz + graph from GraphStore + layout from "
+            "LayoutStore, spawn to done (without the graph store the graph is recomputed: "
+            "first_map_breakdown_s.graph more)"
+        )
         out["cache_hit_breakdown_s"] = {k: round(v, 2) for k, v in hit["breakdown_s"].items()}
         log(f"  {out['cache_hit_s']} s {out['cache_hit_breakdown_s']}")
 
         out["first_map_running_server_s"] = out["reference_umap_warm_s"] = out["first_map_ratio_running_server"] = None
         if not opts.skip_running_server:
             log("ours: first map on a running server (kernels compiled, process warm), empty graph and layout cache")
-            running = run_child("ours", {"npz": str(npz), "cache": str(work / "cache_running"), "running_server": True,
-                                         "coords_out": str(work / "ours_running.npy")})
+            running = run_child(
+                "ours",
+                {
+                    "npz": str(npz),
+                    "cache": str(work / "cache_running"),
+                    "running_server": True,
+                    "coords_out": str(work / "ours_running.npy"),
+                },
+            )
             out["first_map_running_server_s"] = round(running["timed_s"], 2)
             out["first_map_running_server_how"] = (
                 "one process that has compiled UMAP's kernels first (as a server has once its first page was served), "
-                "its clock started after that: load_npz + preview + neighbour_graph + the 3D layout, empty cache")
+                "its clock started after that: load_npz + preview + neighbour_graph + the 3D layout, empty cache"
+            )
             out["first_map_running_server_breakdown_s"] = {k: round(v, 2) for k, v in running["breakdown_s"].items()}
             out["peak_rss_running_server_mb"] = round(running["peak_rss_mb"], 1)
             log(f"  {out['first_map_running_server_s']} s {out['first_map_running_server_breakdown_s']}")
@@ -541,17 +640,27 @@ def main(argv: list[str] | None = None) -> dict:
         out["first_map_old_s"] = out["old_vs_landmark"] = None
         if opts.n >= LANDMARK_MIN_ROWS and not opts.skip_old_layout:
             log("old layout (UMAP over every row): first map in a fresh process, its own cold cache")
-            old = run_child("ours", {"npz": str(npz), "cache": str(work / "cache_old"), "layout": "full",
-                                     "coords_out": str(work / "old.npy")})
+            old = run_child(
+                "ours",
+                {
+                    "npz": str(npz),
+                    "cache": str(work / "cache_old"),
+                    "layout": "full",
+                    "coords_out": str(work / "old.npy"),
+                },
+            )
             out["first_map_old_s"] = round(old["wall_s"], 2)
             out["first_map_old_breakdown_s"] = {k: round(v, 2) for k, v in old["breakdown_s"].items()}
             out["peak_rss_old_mb"] = round(old["peak_rss_mb"], 1)
             out["old_vs_landmark"] = {
                 "first_map_ratio": round(out["first_map_s"] / out["first_map_old_s"], 3),
-                "layout_ratio": round(out["first_map_breakdown_s"]["layout"] / out["first_map_old_breakdown_s"]["layout"],
-                                      3),
+                "layout_ratio": round(
+                    out["first_map_breakdown_s"]["layout"] / out["first_map_old_breakdown_s"]["layout"], 3
+                ),
             }
-            log(f"  {out['first_map_old_s']} s {out['first_map_old_breakdown_s']}; landmark/old {out['old_vs_landmark']}")
+            log(
+                f"  {out['first_map_old_s']} s {out['first_map_old_breakdown_s']}; landmark/old {out['old_vs_landmark']}"
+            )
 
         ours_coords = np.load(work / "ours.npy")
         out["knn_preservation"] = round(knn_preservation(original, ours_coords, truth=truth), 4)
@@ -578,17 +687,23 @@ def main(argv: list[str] | None = None) -> dict:
             log(f"  {out['reference_umap_s']} s; ratio {out['first_map_ratio']}; knn {out['knn_preservation']}")
             if not opts.skip_running_server:
                 log("reference, warm: the same fit after a first fit on random rows compiled its kernels")
-                warm = run_child("reference", {"npz": str(npz), "coords_out": str(work / "reference_warm.npy"),
-                                               "warm": True})
+                warm = run_child(
+                    "reference", {"npz": str(npz), "coords_out": str(work / "reference_warm.npy"), "warm": True}
+                )
                 out["reference_umap_warm_s"] = round(warm["timed_s"], 2)
                 out["first_map_ratio_running_server"] = round(
-                    out["first_map_running_server_s"] / out["reference_umap_warm_s"], 3)
+                    out["first_map_running_server_s"] / out["reference_umap_warm_s"], 3
+                )
                 out["knn_preservation"]["ours_running_server"] = round(
-                    knn_preservation(original, np.load(work / "ours_running.npy"), truth=truth), 4)
+                    knn_preservation(original, np.load(work / "ours_running.npy"), truth=truth), 4
+                )
                 out["knn_preservation"]["reference_warm"] = round(
-                    knn_preservation(original, np.load(work / "reference_warm.npy"), truth=truth), 4)
-                log(f"  {out['reference_umap_warm_s']} s; ratio {out['first_map_ratio_running_server']}; "
-                    f"knn {out['knn_preservation']}")
+                    knn_preservation(original, np.load(work / "reference_warm.npy"), truth=truth), 4
+                )
+                log(
+                    f"  {out['reference_umap_warm_s']} s; ratio {out['first_map_ratio_running_server']}; "
+                    f"knn {out['knn_preservation']}"
+                )
         else:
             out["reference_umap_s"] = None
             out["first_map_ratio"] = None
@@ -600,9 +715,11 @@ def main(argv: list[str] | None = None) -> dict:
             log("tick: one Exclude tick on the page (AppTest)")
             tick = run_child("tick", {"npz": str(npz), "cache": str(cache), "review_class": review_class})
             out["tick_s"] = round(tick["tick_fragment_s"], 3)
-            out["tick_how"] = ("AppTest on streamlit_app.py with the NPZ uploaded, class selected, both maps ready: "
-                               "median of 3 checkbox.check()+run() rerunning only the gallery fragment, "
-                               "as the browser does; decision_s the same for the review queue's Exclude")
+            out["tick_how"] = (
+                "AppTest on streamlit_app.py with the NPZ uploaded, class selected, both maps ready: "
+                "median of 3 checkbox.check()+run() rerunning only the gallery fragment, "
+                "as the browser does; decision_s the same for the review queue's Exclude"
+            )
             out["tick_full_rerun_s"] = round(tick["tick_full_rerun_s"], 3)
             out["decision_s"] = round(tick["decision_fragment_s"], 3)
             out["decisions_before_many"] = tick["resumed_exclusions"]

@@ -1,4 +1,5 @@
 """Shared fixtures and builders. The cache folder is set before any app code reads the settings."""
+
 from __future__ import annotations
 
 import io
@@ -45,6 +46,7 @@ def clustered_arrays(n_per_class: int = 30, n_classes: int = 3, dims: int = 16, 
 
 
 # ---------------------------------------------------------------- NPZ builders
+
 
 def good_arrays(n: int = N, d: int = D, seed: int = 0) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(seed)
@@ -136,12 +138,33 @@ def raw_zip(entries: list[dict], prefix: bytes = b"", comment: bytes = b"") -> b
         crc = e.get("crc", zlib.crc32(payload) if method == zipfile.ZIP_STORED else 0)
         size = e.get("file_size", len(payload))
         offset = len(out)
-        out += struct.pack("<4s5H3I2H", b"PK\x03\x04", 20, flags, method, 0, 0x21, crc, len(payload), size, len(name), 0)
+        out += struct.pack(
+            "<4s5H3I2H", b"PK\x03\x04", 20, flags, method, 0, 0x21, crc, len(payload), size, len(name), 0
+        )
         out += name + payload
-        directory += struct.pack(
-            "<4s6H3I5H2I", b"PK\x01\x02", 20, 20, flags, method, 0, 0x21, crc, len(payload), size, len(name),
-            0, 0, 0, 0, 0, offset,
-        ) + name
+        directory += (
+            struct.pack(
+                "<4s6H3I5H2I",
+                b"PK\x01\x02",
+                20,
+                20,
+                flags,
+                method,
+                0,
+                0x21,
+                crc,
+                len(payload),
+                size,
+                len(name),
+                0,
+                0,
+                0,
+                0,
+                0,
+                offset,
+            )
+            + name
+        )
     end = struct.pack(
         "<4s4H2IH", b"PK\x05\x06", 0, 0, len(entries), len(entries), len(directory), len(out), len(comment)
     )

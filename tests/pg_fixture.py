@@ -4,6 +4,7 @@ Debian's `postgresql` package provides the binaries (`.ci/run` installs it); the
 when the tests run as root the cluster belongs to the `postgres` user and is started through `runuser`. Where the
 server cannot start, the tests that need it are skipped with the reason, never passed.
 """
+
 from __future__ import annotations
 
 import glob
@@ -66,15 +67,38 @@ class PostgresCluster:
     def _run(self, *args: str, timeout: float = 120) -> None:
         done = subprocess.run([*self.as_user, *args], capture_output=True, text=True, timeout=timeout)
         if done.returncode:
-            raise RuntimeError(f"{Path(args[0]).name} failed ({done.returncode}): "
-                               f"{(done.stderr or done.stdout).strip()[-800:]}")
+            raise RuntimeError(
+                f"{Path(args[0]).name} failed ({done.returncode}): {(done.stderr or done.stdout).strip()[-800:]}"
+            )
 
     def start(self) -> None:
-        self._run(str(self.bin / "initdb"), "-D", str(self.data), "-A", "trust", "-U", self.user, "-E", "UTF8",
-                  "--no-instructions")
+        self._run(
+            str(self.bin / "initdb"),
+            "-D",
+            str(self.data),
+            "-A",
+            "trust",
+            "-U",
+            self.user,
+            "-E",
+            "UTF8",
+            "--no-instructions",
+        )
         options = f"-p {self.port} -k {self.sockets} -c listen_addresses=127.0.0.1 -c fsync=on"
-        self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-l", str(self.log), "-o", options, "-w",
-                  "-t", "120", "start", timeout=180)
+        self._run(
+            str(self.bin / "pg_ctl"),
+            "-D",
+            str(self.data),
+            "-l",
+            str(self.log),
+            "-o",
+            options,
+            "-w",
+            "-t",
+            "120",
+            "start",
+            timeout=180,
+        )
         self.started = True
 
     def stop(self) -> None:
@@ -94,16 +118,18 @@ class PostgresCluster:
         import psycopg
 
         name = "t_" + uuid.uuid4().hex[:12]
-        with psycopg.connect(host="127.0.0.1", port=self.port, user=self.user, dbname="postgres",
-                             autocommit=True) as conn:
+        with psycopg.connect(
+            host="127.0.0.1", port=self.port, user=self.user, dbname="postgres", autocommit=True
+        ) as conn:
             conn.execute(f'CREATE DATABASE "{name}"')  # a name made here, not input: no parameter for DDL
         return self.url(name)
 
     def sql(self, statement: str, database: str = "postgres") -> None:
         import psycopg
 
-        with psycopg.connect(host="127.0.0.1", port=self.port, user=self.user, dbname=database,
-                             autocommit=True) as conn:
+        with psycopg.connect(
+            host="127.0.0.1", port=self.port, user=self.user, dbname=database, autocommit=True
+        ) as conn:
             conn.execute(statement)
 
 

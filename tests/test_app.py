@@ -1,4 +1,5 @@
 """The page through streamlit.testing.v1.AppTest: what a user sees after each action."""
+
 import csv
 import io
 from pathlib import Path
@@ -61,7 +62,9 @@ def demo():
 def demo_result():
     """The demo's scores computed here, independently of the page's caches."""
     data = demo()
-    return scores_from_graph(data, neighbour_graph(data.embeddings, k=20, metric=resolved_metric("auto", data.embeddings)))
+    return scores_from_graph(
+        data, neighbour_graph(data.embeddings, k=20, metric=resolved_metric("auto", data.embeddings))
+    )
 
 
 def test_demo_loads_with_map_and_summary():
@@ -138,7 +141,9 @@ def test_upload_valid_npz_shows_its_map(allowed_root):
     at = start_app()
     at.radio(key="data_source").set_value("Upload an NPZ")
     at.run()
-    at.file_uploader(key="npz_upload").set_value(("mine.npz", npz_bytes(emb, labels, np.array(paths)), "application/octet-stream"))
+    at.file_uploader(key="npz_upload").set_value(
+        ("mine.npz", npz_bytes(emb, labels, np.array(paths)), "application/octet-stream")
+    )
     at.run()
     assert not at.exception
     assert header(at).startswith("mine.npz · 60 images · 8-D embeddings · 3 classes")
@@ -198,8 +203,10 @@ def test_resume_from_uploaded_exclusion_list():
     at.file_uploader(key="decisions_upload").set_value(("images_to_exclude.txt", listing.encode(), "text/plain"))
     at.run()
     assert work(at).decisions.paths("exclude") == listed
-    assert any("Restored 3 exclusions, 0 relabels, 0 kept marks" in shown(w) and "Skipped 1 line" in shown(w)
-               for w in at.warning)
+    assert any(
+        "Restored 3 exclusions, 0 relabels, 0 kept marks" in shown(w) and "Skipped 1 line" in shown(w)
+        for w in at.warning
+    )
     select_class(at, "5")
     ticked = {int(c.key.rsplit("_", 1)[1]) for c in at.checkbox if c.label == "Exclude" and c.value}
     assert ticked == set(fives[[0, 2, 3]].tolist())
@@ -214,17 +221,20 @@ def test_resume_from_decisions_csv_restores_relabels_and_kept_marks():
     rows = [0, 1, 2, 3]
     paths = [str(data.image_paths[r]) for r in rows]
     other = next(n for n in data.class_names if n != data.label_text(2))
-    table = ("image_path,decision,reason,old_label,new_label,decided_by\n"
-             f"{paths[0]},exclude,blurry,,,\n{paths[1]},keep,fine,,,\n"
-             f"{paths[2]},relabel,neighbours,{data.label_text(2)},{other},\n"
-             f"{paths[3]},relabel,typo,{data.label_text(3)},no-such-class,\n")
+    table = (
+        "image_path,decision,reason,old_label,new_label,decided_by\n"
+        f"{paths[0]},exclude,blurry,,,\n{paths[1]},keep,fine,,,\n"
+        f"{paths[2]},relabel,neighbours,{data.label_text(2)},{other},\n"
+        f"{paths[3]},relabel,typo,{data.label_text(3)},no-such-class,\n"
+    )
     at.file_uploader(key="decisions_upload").set_value(("cleaner_decisions.csv", table.encode(), "text/csv"))
     at.run()
     decisions = work(at).decisions
     assert decisions.paths("exclude") == paths[:1] and decisions.paths("keep") == paths[1:2]
     assert decisions.get(paths[2]).new_label == other and paths[3] not in decisions
-    assert any("Restored 1 exclusion, 1 relabel, 1 kept mark" in shown(w) and "Skipped 1 line" in shown(w)
-               for w in at.warning)
+    assert any(
+        "Restored 1 exclusion, 1 relabel, 1 kept mark" in shown(w) and "Skipped 1 line" in shown(w) for w in at.warning
+    )
     # the cleaned NPZ carries the new label and leaves the excluded image out
     cleaned = load_npz(decisions_npz(at))
     assert cleaned.n == data.n - 1 and paths[0] not in cleaned.image_paths.tolist()
@@ -380,7 +390,9 @@ def test_review_queue_exclude_keep_relabel_and_undo():
     path = str(data.image_paths[relabelled])
     assert decisions.get(path).new_label == suggested
     assert list(csv.reader(io.StringIO(decisions.relabel_csv()))) == [
-        ["image_path", "old_label", "new_label"], [path, data.label_text(relabelled), suggested]]
+        ["image_path", "old_label", "new_label"],
+        [path, data.label_text(relabelled), suggested],
+    ]
     _click(at, "btn_undo")
     assert path not in decisions and relabelled in pending_rows(learned, "worst", work(at).decided_rows())
 
@@ -393,8 +405,9 @@ def test_the_first_decision_rescores_only_the_rows_it_touches(monkeypatch):
 
     scored: list[int] = []  # rows each re-scoring pass computed
     score_rows = scores.score_rows
-    monkeypatch.setattr(scores, "score_rows", lambda indices, *args: scored.append(len(indices))
-                        or score_rows(indices, *args))
+    monkeypatch.setattr(
+        scores, "score_rows", lambda indices, *args: scored.append(len(indices)) or score_rows(indices, *args)
+    )
     at = start_app()
     at.radio(key="review_view").set_value("Review queue")
     at.run()
@@ -405,7 +418,7 @@ def test_the_first_decision_rescores_only_the_rows_it_touches(monkeypatch):
     graph = neighbour_graph(data.embeddings, k=20, metric=resolved_metric("auto", data.embeddings))
     changed = np.zeros(len(data.label_codes), dtype=bool)
     changed[first] = True
-    touched = rows_to_update(graph.indices[:, :scores.LABEL_K], changed)
+    touched = rows_to_update(graph.indices[:, : scores.LABEL_K], changed)
     assert scored == [len(touched)] and len(touched) < len(data.label_codes) / 10
     # and what it learned is what a full re-scoring gives
     full = rescore_label_issues(graph, data.label_codes, len(data.class_names), excluded=[first])
@@ -508,7 +521,7 @@ def test_queue_cards_show_their_nearest_neighbours_with_labels():
     expected = [f"{data.label_text(r)}\n{d:.2f}" for r, d in zip(graph.indices[first, :6], graph.distances[first, :6])]
     shown_texts = [t.value for t in at.text]
     start = next(i for i, t in enumerate(shown_texts) if t == data.file_name(first))
-    assert shown_texts[start + 2:start + 8] == expected  # after its file name and its reasons
+    assert shown_texts[start + 2 : start + 8] == expected  # after its file name and its reasons
 
 
 def test_a_bad_setting_is_explained_in_the_page(monkeypatch):

@@ -1,4 +1,5 @@
 """Who gets in: the CLEANER_ALLOWED_USERS allow-list, finding `[auth]` in the secrets, and the gate's pages."""
+
 from __future__ import annotations
 
 import os
@@ -13,12 +14,17 @@ from cleaner.server.config import ENV_ALLOWED_USERS, load_settings, parse_allowe
 from cleaner.ui.auth import OPEN_NOTE, authlib_installed, is_allowed, providers
 
 REPO = Path(__file__).resolve().parents[1]
-AUTH = {"redirect_uri": "http://127.0.0.1:8501/oauth2callback", "cookie_secret": "s" * 32,
-        "client_id": "cleaner", "client_secret": "x",
-        "server_metadata_url": "http://127.0.0.1:9/.well-known/openid-configuration"}
+AUTH = {
+    "redirect_uri": "http://127.0.0.1:8501/oauth2callback",
+    "cookie_secret": "s" * 32,
+    "client_id": "cleaner",
+    "client_secret": "x",
+    "server_metadata_url": "http://127.0.0.1:9/.well-known/openid-configuration",
+}
 
 
 # ---------------------------------------------------------------- parsing the allow-list
+
 
 def test_allow_list_splits_on_commas_and_whitespace_lower_cases_and_drops_repeats():
     raw = " Ann@Team.Example,@Crew.example\n bob@x.io\t,, ann@team.example "
@@ -33,7 +39,9 @@ def test_empty_allow_list_is_empty():
 
 def test_settings_read_the_allow_list_from_the_environment():
     assert load_settings({ENV_ALLOWED_USERS: "ann@team.example @crew.example"}).allowed_users == (
-        "ann@team.example", "@crew.example")
+        "ann@team.example",
+        "@crew.example",
+    )
 
 
 def test_star_lets_in_anyone_signed_in():
@@ -52,22 +60,26 @@ def test_an_entry_that_is_neither_address_nor_domain_is_refused_with_its_name(ba
 ALLOWED = parse_allowed_users("ann@team.example, @crew.example")
 
 
-@pytest.mark.parametrize("email", ["ann@team.example", "ANN@Team.Example", " ann@team.example ",
-                                   "bob@crew.example", "Zed@CREW.example"])
+@pytest.mark.parametrize(
+    "email", ["ann@team.example", "ANN@Team.Example", " ann@team.example ", "bob@crew.example", "Zed@CREW.example"]
+)
 def test_listed_addresses_and_whole_domains_get_in(email):
     assert is_allowed(email, ALLOWED)
 
 
-@pytest.mark.parametrize("email", [
-    "bob@team.example",          # same domain as a listed address, but only that address is listed
-    "ann@team.example.evil",     # a listed address as a prefix
-    "ann@eng.crew.example",      # a subdomain is another domain
-    "bob@evilcrew.example",      # a listed domain as a suffix
-    "crew.example",              # no address at all
-    "@crew.example",             # a domain is not an address
-    "ann@team.example@evil.example",
-    "",
-])
+@pytest.mark.parametrize(
+    "email",
+    [
+        "bob@team.example",  # same domain as a listed address, but only that address is listed
+        "ann@team.example.evil",  # a listed address as a prefix
+        "ann@eng.crew.example",  # a subdomain is another domain
+        "bob@evilcrew.example",  # a listed domain as a suffix
+        "crew.example",  # no address at all
+        "@crew.example",  # a domain is not an address
+        "ann@team.example@evil.example",
+        "",
+    ],
+)
 def test_everyone_else_is_refused(email):
     assert not is_allowed(email, ALLOWED)
 
@@ -88,9 +100,11 @@ def test_providers_flat_section_or_named_sections():
 
 # ---------------------------------------------------------------- finding [auth] in a real secrets file
 
-_PROBE = ("from cleaner.ui import auth\n"
-          "try:\n    print(repr(auth.auth_section()))\n"
-          "except auth.AuthConfigError as exc:\n    print('REFUSED', exc)\n")
+_PROBE = (
+    "from cleaner.ui import auth\n"
+    "try:\n    print(repr(auth.auth_section()))\n"
+    "except auth.AuthConfigError as exc:\n    print('REFUSED', exc)\n"
+)
 
 
 def _probe(tmp_path: Path, secrets: str | None) -> str:
@@ -99,8 +113,9 @@ def _probe(tmp_path: Path, secrets: str | None) -> str:
     if secrets is not None:
         (tmp_path / ".streamlit" / "secrets.toml").write_text(secrets, encoding="utf-8")
     env = {**os.environ, "HOME": str(tmp_path), "PYTHONPATH": str(REPO)}
-    out = subprocess.run([sys.executable, "-c", _PROBE], cwd=tmp_path, env=env, capture_output=True, text=True,
-                         timeout=120, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", _PROBE], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120, check=True
+    )
     return out.stdout.strip()
 
 
@@ -122,6 +137,7 @@ def test_an_unreadable_secrets_file_refuses_rather_than_opening_the_app(tmp_path
 
 # ---------------------------------------------------------------- the gate's pages (AppTest)
 
+
 def _gated_app(allowed: str) -> None:
     import streamlit as st
 
@@ -132,8 +148,9 @@ def _gated_app(allowed: str) -> None:
     st.write(f"THE APP for {email!r}")
 
 
-def run_gate(allowed: str = "ann@team.example, @crew.example", user: dict | None = None,
-             auth: dict | None = AUTH) -> AppTest:
+def run_gate(
+    allowed: str = "ann@team.example, @crew.example", user: dict | None = None, auth: dict | None = AUTH
+) -> AppTest:
     at = AppTest.from_function(_gated_app, kwargs={"allowed": allowed}, default_timeout=60)
     # Secrets given here replace every secrets file, so a developer's own ~/.streamlit cannot leak in.
     at.secrets = {"auth": auth} if auth is not None else {"unrelated": "x"}
@@ -159,8 +176,10 @@ def test_without_auth_the_app_is_open_and_says_so_in_the_sidebar():
     assert "open to anyone who can reach this server" in OPEN_NOTE
 
 
-needs_authlib = pytest.mark.skipif(not authlib_installed(), reason="Authlib is not installed: pip install "
-                                   "'streamlit[auth]' (Streamlit's sign-in needs it)")
+needs_authlib = pytest.mark.skipif(
+    not authlib_installed(),
+    reason="Authlib is not installed: pip install 'streamlit[auth]' (Streamlit's sign-in needs it)",
+)
 
 
 def test_without_authlib_sign_in_is_not_attempted_and_the_page_says_what_to_install(monkeypatch):
@@ -181,8 +200,12 @@ def test_a_visitor_not_signed_in_sees_one_sign_in_button_and_nothing_of_the_app(
 
 @needs_authlib
 def test_named_providers_get_a_button_each():
-    named = {"redirect_uri": AUTH["redirect_uri"], "cookie_secret": AUTH["cookie_secret"],
-             "google": dict(AUTH), "okta": dict(AUTH)}
+    named = {
+        "redirect_uri": AUTH["redirect_uri"],
+        "cookie_secret": AUTH["cookie_secret"],
+        "google": dict(AUTH),
+        "okta": dict(AUTH),
+    }
     at = run_gate(auth=named)
     assert [b.label for b in at.button] == ["Sign in with google", "Sign in with okta"]
 

@@ -1,5 +1,6 @@
 """Decisions kept on the server: the retired autosave files (readable only with their owner's secret, imported into
 the decision store once) and the page's "Keep my decisions on this server", which now writes to the store."""
+
 from __future__ import annotations
 
 import json
@@ -31,7 +32,7 @@ DIGEST = "d" * 32
 
 def some_decisions() -> Decisions:
     decisions = Decisions()
-    decisions.put("/data/a,1.png", Decision("exclude", reason="blurry, \"very\"", old_label="cat", decided_by="x@y.z"))
+    decisions.put("/data/a,1.png", Decision("exclude", reason='blurry, "very"', old_label="cat", decided_by="x@y.z"))
     decisions.put("/data/b.png", Decision("keep", reason="kept after review", old_label="dog"))
     decisions.put("/data/c\u00e9.png", Decision("relabel", old_label="dog", new_label="cat"))
     return decisions
@@ -79,14 +80,17 @@ def test_email_owner_is_case_blind(tmp_path):
     assert len(store.load(Owner.from_email("ann@example.com"), DIGEST).decisions) == 3
 
 
-@pytest.mark.parametrize("tamper", [
-    lambda data: data.replace(b"exclude", b"keep", 1),  # a decision changed
-    lambda data: data + b"/etc/passwd,exclude,,,,\n",  # a line added
-    lambda data: data[: len(data) // 2],  # cut short (a torn copy)
-    lambda data: data[len(MAGIC):],  # header gone
-    lambda data: b"\x00\xff" * 100,  # not text at all
-    lambda data: b"",
-])
+@pytest.mark.parametrize(
+    "tamper",
+    [
+        lambda data: data.replace(b"exclude", b"keep", 1),  # a decision changed
+        lambda data: data + b"/etc/passwd,exclude,,,,\n",  # a line added
+        lambda data: data[: len(data) // 2],  # cut short (a torn copy)
+        lambda data: data[len(MAGIC) :],  # header gone
+        lambda data: b"\x00\xff" * 100,  # not text at all
+        lambda data: b"",
+    ],
+)
 def test_a_tampered_file_is_rejected_with_a_message(tmp_path, tamper):
     store = AutosaveStore(tmp_path)
     owner = Owner.from_token(new_token())
@@ -138,6 +142,7 @@ def test_tokens_are_checked_before_use():
 
 
 # ---------------------------------------------------------------- the page
+
 
 def _tick_three(at: AppTest) -> list[str]:
     at.selectbox(key="select_class").set_value("3")
@@ -207,8 +212,15 @@ def test_decisions_survive_a_server_restart_with_the_token():
 
     def restore(with_token: str) -> dict:
         # A new Python process: nothing of the first "server" survives but the cache folder (and its database).
-        out = subprocess.run([sys.executable, "-c", RESTORE_CHILD, APP, with_token], cwd=REPO, env=os.environ,
-                             capture_output=True, text=True, timeout=600, check=True)
+        out = subprocess.run(
+            [sys.executable, "-c", RESTORE_CHILD, APP, with_token],
+            cwd=REPO,
+            env=os.environ,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=True,
+        )
         return json.loads(out.stdout.strip().splitlines()[-1])
 
     back = restore(token)

@@ -1,4 +1,5 @@
 """load_npz on well-formed NPZ files: what loads, and what is refused with which message."""
+
 from __future__ import annotations
 
 import io
@@ -31,6 +32,7 @@ pytestmark = pytest.mark.filterwarnings("error::RuntimeWarning")
 
 
 # ---------------------------------------------------------------- valid files load
+
 
 def test_public_api_is_exported():
     assert cleaner.load_npz is load_npz and cleaner.DatasetError is DatasetError
@@ -145,6 +147,7 @@ def test_digest_depends_on_content_not_on_compression():
 
 # ---------------------------------------------------------------- shape and length problems
 
+
 @pytest.mark.parametrize(
     "emb, words",
     [
@@ -187,6 +190,7 @@ def test_row_and_dimension_limits():
 
 
 # ---------------------------------------------------------------- dtypes and values
+
 
 @pytest.mark.parametrize(
     "emb, words",
@@ -242,8 +246,19 @@ def test_float64_values_that_overflow_float32_are_refused():
         (np.zeros(N, dtype="M8[D]"), ["dates or times"]),
         (np.zeros(N, dtype=[("a", "<i4")]), ["integers or strings"]),
     ],
-    ids=["object-mixed", "fractional", "nan", "huge-float", "huge-uint64", "empty", "too-long", "non-utf8",
-         "complex", "dates", "structured"],
+    ids=[
+        "object-mixed",
+        "fractional",
+        "nan",
+        "huge-float",
+        "huge-uint64",
+        "empty",
+        "too-long",
+        "non-utf8",
+        "complex",
+        "dates",
+        "structured",
+    ],
 )
 def test_bad_labels_are_refused(labels, words):
     message = refused(good_npz(labels=labels))
@@ -267,8 +282,19 @@ def test_bad_labels_are_refused(labels, words):
         (np.array(["/a.png", 1, None] * (N // 3), dtype=object), ["Python objects"]),
         (np.array([b"/\xff.png"] * N), ["not UTF-8"]),
     ],
-    ids=["empty", "whitespace", "too-long", "too-long-bytes", "nul", "leading-nul", "newline", "cr", "numbers",
-         "objects", "non-utf8"],
+    ids=[
+        "empty",
+        "whitespace",
+        "too-long",
+        "too-long-bytes",
+        "nul",
+        "leading-nul",
+        "newline",
+        "cr",
+        "numbers",
+        "objects",
+        "non-utf8",
+    ],
 )
 def test_bad_paths_are_refused(paths, words):
     message = refused(good_npz(image_paths=paths))
@@ -295,6 +321,7 @@ def test_lone_surrogates_and_impossible_code_points_are_refused():
 
 # ---------------------------------------------------------------- missing keys
 
+
 @pytest.mark.parametrize(
     "drop", [("labels",), ("image_paths",), ("embeddings", "labels"), ("embeddings", "labels", "image_paths")]
 )
@@ -316,6 +343,7 @@ def test_keys_are_case_sensitive_and_need_the_npy_suffix():
 
 
 # ---------------------------------------------------------------- sources that are not NPZ files
+
 
 def test_empty_file_and_empty_bytes(tmp_path):
     empty = tmp_path / "empty.npz"

@@ -1,4 +1,5 @@
 """Decisions reach training: the exclusion list, the labels to fix, the cleaned NPZ, and resuming them all."""
+
 import datetime as dt
 
 import numpy as np
@@ -53,8 +54,10 @@ def test_decisions_csv_round_trip_keeps_every_kind_reason_and_author():
 
 
 def test_parse_csv_skips_unknown_kinds_and_relabels_without_a_label():
-    text = ("image_path,decision,reason,old_label,new_label,decided_by\n"
-            "/x/1.png,delete,,,,\n/x/2.png,relabel,,cat,,\n,exclude,,,,\n/x/3.png,exclude,,,,\n")
+    text = (
+        "image_path,decision,reason,old_label,new_label,decided_by\n"
+        "/x/1.png,delete,,,,\n/x/2.png,relabel,,cat,,\n,exclude,,,,\n/x/3.png,exclude,,,,\n"
+    )
     parsed = parse_decisions(text)
     assert list(parsed.decisions) == ["/x/3.png"] and parsed.ignored_lines == 3
 
@@ -106,10 +109,19 @@ def test_rows_of_finds_every_row_of_each_path_and_nothing_else():
     names = [f"/img/{i % 37}.png" if i % 5 else f"/img/dup_{i % 4}.png" for i in range(300)]
     order = rng.permutation(len(names))
     paths = np.array(names)[order]
-    data = dataset_from_arrays(np.zeros((len(paths), 2), np.float32) + np.arange(len(paths))[:, None],
-                               np.zeros(len(paths), dtype=np.int64), paths, "dups")
-    for wanted in (["/img/3.png"], ["/img/dup_1.png", "/img/dup_1.png", "/img/nope.png", "/img/3.pn"],
-                   sorted(set(names))[::3], [], ["/img/dup_0.png", "/img/0.png", "/img/36.png"]):
+    data = dataset_from_arrays(
+        np.zeros((len(paths), 2), np.float32) + np.arange(len(paths))[:, None],
+        np.zeros(len(paths), dtype=np.int64),
+        paths,
+        "dups",
+    )
+    for wanted in (
+        ["/img/3.png"],
+        ["/img/dup_1.png", "/img/dup_1.png", "/img/nope.png", "/img/3.pn"],
+        sorted(set(names))[::3],
+        [],
+        ["/img/dup_0.png", "/img/0.png", "/img/36.png"],
+    ):
         expected = [row for row, path in enumerate(data.image_paths.tolist()) if path in set(wanted)]
         assert rows_of(data, wanted).tolist() == expected, wanted
         assert rows_of(data, iter(wanted)).tolist() == expected  # any iterable, as the decisions' dict keys

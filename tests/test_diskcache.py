@@ -1,5 +1,6 @@
 """Files in the cache folder (cleaner/server/diskcache.py): written atomically, dead temporaries removed, the least
 recently used evicted first under a byte budget, and the reason a write failed kept for the page."""
+
 import os
 import threading
 import time

@@ -1,4 +1,5 @@
 """The distance "auto" picks, and what the pick is worth: on features whose length carries the class."""
+
 import numpy as np
 import pytest
 
@@ -51,8 +52,7 @@ def _two_classes_told_apart_by_length(seed: int = 0):
     direction = np.abs(rng.normal(size=(n, dims)))
     direction /= np.linalg.norm(direction, axis=1, keepdims=True)
     truth = np.repeat([0, 1], n // 2)
-    x = (direction * np.where(truth == 0, 1.0, 3.0)[:, None]
-         * rng.uniform(0.9, 1.1, size=(n, 1))).astype(np.float32)
+    x = (direction * np.where(truth == 0, 1.0, 3.0)[:, None] * rng.uniform(0.9, 1.1, size=(n, 1))).astype(np.float32)
     flipped = np.sort(rng.choice(n, size=12, replace=False))
     labels = truth.copy()
     labels[flipped] = 1 - labels[flipped]
@@ -63,8 +63,10 @@ def _two_classes_told_apart_by_length(seed: int = 0):
 @pytest.mark.parametrize("seed", [0, 1])
 def test_auto_finds_the_label_errors_that_cosine_cannot_see(seed):
     data, flipped = _two_classes_told_apart_by_length(seed)
+
     def top(result):
-        return set(np.argsort(-result.labels.score, kind="stable")[:len(flipped)].tolist())
+        return set(np.argsort(-result.labels.score, kind="stable")[: len(flipped)].tolist())
+
     found_auto = len(top(scan(data, k=10)) & set(flipped.tolist()))
     found_cosine = len(top(scan(data, k=10, metric="cosine")) & set(flipped.tolist()))
     assert found_auto == len(flipped)  # every planted error heads the queue

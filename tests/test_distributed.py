@@ -1,5 +1,6 @@
 """`cleaner scan --dask`: the graph, the scores and the maps on a LocalCluster of two worker processes, on small
 sharded data; a worker killed mid-run; a scheduler that cannot be reached."""
+
 from __future__ import annotations
 
 import os
@@ -8,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+import types
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +27,7 @@ from cleaner.layout.landmarks import membership_strengths, place_from_neighbours
 
 from .test_shards import clustered, write_shards
 
+dask = pytest.importorskip("dask", reason="the distributed scan needs dask[distributed]")
 distributed = pytest.importorskip("distributed", reason="the distributed scan needs dask[distributed]")
 
 from cleaner.distributed import tasks  # noqa: E402  (after the skip: these import dask's client side)
@@ -37,11 +40,21 @@ pytestmark = pytest.mark.timeout(900)
 
 @pytest.fixture(scope="module")
 def client():
-    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
-                                       silence_logs=50)
-    with distributed.Client(cluster) as c:
-        yield c
-    cluster.close()
+    # A worker process starts by running the parent's __main__ again; after an AppTest.from_function test that is a
+    # generated Streamlit script, which fails outside its runner: the workers start from an empty __main__ instead.
+    main = sys.modules["__main__"]
+    sys.modules["__main__"] = types.ModuleType("__main__")
+    # Two cores shared with a whole test suite: give worker processes time to start and answer.
+    with dask.config.set({"distributed.comm.timeouts.connect": "120s", "distributed.comm.timeouts.tcp": "120s"}):
+        cluster = distributed.LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None, silence_logs=50
+        )
+        try:
+            with distributed.Client(cluster, timeout=120) as c:
+                yield c
+        finally:
+            cluster.close()
+            sys.modules["__main__"] = main
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +80,8 @@ def test_graph_on_two_workers_equals_the_exact_search(client, sharded):
     same = found.graph.indices == truth.indices
     # where two rows are equally near (the duplicates) either order is right
     tied = np.isclose(found.graph.distances, np.roll(found.graph.distances, 1, axis=1), atol=1e-6) | np.isclose(
-        found.graph.distances, np.roll(found.graph.distances, -1, axis=1), atol=1e-6)
+        found.graph.distances, np.roll(found.graph.distances, -1, axis=1), atol=1e-6
+    )
     assert (same | tied).all()
 
 
@@ -122,8 +136,10 @@ def test_placement_rounds_part_by_part_equal_the_single_machine_placement():
     coords[landmarks], placed[landmarks] = landmark_coords, True
     parts = [(0, 1000), (1000, 2200), (2200, 3000)]
     while True:
-        found = [tasks.place_round((graph.indices[a:b], graph.distances[a:b]), weights[a:b], a, coords, placed)
-                 for a, b in parts]
+        found = [
+            tasks.place_round((graph.indices[a:b], graph.distances[a:b]), weights[a:b], a, coords, placed)
+            for a, b in parts
+        ]
         if not sum(len(r) for r, _ in found):
             break
         for rows, values in found:
@@ -158,8 +174,14 @@ def test_a_worker_killed_mid_run_gives_the_same_graph(client, sharded):
 
 
 def _run_cli(*args: str, cwd: Path, timeout: float = 600) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "cleaner", "scan", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=timeout, env={**os.environ, "PYTHONPATH": str(REPO)})
+    return subprocess.run(
+        [sys.executable, "-m", "cleaner", "scan", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
 
 
 def test_an_unreachable_scheduler_gives_a_clear_message_within_the_timeout(tmp_path, sharded):
@@ -168,8 +190,17 @@ def test_an_unreachable_scheduler_gives_a_clear_message_within_the_timeout(tmp_p
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]  # nothing listens there once closed
     started = time.monotonic()
-    proc = _run_cli(str(folder), "--out", "r.csv", "--dask", f"tcp://127.0.0.1:{port}", "--dask-timeout", "3",
-                    cwd=tmp_path, timeout=120)
+    proc = _run_cli(
+        str(folder),
+        "--out",
+        "r.csv",
+        "--dask",
+        f"tcp://127.0.0.1:{port}",
+        "--dask-timeout",
+        "3",
+        cwd=tmp_path,
+        timeout=120,
+    )
     assert proc.returncode == 2
     assert "could not reach the Dask scheduler" in proc.stderr and f"127.0.0.1:{port}" in proc.stderr
     assert time.monotonic() - started < 60
@@ -179,8 +210,18 @@ def test_an_unreachable_scheduler_gives_a_clear_message_within_the_timeout(tmp_p
 
 def test_scan_precompute_on_a_local_cluster_writes_what_the_app_reads(tmp_path, sharded):
     folder, emb = sharded
-    proc = _run_cli(str(folder), "--out", str(tmp_path / "dask.csv"), "--precompute", "--dask", "local:2",
-                    "--map-limit", "1000", "--no-image-check", cwd=tmp_path)
+    proc = _run_cli(
+        str(folder),
+        "--out",
+        str(tmp_path / "dask.csv"),
+        "--precompute",
+        "--dask",
+        "local:2",
+        "--map-limit",
+        "1000",
+        "--no-image-check",
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "neighbour graph on the cluster" in proc.stdout and "map sample: 1,000 of 2,400" in proc.stdout
     here = load_sharded(folder)

@@ -1,4 +1,5 @@
 """The effect of the review: the audit's statistics, the caught rule, the probe before and after, the queue's yield."""
+
 import json
 import math
 import os
@@ -64,7 +65,9 @@ def test_wilson_matches_scipy_and_the_closed_formula(k, n):
     ci = binomtest(k, n).proportion_ci(method="wilson")
     assert found.low == pytest.approx(ci.low, abs=1e-12) and found.high == pytest.approx(ci.high, abs=1e-12)
     low, high = closed_wilson(k, n)
-    assert found.low == pytest.approx(max(low, 0.0), abs=1e-12) and found.high == pytest.approx(min(high, 1.0), abs=1e-12)
+    assert found.low == pytest.approx(max(low, 0.0), abs=1e-12) and found.high == pytest.approx(
+        min(high, 1.0), abs=1e-12
+    )
     assert (found.k, found.n, found.estimate, found.method) == (k, n, k / n, WILSON)
 
 
@@ -212,11 +215,19 @@ def _audited_dataset(n=400, seed=0):
     for i, row in enumerate(rows.tolist()):
         path = str(dataset.image_paths[row])
         given = names[int(dataset.label_codes[row])]
-        verdict = AuditVerdict("exclude") if i % 10 == 0 else (
-            AuditVerdict("relabel", names[(int(dataset.label_codes[row]) + 1) % 4]) if i % 10 == 1 else
-            AuditVerdict("keep", given))
+        verdict = (
+            AuditVerdict("exclude")
+            if i % 10 == 0
+            else (
+                AuditVerdict("relabel", names[(int(dataset.label_codes[row]) + 1) % 4])
+                if i % 10 == 1
+                else AuditVerdict("keep", given)
+            )
+        )
         d.set_audit(path, verdict)
-        d.put(path, Decision(verdict.kind, new_label=verdict.label if verdict.kind == "relabel" else "", source="audit"))
+        d.put(
+            path, Decision(verdict.kind, new_label=verdict.label if verdict.kind == "relabel" else "", source="audit")
+        )
     return dataset, d, rows
 
 
@@ -234,9 +245,24 @@ def test_effect_report_from_the_audit():
     assert a.bad_left[0] == pytest.approx(400 * 11 / 60)
     out = report.to_json()
     json.dumps(out, allow_nan=False)
-    for key in ("n_rows", "trusted_rows", "trusted_source", "probe_accuracy_before", "probe_accuracy_after",
-                "probe_gain", "probe_gain_ci", "audited", "bad_rate", "bad_rate_ci", "review_recall", "bad_left",
-                "bad_left_ci", "probe_gain_method", "proportion_method", "bad_left_method"):
+    for key in (
+        "n_rows",
+        "trusted_rows",
+        "trusted_source",
+        "probe_accuracy_before",
+        "probe_accuracy_after",
+        "probe_gain",
+        "probe_gain_ci",
+        "audited",
+        "bad_rate",
+        "bad_rate_ci",
+        "review_recall",
+        "bad_left",
+        "bad_left_ci",
+        "probe_gain_method",
+        "proportion_method",
+        "bad_left_method",
+    ):
         assert key in out, key
     assert out["bad_rate"] == pytest.approx(12 / 60) and out["n_rows"] == 400
     assert "queue_yield" not in out  # no decision came from the queue
@@ -287,9 +313,17 @@ def test_errors_are_worded_for_people():
 
 
 def test_the_module_imports_neither_streamlit_nor_sklearn():
-    code = ("import sys, cleaner.decisions.effect; "
-            "print(sorted(m for m in ('streamlit', 'sklearn', 'scipy') if m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60,
-                         env={**os.environ, "PYTHONPATH": str(REPO)})
+    code = (
+        "import sys, cleaner.decisions.effect; "
+        "print(sorted(m for m in ('streamlit', 'sklearn', 'scipy') if m in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"

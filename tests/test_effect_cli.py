@@ -1,4 +1,5 @@
 """`cleaner effect`: the figures it prints and writes, checked against values computed here, and its errors."""
+
 import json
 
 import numpy as np
@@ -45,19 +46,38 @@ def case(tmp_path_factory):
         else:
             verdict = AuditVerdict("keep", str(NAMES[y[row]]))
         d.set_audit(str(paths[row]), verdict)
-        d.put(str(paths[row]), Decision(verdict.kind, new_label=verdict.label if verdict.kind == "relabel" else "",
-                                        source="audit"))
+        d.put(
+            str(paths[row]),
+            Decision(verdict.kind, new_label=verdict.label if verdict.kind == "relabel" else "", source="audit"),
+        )
     order = review_queue(*scan(load_npz(data)).all(), by="worst", flagged_only=True)
     for row in order[:FROM_QUEUE].tolist():  # the oracle works the top of the queue
-        d.put(str(paths[row]), Decision("relabel", new_label=str(NAMES[y[row]]), source="queue") if flip[row]
-              else Decision("keep", source="queue"))
+        d.put(
+            str(paths[row]),
+            Decision("relabel", new_label=str(NAMES[y[row]]), source="queue")
+            if flip[row]
+            else Decision("keep", source="queue"),
+        )
     bad_audited = [r for r in audited.tolist() if flip[r] or r % 17 == 0]
     beyond = [r for r in bad_audited if r not in set(order[:FROM_QUEUE].tolist())]
     d.put(str(paths[beyond[0]]), Decision("exclude", source="selection"))  # a later selection covers one more
     decisions = folder / "decisions.csv"
     decisions.write_text(d.decisions_csv(), encoding="utf-8")
-    return dict(folder=folder, data=data, decisions=decisions, x=x, y=y, noisy=noisy, flip=flip, paths=paths,
-                audited=audited, order=order, bad_audited=bad_audited, selected=beyond[0], d=d)
+    return dict(
+        folder=folder,
+        data=data,
+        decisions=decisions,
+        x=x,
+        y=y,
+        noisy=noisy,
+        flip=flip,
+        paths=paths,
+        audited=audited,
+        order=order,
+        bad_audited=bad_audited,
+        selected=beyond[0],
+        d=d,
+    )
 
 
 def run(case, *extra, json_name="out.json"):

@@ -6,6 +6,7 @@ too) or a regular file where a folder should be, and "full" is a tmpfs of a few 
 test that needs chattr or mount skips with the reason where they are refused. Every wait is bounded; nothing
 asserts on wall-clock time.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -98,8 +99,9 @@ else:
 def _kill_mid_write(kind: str, folder: Path) -> None:
     """A process writing one store entry, SIGKILLed once half of it is on disk."""
     marker = folder.parent / f"{kind}.marker"
-    child = subprocess.Popen([sys.executable, "-c", KILLED_WRITER, str(REPO), kind, str(folder), str(marker)],
-                             start_new_session=True)
+    child = subprocess.Popen(
+        [sys.executable, "-c", KILLED_WRITER, str(REPO), kind, str(folder), str(marker)], start_new_session=True
+    )
     try:
         deadline = time.monotonic() + WAIT_S
         while not marker.exists():
@@ -174,6 +176,7 @@ def test_a_killed_writes_leftover_is_cleaned_up_later(tmp_path, small):
 
 # ---------------------------------------------------------------- a cache folder that cannot be written
 
+
 @contextlib.contextmanager
 def immutable(*folders: Path):
     """chattr +i: nothing can be created, renamed or removed inside, not even by root."""
@@ -198,8 +201,11 @@ def full(*folders: Path, size_kib: int = 8):
     try:
         for folder in folders:
             folder.mkdir(parents=True, exist_ok=True)
-            result = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_kib}k", "tmpfs", str(folder)],
-                                    capture_output=True, text=True)
+            result = subprocess.run(
+                ["mount", "-t", "tmpfs", "-o", f"size={size_kib}k", "tmpfs", str(folder)],
+                capture_output=True,
+                text=True,
+            )
             if result.returncode:
                 pytest.skip(f"mount -t tmpfs refused here: {result.stderr.strip()}")
             mounted.append(folder)
@@ -275,10 +281,15 @@ print(json.dumps(runs))
 
 
 def _page_runs(cache: Path, allowed: Path, source: str, numba: Path) -> list[dict]:
-    env = {**os.environ, "CLEANER_CACHE_DIR": str(cache), "CLEANER_ALLOWED_ROOTS": str(allowed),
-           "NUMBA_CACHE_DIR": str(numba)}
-    out = subprocess.run([sys.executable, "-c", PAGE_CHILD, APP, source], cwd=REPO, env=env, capture_output=True,
-                         text=True, timeout=600)
+    env = {
+        **os.environ,
+        "CLEANER_CACHE_DIR": str(cache),
+        "CLEANER_ALLOWED_ROOTS": str(allowed),
+        "NUMBA_CACHE_DIR": str(numba),
+    }
+    out = subprocess.run(
+        [sys.executable, "-c", PAGE_CHILD, APP, source], cwd=REPO, env=env, capture_output=True, text=True, timeout=600
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -313,8 +324,11 @@ def test_page_keeps_working_when_the_cache_cannot_be_written(unwritable_page, bl
 
 
 def _cache_notes(texts: list[str]) -> list[str]:
-    return [t for t in texts if "cache" in t.lower() and any(w in t.lower() for w in ("written", "write", "full",
-                                                                                         "space", "read-only"))]
+    return [
+        t
+        for t in texts
+        if "cache" in t.lower() and any(w in t.lower() for w in ("written", "write", "full", "space", "read-only"))
+    ]
 
 
 @pytest.mark.parametrize("blocker", ["read-only (chattr +i)", "full (8 KiB tmpfs)"])
@@ -334,6 +348,7 @@ def test_demo_page_works_when_the_whole_cache_folder_is_read_only(tmp_path):
 
 
 # ---------------------------------------------------------------- a tab closed while its map computes
+
 
 def test_job_of_a_closed_tab_finishes_and_holds_nothing_of_it(tmp_path, monkeypatch):
     """The page only asks and polls; the job owns nothing the session owned once it is done."""
@@ -373,11 +388,15 @@ def test_failed_job_of_a_closed_tab_leaks_nothing(tmp_path, monkeypatch):
     del emb, graph  # nobody waits on the job: the page only polls its status
     _wait_for(lambda: service.status("tab", PARAMS, 100).state == "failed", "the job fails")
     # The failure is kept for the next visitor to read; the arrays must not be (a traceback pins its frames).
-    _wait_for(lambda: gc.collect() is not None and all(ref() is None for ref in refs),
-              "the failed job's arrays are released", timeout=10)
+    _wait_for(
+        lambda: gc.collect() is not None and all(ref() is None for ref in refs),
+        "the failed job's arrays are released",
+        timeout=10,
+    )
 
 
 # ---------------------------------------------------------------- two sessions, one layout
+
 
 def test_two_sessions_asking_at_once_get_one_computation(tmp_path, monkeypatch, small):
     emb, _, graph = small
@@ -466,10 +485,11 @@ def test_a_layout_dropped_from_memory_with_no_disk_copy_is_computed_again(tmp_pa
     graph = exact_neighbours(emb, 5, "cosine")
 
     def first_axes(embeddings, g, params):
-        return np.ascontiguousarray(embeddings[:, :params.n_components], dtype=np.float32)
+        return np.ascontiguousarray(embeddings[:, : params.n_components], dtype=np.float32)
 
-    service = LayoutService(_FullLayoutStore(tmp_path / "layouts", packaged=tmp_path / "none"), memory_entries=1,
-                            layout=first_axes)
+    service = LayoutService(
+        _FullLayoutStore(tmp_path / "layouts", packaged=tmp_path / "none"), memory_entries=1, layout=first_axes
+    )
     three, two = LayoutParams(n_components=3), LayoutParams(n_components=2)
     for params in (three, two):  # the 2D layout pushes the 3D one out of memory
         service.request("full", params, emb, graph)
@@ -500,6 +520,7 @@ def test_a_graph_dropped_from_memory_with_no_disk_copy_is_searched_again(tmp_pat
 
 
 # ---------------------------------------------------------------- an image folder gone mid-review
+
 
 def _images(folder: Path, n: int) -> list[str]:
     folder.mkdir(parents=True)

@@ -3,6 +3,7 @@ DatasetError with a real message (never the safety net's), within a small memory
 
 deadline is a guard against hangs, not a speed assertion; derandomize keeps CI stable.
 """
+
 from __future__ import annotations
 
 import io
@@ -61,6 +62,7 @@ def load_or_refuse(data) -> Dataset | None:
 
 # ---------------------------------------------------------------- 1. random bytes
 
+
 @FUZZ
 @given(
     st.one_of(
@@ -77,10 +79,12 @@ def test_random_bytes(data):
 
 # ---------------------------------------------------------------- 2. mutated valid NPZ files
 
+
 def _bases() -> list[bytes]:
     arrays = good_arrays(n=12, d=4)
-    text_labels = dict(arrays, labels=np.array(["cat", "dog", "émeu"] * 4),
-                       embeddings=arrays["embeddings"].astype(np.float64))
+    text_labels = dict(
+        arrays, labels=np.array(["cat", "dog", "émeu"] * 4), embeddings=arrays["embeddings"].astype(np.float64)
+    )
     bases = []
     for compressed in (False, True):
         bases.append(npz(compressed, **arrays))
@@ -102,8 +106,22 @@ def _structure_offsets(data: bytes) -> list[int]:
 
 
 OFFSETS = [_structure_offsets(b) for b in BASES]
-INTERESTING = [b"\x00\x00\x00\x00", b"\xff\xff\xff\xff", b"\xff\xff\xff\x7f", b"\x00\x00\x00\x80", b"\x01",
-               b"\x00\x01", b"9", b"(", b")", b",", b"'O'", b"\x08\x00", b"\x0c\x00", b"\x01\x00"]
+INTERESTING = [
+    b"\x00\x00\x00\x00",
+    b"\xff\xff\xff\xff",
+    b"\xff\xff\xff\x7f",
+    b"\x00\x00\x00\x80",
+    b"\x01",
+    b"\x00\x01",
+    b"9",
+    b"(",
+    b")",
+    b",",
+    b"'O'",
+    b"\x08\x00",
+    b"\x0c\x00",
+    b"\x01\x00",
+]
 
 
 @st.composite
@@ -126,10 +144,10 @@ def mutated_npz(draw) -> bytes:
         elif op == "insert":
             data[at:at] = draw(st.binary(min_size=1, max_size=16))
         elif op == "delete":
-            del data[at:at + draw(st.integers(1, 64))]
+            del data[at : at + draw(st.integers(1, 64))]
         else:
             value = draw(st.sampled_from(INTERESTING))
-            data[at:at + len(value)] = value
+            data[at : at + len(value)] = value
     return bytes(data)
 
 
@@ -147,8 +165,21 @@ def test_unmutated_bases_load():
 # ---------------------------------------------------------------- 3. random shapes and dtypes through np.savez
 
 DTYPES = [
-    "<f4", "<f8", "<f2", ">f8", "<i1", "<i8", "<u8", "|b1", "<c8", "<U3", "|S3", "<M8[s]", "<m8[s]",
-    [("a", "<i4"), ("b", "<f2")], "object",
+    "<f4",
+    "<f8",
+    "<f2",
+    ">f8",
+    "<i1",
+    "<i8",
+    "<u8",
+    "|b1",
+    "<c8",
+    "<U3",
+    "|S3",
+    "<M8[s]",
+    "<m8[s]",
+    [("a", "<i4"), ("b", "<f2")],
+    "object",
 ]
 
 
@@ -158,8 +189,13 @@ def _array(shape_strategy):
         shape = draw(shape_strategy)
         dtype = draw(st.sampled_from(DTYPES))
         if dtype == "object":
-            values = draw(st.lists(st.one_of(st.integers(-5, 5), st.text(max_size=3), st.none()),
-                                   min_size=int(np.prod(shape)), max_size=int(np.prod(shape))))
+            values = draw(
+                st.lists(
+                    st.one_of(st.integers(-5, 5), st.text(max_size=3), st.none()),
+                    min_size=int(np.prod(shape)),
+                    max_size=int(np.prod(shape)),
+                )
+            )
             arr = np.empty(len(values), dtype=object)
             arr[:] = values
             return arr.reshape(shape)
@@ -167,6 +203,7 @@ def _array(shape_strategy):
         if draw(st.booleans()) and arr.ndim >= 2:
             arr = np.asfortranarray(arr)
         return arr
+
     return build()
 
 
@@ -186,26 +223,32 @@ def savez_case(draw):
     any_shape = hnp.array_shapes(min_dims=0, max_dims=3, max_side=12)
     col_shape = st.one_of(st.just((n,)), hnp.array_shapes(min_dims=0, max_dims=2, max_side=12))
     finite = st.floats(-1e4, 1e4, width=16)
-    emb = draw(st.one_of(
-        hnp.arrays(st.sampled_from(NUMERIC), (n, d), elements=st.integers(0, 100)),
-        hnp.arrays(st.sampled_from(["<f2", "<f4", "<f8"]), (n, d), elements=finite),
-        hnp.arrays(st.sampled_from(["<f2", "<f4", "<f8"]), (n, d)),  # NaN, inf and overflow
-        _array(st.just((n, d))),
-        _array(any_shape),
-    ))
-    labels = draw(st.one_of(
-        hnp.arrays(st.sampled_from(NUMERIC + ["|b1"]), (n,), elements=st.integers(0, 1)),
-        hnp.arrays(np.dtype("<U4"), (n,), elements=_numpy_text(4)),
-        hnp.arrays(np.dtype("|S4"), (n,), elements=st.binary(max_size=4).map(lambda b: b.rstrip(b"\x00"))),
-        hnp.arrays(st.sampled_from(["<f4", "<f8"]), (n,)),
-        _array(col_shape),
-    ))
-    paths = draw(st.one_of(
-        st.just(np.array([f"/data/{i}.png" for i in range(n)], dtype=str)),
-        st.just(np.array([f"/data/ü{i}.png".encode() for i in range(n)])),
-        hnp.arrays(np.dtype("<U12"), (n,), elements=_numpy_text(12)),
-        _array(col_shape),
-    ))
+    emb = draw(
+        st.one_of(
+            hnp.arrays(st.sampled_from(NUMERIC), (n, d), elements=st.integers(0, 100)),
+            hnp.arrays(st.sampled_from(["<f2", "<f4", "<f8"]), (n, d), elements=finite),
+            hnp.arrays(st.sampled_from(["<f2", "<f4", "<f8"]), (n, d)),  # NaN, inf and overflow
+            _array(st.just((n, d))),
+            _array(any_shape),
+        )
+    )
+    labels = draw(
+        st.one_of(
+            hnp.arrays(st.sampled_from(NUMERIC + ["|b1"]), (n,), elements=st.integers(0, 1)),
+            hnp.arrays(np.dtype("<U4"), (n,), elements=_numpy_text(4)),
+            hnp.arrays(np.dtype("|S4"), (n,), elements=st.binary(max_size=4).map(lambda b: b.rstrip(b"\x00"))),
+            hnp.arrays(st.sampled_from(["<f4", "<f8"]), (n,)),
+            _array(col_shape),
+        )
+    )
+    paths = draw(
+        st.one_of(
+            st.just(np.array([f"/data/{i}.png" for i in range(n)], dtype=str)),
+            st.just(np.array([f"/data/ü{i}.png".encode() for i in range(n)])),
+            hnp.arrays(np.dtype("<U12"), (n,), elements=_numpy_text(12)),
+            _array(col_shape),
+        )
+    )
     arrays = {"embeddings": emb, "labels": labels, "image_paths": paths}
     if draw(st.integers(0, 3)) == 0:
         arrays["extra"] = draw(_array(hnp.array_shapes(min_dims=0, max_dims=2, max_side=4)))
@@ -230,6 +273,7 @@ def test_random_arrays_through_savez(case):
 
 
 # ---------------------------------------------------------------- 4. zip entries whose fields lie
+
 
 @st.composite
 def lying_zip(draw) -> bytes:

@@ -3,6 +3,7 @@
 Every case must end in DatasetError with a message that says what is wrong, run no code, and use
 memory bounded by the limits rather than by what the file claims.
 """
+
 from __future__ import annotations
 
 import io
@@ -27,6 +28,7 @@ pytestmark = pytest.mark.filterwarnings("error::RuntimeWarning")
 
 
 # ---------------------------------------------------------------- raw zip building and patching
+
 
 def deflated(parts: list[bytes], zeros_mb: int = 0) -> tuple[bytes, int, int]:
     """Raw deflate of parts followed by zeros_mb MiB of zeros, built fast: one fully flushed block of
@@ -60,21 +62,31 @@ def members_with(**replace: dict) -> list[dict]:
 def patch_member(data: bytes, name: str, **fields: int) -> bytes:
     """Overwrite header fields (flags, method, crc, compress_size, file_size) of one member in both the
     local header and the central directory of a zip written by zipfile."""
-    local = {"flags": (6, "<H"), "method": (8, "<H"), "crc": (14, "<I"), "compress_size": (18, "<I"),
-             "file_size": (22, "<I")}
-    central = {"flags": (8, "<H"), "method": (10, "<H"), "crc": (16, "<I"), "compress_size": (20, "<I"),
-               "file_size": (24, "<I")}
+    local = {
+        "flags": (6, "<H"),
+        "method": (8, "<H"),
+        "crc": (14, "<I"),
+        "compress_size": (18, "<I"),
+        "file_size": (22, "<I"),
+    }
+    central = {
+        "flags": (8, "<H"),
+        "method": (10, "<H"),
+        "crc": (16, "<I"),
+        "compress_size": (20, "<I"),
+        "file_size": (24, "<I"),
+    }
     with zipfile.ZipFile(io.BytesIO(data)) as zf:
         lh = zf.getinfo(name).header_offset
         pos = zf.start_dir
     buf = bytearray(data)
     while True:
-        assert buf[pos:pos + 4] == b"PK\x01\x02"
+        assert buf[pos : pos + 4] == b"PK\x01\x02"
         name_len, extra_len, comment_len = struct.unpack_from("<3H", buf, pos + 28)
-        if buf[pos + 46:pos + 46 + name_len] == name.encode():
+        if buf[pos + 46 : pos + 46 + name_len] == name.encode():
             break
         pos += 46 + name_len + extra_len + comment_len
-    assert buf[lh:lh + 4] == b"PK\x03\x04"
+    assert buf[lh : lh + 4] == b"PK\x03\x04"
     for field, value in fields.items():
         for base, table in ((lh, local), (pos, central)):
             offset, fmt = table[field]
@@ -99,6 +111,7 @@ def test_raw_zip_builder_makes_loadable_npz():
 
 
 # ---------------------------------------------------------------- pickles never run
+
 
 class _CreatesMarker:
     """Unpickling this calls open(marker, 'w'): a harmless stand-in for running any code."""
@@ -163,6 +176,7 @@ def test_header_with_code_is_not_evaluated(tmp_path):
 
 # ---------------------------------------------------------------- lying .npy headers
 
+
 @pytest.mark.parametrize(
     "header, words, kwargs",
     [
@@ -178,10 +192,12 @@ def test_header_with_code_is_not_evaluated(tmp_path):
         (npy_header((N, 4), descr="|V0"), ["unusable data type"], {}),
         (npy_header((N, 4), descr="|O"), ["Python objects"], {}),
         (npy_header((N, 4), descr="|V99999999999999"), ["bad .npy header"], {}),
-        (raw_npy("{'descr': [('a', '<f4', (100000, 100000))], 'fortran_order': False, 'shape': (24, 4), }"),
-         ["bad .npy header"], {}),
-        (raw_npy("{'descr': ('<f4', (4,)), 'fortran_order': False, 'shape': (24, 4), }"),
-         ["unusable data type"], {}),
+        (
+            raw_npy("{'descr': [('a', '<f4', (100000, 100000))], 'fortran_order': False, 'shape': (24, 4), }"),
+            ["bad .npy header"],
+            {},
+        ),
+        (raw_npy("{'descr': ('<f4', (4,)), 'fortran_order': False, 'shape': (24, 4), }"), ["unusable data type"], {}),
         (raw_npy("{'descr': '<f4', 'fortran_order': False, 'shape': (24, 4), 'extra': 1}"), ["bad .npy header"], {}),
         (raw_npy("{'descr': '<f4', 'fortran_order': 'no', 'shape': (24, 4), }"), ["bad .npy header"], {}),
         (raw_npy("{'descr': '<f4', 'fortran_order': False, 'shape': [24, 4], }"), ["bad .npy header"], {}),
@@ -189,18 +205,42 @@ def test_header_with_code_is_not_evaluated(tmp_path):
         (raw_npy("1+" * 3000 + "1"), ["bad .npy header"], {}),  # RecursionError inside ast
         (raw_npy("-" * 9000 + "1"), ["bad .npy header"], {}),  # MemoryError inside the parser
         (raw_npy("{" * 4000), ["bad .npy header"], {}),  # tokenize.TokenError
-        (raw_npy("{'descr': '<f4', 'fortran_order': False, 'shape': (24, 4), }", version=(9, 9)),
-         ["version 9.9"], {}),
+        (raw_npy("{'descr': '<f4', 'fortran_order': False, 'shape': (24, 4), }", version=(9, 9)), ["version 9.9"], {}),
         (b"\x93NUMPY\x02\x00" + struct.pack("<I", 4_000_000_000) + b"{", ["4,000,000,000-byte .npy header"], {}),
         (b"\x93NUMPY\x01\x00\x00\x01{'descr'", ["truncated inside its .npy header"], {}),
         (b"\x93NUMPY\x01", ["lacks the .npy signature"], {}),
         (b"", ["lacks the .npy signature"], {}),
         (npy_header((N, 4)) + b"\0" * 10, ["truncated", "only 10 bytes"], {}),
     ],
-    ids=["huge-rows", "huge-bytes", "over-budget", "promise-no-data", "zero-by-huge", "huge-dims", "negative",
-         "70-dims", "U0", "V0", "object-descr", "huge-void", "huge-subarray", "subarray-descr", "extra-key",
-         "bad-fortran", "list-shape", "deep-nesting", "recursion", "parser-memory", "token-error", "version-9", "4GB-header-length", "cut-header", "cut-magic",
-         "empty-member", "short-data"],
+    ids=[
+        "huge-rows",
+        "huge-bytes",
+        "over-budget",
+        "promise-no-data",
+        "zero-by-huge",
+        "huge-dims",
+        "negative",
+        "70-dims",
+        "U0",
+        "V0",
+        "object-descr",
+        "huge-void",
+        "huge-subarray",
+        "subarray-descr",
+        "extra-key",
+        "bad-fortran",
+        "list-shape",
+        "deep-nesting",
+        "recursion",
+        "parser-memory",
+        "token-error",
+        "version-9",
+        "4GB-header-length",
+        "cut-header",
+        "cut-magic",
+        "empty-member",
+        "short-data",
+    ],
 )
 def test_lying_npy_headers_are_refused_cheaply(header, words, kwargs):
     data = zip_of({**good_members(), "embeddings.npy": header})
@@ -251,8 +291,9 @@ def test_bomb_declaring_a_small_size_inflates_no_further(zero_bomb):
     assert "'embeddings' inside the NPZ is corrupt" in message and "CRC" in message
     # The same with the CRC patched to match the declared prefix: it loads, having read only that prefix.
     prefix_crc = zlib.crc32(head + b"\0" * 100)
-    data = raw_zip(members_with(
-        embeddings=dict(payload=stream, method=zipfile.ZIP_DEFLATED, crc=prefix_crc, file_size=small)))
+    data = raw_zip(
+        members_with(embeddings=dict(payload=stream, method=zipfile.ZIP_DEFLATED, crc=prefix_crc, file_size=small))
+    )
     with peak_memory(4 * MB + len(data)):
         ds = load_npz(data)
     np.testing.assert_array_equal(ds.embeddings, good_arrays()["embeddings"])
@@ -292,14 +333,17 @@ def test_stored_member_whose_sizes_disagree_is_refused():
 
 def test_many_bombs_in_one_file_share_one_budget():
     """Each member within the limit, together over it: the budget is for all arrays."""
-    arrays = dict(good_arrays(),
-                  embeddings=np.zeros((N, 150_000), dtype=np.float32),  # 13.7 MiB, tiny deflated
-                  labels=np.zeros(N, dtype="<U150000"))  # 13.7 MiB more
+    arrays = dict(
+        good_arrays(),
+        embeddings=np.zeros((N, 150_000), dtype=np.float32),  # 13.7 MiB, tiny deflated
+        labels=np.zeros(N, dtype="<U150000"),
+    )  # 13.7 MiB more
     message = refused(_savez(arrays), max_bytes=20 * MB, max_dims=200_000)
     assert "'labels'" in message and "limit" in message
 
 
 # ---------------------------------------------------------------- truncated and corrupt zips
+
 
 @pytest.mark.parametrize("compression", [zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED], ids=["stored", "deflated"])
 def test_every_truncation_is_refused(compression):
@@ -323,7 +367,7 @@ def test_corrupt_deflate_stream_is_refused():
     with zipfile.ZipFile(io.BytesIO(bytes(data))) as zf:
         info = zf.getinfo("embeddings.npy")
     start = info.header_offset + 30 + len(info.filename)
-    data[start:start + 40] = b"\xff" * 40
+    data[start : start + 40] = b"\xff" * 40
     message = refused(bytes(data))
     assert "'embeddings' inside the NPZ is corrupt" in message
 
@@ -332,11 +376,12 @@ def test_local_header_name_mismatch_is_refused():
     data = bytearray(zip_of(good_members(), zipfile.ZIP_STORED))
     with zipfile.ZipFile(io.BytesIO(bytes(data))) as zf:
         offset = zf.getinfo("labels.npy").header_offset
-    data[offset + 30:offset + 31] = b"X"
+    data[offset + 30 : offset + 31] = b"X"
     assert "'labels' inside the NPZ is corrupt" in refused(bytes(data))
 
 
 # ---------------------------------------------------------------- encryption, methods, odd archives
+
 
 def test_encrypted_member_is_refused():
     data = zip_of(good_members(), zipfile.ZIP_DEFLATED)
@@ -391,11 +436,22 @@ def zip64_end(data: bytes, directory_size: int | None = None, locator_points_to:
     fields then say "see zip64". The zip64 record may declare another directory size, and the locator may
     point somewhere other than the record just before it."""
     end = len(data) - 22
-    assert data[end:end + 4] == b"PK\x05\x06"
+    assert data[end : end + 4] == b"PK\x05\x06"
     entries, size, offset = struct.unpack_from("<H2I", data, end + 10)
     record_at = end
-    record = struct.pack("<4sQ2H2I4Q", b"PK\x06\x06", 44, 45, 45, 0, 0, entries, entries,
-                         size if directory_size is None else directory_size, offset)
+    record = struct.pack(
+        "<4sQ2H2I4Q",
+        b"PK\x06\x06",
+        44,
+        45,
+        45,
+        0,
+        0,
+        entries,
+        entries,
+        size if directory_size is None else directory_size,
+        offset,
+    )
     locator = struct.pack("<4sIQI", b"PK\x06\x07", 0, record_at if locator_points_to is None else locator_points_to, 1)
     classic = struct.pack("<4s4H2IH", b"PK\x05\x06", 0, 0, 0xFFFF, 0xFFFF, 0xFFFFFFFF, 0xFFFFFFFF, 0)
     return data[:end] + record + locator + classic
@@ -462,8 +518,13 @@ def test_prefix_comment_zip64_and_duplicates():
 
 def test_nested_npz_and_path_like_member_names():
     members = good_members()
-    nested = zip_of({"embeddings.npy": good_npz(), "labels.npy": members["labels.npy"],
-                     "image_paths.npy": members["image_paths.npy"]})
+    nested = zip_of(
+        {
+            "embeddings.npy": good_npz(),
+            "labels.npy": members["labels.npy"],
+            "image_paths.npy": members["image_paths.npy"],
+        }
+    )
     assert "lacks the .npy signature" in refused(nested)
     traversal = zip_of({f"../../{k}": v for k, v in members.items()})
     assert "missing 'embeddings'" in refused(traversal)
@@ -472,7 +533,7 @@ def test_nested_npz_and_path_like_member_names():
 def test_non_utf8_member_names_do_not_crash():
     data = bytearray(raw_zip(members_with() + [{"name": "xx.npy", "payload": b""}]))
     at = bytes(data).rfind(b"xx.npy")
-    data[at:at + 2] = b"\xff\xfe"
+    data[at : at + 2] = b"\xff\xfe"
     assert load_npz(bytes(data)).n == N  # cp437 decodes any byte
     flagged = bytearray(data)
     cd = bytes(flagged).rfind(b"PK\x01\x02")
@@ -481,6 +542,7 @@ def test_non_utf8_member_names_do_not_crash():
 
 
 # ---------------------------------------------------------------- memory of valid but heavy files
+
 
 @pytest.mark.parametrize(
     "overrides",

@@ -1,5 +1,6 @@
 """ImageAccess path safety and image decoding: a Thumbnail with ok=True for real images inside the
 allowed roots, and ok=False with a clear reason (never an exception, never a hang) for everything else."""
+
 from __future__ import annotations
 
 import io
@@ -35,6 +36,7 @@ pytestmark = pytest.mark.timeout(60)  # a FIFO that blocks must fail the test, n
 
 
 # ---------------------------------------------------------------- fixtures and helpers
+
 
 @pytest.fixture
 def root(tmp_path) -> Path:
@@ -128,19 +130,28 @@ def max_rss_mb() -> float:
 
 # ---------------------------------------------------------------- the guard is on
 
+
 def test_importing_cleaner_leaves_pillow_alone_and_the_app_start_sets_its_guard():
     import subprocess
     import sys
 
-    code = ("from PIL import Image; before = Image.MAX_IMAGE_PIXELS; import cleaner.io.images as m; "
-            "print(before == Image.MAX_IMAGE_PIXELS); m.configure_pillow(); print(Image.MAX_IMAGE_PIXELS)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         cwd=Path(__file__).resolve().parents[1]).stdout.split()
+    code = (
+        "from PIL import Image; before = Image.MAX_IMAGE_PIXELS; import cleaner.io.images as m; "
+        "print(before == Image.MAX_IMAGE_PIXELS); m.configure_pillow(); print(Image.MAX_IMAGE_PIXELS)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=Path(__file__).resolve().parents[1],
+    ).stdout.split()
     assert out == ["True", str(MAX_IMAGE_PIXELS)]
     assert "EPS" not in images.IMAGE_FORMATS and "PNG" in images.IMAGE_FORMATS and "JPEG" in images.IMAGE_FORMATS
 
 
 # ---------------------------------------------------------------- images that load
+
 
 @pytest.mark.parametrize(
     "name, make",
@@ -224,7 +235,7 @@ def test_orientation_6_turns_a_landscape_photo_to_portrait_red_on_top(root, acce
     img = np.asarray(assert_ok(load_thumbnail(str(path), access)).convert("RGB")).astype(int)
     height, width = img.shape[:2]
     assert height == 2 * width == THUMB_PX  # portrait as shown
-    top, bottom = img[: height // 2].mean(axis=(0, 1)), img[height // 2:].mean(axis=(0, 1))
+    top, bottom = img[: height // 2].mean(axis=(0, 1)), img[height // 2 :].mean(axis=(0, 1))
     assert top[0] > 150 > top[2] and bottom[2] > 150 > bottom[0]
 
 
@@ -245,6 +256,7 @@ def test_thumbnails_follow_edits(root, access):
 
 
 # ---------------------------------------------------------------- paths that escape
+
 
 def test_dot_dot_and_absolute_paths_elsewhere(root, outside, access):
     secret = save(photo(), outside / "secret.png")
@@ -310,8 +322,19 @@ def test_no_roots_means_nothing_is_readable(root):
         ("{root}/\udcff.png", ["file not found"]),  # an undecodable byte, as os.fsdecode gives it
         ("{root}/\ud800.png", ["bad path"]),  # a lone surrogate cannot become a file name
     ],
-    ids=["relative", "dot-relative", "tilde", "empty", "blank", "nul", "long-name", "deep", "missing",
-         "surrogate-escape", "lone-surrogate"],
+    ids=[
+        "relative",
+        "dot-relative",
+        "tilde",
+        "empty",
+        "blank",
+        "nul",
+        "long-name",
+        "deep",
+        "missing",
+        "surrogate-escape",
+        "lone-surrogate",
+    ],
 )
 def test_odd_paths(root, access, raw, words):
     refused(raw.format(root=root), access, *words)
@@ -323,6 +346,7 @@ def test_non_string_path_is_refused(access):
 
 
 # ---------------------------------------------------------------- things that are not image files
+
 
 def test_directory(root, access):
     (root / "folder.png").mkdir()
@@ -401,6 +425,7 @@ def test_file_over_the_byte_limit(root, access):
 
 # ---------------------------------------------------------------- decompression bombs
 
+
 def test_decompression_bomb_is_refused_without_decoding(root, access):
     data = bomb_png(30_000, 30_000)  # 900 M pixels: ~113 MB as 1-bit, ~900 MB decoded by Pillow
     assert len(data) < 500_000
@@ -410,7 +435,7 @@ def test_decompression_bomb_is_refused_without_decoding(root, access):
             assert unguarded.size == (30_000, 30_000) and unguarded.mode == "1"
     finally:
         Image.MAX_IMAGE_PIXELS = guard
-    idat = data[data.index(b"IDAT") + 4:]
+    idat = data[data.index(b"IDAT") + 4 :]
     assert len(zlib.decompressobj().decompress(idat, 100_000)) == 100_000  # and its stream inflates
     bomb = root / "bomb.png"
     bomb.write_bytes(data)
@@ -460,6 +485,7 @@ def test_png_text_chunk_bomb(root, access):
 
 # ---------------------------------------------------------------- prefix remaps
 
+
 def test_remap_of_a_prefix(root, outside, access):
     save(photo(), root / "cats" / "1.png")
     moved = ImageAccess(allowed_roots=(root,), remaps=(PathRemap("/mnt/old_machine/data", str(root)),))
@@ -476,6 +502,7 @@ def test_remap_of_a_prefix(root, outside, access):
 
 
 # ---------------------------------------------------------------- a file swapped after resolve()
+
 
 def test_file_swapped_for_a_fifo_after_resolve(root, access):
     path = save(photo(), root / "swap.png")

@@ -1,4 +1,5 @@
 """Keyed background jobs and the recent-results memory (cleaner/server/jobs.py), on real threads."""
+
 import threading
 
 import pytest

@@ -1,5 +1,6 @@
 """The inverted file (cleaner/graph/inverted_file.py) and the calibration of how many of its lists are probed
 (cleaner/graph/calibration.py), against the exact search."""
+
 import numpy as np
 import pytest
 
@@ -41,6 +42,7 @@ def _tried(first: int, most: int) -> list[int]:
 
 # -- widening
 
+
 def test_widening_grows_by_half_and_stops_at_the_widest():
     assert [wider(n, 1000) for n in (1, 2, 3, 5, 8)] == [2, 3, 5, 8, 12]
     assert wider(315, 400) == 400  # 473 would skip 316..400
@@ -63,6 +65,7 @@ def test_widening_tries_the_widest_allowed_before_giving_up():
 
 
 # -- the inverted file
+
 
 @pytest.mark.parametrize("metric", ["cosine", "euclidean"])
 def test_every_row_is_in_exactly_one_list_its_nearest_centroids(metric):
@@ -117,6 +120,7 @@ def test_probing_all_rows_leaves_out_the_row_itself_and_keeps_the_order():
 
 # -- calibration
 
+
 def test_calibration_picks_the_first_tried_number_of_lists_that_reaches_the_recall():
     x = _clusters(4000, dims=32, n_clusters=6, seed=5)  # few wide clusters: one list is far from enough
     data, lists = _lists(x)
@@ -132,7 +136,7 @@ def test_calibration_picks_the_first_tried_number_of_lists_that_reaches_the_reca
     assert nprobe is not None and nprobe > 1
     assert reached(nprobe) >= min_recall + CALIBRATION_MARGIN
     tried = _tried(1, widest(lists.nlist))
-    assert all(reached(fewer) < min_recall + CALIBRATION_MARGIN for fewer in tried[:tried.index(nprobe)])
+    assert all(reached(fewer) < min_recall + CALIBRATION_MARGIN for fewer in tried[: tried.index(nprobe)])
 
 
 def test_calibration_gives_up_beyond_the_widest_and_restores_the_threads():
@@ -170,7 +174,7 @@ def test_the_check_on_the_second_sample_widens_the_search(monkeypatch):
     x = _clusters(4000, dims=32, n_clusters=6, seed=8)
     data, lists = _lists(x)
     nprobe, ids, d2 = calibrated_graph(lists, data, 15, 1, 0.97, seed=42)
-    assert tried == _tried(1, widest(lists.nlist))[:len(tried)] and tried[-1] == nprobe and nprobe > 1
+    assert tried == _tried(1, widest(lists.nlist))[: len(tried)] and tried[-1] == nprobe and nprobe > 1
     sample = np.random.default_rng(43).choice(4000, 600, replace=False)  # the check sample, drawn as the search does
     check = sample[300:]
     assert recall(ids[check], d2[check], exact_rows(data, check, 15)[1]) >= 0.97

@@ -1,4 +1,5 @@
 """The faiss kNN backend: exact where small, a recall-checked inverted file above, against numpy brute force."""
+
 import threading
 
 import numpy as np

@@ -1,6 +1,7 @@
 """The pieces every kNN search shares (cleaner/graph/knn_rows.py), and the exact search built on them
 (cleaner/graph/exact.py): rows as compared, blocks and chunks covering every row once, drop_self, recall,
 to_metric, tasks on every core."""
+
 import threading
 
 import numpy as np

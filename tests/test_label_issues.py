@@ -1,5 +1,6 @@
 """Label-issue ranking: planted look-alike flips and vouching groups come first, ties break by evidence, the queue
 re-scores after review decisions, and the thorough (probe) ranking."""
+
 import numpy as np
 import pytest
 

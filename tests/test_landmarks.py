@@ -1,5 +1,6 @@
 """The landmark layout: the placement arithmetic (numpy only), the switch at LANDMARK_MIN_ROWS, and the stored
 layouts' names. Expected values are computed here from the inputs; no timings."""
+
 import numpy as np
 import pytest
 
@@ -37,14 +38,14 @@ def test_a_row_with_placed_neighbours_lands_at_their_weighted_mean():
     landmarks = np.array([0, 1, 2])
     landmark_coords = np.array([[0, 0, 0], [4, 0, 0], [0, 8, 2]], dtype=np.float32)
     indices = np.array([[1, 2, 3], [0, 2, 3], [0, 1, 3], [0, 1, 2], [3, 0, 1]])
-    weights = np.array([[1, .5, .2]] * 4 + [[1, .3, .1]], dtype=np.float32)
+    weights = np.array([[1, 0.5, 0.2]] * 4 + [[1, 0.3, 0.1]], dtype=np.float32)
     coords, placed = place_from_neighbours(landmark_coords, landmarks, indices, weights)
     assert placed.all()
     np.testing.assert_array_equal(coords[:3], landmark_coords)  # landmarks keep their places
-    expected3 = (1 * landmark_coords[0] + .5 * landmark_coords[1] + .2 * landmark_coords[2]) / 1.7
+    expected3 = (1 * landmark_coords[0] + 0.5 * landmark_coords[1] + 0.2 * landmark_coords[2]) / 1.7
     np.testing.assert_allclose(coords[3], expected3, rtol=1e-6)
     # Row 4's first neighbour (row 3) is placed in the same round as row 4 itself: only the landmarks count.
-    expected4 = (.3 * landmark_coords[0] + .1 * landmark_coords[1]) / .4
+    expected4 = (0.3 * landmark_coords[0] + 0.1 * landmark_coords[1]) / 0.4
     np.testing.assert_allclose(coords[4], expected4, rtol=1e-6)
 
 
@@ -53,8 +54,7 @@ def test_every_row_is_placed_in_rounds_along_the_graph():
     n = 100
     indices = np.array([[max(i - 1, 0) if i else 1, min(i + 1, n - 1) if i < n - 1 else n - 2] for i in range(n)])
     weights = np.ones((n, 2), dtype=np.float32)
-    coords, placed = place_from_neighbours(np.array([[0.0], [1.0]], np.float32), np.array([0, n - 1]), indices,
-                                           weights)
+    coords, placed = place_from_neighbours(np.array([[0.0], [1.0]], np.float32), np.array([0, n - 1]), indices, weights)
     assert placed.all()
     assert coords[1, 0] == 0.0 and coords[n - 2, 0] == 1.0  # first round: from the one placed neighbour each
     assert np.all((coords >= 0) & (coords <= 1))
@@ -62,8 +62,9 @@ def test_every_row_is_placed_in_rounds_along_the_graph():
 
 def test_rows_cut_off_from_every_landmark_are_reported_unplaced():
     indices = np.array([[1], [0], [3], [2]])  # two pairs; only the first pair holds a landmark
-    coords, placed = place_from_neighbours(np.array([[5.0, 5.0]], np.float32), np.array([0]), indices,
-                                           np.ones((4, 1), np.float32))
+    coords, placed = place_from_neighbours(
+        np.array([[5.0, 5.0]], np.float32), np.array([0]), indices, np.ones((4, 1), np.float32)
+    )
     assert placed.tolist() == [True, True, False, False]
     np.testing.assert_array_equal(coords[1], [5.0, 5.0])
 

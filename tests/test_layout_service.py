@@ -1,5 +1,6 @@
 """The shared layout service: computes once in the background, then serves from memory or disk; UMAP's
 compiled kernels kept on disk for the next process."""
+
 import json
 import logging
 import os
@@ -32,8 +33,14 @@ print(json.dumps(numba_cache.kernel_stats()))
 def kernels_in_a_fresh_process(folder: Path) -> dict[str, list[int]]:
     """Each cached kernel's [loaded from disk, compiled] counts after a new interpreter ran both layout paths."""
     env = {k: v for k, v in os.environ.items() if k != "NUMBA_CACHE_DIR"}
-    proc = subprocess.run([sys.executable, "-c", FRESH_PROCESS, str(folder)], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-c", FRESH_PROCESS, str(folder)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
@@ -117,7 +124,7 @@ def test_another_layout_engine_plugs_in_as_one_function(tmp_path):
 
     def first_axes(embeddings, g, params):
         seen.append((g is graph, params.n_components))
-        return np.ascontiguousarray(embeddings[:, :params.n_components], dtype=np.float32)
+        return np.ascontiguousarray(embeddings[:, : params.n_components], dtype=np.float32)
 
     service = LayoutService(LayoutStore(tmp_path, packaged=tmp_path / "none"), layout=first_axes)
     params = LayoutParams(n_components=2)

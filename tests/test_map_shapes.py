@@ -1,5 +1,6 @@
 """What a drawn shape selects: only what the user sees (inside the drawing area, between the near and far planes),
 and any valid polygon in bounded work — counted, never timed."""
+
 from __future__ import annotations
 
 import math
@@ -111,8 +112,9 @@ def test_a_box_past_the_edge_of_the_view_selects_only_the_points_inside_the_view
 def test_points_nearer_than_the_near_plane_are_not_selected():
     near, far = 0.5, 100.0
     f = 1 / math.tan(math.pi / 8)
-    proj = np.array([[f, 0, 0, 0], [0, f, 0, 0], [0, 0, (far + near) / (near - far), 2 * far * near / (near - far)],
-                     [0, 0, -1, 0]])
+    proj = np.array(
+        [[f, 0, 0, 0], [0, f, 0, 0], [0, 0, (far + near) / (near - far), 2 * far * near / (near - far)], [0, 0, -1, 0]]
+    )
     cam = Camera3D(model=np.eye(4), view=np.eye(4), projection=proj, data_scale=np.ones(3), width=400, height=400)
     # all on the axis of the view: nearer than the near plane, just beyond it, beyond the far plane
     coords = np.array([[0, 0, -0.2], [0, 0, -0.6], [0, 0, -50.0], [0, 0, -150.0]])

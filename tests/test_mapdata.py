@@ -1,4 +1,5 @@
 """The map component's Python side: payload encoding, event decoding (hostile input too), shape → rows."""
+
 from __future__ import annotations
 
 import math
@@ -20,6 +21,7 @@ def clusters(n: int, dims: int = 3, n_classes: int = 3, seed: int = 0) -> tuple[
 
 # ---------------------------------------------------------------- reference geometry, written out plainly
 
+
 def look_at(eye, center, up) -> np.ndarray:
     f = np.asarray(center, float) - eye
     f /= np.linalg.norm(f)
@@ -34,14 +36,26 @@ def look_at(eye, center, up) -> np.ndarray:
 
 def perspective(fovy: float, aspect: float, near: float, far: float) -> np.ndarray:
     f = 1 / math.tan(fovy / 2)
-    return np.array([[f / aspect, 0, 0, 0], [0, f, 0, 0],
-                     [0, 0, (far + near) / (near - far), 2 * far * near / (near - far)], [0, 0, -1, 0]])
+    return np.array(
+        [
+            [f / aspect, 0, 0, 0],
+            [0, f, 0, 0],
+            [0, 0, (far + near) / (near - far), 2 * far * near / (near - far)],
+            [0, 0, -1, 0],
+        ]
+    )
 
 
 def camera_json(model, view, proj, scale, width, height) -> dict:
     """The event's view as the JS sends it: WebGL's column-major matrices."""
-    return {"model": model.T.ravel().tolist(), "view": view.T.ravel().tolist(), "projection": proj.T.ravel().tolist(),
-            "data_scale": list(scale), "width": width, "height": height}
+    return {
+        "model": model.T.ravel().tolist(),
+        "view": view.T.ravel().tolist(),
+        "projection": proj.T.ravel().tolist(),
+        "data_scale": list(scale),
+        "width": width,
+        "height": height,
+    }
 
 
 def brute_force_rows(coords, model, view, proj, scale, width, height, polygon, codes=None, hidden=()):
@@ -76,10 +90,17 @@ CONCAVE = [(150, 60), (560, 80), (600, 400), (380, 200), (330, 420), (120, 380)]
 
 # ---------------------------------------------------------------- payload
 
+
 def test_payload_dtypes_and_compact_arrays():
     coords, codes = clusters(1000)
-    p = build_payload(coords.astype(np.float64), codes, ["a", "b", "<c>"], excluded_rows=[5, 3, 5],
-                      selected_rows=np.array([7]), score=np.linspace(-1, 2, 1000))
+    p = build_payload(
+        coords.astype(np.float64),
+        codes,
+        ["a", "b", "<c>"],
+        excluded_rows=[5, 3, 5],
+        selected_rows=np.array([7]),
+        score=np.linspace(-1, 2, 1000),
+    )
     assert p.coords.dtype == np.float32 and p.coords.shape == (1000, 3) and p.dims == 3
     assert p.levels.dtype == np.uint16 and p.class_codes.dtype == np.uint8
     assert p.excluded_rows.tolist() == [3, 5] and p.excluded_rows.dtype == np.int32
@@ -112,8 +133,10 @@ def test_fixed_point_coordinates_err_by_at_most_half_a_step():
     np.testing.assert_array_equal(lo_hi.drawn_coords(), [[1.0, 2.0], [1.0, 2.0]])
 
 
-@pytest.mark.parametrize("n, rows", [(1000, []), (1000, [0, 999]), (1000, range(0, 1000, 3)), (13, range(13)),
-                                     (100_000, range(0, 100_000, 2))])
+@pytest.mark.parametrize(
+    "n, rows",
+    [(1000, []), (1000, [0, 999]), (1000, range(0, 1000, 3)), (13, range(13)), (100_000, range(0, 100_000, 2))],
+)
 def test_marked_rows_go_as_row_numbers_or_bits_whichever_is_smaller(n, rows):
     rows = np.asarray(list(rows), dtype=np.int64)
     frame = encode_rows(rows, n)
@@ -138,16 +161,26 @@ def test_bytes_per_point_at_100k_within_budget_and_names_only_for_small_maps():
     """Points 6 bytes (3 x 16 bits), class code 1, score 1: at most 8 bytes a point (and a header)."""
     coords, codes = clusters(100_000, n_classes=10)
     names = [f"img_{i:06d}.png" for i in range(100_000)]
-    p = build_payload(coords, codes, [f"class {i}" for i in range(10)], hover_names=names,
-                      excluded_rows=np.arange(0, 100_000, 50), selected_rows=np.arange(300))
+    p = build_payload(
+        coords,
+        codes,
+        [f"class {i}" for i in range(10)],
+        hover_names=names,
+        excluded_rows=np.arange(0, 100_000, 50),
+        selected_rows=np.arange(300),
+    )
     assert p.hover_names is None  # too many points for per-point strings
     assert p.bytes_per_point() <= 7.01
     assert p.encoded_bytes("points") <= 6 * 100_000 + 400 and p.encoded_bytes("colours") <= 100_000 + 400
     scored = build_payload(coords, codes, [f"class {i}" for i in range(10)], score=np.linspace(0, 1, 100_000))
     assert scored.bytes_per_point() <= 8.01
     assert p.encoded_bytes("marks") < 4 * 300 + 100_000 // 8 + 2000  # rows, or a bit per point, plus Arrow's framing
-    small = build_payload(coords[:HOVER_NAMES_MAX_POINTS], codes[:HOVER_NAMES_MAX_POINTS], [str(i) for i in range(10)],
-                          hover_names=names[:HOVER_NAMES_MAX_POINTS])
+    small = build_payload(
+        coords[:HOVER_NAMES_MAX_POINTS],
+        codes[:HOVER_NAMES_MAX_POINTS],
+        [str(i) for i in range(10)],
+        hover_names=names[:HOVER_NAMES_MAX_POINTS],
+    )
     assert small.hover_names is not None and unpack(small.colours_message())[0]["names"][0] == "img_000000.png"
     assert small.bytes_per_point() <= 40
 
@@ -162,15 +195,18 @@ def test_2d_payload_and_many_classes():
     np.testing.assert_array_equal(np.frombuffer(body, dtype="<u2"), codes)
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    (dict(coords=np.zeros((3, 4))), "(n, 2) or (n, 3)"),
-    (dict(coords=np.array([[0, 0, np.nan]] * 3)), "NaN"),
-    (dict(class_codes=np.array([0, 1, 5])), "0..1"),
-    (dict(class_codes=np.array([0.0, 1.0, 1.0])), "integers"),
-    (dict(excluded_rows=[3]), "outside"),
-    (dict(selected_rows=[-1]), "outside"),
-    (dict(score=np.zeros(2)), "3 values"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(coords=np.zeros((3, 4))), "(n, 2) or (n, 3)"),
+        (dict(coords=np.array([[0, 0, np.nan]] * 3)), "NaN"),
+        (dict(class_codes=np.array([0, 1, 5])), "0..1"),
+        (dict(class_codes=np.array([0.0, 1.0, 1.0])), "integers"),
+        (dict(excluded_rows=[3]), "outside"),
+        (dict(selected_rows=[-1]), "outside"),
+        (dict(score=np.zeros(2)), "3 values"),
+    ],
+)
 def test_payload_errors_say_what_is_wrong(kwargs, message):
     args = dict(coords=np.zeros((3, 3)), class_codes=np.array([0, 1, 1]), class_names=["a", "b"])
     args.update(kwargs)
@@ -179,6 +215,7 @@ def test_payload_errors_say_what_is_wrong(kwargs, message):
 
 
 # ---------------------------------------------------------------- shape → rows
+
 
 def test_box_in_3d_matches_brute_force_through_a_non_trivial_camera():
     coords, codes = clusters(3000, seed=1)
@@ -195,8 +232,14 @@ def test_concave_lasso_and_hidden_classes_match_brute_force():
     coords, codes = clusters(3000, seed=2)
     coords *= 3
     payload = build_payload(coords, codes, ["a", "b", "c"])
-    raw = {"kind": "lasso", "mode": "replace", "dims": 3, "polygon": [list(p) for p in CONCAVE], "hidden": [1],
-           "view": camera_json(MODEL, VIEW, PROJ, SCALE, W, H)}
+    raw = {
+        "kind": "lasso",
+        "mode": "replace",
+        "dims": 3,
+        "polygon": [list(p) for p in CONCAVE],
+        "hidden": [1],
+        "view": camera_json(MODEL, VIEW, PROJ, SCALE, W, H),
+    }
     event = decode_event(raw, payload)
     want = brute_force_rows(payload.drawn_coords(), MODEL, VIEW, PROJ, SCALE, W, H, CONCAVE, codes, hidden={1})
     np.testing.assert_array_equal(event.rows, want)
@@ -247,8 +290,14 @@ def test_point_in_polygon_at_a_million_points_matches_the_plain_rule():
     np.testing.assert_array_equal(got, want)
 
 
-@pytest.mark.parametrize("box", [[(10, 10), (30, 10), (30, 40), (10, 40)], [(30, 40), (10, 40), (10, 10), (30, 10)],
-                                 [(10, 40), (30, 40), (30, 10), (10, 10)]])
+@pytest.mark.parametrize(
+    "box",
+    [
+        [(10, 10), (30, 10), (30, 40), (10, 40)],
+        [(30, 40), (10, 40), (10, 10), (30, 10)],
+        [(10, 40), (30, 40), (30, 10), (10, 10)],
+    ],
+)
 def test_a_box_gives_the_plain_rule_even_for_points_on_its_edges(box):
     rng = np.random.default_rng(5)
     x, y = rng.integers(0, 50, 50_000).astype(float), rng.integers(0, 50, 50_000).astype(float)  # many on edges
@@ -277,8 +326,9 @@ def test_decoded_events_apply_their_mode():
     everything = [[0, 0], [200, 0], [200, 200], [0, 200]]
     add = decode_event({"kind": "box", "mode": "add", "dims": 2, "polygon": everything, "view": view}, payload)
     assert add.apply([0]).tolist() == list(range(200))
-    remove = decode_event({"kind": "box", "mode": "remove", "dims": 2, "polygon": everything, "view": view,
-                           "hidden": [0]}, payload)
+    remove = decode_event(
+        {"kind": "box", "mode": "remove", "dims": 2, "polygon": everything, "view": view, "hidden": [0]}, payload
+    )
     assert remove.apply(np.arange(200)).tolist() == np.flatnonzero(codes == 0).tolist()
     click = decode_event({"kind": "click", "row": 17, "mode": "replace"}, payload)
     assert click.rows.tolist() == [17] and click.describe(2) == "click on the 2D map: 1 image"
@@ -287,8 +337,13 @@ def test_decoded_events_apply_their_mode():
 
 # ---------------------------------------------------------------- hostile input
 
-GOOD_3D = {"kind": "box", "mode": "replace", "dims": 3, "polygon": [[0, 0], [10, 0], [10, 10]],
-           "view": camera_json(MODEL, VIEW, PROJ, SCALE, W, H)}
+GOOD_3D = {
+    "kind": "box",
+    "mode": "replace",
+    "dims": 3,
+    "polygon": [[0, 0], [10, 0], [10, 10]],
+    "view": camera_json(MODEL, VIEW, PROJ, SCALE, W, H),
+}
 
 
 def _with(path: list, value) -> dict:
@@ -302,20 +357,45 @@ def _with(path: list, value) -> dict:
     return raw
 
 
-@pytest.mark.parametrize("raw", [
-    None, "box", 3, [], {"kind": "drag"},
-    {"kind": "click"}, {"kind": "click", "row": "5"}, {"kind": "click", "row": 10**12}, {"kind": "click", "row": -1},
-    {"kind": "click", "row": True}, {"kind": "click", "row": 5.0}, {"kind": "click", "row": 5, "mode": "xor"},
-    _with(["dims"], 2), _with(["dims"], "3"), _with(["polygon"], None), _with(["polygon"], [[0, 0], [1, 1]]),
-    _with(["polygon"], [[0, 0]] * (MAX_POLYGON_VERTICES + 1)), _with(["polygon"], [[0, 0], [1, float("nan")], [2, 2]]),
-    _with(["polygon"], [[0, 0], [1, 1e300], [2, 2]]), _with(["polygon"], [[0, 0], [1, 1], [2]]),
-    _with(["polygon"], [[0, 0], [1, 1], "ab"]), _with(["polygon"], [[0, 0], [1, 1], [True, 2]]),
-    _with(["view"], None), _with(["view", "model"], [0] * 15), _with(["view", "view"], [float("inf")] * 16),
-    _with(["view", "projection"], ["1"] * 16), _with(["view", "data_scale"], [1, 0, 1]),
-    _with(["view", "width"], 0), _with(["view", "height"], float("nan")), _with(["view", "width"], 10**9),
-    _with(["hidden"], [7]), _with(["hidden"], "0"), _with(["hidden"], list(range(10**6))),
-    _with(["mode"], None),
-])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        None,
+        "box",
+        3,
+        [],
+        {"kind": "drag"},
+        {"kind": "click"},
+        {"kind": "click", "row": "5"},
+        {"kind": "click", "row": 10**12},
+        {"kind": "click", "row": -1},
+        {"kind": "click", "row": True},
+        {"kind": "click", "row": 5.0},
+        {"kind": "click", "row": 5, "mode": "xor"},
+        _with(["dims"], 2),
+        _with(["dims"], "3"),
+        _with(["polygon"], None),
+        _with(["polygon"], [[0, 0], [1, 1]]),
+        _with(["polygon"], [[0, 0]] * (MAX_POLYGON_VERTICES + 1)),
+        _with(["polygon"], [[0, 0], [1, float("nan")], [2, 2]]),
+        _with(["polygon"], [[0, 0], [1, 1e300], [2, 2]]),
+        _with(["polygon"], [[0, 0], [1, 1], [2]]),
+        _with(["polygon"], [[0, 0], [1, 1], "ab"]),
+        _with(["polygon"], [[0, 0], [1, 1], [True, 2]]),
+        _with(["view"], None),
+        _with(["view", "model"], [0] * 15),
+        _with(["view", "view"], [float("inf")] * 16),
+        _with(["view", "projection"], ["1"] * 16),
+        _with(["view", "data_scale"], [1, 0, 1]),
+        _with(["view", "width"], 0),
+        _with(["view", "height"], float("nan")),
+        _with(["view", "width"], 10**9),
+        _with(["hidden"], [7]),
+        _with(["hidden"], "0"),
+        _with(["hidden"], list(range(10**6))),
+        _with(["mode"], None),
+    ],
+)
 def test_hostile_events_are_refused_with_a_reason(raw):
     coords, codes = clusters(50)
     payload = build_payload(coords, codes, ["a", "b", "c"])
@@ -327,7 +407,11 @@ def test_hostile_events_are_refused_with_a_reason(raw):
 def test_a_2d_event_needs_nonempty_ranges():
     coords, codes = clusters(50, dims=2)
     payload = build_payload(coords, codes, ["a", "b", "c"])
-    raw = {"kind": "box", "dims": 2, "polygon": [[0, 0], [1, 0], [1, 1]],
-           "view": {"x_range": [1, 1], "y_range": [0, 1], "width": 10, "height": 10}}
+    raw = {
+        "kind": "box",
+        "dims": 2,
+        "polygon": [[0, 0], [1, 0], [1, 1]],
+        "view": {"x_range": [1, 1], "y_range": [0, 1], "width": 10, "height": 10},
+    }
     with pytest.raises(MapEventError, match="empty"):
         decode_event(raw, payload)

@@ -1,4 +1,5 @@
 """The graph at scale: the recall check, the graph cache on disk, and the large-data layout on the graph."""
+
 import numpy as np
 import pytest
 

@@ -47,24 +47,56 @@ def test_every_third_party_import_of_the_package_is_declared():
 
 def test_pip_install_gives_a_working_cleaner_command(tmp_path):
     target = tmp_path / "site"
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "--target",
-                    str(target), str(REPO)], check=True, capture_output=True, timeout=300)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--no-deps",
+            "--no-build-isolation",
+            "--target",
+            str(target),
+            str(REPO),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
     assert (target / "cleaner" / "ui" / "map" / "frontend" / "map.js").is_file()  # the map's scripts are installed
     assert list((target / "cleaner" / "layout" / "assets" / "layouts").glob("*.npy"))  # and the demo's layouts
     rng = np.random.default_rng(0)
     npz = tmp_path / "data.npz"
-    np.savez(npz, embeddings=rng.normal(size=(60, 8)).astype(np.float32), labels=np.repeat([0, 1, 2], 20),
-             image_paths=np.array([f"/nowhere/{i}.png" for i in range(60)]))
+    np.savez(
+        npz,
+        embeddings=rng.normal(size=(60, 8)).astype(np.float32),
+        labels=np.repeat([0, 1, 2], 20),
+        image_paths=np.array([f"/nowhere/{i}.png" for i in range(60)]),
+    )
     env = {**os.environ, "PYTHONPATH": str(target)}
     work = tmp_path / "elsewhere"  # not the checkout: the installed copy must stand on its own
     work.mkdir()
-    helped = subprocess.run([str(target / "bin" / "cleaner"), "--help"], cwd=work, env=env, capture_output=True,
-                            text=True, timeout=120)
+    helped = subprocess.run(
+        [str(target / "bin" / "cleaner"), "--help"], cwd=work, env=env, capture_output=True, text=True, timeout=120
+    )
     assert helped.returncode == 0 and "scan" in helped.stdout and "effect" in helped.stdout
-    scanned = subprocess.run([str(target / "bin" / "cleaner"), "scan", str(npz), "--out", str(tmp_path / "r.csv"),
-                              "--no-image-check"], cwd=work, env=env, capture_output=True, text=True, timeout=300)
+    scanned = subprocess.run(
+        [str(target / "bin" / "cleaner"), "scan", str(npz), "--out", str(tmp_path / "r.csv"), "--no-image-check"],
+        cwd=work,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert scanned.returncode == 0, scanned.stderr
     assert len((tmp_path / "r.csv").read_text().splitlines()) == 61  # a header and one row per image
-    origin = subprocess.run([sys.executable, "-c", "import cleaner; print(cleaner.__file__)"], cwd=work, env=env,
-                            capture_output=True, text=True, timeout=60).stdout.strip()
+    origin = subprocess.run(
+        [sys.executable, "-c", "import cleaner; print(cleaner.__file__)"],
+        cwd=work,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    ).stdout.strip()
     assert origin.startswith(str(target))

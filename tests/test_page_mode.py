@@ -1,5 +1,6 @@
 """The review queue's page mode: a page of suspects that tell one story, its proposed actions, one batch of decisions
 that exports as if decided one by one, one undo step, and one re-scoring of the queue per page."""
+
 import csv
 import io
 
@@ -34,7 +35,7 @@ def _planted(dups: bool = False):
     labels = labels.copy()
     planted = {}
     for (true, given), count in FLIPS.items():
-        rows = np.flatnonzero(labels == true)[2:2 + 5 * count:5]
+        rows = np.flatnonzero(labels == true)[2 : 2 + 5 * count : 5]
         labels[rows] = given
         planted[(given, true)] = rows
     if dups:
@@ -51,6 +52,7 @@ def _card_mode_choice(dataset, result, row: int, kind: str, new_label: str = "")
 
 
 # ---------------------------------------------------------------- the page: pure logic
+
 
 def test_a_page_shows_one_label_story_with_the_relabel_proposed():
     dataset, planted = _planted()
@@ -98,9 +100,15 @@ def test_a_page_of_near_duplicates_proposes_excluding_every_copy_but_one():
         assert all(c.action == "exclude" and c.reason.startswith("near-duplicate") for c in members)
     # once that copy is excluded, another one is kept
     first_keeper = next(c.row for c in page.cards if not c.ticked and c.group == page.cards[0].group)
-    learned = result.with_scores(rescore_label_issues(
-        neighbour_graph(dataset.embeddings, k=20, metric=resolved_metric("auto", dataset.embeddings)),
-        dataset.label_codes, 3, excluded=[first_keeper], previous=result.labels))
+    learned = result.with_scores(
+        rescore_label_issues(
+            neighbour_graph(dataset.embeddings, k=20, metric=resolved_metric("auto", dataset.embeddings)),
+            dataset.label_codes,
+            3,
+            excluded=[first_keeper],
+            previous=result.labels,
+        )
+    )
     left = pending[pending != first_keeper]
     again = review_page(dataset, learned, "near_duplicate", left, size=24)
     same_group = [c for c in again.cards if c.group == page.cards[0].group]
@@ -113,7 +121,9 @@ def test_a_page_of_near_duplicates_proposes_excluding_every_copy_but_one():
 
 def test_a_page_of_outliers_proposes_exclusion():
     dataset, _ = _planted()
-    emb = np.vstack([dataset.embeddings, np.random.default_rng(1).normal(0, 80, (3, 8)).astype(np.float32)])  # far from all
+    emb = np.vstack(
+        [dataset.embeddings, np.random.default_rng(1).normal(0, 80, (3, 8)).astype(np.float32)]
+    )  # far from all
     labels = np.append(dataset.labels, [0, 1, 2])
     paths = np.append(dataset.image_paths, ["/img/far_0.png", "/img/far_1.png", "/img/far_2.png"])
     far = dataset_from_arrays(emb, labels, paths, "far")
@@ -142,6 +152,7 @@ def test_each_class_typical_images_are_its_most_central_by_the_graph():
 
 
 # ---------------------------------------------------------------- the batch in the session's work
+
 
 def _page_and_work():
     dataset, _ = _planted()
@@ -206,6 +217,7 @@ def test_a_page_decided_twice_or_replaced_is_not_applied_again():
 
 # ---------------------------------------------------------------- the page in the app (AppTest)
 
+
 def _flipped_demo() -> tuple[bytes, object]:
     """The demo's embeddings and image paths with 16 of the 4s labelled 9 and 6 of the 1s labelled 7."""
     data = demo()
@@ -214,7 +226,8 @@ def _flipped_demo() -> tuple[bytes, object]:
         rows = np.flatnonzero(labels == true)[::9][:count]
         labels[rows] = given
     return npz_bytes(data.embeddings, labels, data.image_paths), dataset_from_arrays(
-        data.embeddings, labels, data.image_paths, "flipped_demo.npz")
+        data.embeddings, labels, data.image_paths, "flipped_demo.npz"
+    )
 
 
 def test_a_page_is_applied_in_one_rerun_re_scored_once_and_undone_in_one_step(monkeypatch):
@@ -222,8 +235,9 @@ def test_a_page_is_applied_in_one_rerun_re_scored_once_and_undone_in_one_step(mo
 
     passes: list[int] = []  # rows each re-scoring pass computed
     score_rows = scores.score_rows
-    monkeypatch.setattr(scores, "score_rows", lambda indices, *args: passes.append(len(indices))
-                        or score_rows(indices, *args))
+    monkeypatch.setattr(
+        scores, "score_rows", lambda indices, *args: passes.append(len(indices)) or score_rows(indices, *args)
+    )
     data, dataset = _flipped_demo()
     at = start_app()
     at.radio(key="data_source").set_value("Upload an NPZ").run()
@@ -241,8 +255,10 @@ def test_a_page_is_applied_in_one_rerun_re_scored_once_and_undone_in_one_step(mo
     assert w.queue_page.rows == page.rows
     assert {b.key for b in at.button if b.key and b.key.startswith("pg_")} == {f"pg_{r}" for r in page.rows}
     names = dataset.class_names
-    assert any(m.value.startswith(f"**Labelled {names[page.story.given]}, the neighbours say "
-                                  f"{names[page.story.suggested]}**") for m in at.markdown)
+    assert any(
+        m.value.startswith(f"**Labelled {names[page.story.given]}, the neighbours say {names[page.story.suggested]}**")
+        for m in at.markdown
+    )
 
     passes.clear()
     kept = [page.rows[1], page.rows[3]]
@@ -256,12 +272,19 @@ def test_a_page_is_applied_in_one_rerun_re_scored_once_and_undone_in_one_step(mo
     assert len(passes) == 1  # the queue re-scored once for the whole page
     assert len(w.undo_stack) == undo_depth + 1 and w.decisions.version > version
 
-    expected = [_card_mode_choice(dataset, result, c.row, "keep" if c.row in kept else c.action,
-                                  "" if c.row in kept else c.new_label) for c in page.cards]
+    expected = [
+        _card_mode_choice(
+            dataset, result, c.row, "keep" if c.row in kept else c.action, "" if c.row in kept else c.new_label
+        )
+        for c in page.cards
+    ]
     rows = list(csv.DictReader(io.StringIO(w.decision_files()[2])))  # what "All decisions" serves
-    assert [(r["image_path"], r["decision"], r["reason"], r["new_label"], r["old_label"], r["source"])
-            for r in rows] == [(str(dataset.image_paths[row]), kind, reason, new, dataset.label_text(row), "queue")
-                               for row, kind, reason, new in expected]
+    assert [
+        (r["image_path"], r["decision"], r["reason"], r["new_label"], r["old_label"], r["source"]) for r in rows
+    ] == [
+        (str(dataset.image_paths[row]), kind, reason, new, dataset.label_text(row), "queue")
+        for row, kind, reason, new in expected
+    ]
     # the queue moved on to the next page, the learned scores being those after every card's decision
     assert not set(w.queue_page.rows) & set(page.rows)
     relabelled = {r: names.index(new) for r, kind, _, new in expected if kind == "relabel"}

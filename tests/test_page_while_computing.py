@@ -1,4 +1,5 @@
 """A dataset whose neighbours take long to find: the page is usable at once on a PCA preview, the scores follow."""
+
 from __future__ import annotations
 
 import threading
@@ -100,7 +101,6 @@ def test_the_page_works_on_a_preview_while_the_neighbours_are_found(allowed_root
     assert not at.slider(key="knn_k").disabled
 
 
-
 def test_a_failed_search_is_said_and_the_preview_stays_usable(allowed_root, monkeypatch):
     emb, codes = clustered_arrays(n_per_class=20, n_classes=3, dims=8, seed=23)
     data = npz_bytes(emb, np.array(["cat", "dog", "eel"])[codes], np.array([f"/nowhere/{i}.png" for i in range(60)]))
@@ -114,8 +114,10 @@ def test_a_failed_search_is_said_and_the_preview_stays_usable(allowed_root, monk
     at.radio(key="data_source").set_value("Upload an NPZ").run()
     at.file_uploader(key="npz_upload").set_value(("failing.npz", data, "application/octet-stream")).run()
     assert not at.exception, at.exception
-    assert any("nearest neighbours could not be found (MemoryError: not enough memory for the search)" in e.value
-               for e in at.error)
+    assert any(
+        "nearest neighbours could not be found (MemoryError: not enough memory for the search)" in e.value
+        for e in at.error
+    )
     at.selectbox(key="select_class").set_value("eel")
     at.button(key="btn_class").click().run()
     assert "Selected: 20 images" in _texts(at)  # the preview map and the gallery keep working

@@ -1,4 +1,5 @@
 """The review queue's words agree with the summary's counts: a card names only flagged issues."""
+
 import numpy as np
 
 from cleaner.io.dataset import dataset_from_arrays

@@ -2,6 +2,7 @@
 
 No timing is asserted (the machine is shared); the full 100k run is documented in bench/README.md.
 """
+
 import json
 import subprocess
 import sys
@@ -10,8 +11,22 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-KEYS = ("n", "preview_s", "first_map_s", "reference_umap_s", "first_map_ratio", "cache_hit_s", "cold_demo_s", "tick_s", "decision_s",
-        "tick_many_decisions_s", "decision_many_decisions_s", "bytes_per_point", "peak_rss_mb", "knn_preservation")
+KEYS = (
+    "n",
+    "preview_s",
+    "first_map_s",
+    "reference_umap_s",
+    "first_map_ratio",
+    "cache_hit_s",
+    "cold_demo_s",
+    "tick_s",
+    "decision_s",
+    "tick_many_decisions_s",
+    "decision_many_decisions_s",
+    "bytes_per_point",
+    "peak_rss_mb",
+    "knn_preservation",
+)
 
 
 @pytest.fixture(scope="module")
@@ -21,9 +36,21 @@ def report(tmp_path_factory) -> dict:
     # --skip-reference: plain umap-learn compiles for 20-30 s in a fresh process; the browser part is
     # covered by the end-to-end tests. The tick (AppTest) part runs.
     subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "scale.py"), "--n", "3000", "--skip-reference", "--skip-browser",
-         "--workdir", str(work / "run"), "--json", str(out)],
-        check=True, timeout=600, cwd=ROOT,
+        [
+            sys.executable,
+            str(ROOT / "bench" / "scale.py"),
+            "--n",
+            "3000",
+            "--skip-reference",
+            "--skip-browser",
+            "--workdir",
+            str(work / "run"),
+            "--json",
+            str(out),
+        ],
+        check=True,
+        timeout=600,
+        cwd=ROOT,
     )
     return json.loads(out.read_text())
 

@@ -1,4 +1,5 @@
 """`python -m cleaner scan` in a fresh process: the report, the exclusion list, errors and a light import graph."""
+
 import csv
 import json
 import os
@@ -66,9 +67,24 @@ def test_scan_writes_report_and_exclusion_list(tmp_path):
     proc = run_cli("scan", npz, "--out", out, "--exclude-top", 3, "--image-root", tmp_path / "images")
     assert proc.returncode == 0, proc.stderr
     header, rows = read_report(out)
-    assert header == ["index", "image_path", "label", "suggested_label", "label_issue_score", "outlier_score",
-                      "duplicate_group", "unreadable", "label_issue", "outlier", "duplicate_score",
-                      "duplicate_mixed_labels", "unreadable_reason", "worst_score", "worst_issue", "review_rank"]
+    assert header == [
+        "index",
+        "image_path",
+        "label",
+        "suggested_label",
+        "label_issue_score",
+        "outlier_score",
+        "duplicate_group",
+        "unreadable",
+        "label_issue",
+        "outlier",
+        "duplicate_score",
+        "duplicate_mixed_labels",
+        "unreadable_reason",
+        "worst_score",
+        "worst_issue",
+        "review_rank",
+    ]
     assert [int(r["index"]) for r in rows] == list(range(90))
     assert [r["image_path"] for r in rows] == paths
     assert rows[FLIPPED]["label"] == "dog" and rows[FLIPPED]["suggested_label"] == "cat"

@@ -1,4 +1,5 @@
 """Issue scores: each planted problem must come first in its own review queue."""
+
 import numpy as np
 import pytest
 from hypothesis import given, settings

@@ -1,4 +1,5 @@
 """The server collects reference cycles on its own thread instead of after every script run."""
+
 from __future__ import annotations
 
 import threading

@@ -1,4 +1,5 @@
 """A dataset in shards (a folder of NPZ files) and the map sample of a dataset larger than the map: no dask here."""
+
 from __future__ import annotations
 
 import subprocess
@@ -60,8 +61,12 @@ def test_a_folder_of_shards_loads_as_one_dataset_in_file_name_order(tmp_path):
     again = load_sharded(tmp_path / "shards")
     assert (again.digest, again.embedding_digest) == (dataset.digest, dataset.embedding_digest)
     # the digests are the shards' own: a change to one shard changes them
-    np.savez_compressed(tmp_path / "shards" / "batch_0001.npz", embeddings=emb[200:400] + 1, labels=labels[200:400],
-                        image_paths=paths[200:400])
+    np.savez_compressed(
+        tmp_path / "shards" / "batch_0001.npz",
+        embeddings=emb[200:400] + 1,
+        labels=labels[200:400],
+        image_paths=paths[200:400],
+    )
     changed = load_sharded(tmp_path / "shards")
     assert changed.embedding_digest != dataset.embedding_digest and changed.digest != dataset.digest
 
@@ -70,8 +75,9 @@ def test_a_shard_with_other_labels_is_named_in_one_message(tmp_path):
     emb, labels, paths = clustered()
     write_shards(tmp_path / "s", emb, labels, paths)
     renamed = np.where(labels[400:] == "class3", "Class3", labels[400:])
-    np.savez_compressed(tmp_path / "s" / "batch_0002.npz", embeddings=emb[400:], labels=renamed,
-                        image_paths=paths[400:])
+    np.savez_compressed(
+        tmp_path / "s" / "batch_0002.npz", embeddings=emb[400:], labels=renamed, image_paths=paths[400:]
+    )
     with pytest.raises(DatasetError, match=r"batch_0002\.npz.*disagrees.*'Class3'.*lacks labels.*'class3'"):
         load_sharded(tmp_path / "s")
 
@@ -79,13 +85,15 @@ def test_a_shard_with_other_labels_is_named_in_one_message(tmp_path):
 def test_shards_must_agree_on_width_and_kind_of_label(tmp_path):
     emb, labels, paths = clustered()
     write_shards(tmp_path / "w", emb, labels, paths, shards=2)
-    np.savez_compressed(tmp_path / "w" / "batch_0001.npz", embeddings=emb[300:, :8], labels=labels[300:],
-                        image_paths=paths[300:])
+    np.savez_compressed(
+        tmp_path / "w" / "batch_0001.npz", embeddings=emb[300:, :8], labels=labels[300:], image_paths=paths[300:]
+    )
     with pytest.raises(DatasetError, match=r"batch_0001\.npz.*8 dimensions, not 16"):
         load_sharded(tmp_path / "w")
     write_shards(tmp_path / "k", emb, labels, paths, shards=2)
-    np.savez_compressed(tmp_path / "k" / "batch_0001.npz", embeddings=emb[300:],
-                        labels=np.arange(300) % 4, image_paths=paths[300:])
+    np.savez_compressed(
+        tmp_path / "k" / "batch_0001.npz", embeddings=emb[300:], labels=np.arange(300) % 4, image_paths=paths[300:]
+    )
     with pytest.raises(DatasetError, match=r"batch_0001\.npz.*class ids, not class names"):
         load_sharded(tmp_path / "k")
 
@@ -158,9 +166,14 @@ def test_scan_of_a_folder_matches_the_scan_of_the_same_rows_in_one_npz(tmp_path)
     write_shards(tmp_path / "shards", emb, labels, paths, shards=4)
     np.savez_compressed(tmp_path / "one.npz", embeddings=emb, labels=labels, image_paths=paths)
     for source, out in (("shards", "a.csv"), ("one.npz", "b.csv")):
-        proc = subprocess.run([sys.executable, "-m", "cleaner", "scan", source, "--out", out, "--no-image-check"],
-                              cwd=tmp_path, capture_output=True, text=True, timeout=300,
-                              env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
+        proc = subprocess.run(
+            [sys.executable, "-m", "cleaner", "scan", source, "--out", out, "--no-image-check"],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"},
+        )
         assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "a.csv").read_text() == (tmp_path / "b.csv").read_text()
     assert load_sharded(tmp_path / "shards").embedding_digest != load_npz(tmp_path / "one.npz").embedding_digest

@@ -1,4 +1,5 @@
 """`cleaner scan --precompute`: the sidecar round trip, and stale or tampered sidecars refused with a reason."""
+
 from __future__ import annotations
 
 import io
@@ -89,19 +90,25 @@ def test_a_sidecar_with_other_settings_is_refused_with_what_to_do(scanned):
         _read(scanned, metric="euclidean")
 
 
-@pytest.mark.parametrize("change, reason", [
-    (lambda m, n: {"graph_indices": np.full_like(m["graph_indices"], n)}, "rows the dataset does not have"),
-    (lambda m, n: {"graph_indices": np.tile(np.arange(n, dtype=np.int32)[:, None], (1, 20))}, "their own neighbours"),
-    (lambda m, n: {"graph_distances": m["graph_distances"][:, ::-1].copy()}, "closest first"),
-    (lambda m, n: {"graph_distances": np.full_like(m["graph_distances"], np.nan)}, "not finite"),
-    (lambda m, n: {"layout_3": np.full_like(m["layout_3"], np.inf)}, "3D map holds values that are not finite"),
-    (lambda m, n: {"layout_2": m["layout_2"][:-1]}, "could not be read"),
-    (lambda m, n: {"layout_2": m["layout_2"].astype(np.float64)}, "32-bit"),
-    (lambda m, n: {"graph_indices": m["graph_indices"].astype(object)}, "could not be read"),
-    (lambda m, n: {"extra": np.zeros(3)}, "expected arrays"),
-    (lambda m, n: {"layout_key_3": None}, "missing: layout_key_3"),
-    (lambda m, n: {"format": np.array("something-else")}, "not written by this version"),
-])
+@pytest.mark.parametrize(
+    "change, reason",
+    [
+        (lambda m, n: {"graph_indices": np.full_like(m["graph_indices"], n)}, "rows the dataset does not have"),
+        (
+            lambda m, n: {"graph_indices": np.tile(np.arange(n, dtype=np.int32)[:, None], (1, 20))},
+            "their own neighbours",
+        ),
+        (lambda m, n: {"graph_distances": m["graph_distances"][:, ::-1].copy()}, "closest first"),
+        (lambda m, n: {"graph_distances": np.full_like(m["graph_distances"], np.nan)}, "not finite"),
+        (lambda m, n: {"layout_3": np.full_like(m["layout_3"], np.inf)}, "3D map holds values that are not finite"),
+        (lambda m, n: {"layout_2": m["layout_2"][:-1]}, "could not be read"),
+        (lambda m, n: {"layout_2": m["layout_2"].astype(np.float64)}, "32-bit"),
+        (lambda m, n: {"graph_indices": m["graph_indices"].astype(object)}, "could not be read"),
+        (lambda m, n: {"extra": np.zeros(3)}, "expected arrays"),
+        (lambda m, n: {"layout_key_3": None}, "missing: layout_key_3"),
+        (lambda m, n: {"format": np.array("something-else")}, "not written by this version"),
+    ],
+)
 def test_a_tampered_sidecar_is_refused_with_a_reason(scanned, tmp_path, change, reason):
     side = sidecar_path(scanned)
     bad = _tampered(side, tmp_path / "bad.cleaner.npz", **change(_members(side), 60))
@@ -169,5 +176,7 @@ def test_the_app_ignores_a_stale_sidecar_and_says_so(allowed_root):
     npz.write_bytes(npz_bytes(emb, np.array(["cat", "dog", "eel"])[codes], paths))
     at = _open_in_app(npz)
     warning = " ".join(w.value for w in at.warning)
-    assert "data.cleaner.npz next to this file is not used: it was made for other embeddings" in warning.replace("\\", "")
+    assert "data.cleaner.npz next to this file is not used: it was made for other embeddings" in warning.replace(
+        "\\", ""
+    )
     assert at.text and "60 images" in " ".join(t.value for t in at.text)  # the dataset still opens and works

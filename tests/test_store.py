@@ -3,6 +3,7 @@
 The PostgreSQL runs come from tests/pg_fixture.py (a throwaway cluster); where it cannot start they are skipped
 with the reason.
 """
+
 from __future__ import annotations
 
 import logging
@@ -65,6 +66,7 @@ def paths(n: int, prefix: str = "/data/img") -> np.ndarray:
 
 # ---------------------------------------------------------------- schema
 
+
 def test_schema_is_created_with_its_version_and_reopening_keeps_the_events(store_url):
     first = DecisionStore(store_url)
     assert first.schema_version() == SCHEMA_VERSION
@@ -85,23 +87,34 @@ def test_a_database_from_a_newer_cleaner_is_refused(store):
 
 # ---------------------------------------------------------------- events and the derived state
 
+
 def test_the_latest_event_wins_and_undo_is_an_event(store):
     store.append(TEAM_SPACE, [ex("/a.png"), Event("/b.png", "keep", "bob@crew.example")])
     store.append(TEAM_SPACE, [Event("/a.png", "relabel", "bob@crew.example", new_label="cat", old_label="dog")])
     current = store.current(TEAM_SPACE, ["/a.png", "/b.png", "/c.png"])
     assert {p: (e.kind, e.new_label, e.decided_by) for p, e in current.decisions.items()} == {
-        "/a.png": ("relabel", "cat", "bob@crew.example"), "/b.png": ("keep", "", "bob@crew.example")}
+        "/a.png": ("relabel", "cat", "bob@crew.example"),
+        "/b.png": ("keep", "", "bob@crew.example"),
+    }
     store.append(TEAM_SPACE, [Event("/a.png", "undo", "ann@team.example")])
     assert list(store.current(TEAM_SPACE, ["/a.png", "/b.png"]).decisions) == ["/b.png"]
     history = store.history(TEAM_SPACE, "/a.png")  # nothing is lost: the undo is one more event
     assert [(e.kind, e.decided_by) for e in history] == [
-        ("exclude", "ann@team.example"), ("relabel", "bob@crew.example"), ("undo", "ann@team.example")]
+        ("exclude", "ann@team.example"),
+        ("relabel", "bob@crew.example"),
+        ("undo", "ann@team.example"),
+    ]
     assert [e.seq for e in history] == sorted(e.seq for e in history)
 
 
 def test_audit_verdicts_are_a_stream_of_their_own(store):
-    store.append(TEAM_SPACE, [decision_event("/a.png", Decision("relabel", new_label="cat", source="audit"), "ann"),
-                              audit_event("/a.png", AuditVerdict("relabel", "cat"), "ann")])
+    store.append(
+        TEAM_SPACE,
+        [
+            decision_event("/a.png", Decision("relabel", new_label="cat", source="audit"), "ann"),
+            audit_event("/a.png", AuditVerdict("relabel", "cat"), "ann"),
+        ],
+    )
     store.append(TEAM_SPACE, [decision_event("/a.png", None, "ann")])  # the decision taken back, not the verdict
     current = store.current(TEAM_SPACE, ["/a.png"])
     assert current.decisions == {}
@@ -149,6 +162,7 @@ def test_events_since_brings_exactly_what_came_after(store):
 
 # ---------------------------------------------------------------- decisions belong to the images
 
+
 def test_dataset_identity_is_the_paths_alone():
     p = paths(50)
     assert paths_identity(p) == paths_identity(p[::-1].tolist())  # rows in another order: the same images
@@ -177,6 +191,7 @@ def test_a_new_version_of_a_dataset_gets_its_earlier_decisions(store_url):
 
 
 # ---------------------------------------------------------------- concurrency
+
 
 def test_ten_sessions_deciding_at_once_lose_nothing_and_cross_no_attribution(store_url):
     store = DecisionStore(store_url)
@@ -220,8 +235,10 @@ def test_ten_sessions_deciding_at_once_lose_nothing_and_cross_no_attribution(sto
 def test_another_server_process_sees_the_same_decisions(store_url):
     """Two app servers on one database (behind one load balancer): one writes, the other reads."""
     store = DecisionStore(store_url)
-    code = ("import sys; from cleaner.decisions.store import DecisionStore, Event, TEAM_SPACE;"
-            "s = DecisionStore(sys.argv[1]); s.append(TEAM_SPACE, [Event('/x.png', 'exclude', 'bob@crew.example')])")
+    code = (
+        "import sys; from cleaner.decisions.store import DecisionStore, Event, TEAM_SPACE;"
+        "s = DecisionStore(sys.argv[1]); s.append(TEAM_SPACE, [Event('/x.png', 'exclude', 'bob@crew.example')])"
+    )
     subprocess.run([sys.executable, "-c", code, store_url], check=True, cwd=REPO, timeout=120)
     assert store.current(TEAM_SPACE, ["/x.png"]).decisions["/x.png"].decided_by == "bob@crew.example"
     store.close()
@@ -260,15 +277,25 @@ def test_a_server_killed_mid_decision_keeps_every_acknowledged_decision(store_ur
 
 # ---------------------------------------------------------------- conflicts
 
+
 def test_conflicts_are_disagreements_since_the_last_settle(store):
     ann, bob, cat = "ann@team.example", "bob@crew.example", "cat@crew.example"
-    store.append(TEAM_SPACE, [
-        Event("/a.png", "exclude", ann), Event("/a.png", "keep", bob),  # exclude against keep
-        Event("/b.png", "relabel", ann, new_label="cat"), Event("/b.png", "relabel", bob, new_label="dog"),
-        Event("/c.png", "relabel", ann, new_label="cat"), Event("/c.png", "relabel", bob, new_label="cat"),  # agree
-        Event("/d.png", "exclude", ann), Event("/d.png", "keep", bob), Event("/d.png", "undo", bob),  # taken back
-        Event("/e.png", "exclude", ann), Event("/e.png", "keep", ann),  # one person changing their mind
-    ])
+    store.append(
+        TEAM_SPACE,
+        [
+            Event("/a.png", "exclude", ann),
+            Event("/a.png", "keep", bob),  # exclude against keep
+            Event("/b.png", "relabel", ann, new_label="cat"),
+            Event("/b.png", "relabel", bob, new_label="dog"),
+            Event("/c.png", "relabel", ann, new_label="cat"),
+            Event("/c.png", "relabel", bob, new_label="cat"),  # agree
+            Event("/d.png", "exclude", ann),
+            Event("/d.png", "keep", bob),
+            Event("/d.png", "undo", bob),  # taken back
+            Event("/e.png", "exclude", ann),
+            Event("/e.png", "keep", ann),  # one person changing their mind
+        ],
+    )
     found = {c.path: c for c in store.conflicts(TEAM_SPACE, ["/a.png", "/b.png", "/c.png", "/d.png", "/e.png"])}
     assert set(found) == {"/a.png", "/b.png"}
     assert [(e.decided_by, e.kind) for e in found["/a.png"].by_person] == [(ann, "exclude"), (bob, "keep")]
@@ -285,6 +312,7 @@ def test_find_conflicts_needs_no_database():
 
 
 # ---------------------------------------------------------------- faults
+
 
 def _unreachable(kind: str, tmp_path: Path) -> str:
     if kind == "sqlite":
@@ -305,7 +333,9 @@ def test_an_unreachable_database_gives_a_clear_message_without_the_password(kind
     text = str(info.value)
     assert "could not prepare decisions" in text
     assert PASSWORD not in text and PASSWORD not in caplog.text
-    assert info.value.__cause__ is None and info.value.__context__ is None or PASSWORD not in repr(info.value.__context__)
+    assert (
+        info.value.__cause__ is None and info.value.__context__ is None or PASSWORD not in repr(info.value.__context__)
+    )
     if kind == "postgresql":
         assert "cannot be reached" in text and "***" in text
 
@@ -318,8 +348,9 @@ def test_the_password_is_never_shown(request, caplog):
     assert PASSWORD not in store.shown_url and "***" in store.shown_url
     assert PASSWORD not in hide_password(url)
     store.append(TEAM_SPACE, [ex("/a.png")])
-    cluster.sql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid <> pg_backend_pid() "
-                         "AND datname = 'postgres'")
+    cluster.sql(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid <> pg_backend_pid() AND datname = 'postgres'"
+    )
     store.append(TEAM_SPACE, [ex("/b.png")])  # the pool's dead connections are replaced, quietly
     assert PASSWORD not in caplog.text
     store.close()

@@ -1,5 +1,6 @@
 """An NPZ saved uncompressed (np.savez, as the README advises for large data) is read without copying its
 embeddings, and the members' local headers and checksums are still checked."""
+
 import io
 import struct
 import tracemalloc
@@ -21,8 +22,11 @@ def _stored_file(tmp_path, arrays: dict[str, np.ndarray]):
 def test_a_large_stored_npz_is_in_memory_once(tmp_path):
     rng = np.random.default_rng(3)
     n = 20_000
-    arrays = {"embeddings": rng.normal(size=(n, 256)).astype(np.float32), "labels": np.arange(n) % 7,
-              "image_paths": np.array([f"img_{i}.png" for i in range(n)])}
+    arrays = {
+        "embeddings": rng.normal(size=(n, 256)).astype(np.float32),
+        "labels": np.arange(n) % 7,
+        "image_paths": np.array([f"img_{i}.png" for i in range(n)]),
+    }
     path = _stored_file(tmp_path, arrays)
     size = path.stat().st_size
     tracemalloc.start()
@@ -48,7 +52,7 @@ def test_a_stored_member_whose_local_header_is_gone_is_refused():
 def test_a_stored_member_longer_than_the_file_is_refused():
     data = bytearray(zip_of(good_members(), zipfile.ZIP_STORED))
     entry = data.find(b"PK\x01\x02")  # the central directory's entry of the first member, the embeddings
-    assert data[entry + 46:entry + 46 + 14] == b"embeddings.npy"
+    assert data[entry + 46 : entry + 46 + 14] == b"embeddings.npy"
     struct.pack_into("<LL", data, entry + 20, 10**8, 10**8)  # its compressed and uncompressed sizes
     assert "is truncated" in refused(bytes(data))
 

@@ -1,6 +1,7 @@
 """A session's work written through to the decision store, and team mode (sessions sharing one space): every
 decision, undo and audit verdict reaches the store; teammates' decisions come in; a new NPZ of the same images gets
 them; a database that fails keeps the session working and is written to once it is back. SQLite and PostgreSQL."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -49,15 +50,22 @@ def test_every_action_is_written_through_and_undo_is_an_event(store):
     work = session(store, ds, ANN)
     path = str(ds.image_paths[0])
     work.decide(0, "exclude", "blurry")
-    work.decide(1, "relabel", "wrong", new_label=ds.class_names[0] if ds.label_text(1) != ds.class_names[0]
-                else ds.class_names[1])
+    work.decide(
+        1,
+        "relabel",
+        "wrong",
+        new_label=ds.class_names[0] if ds.label_text(1) != ds.class_names[0] else ds.class_names[1],
+    )
     work.set_excluded([2, 3], True)
     work.set_excluded([3], False)
     work.audit(4, "keep")
     work.undo()  # the audit's verdict on row 4
     current = store.current(TEAM_SPACE, ds.image_paths)
     assert {p: e.kind for p, e in current.decisions.items()} == {
-        path: "exclude", str(ds.image_paths[1]): "relabel", str(ds.image_paths[2]): "exclude"}
+        path: "exclude",
+        str(ds.image_paths[1]): "relabel",
+        str(ds.image_paths[2]): "exclude",
+    }
     assert current.audit == {}
     assert [e.kind for e in store.history(TEAM_SPACE, str(ds.image_paths[3]))] == ["exclude", "undo"]
     assert {e.decided_by for e in store.events_since(TEAM_SPACE, 0)} == {ANN}
@@ -95,8 +103,11 @@ def test_a_new_npz_of_the_same_images_gets_the_decisions_and_says_so(store):
     # Re-embedded with another model, rows shuffled, the first two images gone and nothing else changed.
     order = np.random.default_rng(1).permutation(np.arange(2, 30))
     arrays = good_arrays(n=30, seed=0)
-    arrays = {"embeddings": np.random.default_rng(5).normal(size=(28, 9)).astype(np.float32),
-              "labels": arrays["labels"][order], "image_paths": arrays["image_paths"][order]}
+    arrays = {
+        "embeddings": np.random.default_rng(5).normal(size=(28, 9)).astype(np.float32),
+        "labels": arrays["labels"][order],
+        "image_paths": arrays["image_paths"][order],
+    }
     new = load_npz(npz(**arrays), name="v2")
     assert new.digest != old.digest
     later = session(store, new, BOB)
@@ -127,7 +138,9 @@ def test_an_unreachable_database_keeps_the_session_working_and_writes_through_la
     work.sync()
     assert work.ledger.error == "" and work.ledger.pending == []
     assert {p: e.kind for p, e in store.current(TEAM_SPACE, ds.image_paths).decisions.items()} == {
-        str(ds.image_paths[0]): "exclude", str(ds.image_paths[1]): "keep"}
+        str(ds.image_paths[0]): "exclude",
+        str(ds.image_paths[1]): "keep",
+    }
 
 
 def test_a_token_space_is_private_and_comes_back(store):

@@ -4,6 +4,7 @@ Estimates from the random audit (bad images at the start, the review's recall, b
 trained before and after cleaning and scored on trusted rows, and whether the review queue has run dry.
 Imports scikit-learn and scipy (for the probe and its test).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -40,16 +41,28 @@ def _parser() -> argparse.ArgumentParser:
         ),
     )
     parser.add_argument("npz", metavar="DATA.npz", help="NPZ with 'embeddings', 'labels' and 'image_paths'")
-    parser.add_argument("--decisions", required=True, metavar="DECISIONS.csv",
-                        help="the decisions CSV the app downloads (with the audit's verdicts)")
-    parser.add_argument("--trusted", metavar="VAL.npz",
-                        help="a validation NPZ with verified labels, same format and embedding model: the probe is "
-                        "scored on it instead of on the audited images")
+    parser.add_argument(
+        "--decisions",
+        required=True,
+        metavar="DECISIONS.csv",
+        help="the decisions CSV the app downloads (with the audit's verdicts)",
+    )
+    parser.add_argument(
+        "--trusted",
+        metavar="VAL.npz",
+        help="a validation NPZ with verified labels, same format and embedding model: the probe is "
+        "scored on it instead of on the audited images",
+    )
     parser.add_argument("--json", metavar="OUT.json", help="also write every figure to this JSON file")
-    parser.add_argument("--k", type=int, default=20, help="nearest neighbours per image for the scan that gives the "
-                        "review order (default 20, as `cleaner scan`)")
-    parser.add_argument("--seed", type=int, default=0,
-                        help="seed of the audit sample (as the app's) and of the bootstrap (default 0)")
+    parser.add_argument(
+        "--k",
+        type=int,
+        default=20,
+        help="nearest neighbours per image for the scan that gives the review order (default 20, as `cleaner scan`)",
+    )
+    parser.add_argument(
+        "--seed", type=int, default=0, help="seed of the audit sample (as the app's) and of the bootstrap (default 0)"
+    )
     return parser
 
 
@@ -86,12 +99,16 @@ def describe(report: EffectReport) -> list[str]:
     a = report.audit
     if a is not None:
         start, left = a.bad_at_start, a.bad_left
-        line = (f"audit of {a.audited:,} random images: about {_percent(a.bad.estimate)} bad (95% Wilson interval "
-                f"{_percent(a.bad.low)}-{_percent(a.bad.high)}), about {_count(start[0])} images "
-                f"({_count(start[1])}-{_count(start[2])}) at the start")
+        line = (
+            f"audit of {a.audited:,} random images: about {_percent(a.bad.estimate)} bad (95% Wilson interval "
+            f"{_percent(a.bad.low)}-{_percent(a.bad.high)}), about {_count(start[0])} images "
+            f"({_count(start[1])}-{_count(start[2])}) at the start"
+        )
         if a.recall.n:
-            line += (f"; the review caught about {100 * a.recall.estimate:.0f}% of them ({a.recall.k} of {a.recall.n} "
-                     f"audited bad images; {100 * a.recall.low:.0f}-{100 * a.recall.high:.0f}%)")
+            line += (
+                f"; the review caught about {100 * a.recall.estimate:.0f}% of them ({a.recall.k} of {a.recall.n} "
+                f"audited bad images; {100 * a.recall.low:.0f}-{100 * a.recall.high:.0f}%)"
+            )
         else:
             line += "; no audited image is bad, so the review's recall cannot be measured yet"
         line += f"; about {_count(left[0])} left ({_count(left[1])}-{_count(left[2])})"
@@ -99,27 +116,35 @@ def describe(report: EffectReport) -> list[str]:
         if a.more_to_halve is not None:
             lines.append(f"auditing about {a.more_to_halve:,} more images would halve the interval")
         if report.audit_is_seeded_prefix is False:
-            lines.append(f"warning: the audited images are not the first {a.audited:,} of the seeded sample "
-                         f"(seed {report.seed}); the estimates assume they are a uniform random sample")
+            lines.append(
+                f"warning: the audited images are not the first {a.audited:,} of the seeded sample "
+                f"(seed {report.seed}); the estimates assume they are a uniform random sample"
+            )
     p = report.probe
     pv = f"{p.p_value:.3f}" if p.p_value >= 0.001 else f"{p.p_value:.1e}"
-    lines.append(f"probe accuracy on {p.trusted_rows:,} trusted rows ({report.trusted_source}): "
-                 f"{p.accuracy_before:.3f} before, {p.accuracy_after:.3f} after, gain {p.gain:+.3f} "
-                 f"(paired bootstrap 95%: {p.gain_low:+.3f} to {p.gain_high:+.3f}; McNemar p={pv}); trained on "
-                 f"{p.training_rows_before:,} rows before, {p.training_rows_after:,} after")
+    lines.append(
+        f"probe accuracy on {p.trusted_rows:,} trusted rows ({report.trusted_source}): "
+        f"{p.accuracy_before:.3f} before, {p.accuracy_after:.3f} after, gain {p.gain:+.3f} "
+        f"(paired bootstrap 95%: {p.gain_low:+.3f} to {p.gain_high:+.3f}; McNemar p={pv}); trained on "
+        f"{p.training_rows_before:,} rows before, {p.training_rows_after:,} after"
+    )
     for c in p.per_class:
         lines.append(f"  {c.name}: {c.before:.3f} -> {c.after:.3f} on {c.n:,} rows")
     q = report.queue
     if q is None:
         lines.append("queue: no decision was made from the review queue")
     else:
-        line = (f"queue: {q.found.k} of the last {q.found.n} queue decisions found a bad image "
-                f"({_percent(q.found.estimate)}, 95% Wilson {_percent(q.found.low)}-{_percent(q.found.high)})")
+        line = (
+            f"queue: {q.found.k} of the last {q.found.n} queue decisions found a bad image "
+            f"({_percent(q.found.estimate)}, 95% Wilson {_percent(q.found.low)}-{_percent(q.found.high)})"
+        )
         if q.run_dry is None:
             line += "; audit some images to compare it with the dataset's base rate"
         elif q.run_dry:
-            line += (f", no more than the audit's base rate {_percent(q.base_rate or 0.0)}: the queue has run dry, "
-                     "stop reviewing it")
+            line += (
+                f", no more than the audit's base rate {_percent(q.base_rate or 0.0)}: the queue has run dry, "
+                "stop reviewing it"
+            )
         else:
             line += f", above the audit's base rate {_percent(q.base_rate or 0.0)}: the queue still pays"
         if q.found.n < QUEUE_WINDOW:

@@ -3,6 +3,7 @@
 Imports only numpy and cleaner's core (Pillow once images are checked): no streamlit, plotly, umap, sklearn or
 scipy, so a scan of a few thousand rows finishes in well under a second.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -52,7 +53,8 @@ def _parser() -> argparse.ArgumentParser:
         prog="cleaner scan",
         description=(
             "Score every image of an NPZ (embeddings, labels, image_paths) for "
-            + ", ".join(k.description for k in kinds[:-1]) + f" and {kinds[-1].description}"
+            + ", ".join(k.description for k in kinds[:-1])
+            + f" and {kinds[-1].description}"
             + ", and write one CSV row per image."
         ),
         epilog=(
@@ -64,9 +66,12 @@ def _parser() -> argparse.ArgumentParser:
             "Exit codes: 0 done, 1 output could not be written, 2 bad arguments or an unusable NPZ."
         ),
     )
-    parser.add_argument("npz", metavar="DATA.npz",
-                        help="NPZ with 'embeddings', 'labels' and 'image_paths', or a folder of such NPZ shards "
-                        "(same labels in every shard; read in file-name order)")
+    parser.add_argument(
+        "npz",
+        metavar="DATA.npz",
+        help="NPZ with 'embeddings', 'labels' and 'image_paths', or a folder of such NPZ shards "
+        "(same labels in every shard; read in file-name order)",
+    )
     parser.add_argument("--out", required=True, metavar="REPORT.csv", help="CSV report to write")
     parser.add_argument(
         "--exclude-top",
@@ -77,11 +82,19 @@ def _parser() -> argparse.ArgumentParser:
         "images_to_exclude_from_training_YYYY_MM_DD.txt next to --out (one copy of each duplicate group stays)",
     )
     parser.add_argument("--exclude-out", metavar="PATH", help="where to write the exclusion list instead")
-    parser.add_argument("--k", type=int, default=GRAPH_K, help=f"nearest neighbours per image (default {GRAPH_K}; "
-                        f"the label vote uses the nearest {LABEL_K} of them)")
-    parser.add_argument("--metric", choices=(AUTO, *METRICS), default=AUTO,
-                        help="distance between embeddings (default auto: euclidean for non-negative features such as "
-                        "ReLU activations, cosine for signed or normalised embeddings, as the app's default)")
+    parser.add_argument(
+        "--k",
+        type=int,
+        default=GRAPH_K,
+        help=f"nearest neighbours per image (default {GRAPH_K}; the label vote uses the nearest {LABEL_K} of them)",
+    )
+    parser.add_argument(
+        "--metric",
+        choices=(AUTO, *METRICS),
+        default=AUTO,
+        help="distance between embeddings (default auto: euclidean for non-negative features such as "
+        "ReLU activations, cosine for signed or normalised embeddings, as the app's default)",
+    )
     parser.add_argument(
         "--image-root",
         action="append",
@@ -90,22 +103,41 @@ def _parser() -> argparse.ArgumentParser:
         help="folder the images may be read from (repeatable); paths outside every root count as unreadable",
     )
     parser.add_argument("--no-image-check", action="store_true", help="never open the images")
-    parser.add_argument("--thorough", action="store_true",
-                        help="rank label issues with a cross-validated linear probe on the embeddings as well as the "
-                        "neighbours' votes: slower, better where the embedding mixes classes (imports scikit-learn)")
-    parser.add_argument("--precompute", action="store_true",
-                        help="also compute the 3D and 2D maps and write them with the neighbour graph to "
-                        "DATA.cleaner.npz next to DATA.npz: the app then opens this dataset at once, without computing "
-                        "(run it on a bigger machine, copy the sidecar next to the NPZ on the server; imports umap-learn)")
-    parser.add_argument("--dask", metavar="ADDRESS",
-                        help="compute the neighbour graph (and with --precompute the maps) on a Dask cluster: a "
-                        "scheduler address (tcp://HOST:8786) or local:N for N worker processes on this machine; the "
-                        "workers read the NPZ or the shards themselves (needs dask[distributed])")
-    parser.add_argument("--dask-timeout", type=float, default=10.0, metavar="SECONDS",
-                        help="give up reaching the --dask scheduler after this long (default 10)")
-    parser.add_argument("--map-limit", type=int, default=MAP_LIMIT, metavar="N",
-                        help=f"with --precompute, above N images also write DATA.map-sample.cleaner.npz: every "
-                        f"flagged image and a class-stratified sample, N in all, for the map (default {MAP_LIMIT:,})")
+    parser.add_argument(
+        "--thorough",
+        action="store_true",
+        help="rank label issues with a cross-validated linear probe on the embeddings as well as the "
+        "neighbours' votes: slower, better where the embedding mixes classes (imports scikit-learn)",
+    )
+    parser.add_argument(
+        "--precompute",
+        action="store_true",
+        help="also compute the 3D and 2D maps and write them with the neighbour graph to "
+        "DATA.cleaner.npz next to DATA.npz: the app then opens this dataset at once, without computing "
+        "(run it on a bigger machine, copy the sidecar next to the NPZ on the server; imports umap-learn)",
+    )
+    parser.add_argument(
+        "--dask",
+        metavar="ADDRESS",
+        help="compute the neighbour graph (and with --precompute the maps) on a Dask cluster: a "
+        "scheduler address (tcp://HOST:8786) or local:N for N worker processes on this machine; the "
+        "workers read the NPZ or the shards themselves (needs dask[distributed])",
+    )
+    parser.add_argument(
+        "--dask-timeout",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="give up reaching the --dask scheduler after this long (default 10)",
+    )
+    parser.add_argument(
+        "--map-limit",
+        type=int,
+        default=MAP_LIMIT,
+        metavar="N",
+        help=f"with --precompute, above N images also write DATA.map-sample.cleaner.npz: every "
+        f"flagged image and a class-stratified sample, N in all, for the map (default {MAP_LIMIT:,})",
+    )
     return parser
 
 
@@ -167,8 +199,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("cleaner scan: error: --map-limit must be at least 1", file=sys.stderr)
         return 2
     if args.dask and args.thorough:
-        print("cleaner scan: error: --thorough needs every embedding in one process; leave it out with --dask",
-              file=sys.stderr)
+        print(
+            "cleaner scan: error: --thorough needs every embedding in one process; leave it out with --dask",
+            file=sys.stderr,
+        )
         return 2
     try:
         with _cluster(args) as client:
@@ -205,8 +239,11 @@ def _load(args: argparse.Namespace, client) -> tuple[Dataset, NeighbourGraph, ob
     if args.metric == AUTO:
         print(f"distance: {opened.metric} ({opened.metric_reason})")
     args.metric = opened.metric
-    print(f"  read on {workers} Dask workers: {opened.dataset.n:,} rows from {plural(opened.n_shards, 'file')} in "
-          f"{len(opened.rows.parts)} parts", flush=True)
+    print(
+        f"  read on {workers} Dask workers: {opened.dataset.n:,} rows from {plural(opened.n_shards, 'file')} in "
+        f"{len(opened.rows.parts)} parts",
+        flush=True,
+    )
     found = distributed_graph(opened.rows, args.k)
     how = "exact" if found.nprobe is None else f"inverted file, {found.nprobe} lists probed"
     print(f"  neighbour graph on the cluster ({how})", flush=True)
@@ -233,7 +270,9 @@ def _scan(args: argparse.Namespace, client) -> int:
     for scores in result.all():
         print(f"  {scores.name}: {scores.summary}")
     if result.unreadable is None:
-        why = "--no-image-check" if args.no_image_check else "no --image-root given and the image paths do not exist here"
+        why = (
+            "--no-image-check" if args.no_image_check else "no --image-root given and the image paths do not exist here"
+        )
         print(f"  unreadable: not checked ({why})")
     if args.exclude_top and _write_exclusions(args, dataset, result, out):
         return 1
@@ -248,8 +287,9 @@ def _maps(args: argparse.Namespace, dataset: Dataset, graph: NeighbourGraph, on_
 
         opened, found = on_cluster
         layouts = distributed_layouts(opened.rows, found, args.metric)
-        print(f"  3D and 2D maps computed on the cluster by landmarks ({time.perf_counter() - start:.1f} s)",
-              flush=True)
+        print(
+            f"  3D and 2D maps computed on the cluster by landmarks ({time.perf_counter() - start:.1f} s)", flush=True
+        )
         return layouts
     from cleaner.layout.layouts import (  # umap-learn: imported only when maps are really computed
         LayoutParams,
@@ -264,8 +304,9 @@ def _maps(args: argparse.Namespace, dataset: Dataset, graph: NeighbourGraph, on_
     return layouts
 
 
-def _write_sidecar(args: argparse.Namespace, dataset: Dataset, graph: NeighbourGraph, result: ScanResult,
-                   on_cluster=None) -> int:
+def _write_sidecar(
+    args: argparse.Namespace, dataset: Dataset, graph: NeighbourGraph, result: ScanResult, on_cluster=None
+) -> int:
     """The maps the app would compute, with the graph, next to the NPZ (or the folder of shards), and above the
     map limit the map sample; returns the exit code."""
     layouts = _maps(args, dataset, graph, on_cluster)

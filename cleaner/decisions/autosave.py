@@ -10,6 +10,7 @@ without the secret can name, let alone read, someone else's list, and the folder
 the page. Each file carries an HMAC of its content under a key derived from the secret: a file changed on
 disk (or written for another secret or dataset) is rejected with a message. Writes are atomic and bounded.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -50,8 +51,9 @@ class Owner:
     def from_token(token: str) -> Owner:
         token = token.strip()
         if not is_token(token):
-            raise AutosaveError(f"That is not a token this app gives out: those are {TOKEN_CHARS} letters, digits, "
-                                "'-' or '_'.")
+            raise AutosaveError(
+                f"That is not a token this app gives out: those are {TOKEN_CHARS} letters, digits, '-' or '_'."
+            )
         return Owner(token, "token")
 
     @staticmethod
@@ -100,16 +102,19 @@ class AutosaveStore:
         mac = hmac.new(owner.mac_key(digest), MAGIC + body, hashlib.sha256).hexdigest().encode()
         data = MAGIC + mac + b"\n" + body
         if len(data) > self.max_file_bytes:
-            raise AutosaveError(f"Your decisions are larger than the {self.max_file_bytes // MB} MB this server "
-                                "keeps per list: download them instead.")
+            raise AutosaveError(
+                f"Your decisions are larger than the {self.max_file_bytes // MB} MB this server "
+                "keeps per list: download them instead."
+            )
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
             os.chmod(self.folder, 0o700)  # only the server's own user may even look inside
             # durable: the point of the file is to outlive a crash
             write_atomically(self.folder, self.path(owner, digest).name, data, durable=True)
         except OSError as exc:
-            raise AutosaveError(f"This server could not keep your decisions ({exc.strerror or exc}); "
-                                "download them to keep them.") from exc
+            raise AutosaveError(
+                f"This server could not keep your decisions ({exc.strerror or exc}); download them to keep them."
+            ) from exc
         self._evict(keep=self.path(owner, digest))
 
     def legacy(self, owner: Owner, digest: str) -> ParsedDecisions | None:
@@ -145,8 +150,9 @@ class AutosaveStore:
             raise AutosaveError("The saved decisions are damaged, so they were not restored.")
         expected = hmac.new(owner.mac_key(digest), MAGIC + body, hashlib.sha256).hexdigest().encode()
         if not hmac.compare_digest(mac, expected):
-            raise AutosaveError("The saved decisions were changed outside this app (or are damaged), "
-                                "so they were not restored.")
+            raise AutosaveError(
+                "The saved decisions were changed outside this app (or are damaged), so they were not restored."
+            )
         try:
             return parse_decisions(body)
         except ValueError as exc:

@@ -9,6 +9,7 @@ against them.
 
 numpy only at import: scikit-learn and scipy are imported by the functions that fit the probe or test its gain.
 """
+
 from __future__ import annotations
 
 import math
@@ -32,10 +33,14 @@ Z95 = 1.959963984540054  # the standard normal's 97.5% quantile
 WILSON = "Wilson score 95%"
 BOOTSTRAP = f"paired bootstrap 95% percentile interval ({BOOTSTRAP_RESAMPLES} resamples of the trusted rows)"
 MCNEMAR = "McNemar exact (two-sided binomial test on the discordant pairs)"
-BAD_LEFT = ("N x the audited share that is bad and not caught by the rest of the review (an unbiased estimate on a "
-            "uniform sample); its Wilson score 95% interval x N")
-RUN_DRY = ("run dry when the upper end of the queue's yield (Wilson 95%) is at or below the audit's estimated bad "
-           "rate: the queue then finds bad images no more often than picking images at random would")
+BAD_LEFT = (
+    "N x the audited share that is bad and not caught by the rest of the review (an unbiased estimate on a "
+    "uniform sample); its Wilson score 95% interval x N"
+)
+RUN_DRY = (
+    "run dry when the upper end of the queue's yield (Wilson 95%) is at or below the audit's estimated bad "
+    "rate: the queue then finds bad images no more often than picking images at random would"
+)
 
 
 class EffectError(DatasetError):
@@ -112,8 +117,12 @@ def audit_rows(n_rows: int, size: int, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).permutation(n_rows)[: min(size, n_rows)].astype(np.int64)
 
 
-def caught_by_review(queue_order: np.ndarray | None, queue_rows: np.ndarray, audited_rows: np.ndarray,
-                     decided_bad: np.ndarray | None = None) -> np.ndarray:
+def caught_by_review(
+    queue_order: np.ndarray | None,
+    queue_rows: np.ndarray,
+    audited_rows: np.ndarray,
+    decided_bad: np.ndarray | None = None,
+) -> np.ndarray:
     """[len(audited_rows)] bool: which audited rows the review other than the audit covered.
 
     A row is caught when (a) `decided_bad` says a later exclude or relabel, not the audit's, covers it, or (b) it sits
@@ -174,8 +183,13 @@ def audit_estimate(n_rows: int, bad: np.ndarray, caught: np.ndarray) -> AuditEst
     if bad.shape != caught.shape:
         raise ValueError(f"bad has {bad.size} values, caught {caught.size}")
     n, k = int(bad.size), int(bad.sum())
-    return AuditEstimate(n_rows=int(n_rows), bad=wilson(k, n), recall=wilson(int((bad & caught).sum()), k),
-                         left=wilson(int((bad & ~caught).sum()), n), more_to_halve=more_to_halve(k, n))
+    return AuditEstimate(
+        n_rows=int(n_rows),
+        bad=wilson(k, n),
+        recall=wilson(int((bad & caught).sum()), k),
+        left=wilson(int((bad & ~caught).sum()), n),
+        more_to_halve=more_to_halve(k, n),
+    )
 
 
 @dataclass(frozen=True)
@@ -217,7 +231,9 @@ def _standardiser(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return x.mean(axis=0), np.maximum(x.std(axis=0), 1e-6)
 
 
-def _fit_predict(x: np.ndarray, y: np.ndarray, x_eval: np.ndarray, which: str, class_names: Sequence[str]) -> np.ndarray:
+def _fit_predict(
+    x: np.ndarray, y: np.ndarray, x_eval: np.ndarray, which: str, class_names: Sequence[str]
+) -> np.ndarray:
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.linear_model import LogisticRegression
 
@@ -233,9 +249,17 @@ def _fit_predict(x: np.ndarray, y: np.ndarray, x_eval: np.ndarray, which: str, c
     return model.predict(x_eval)
 
 
-def probe_effect(embeddings: np.ndarray, labels_before: np.ndarray, keep_after: np.ndarray, labels_after: np.ndarray,
-                 eval_embeddings: np.ndarray, eval_labels: np.ndarray, class_names: Sequence[str], seed: int = 0,
-                 resamples: int = BOOTSTRAP_RESAMPLES) -> ProbeEffect:
+def probe_effect(
+    embeddings: np.ndarray,
+    labels_before: np.ndarray,
+    keep_after: np.ndarray,
+    labels_after: np.ndarray,
+    eval_embeddings: np.ndarray,
+    eval_labels: np.ndarray,
+    class_names: Sequence[str],
+    seed: int = 0,
+    resamples: int = BOOTSTRAP_RESAMPLES,
+) -> ProbeEffect:
     """Fit the probe on the training rows' original labels and on the kept rows' cleaned labels; score both on the
     trusted rows (never trained on), with a paired bootstrap interval on the gain and McNemar's exact p-value.
 
@@ -259,18 +283,34 @@ def probe_effect(embeddings: np.ndarray, labels_before: np.ndarray, keep_after: 
     e = y_eval.size
     # Resampling trusted rows with replacement only moves the counts of (worse, better, same) rows: drawing those
     # counts from a multinomial is the same paired bootstrap in O(resamples) instead of O(resamples x E).
-    counts = np.random.default_rng(seed).multinomial(e, [worse / e, better / e, (e - worse - better) / e], size=resamples)
+    counts = np.random.default_rng(seed).multinomial(
+        e, [worse / e, better / e, (e - worse - better) / e], size=resamples
+    )
     gains = (counts[:, 1] - counts[:, 0]) / e
     low, high = np.percentile(gains, [2.5, 97.5])
     p_value = binomtest(better, better + worse, 0.5).pvalue if better + worse else 1.0
     per_class = tuple(
-        ClassAccuracy(str(class_names[int(c)]), int((y_eval == c).sum()), float(right_before[y_eval == c].mean()),
-                      float(right_after[y_eval == c].mean()))
-        for c in np.unique(y_eval))
-    return ProbeEffect(trusted_rows=int(e), training_rows_before=int(x.shape[0]), training_rows_after=int(keep.sum()),
-                       accuracy_before=float(right_before.mean()), accuracy_after=float(right_after.mean()),
-                       gain_low=float(low), gain_high=float(high), better=better, worse=worse, p_value=float(p_value),
-                       per_class=per_class)
+        ClassAccuracy(
+            str(class_names[int(c)]),
+            int((y_eval == c).sum()),
+            float(right_before[y_eval == c].mean()),
+            float(right_after[y_eval == c].mean()),
+        )
+        for c in np.unique(y_eval)
+    )
+    return ProbeEffect(
+        trusted_rows=int(e),
+        training_rows_before=int(x.shape[0]),
+        training_rows_after=int(keep.sum()),
+        accuracy_before=float(right_before.mean()),
+        accuracy_after=float(right_after.mean()),
+        gain_low=float(low),
+        gain_high=float(high),
+        better=better,
+        worse=worse,
+        p_value=float(p_value),
+        per_class=per_class,
+    )
 
 
 @dataclass(frozen=True)
@@ -329,33 +369,37 @@ class EffectReport:
         if self.audit is not None:
             a = self.audit
             start, left = a.bad_at_start, a.bad_left
-            out.update({
-                "audited": a.audited,
-                "audited_bad": a.bad.k,
-                "bad_rate": _number(a.bad.estimate),
-                "bad_rate_ci": [a.bad.low, a.bad.high],
-                "bad_at_start": _number(start[0]),
-                "bad_at_start_ci": [start[1], start[2]],
-                "caught": a.recall.k,
-                "review_recall": _number(a.recall.estimate),
-                "review_recall_ci": [a.recall.low, a.recall.high],
-                "bad_left": _number(left[0]),
-                "bad_left_ci": [left[1], left[2]],
-                "bad_left_method": BAD_LEFT,
-                "audit_more_to_halve_interval": a.more_to_halve,
-                "audit_is_seeded_prefix": self.audit_is_seeded_prefix,
-            })
+            out.update(
+                {
+                    "audited": a.audited,
+                    "audited_bad": a.bad.k,
+                    "bad_rate": _number(a.bad.estimate),
+                    "bad_rate_ci": [a.bad.low, a.bad.high],
+                    "bad_at_start": _number(start[0]),
+                    "bad_at_start_ci": [start[1], start[2]],
+                    "caught": a.recall.k,
+                    "review_recall": _number(a.recall.estimate),
+                    "review_recall_ci": [a.recall.low, a.recall.high],
+                    "bad_left": _number(left[0]),
+                    "bad_left_ci": [left[1], left[2]],
+                    "bad_left_method": BAD_LEFT,
+                    "audit_more_to_halve_interval": a.more_to_halve,
+                    "audit_is_seeded_prefix": self.audit_is_seeded_prefix,
+                }
+            )
         if self.queue is not None:
             q = self.queue
-            out.update({
-                "queue_window": q.found.n,
-                "queue_bad": q.found.k,
-                "queue_yield": _number(q.found.estimate),
-                "queue_yield_ci": [q.found.low, q.found.high],
-                "base_rate": q.base_rate,
-                "run_dry": q.run_dry,
-                "run_dry_rule": q.rule,
-            })
+            out.update(
+                {
+                    "queue_window": q.found.n,
+                    "queue_bad": q.found.k,
+                    "queue_yield": _number(q.found.estimate),
+                    "queue_yield_ci": [q.found.low, q.found.high],
+                    "base_rate": q.base_rate,
+                    "run_dry": q.run_dry,
+                    "run_dry_rule": q.rule,
+                }
+            )
         return out
 
 
@@ -367,21 +411,27 @@ def _number(value: float) -> float | None:
 def _check_decisions_fit(dataset: Dataset, decisions: Decisions) -> None:
     paths = set(decisions.by_path) | set(decisions.audit)
     if paths and not rows_of(dataset, paths).size:
-        raise EffectError(f"None of the {len(paths):,} image paths in the decisions file is in this dataset: "
-                          "this decisions file is for another dataset.")
+        raise EffectError(
+            f"None of the {len(paths):,} image paths in the decisions file is in this dataset: "
+            "this decisions file is for another dataset."
+        )
 
 
 def _trusted_codes(dataset: Dataset, trusted: Dataset) -> np.ndarray:
     """The trusted file's labels as the dataset's class codes, matched by class name."""
     if trusted.dims != dataset.dims:
-        raise EffectError(f"The trusted file's embeddings have {trusted.dims} values per image, the dataset's "
-                          f"{dataset.dims}: both must come from the same model.")
+        raise EffectError(
+            f"The trusted file's embeddings have {trusted.dims} values per image, the dataset's "
+            f"{dataset.dims}: both must come from the same model."
+        )
     index = {name: i for i, name in enumerate(dataset.class_names)}
     unknown = [name for name in trusted.class_names if name not in index]
     if unknown:
         listed = ", ".join(repr(n) for n in unknown[:5]) + (", …" if len(unknown) > 5 else "")
-        raise EffectError(f"The trusted file has {len(unknown)} class(es) the dataset does not: {listed}. "
-                          "Its labels must be the dataset's class names.")
+        raise EffectError(
+            f"The trusted file has {len(unknown)} class(es) the dataset does not: {listed}. "
+            "Its labels must be the dataset's class names."
+        )
     mapping = np.array([index[name] for name in trusted.class_names], dtype=np.int64)
     return mapping[trusted.label_codes]
 
@@ -406,8 +456,13 @@ def audit_summary(dataset: Dataset, decisions: Decisions, queue_order: np.ndarra
     return audit_estimate(dataset.n, bad, caught)
 
 
-def effect_report(dataset: Dataset, decisions: Decisions, result: ScanResult | None = None,
-                  trusted: Dataset | None = None, seed: int = 0) -> EffectReport:
+def effect_report(
+    dataset: Dataset,
+    decisions: Decisions,
+    result: ScanResult | None = None,
+    trusted: Dataset | None = None,
+    seed: int = 0,
+) -> EffectReport:
     """The audit's estimates, the probe before and after cleaning, and the queue's yield, from the decisions.
 
     The probe is scored on trusted rows: the audited rows with a verified label (kept: their label; relabelled: the
@@ -418,8 +473,10 @@ def effect_report(dataset: Dataset, decisions: Decisions, result: ScanResult | N
     _check_decisions_fit(dataset, decisions)
     audited = rows_of(dataset, list(decisions.audit))
     if not audited.size and trusted is None:
-        raise EffectError("No image of this dataset has an audit verdict: audit some images or give --trusted "
-                          "(a validation NPZ with verified labels).")
+        raise EffectError(
+            "No image of this dataset has an audit verdict: audit some images or give --trusted "
+            "(a validation NPZ with verified labels)."
+        )
     verdicts = [decisions.audit[p] for p in dataset.image_paths[audited].tolist()]
     order = None if result is None else static_review_order(result)
     estimate = audit_summary(dataset, decisions, order)
@@ -432,15 +489,20 @@ def effect_report(dataset: Dataset, decisions: Decisions, result: ScanResult | N
         source = "audit"
         index = {name: i for i, name in enumerate(dataset.class_names)}
         # an excluded image has no valid label; a verdict naming a class the dataset lacks cannot be predicted
-        labelled = [(row, index[v.label]) for row, v in zip(audited.tolist(), verdicts, strict=True) if v.kind != "exclude"
-                    and v.label in index]
+        labelled = [
+            (row, index[v.label])
+            for row, v in zip(audited.tolist(), verdicts, strict=True)
+            if v.kind != "exclude" and v.label in index
+        ]
         eval_rows = np.array([r for r, _ in labelled], dtype=np.int64)
         eval_labels = np.array([c for _, c in labelled], dtype=np.int64)
         eval_x = dataset.embeddings[eval_rows]
         train[audited] = False
         if not eval_rows.size:
-            raise EffectError(f"No trusted rows are left: all {audited.size:,} audited images were excluded. Audit "
-                              "more images or give --trusted (a validation NPZ with verified labels).")
+            raise EffectError(
+                f"No trusted rows are left: all {audited.size:,} audited images were excluded. Audit "
+                "more images or give --trusted (a validation NPZ with verified labels)."
+            )
     else:
         source = "file"
         eval_labels = _trusted_codes(dataset, trusted)
@@ -450,8 +512,15 @@ def effect_report(dataset: Dataset, decisions: Decisions, result: ScanResult | N
         raise EffectError("No training rows are left: every image of the dataset is also a trusted row.")
     keep = train.copy()
     keep[rows_of(dataset, decisions.paths("exclude"))] = False
-    probe = probe_effect(dataset.embeddings[train], dataset.label_codes[train], keep[train],
-                         label_codes_after(dataset, decisions)[train], eval_x, eval_labels, dataset.class_names,
-                         seed=seed)
+    probe = probe_effect(
+        dataset.embeddings[train],
+        dataset.label_codes[train],
+        keep[train],
+        label_codes_after(dataset, decisions)[train],
+        eval_x,
+        eval_labels,
+        dataset.class_names,
+        seed=seed,
+    )
     found = queue_yield(decisions, estimate.bad.estimate if estimate is not None else None)
     return EffectReport(dataset.n, source, probe, estimate, found, prefix, seed)

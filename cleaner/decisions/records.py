@@ -1,4 +1,5 @@
 """What the user decided about each image (exclude, keep, relabel) and the files that carry it to training."""
+
 from __future__ import annotations
 
 import csv
@@ -17,8 +18,17 @@ from cleaner.server.limits import MAX_LIST_BYTES, MB
 
 Kind = Literal["exclude", "keep", "relabel"]
 KINDS: tuple[Kind, ...] = ("exclude", "keep", "relabel")
-DECISIONS_COLUMNS = ("image_path", "decision", "reason", "old_label", "new_label", "decided_by", "source",
-                     "audit_verdict", "audit_label")
+DECISIONS_COLUMNS = (
+    "image_path",
+    "decision",
+    "reason",
+    "old_label",
+    "new_label",
+    "decided_by",
+    "source",
+    "audit_verdict",
+    "audit_label",
+)
 # Where a decision was made: the review queue, a selection (map or gallery), the random audit, or "" for a
 # decision restored from a file that did not say.
 Source = Literal["queue", "selection", "audit", ""]
@@ -131,9 +141,19 @@ class Decisions:
         for p in list(self.by_path) + [p for p in self.audit if p not in self.by_path]:
             d, verdict = self.by_path.get(p), self.audit.get(p)
             shown = d or none
-            writer.writerow([p, d.kind if d else "", shown.reason, shown.old_label, shown.new_label,
-                             shown.decided_by, shown.source, verdict.kind if verdict else "",
-                             verdict.label if verdict else ""])
+            writer.writerow(
+                [
+                    p,
+                    d.kind if d else "",
+                    shown.reason,
+                    shown.old_label,
+                    shown.new_label,
+                    shown.decided_by,
+                    shown.source,
+                    verdict.kind if verdict else "",
+                    verdict.label if verdict else "",
+                ]
+            )
         return buf.getvalue()
 
 
@@ -146,8 +166,9 @@ def label_codes_after(dataset: Dataset, decisions: Decisions) -> np.ndarray:
     """Each row's class code with the user's relabels applied (what the map colours and the training labels use)."""
     codes = dataset.label_codes.copy()
     index = {name: i for i, name in enumerate(dataset.class_names)}
-    new_code = {p: index[d.new_label] for p, d in decisions.by_path.items()
-                if d.kind == "relabel" and d.new_label in index}
+    new_code = {
+        p: index[d.new_label] for p, d in decisions.by_path.items() if d.kind == "relabel" and d.new_label in index
+    }
     for row in rows_of(dataset, new_code).tolist():
         codes[row] = new_code[str(dataset.image_paths[row])]
     return codes
@@ -209,9 +230,14 @@ def _from_csv(text: str) -> ParsedDecisions:
             ignored += 1
             continue
         source = (row.get("source") or "").strip()
-        found[path] = Decision(kind, reason=row.get("reason") or "", old_label=row.get("old_label") or "",
-                               new_label=new_label if kind == "relabel" else "", decided_by=row.get("decided_by") or "",
-                               source=source if source in SOURCES else "")
+        found[path] = Decision(
+            kind,
+            reason=row.get("reason") or "",
+            old_label=row.get("old_label") or "",
+            new_label=new_label if kind == "relabel" else "",
+            decided_by=row.get("decided_by") or "",
+            source=source if source in SOURCES else "",
+        )
     return ParsedDecisions(found, ignored, audit)
 
 

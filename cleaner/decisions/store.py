@@ -16,6 +16,7 @@ SQLite under the cache folder by default (WAL, nothing to set up); PostgreSQL wh
   the URL's password; `Ledger` (one per session and dataset) keeps what could not be written and writes it once
   the database is back.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -55,12 +56,14 @@ class StoreError(CleanerError):
 metadata = sa.MetaData()
 
 schema_table = sa.Table(
-    "cleaner_schema", metadata,
+    "cleaner_schema",
+    metadata,
     sa.Column("version", sa.Integer, nullable=False),
 )
 
 datasets_table = sa.Table(
-    "datasets", metadata,
+    "datasets",
+    metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("identity", sa.String(64), nullable=False, unique=True),  # digest of the sorted image paths
     sa.Column("name", sa.Text, nullable=False, default=""),
@@ -69,17 +72,21 @@ datasets_table = sa.Table(
 )
 
 spaces_table = sa.Table(
-    "spaces", metadata,
+    "spaces",
+    metadata,
     sa.Column("space", sa.String(80), primary_key=True),
     sa.Column("seq", sa.BigInteger, nullable=False),  # the number of the space's latest event
 )
 
 events_table = sa.Table(
-    "events", metadata,
+    "events",
+    metadata,
     sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
     sa.Column("space", sa.String(80), nullable=False),
     sa.Column("seq", sa.BigInteger, nullable=False),  # order within the space: the latest wins
-    sa.Column("uid", sa.String(32), nullable=False),  # the session's own id for the event: a retried write is not doubled
+    sa.Column(
+        "uid", sa.String(32), nullable=False
+    ),  # the session's own id for the event: a retried write is not doubled
     sa.Column("stream", sa.String(16), nullable=False),  # "decision" or "audit"
     sa.Column("path_key", sa.BigInteger, nullable=False),  # a hash of the path: paths are too long for an index
     sa.Column("image_path", sa.Text, nullable=False),
@@ -104,6 +111,7 @@ MIGRATIONS: list = []
 
 # ---------------------------------------------------------------- what is stored
 
+
 @dataclass(frozen=True)
 class Event:
     """One decision (or audit verdict) on one image, as made; `seq` is set once the store has it."""
@@ -126,9 +134,14 @@ class Event:
         """The decision this event leaves the image with (None: an undo)."""
         if self.kind == "undo":
             return None
-        return Decision(self.kind, reason=self.reason, old_label=self.old_label,  # type: ignore[arg-type]
-                        new_label=self.new_label if self.kind == "relabel" else "", decided_by=self.decided_by,
-                        source=self.source if self.source in ("queue", "selection", "audit") else "")  # type: ignore
+        return Decision(
+            self.kind,
+            reason=self.reason,
+            old_label=self.old_label,  # type: ignore[arg-type]
+            new_label=self.new_label if self.kind == "relabel" else "",
+            decided_by=self.decided_by,
+            source=self.source if self.source in ("queue", "selection", "audit") else "",
+        )  # type: ignore
 
     def verdict(self) -> AuditVerdict | None:
         return None if self.kind == "undo" else AuditVerdict(self.kind, self.new_label)  # type: ignore[arg-type]
@@ -139,8 +152,16 @@ def decision_event(path: str, decision: Decision | None, who: str, settles: bool
     `who`'s, even when it restores someone else's decision (an undo): the history says who did what."""
     if decision is None:
         return Event(path, "undo", who)
-    return Event(path, decision.kind, who, reason=decision.reason,
-                 old_label=decision.old_label, new_label=decision.new_label, source=decision.source, settles=settles)
+    return Event(
+        path,
+        decision.kind,
+        who,
+        reason=decision.reason,
+        old_label=decision.old_label,
+        new_label=decision.new_label,
+        source=decision.source,
+        settles=settles,
+    )
 
 
 def audit_event(path: str, verdict: AuditVerdict | None, who: str) -> Event:
@@ -151,8 +172,9 @@ def audit_event(path: str, verdict: AuditVerdict | None, who: str) -> Event:
 
 def path_key(path: str) -> int:
     """A signed 64-bit hash of the path: what the index holds (a path may be longer than an index entry may)."""
-    return int.from_bytes(hashlib.blake2b(path.encode("utf-8", "surrogatepass"), digest_size=8).digest(),
-                          "big", signed=True)
+    return int.from_bytes(
+        hashlib.blake2b(path.encode("utf-8", "surrogatepass"), digest_size=8).digest(), "big", signed=True
+    )
 
 
 def paths_identity(paths: Iterable[str]) -> str:
@@ -188,6 +210,7 @@ class Conflict:
 
 # ---------------------------------------------------------------- the store
 
+
 def hide_password(url: str | URL) -> str:
     """The URL as it may be shown or logged."""
     try:
@@ -208,8 +231,10 @@ class DecisionStore:
         try:
             parsed = make_url(url)
         except (ArgumentError, ValueError) as exc:
-            raise StoreError("CLEANER_DATABASE_URL is not a database URL (expected e.g. "
-                             "postgresql+psycopg://user:password@host/db or sqlite:///path).") from exc
+            raise StoreError(
+                "CLEANER_DATABASE_URL is not a database URL (expected e.g. "
+                "postgresql+psycopg://user:password@host/db or sqlite:///path)."
+            ) from exc
         self._password = parsed.password or ""
         self.shown_url = parsed.render_as_string(hide_password=True)
         backend = parsed.get_backend_name()
@@ -228,8 +253,13 @@ class DecisionStore:
                     raise StoreError(self._message(exc, "prepare")) from None
             kwargs["connect_args"] = {"timeout": _SQLITE_BUSY_MS / 1000, "check_same_thread": False}
         else:
-            kwargs.update(pool_size=pool_size, max_overflow=10, pool_pre_ping=True, pool_timeout=30,
-                          connect_args={"connect_timeout": CONNECT_TIMEOUT_S})
+            kwargs.update(
+                pool_size=pool_size,
+                max_overflow=10,
+                pool_pre_ping=True,
+                pool_timeout=30,
+                connect_args={"connect_timeout": CONNECT_TIMEOUT_S},
+            )
         self.engine: Engine = sa.create_engine(parsed, **kwargs)
         if backend == "sqlite":
             sa_event.listen(self.engine, "connect", _sqlite_pragmas)
@@ -253,9 +283,21 @@ class DecisionStore:
         lowered = text.lower()
         if "read-only" in lowered or "readonly" in lowered or "read only" in lowered:
             why = "it is read-only"
-        elif any(w in lowered for w in ("connection refused", "could not connect", "connection failed",
-                                         "timeout", "timed out", "unable to open", "no such host", "server closed",
-                                         "terminating connection", "could not translate host")):
+        elif any(
+            w in lowered
+            for w in (
+                "connection refused",
+                "could not connect",
+                "connection failed",
+                "timeout",
+                "timed out",
+                "unable to open",
+                "no such host",
+                "server closed",
+                "terminating connection",
+                "could not translate host",
+            )
+        ):
             why = "it cannot be reached"
         elif "locked" in lowered or "busy" in lowered:
             why = "it stayed busy"
@@ -288,8 +330,10 @@ class DecisionStore:
                         conn.execute(schema_table.insert().values(version=SCHEMA_VERSION))
                         return
                     if found > SCHEMA_VERSION:
-                        raise StoreError(f"The decision database ({self.shown_url}) was written by a newer cleaner "
-                                         f"(schema {found}; this one knows {SCHEMA_VERSION}): upgrade cleaner.")
+                        raise StoreError(
+                            f"The decision database ({self.shown_url}) was written by a newer cleaner "
+                            f"(schema {found}; this one knows {SCHEMA_VERSION}): upgrade cleaner."
+                        )
                     for version in range(found, SCHEMA_VERSION):
                         MIGRATIONS[version - 1](conn)
                     if found != SCHEMA_VERSION:
@@ -320,9 +364,13 @@ class DecisionStore:
             return int(found)
         try:
             with self._writing(), self.engine.begin() as conn:
-                return int(conn.execute(datasets_table.insert().values(
-                    identity=identity, name=name[:500], n_images=int(n_images), first_seen=time.time()
-                ).returning(datasets_table.c.id)).scalar_one())
+                return int(
+                    conn.execute(
+                        datasets_table.insert()
+                        .values(identity=identity, name=name[:500], n_images=int(n_images), first_seen=time.time())
+                        .returning(datasets_table.c.id)
+                    ).scalar_one()
+                )
         except IntegrityError:  # registered by another session meanwhile
             with self.engine.connect() as conn:
                 return int(conn.execute(query).scalar_one())
@@ -348,19 +396,29 @@ class DecisionStore:
             try:
                 with self._writing(), self.engine.begin() as conn:
                     # Taking the space's number locks its row until commit: numbers are given in commit order.
-                    bump = (spaces_table.update().where(spaces_table.c.space == space)
-                            .values(seq=spaces_table.c.seq + len(events)).returning(spaces_table.c.seq))
+                    bump = (
+                        spaces_table.update()
+                        .where(spaces_table.c.space == space)
+                        .values(seq=spaces_table.c.seq + len(events))
+                        .returning(spaces_table.c.seq)
+                    )
                     top = conn.execute(bump).scalar()
                     if top is None:
                         conn.execute(spaces_table.insert().values(space=space, seq=len(events)))
                         top = len(events)
                     uids = [e.uid for e in events]
-                    known = set(conn.execute(sa.select(events_table.c.uid).where(
-                        events_table.c.space == space, events_table.c.uid.in_(uids))).scalars())
+                    known = set(
+                        conn.execute(
+                            sa.select(events_table.c.uid).where(
+                                events_table.c.space == space, events_table.c.uid.in_(uids)
+                            )
+                        ).scalars()
+                    )
                     fresh = [e for e in events if e.uid not in known]
                     first = int(top) - len(events) + 1
-                    stored = [replace(e, seq=first + i, dataset_id=e.dataset_id or dataset_id)
-                              for i, e in enumerate(fresh)]
+                    stored = [
+                        replace(e, seq=first + i, dataset_id=e.dataset_id or dataset_id) for i, e in enumerate(fresh)
+                    ]
                     if stored:
                         conn.execute(events_table.insert(), [_row(space, e) for e in stored])
                     return stored
@@ -373,16 +431,22 @@ class DecisionStore:
 
     def head(self, space: str) -> int:
         """The number of the space's latest event (0: none yet); a cheap "anything new?"."""
+
         def read() -> int:
             with self.engine.connect() as conn:
                 found = conn.execute(sa.select(spaces_table.c.seq).where(spaces_table.c.space == space)).scalar()
             return int(found or 0)
+
         return self._guard(read, "read")
 
     def events_since(self, space: str, seq: int, limit: int = 100_000) -> list[Event]:
         """The space's events after number `seq`, oldest first."""
-        query = (sa.select(events_table).where(events_table.c.space == space, events_table.c.seq > int(seq))
-                 .order_by(events_table.c.seq).limit(limit))
+        query = (
+            sa.select(events_table)
+            .where(events_table.c.space == space, events_table.c.seq > int(seq))
+            .order_by(events_table.c.seq)
+            .limit(limit)
+        )
         return self._guard(self._events, "read", query)
 
     def _events(self, query) -> list[Event]:
@@ -399,8 +463,9 @@ class DecisionStore:
         found: list[Event] = []
         with self.engine.connect() as conn:
             for i in range(0, len(keys), _KEY_CHUNK):
-                query = sa.select(events_table).where(events_table.c.space == space,
-                                                      events_table.c.path_key.in_(keys[i:i + _KEY_CHUNK]))
+                query = sa.select(events_table).where(
+                    events_table.c.space == space, events_table.c.path_key.in_(keys[i : i + _KEY_CHUNK])
+                )
                 found += [e for e in map(_event, conn.execute(query).mappings()) if e.path in wanted]
         found.sort(key=lambda e: e.seq)
         return found
@@ -415,8 +480,12 @@ class DecisionStore:
     def _current(self, space: str, paths) -> Current:
         with self.engine.connect() as conn:
             seq = int(conn.execute(sa.select(spaces_table.c.seq).where(spaces_table.c.space == space)).scalar() or 0)
-            decided = np.fromiter(conn.execute(sa.select(events_table.c.path_key).where(
-                events_table.c.space == space).distinct()).scalars(), dtype=np.int64)
+            decided = np.fromiter(
+                conn.execute(
+                    sa.select(events_table.c.path_key).where(events_table.c.space == space).distinct()
+                ).scalars(),
+                dtype=np.int64,
+            )
         wanted = {str(p) for p in paths}
         if not len(decided):
             return Current({}, {}, seq)
@@ -432,12 +501,16 @@ class DecisionStore:
         ids = sorted({int(i) for i in dataset_ids})
         if not ids:
             return set()
-        query = sa.select(events_table.c.image_path).where(
-            events_table.c.space == space, events_table.c.dataset_id.in_(ids)).distinct()
+        query = (
+            sa.select(events_table.c.image_path)
+            .where(events_table.c.space == space, events_table.c.dataset_id.in_(ids))
+            .distinct()
+        )
 
         def read() -> set[str]:
             with self.engine.connect() as conn:
                 return set(conn.execute(query).scalars())
+
         return self._guard(read, "read")
 
     def conflicts(self, space: str, paths: Iterable[str]) -> list[Conflict]:
@@ -446,6 +519,7 @@ class DecisionStore:
 
     def size_bytes(self) -> int | None:
         """The database's size on disk (for the load bench), when the backend says."""
+
         def read() -> int | None:
             with self.engine.connect() as conn:
                 if self.backend == "sqlite":
@@ -453,6 +527,7 @@ class DecisionStore:
                     size = conn.exec_driver_sql("PRAGMA page_size").scalar()
                     return int(pages) * int(size)
                 return int(conn.execute(sa.text("SELECT pg_database_size(current_database())")).scalar())
+
         return self._guard(read, "read")
 
 
@@ -476,17 +551,41 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
 
 
 def _row(space: str, e: Event) -> dict:
-    return {"space": space, "seq": e.seq, "uid": e.uid, "stream": e.stream, "path_key": path_key(e.path),
-            "image_path": e.path, "dataset_id": e.dataset_id, "kind": e.kind, "reason": e.reason,
-            "old_label": e.old_label, "new_label": e.new_label, "source": e.source, "decided_by": e.decided_by,
-            "decided_at": float(e.decided_at), "settles": bool(e.settles)}
+    return {
+        "space": space,
+        "seq": e.seq,
+        "uid": e.uid,
+        "stream": e.stream,
+        "path_key": path_key(e.path),
+        "image_path": e.path,
+        "dataset_id": e.dataset_id,
+        "kind": e.kind,
+        "reason": e.reason,
+        "old_label": e.old_label,
+        "new_label": e.new_label,
+        "source": e.source,
+        "decided_by": e.decided_by,
+        "decided_at": float(e.decided_at),
+        "settles": bool(e.settles),
+    }
 
 
 def _event(r) -> Event:
-    return Event(r["image_path"], r["kind"], r["decided_by"], stream=r["stream"], reason=r["reason"],
-                 old_label=r["old_label"], new_label=r["new_label"], source=r["source"],
-                 decided_at=float(r["decided_at"]), settles=bool(r["settles"]), uid=r["uid"], seq=int(r["seq"]),
-                 dataset_id=r["dataset_id"])
+    return Event(
+        r["image_path"],
+        r["kind"],
+        r["decided_by"],
+        stream=r["stream"],
+        reason=r["reason"],
+        old_label=r["old_label"],
+        new_label=r["new_label"],
+        source=r["source"],
+        decided_at=float(r["decided_at"]),
+        settles=bool(r["settles"]),
+        uid=r["uid"],
+        seq=int(r["seq"]),
+        dataset_id=r["dataset_id"],
+    )
 
 
 def fold(events: Iterable[Event]) -> tuple[dict[str, Event], dict[str, Event]]:
@@ -510,13 +609,14 @@ def find_conflicts(events: Iterable[Event]) -> list[Conflict]:
     for path, history in by_path.items():
         settled_at = max((i for i, e in enumerate(history) if e.settles), default=-1)
         person: dict[str, Event] = {}
-        for e in history[max(settled_at, 0):]:  # the settling decision stands for its maker
+        for e in history[max(settled_at, 0) :]:  # the settling decision stands for its maker
             person[e.decided_by] = e
         standing = [e for e in person.values() if e.kind != "undo"]
         if len({(e.kind, e.new_label) for e in standing}) > 1:
             latest = history[-1]
-            found.append(Conflict(path, tuple(sorted(standing, key=lambda e: e.seq)),
-                                  None if latest.kind == "undo" else latest))
+            found.append(
+                Conflict(path, tuple(sorted(standing, key=lambda e: e.seq)), None if latest.kind == "undo" else latest)
+            )
     return found
 
 
@@ -537,6 +637,7 @@ def shared_store(url: str | None, cache_dir: Path) -> DecisionStore:
 
 
 # ---------------------------------------------------------------- one session's link to the store
+
 
 @dataclass
 class Applied:
@@ -603,8 +704,12 @@ class Ledger:
             gone = store.decided_paths(self.space, earlier) - {str(p) for p in paths}
             if gone:
                 left_out = len(store.current(self.space, sorted(gone)).decisions)
-        return Applied({p: e.decision() for p, e in current.decisions.items()},  # type: ignore[misc]
-                       {p: e.verdict() for p, e in current.audit.items()}, from_earlier, left_out)  # type: ignore
+        return Applied(
+            {p: e.decision() for p, e in current.decisions.items()},  # type: ignore[misc]
+            {p: e.verdict() for p, e in current.audit.items()},
+            from_earlier,
+            left_out,
+        )  # type: ignore
 
     def record(self, events: Sequence[Event], now: float | None = None) -> bool:
         """Queue the events and write everything queued (unless the database failed moments ago). True: written."""
@@ -627,7 +732,7 @@ class Ledger:
             except StoreError as exc:
                 self.failed(exc, now)
                 return False
-            del self.pending[:len(batch)]
+            del self.pending[: len(batch)]
             self.written += len(stored)
             self.error = ""
             return True
@@ -662,12 +767,14 @@ class Ledger:
 
 # ---------------------------------------------------------------- a session's decisions and the store's
 
+
 def same_decision(a: Decision | None, b: Decision | None) -> bool:
     return (a is None) == (b is None) and (a is None or (a.kind, a.new_label) == (b.kind, b.new_label))  # type: ignore
 
 
-def merge_in(decisions: Decisions, applied: Applied, who: str,
-             classes: Iterable[str] | None = None) -> tuple[int, list[Event]]:
+def merge_in(
+    decisions: Decisions, applied: Applied, who: str, classes: Iterable[str] | None = None
+) -> tuple[int, list[Event]]:
     """Bring the store's current decisions into a session's; where both decided the session's stand (they are the
     newer). A relabel to a class the dataset does not have (made on another version of it) is left out. Returns how
     many were brought in, and the events that put the session's own into the store."""
@@ -680,14 +787,18 @@ def merge_in(decisions: Decisions, applied: Applied, who: str,
     for path, verdict in applied.audit.items():
         if path not in decisions.audit and (known is None or verdict.kind == "exclude" or verdict.label in known):
             decisions.set_audit(path, verdict)
-    events = [decision_event(p, d, who) for p, d in decisions.by_path.items()
-              if not same_decision(applied.decisions.get(p), d)]
+    events = [
+        decision_event(p, d, who)
+        for p, d in decisions.by_path.items()
+        if not same_decision(applied.decisions.get(p), d)
+    ]
     events += [audit_event(p, v, who) for p, v in decisions.audit.items() if applied.audit.get(p) != v]
     return brought, events
 
 
-def apply_events(decisions: Decisions, events: Iterable[Event], known: Iterable[str],
-                 waiting: set[tuple[str, str]] = frozenset()) -> list[Event]:  # type: ignore[assignment]
+def apply_events(
+    decisions: Decisions, events: Iterable[Event], known: Iterable[str], waiting: set[tuple[str, str]] = frozenset()
+) -> list[Event]:  # type: ignore[assignment]
     """Others' events on this dataset's images (`known`: the paths among theirs that are in it) into a session's
     decisions, oldest first; an image with a decision of this session's still waiting to be written keeps it.
     Returns the events applied."""

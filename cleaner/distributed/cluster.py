@@ -1,5 +1,6 @@
 """Connecting to a Dask cluster: `local:N` starts a LocalCluster of N worker processes on this machine, anything
 else is a scheduler address (`tcp://host:8786`), reached within a bounded time or refused with a clear message."""
+
 from __future__ import annotations
 
 import contextlib
@@ -20,8 +21,10 @@ def _import_distributed():
     try:
         import distributed
     except ImportError as exc:
-        raise ClusterError("--dask needs the 'dask[distributed]' package: pip install 'cleaner[distributed]' "
-                           "(or pip install 'dask[distributed]')") from exc
+        raise ClusterError(
+            "--dask needs the 'dask[distributed]' package: pip install 'cleaner[distributed]' "
+            "(or pip install 'dask[distributed]')"
+        ) from exc
     return distributed
 
 
@@ -36,8 +39,9 @@ def cluster_client(address: str, timeout: float = CONNECT_TIMEOUT_S) -> Iterator
         n = int(local.group(1))
         if not 1 <= n <= 512:
             raise ClusterError(f"--dask {address!r}: a local cluster needs 1 to 512 worker processes")
-        cluster = distributed.LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
-                                           dashboard_address=None, silence_logs=50)
+        cluster = distributed.LocalCluster(
+            n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None, silence_logs=50
+        )
         try:
             with distributed.Client(cluster) as client:
                 yield client
@@ -47,9 +51,11 @@ def cluster_client(address: str, timeout: float = CONNECT_TIMEOUT_S) -> Iterator
     try:
         client = distributed.Client(address, timeout=timeout)
     except (OSError, TimeoutError, ValueError, TypeError) as exc:
-        raise ClusterError(f"could not reach the Dask scheduler at {address!r} within {timeout:g} s "
-                           f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else 'no answer'}). "
-                           "Check the address (tcp://HOST:8786) and that the scheduler runs, or use --dask local:N.") from exc
+        raise ClusterError(
+            f"could not reach the Dask scheduler at {address!r} within {timeout:g} s "
+            f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else 'no answer'}). "
+            "Check the address (tcp://HOST:8786) and that the scheduler runs, or use --dask local:N."
+        ) from exc
     try:
         try:
             client.wait_for_workers(1, timeout=timeout)

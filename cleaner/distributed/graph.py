@@ -15,6 +15,7 @@ Above it, the inverted file (cleaner.graph.inverted_file, cleaner.graph.calibrat
 The graph is gathered on the client (the scores and the sidecar read it) and stays on the workers, part by part,
 for the layout.
 """
+
 from __future__ import annotations
 
 import math
@@ -94,8 +95,10 @@ class DistributedGraph:
 def _exact_of(rows: ClusterRows, queries: np.ndarray, query_rows: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """The exact k nearest other rows of a few rows (their prepared rows given), every part searched for them."""
     q = rows.client.scatter(queries, broadcast=True, hash=False)
-    pieces = [rows.submit(tasks.search_flat, fut, part.offset, q, min(k + 1, rows.n))
-              for part, fut in zip(rows.parts, rows.prepared, strict=True)]
+    pieces = [
+        rows.submit(tasks.search_flat, fut, part.offset, q, min(k + 1, rows.n))
+        for part, fut in zip(rows.parts, rows.prepared, strict=True)
+    ]
     ids, d2 = tasks.merge(len(queries), min(k + 1, rows.n), rows.client.gather(pieces))
     ids, d2 = drop_self(ids, d2, query_rows, k)
     return ids.astype(np.int32), d2
@@ -105,8 +108,10 @@ def _exact_parts(rows: ClusterRows, k: int) -> list:
     """Every part's graph by the exact search: each part's rows against every part."""
     out = []
     for part, fut in zip(rows.parts, rows.prepared, strict=True):
-        pieces = [rows.submit(tasks.search_flat_rows, base, other.offset, fut, k + 1)
-                  for other, base in zip(rows.parts, rows.prepared, strict=True)]
+        pieces = [
+            rows.submit(tasks.search_flat_rows, base, other.offset, fut, k + 1)
+            for other, base in zip(rows.parts, rows.prepared, strict=True)
+        ]
         out.append(rows.submit(tasks.part_graph, part.n, part.offset, k, pieces))
     return out
 
@@ -135,8 +140,10 @@ class _InvertedFile:
         self.groups = list(zip(edges[:-1].tolist(), edges[1:].tolist(), strict=True))
         self.members = []
         for lo, hi in self.groups:
-            buckets = [rows.submit(tasks.member_bucket, fut, o, part.offset, lo, hi)
-                       for part, fut, o in zip(rows.parts, rows.prepared, own, strict=True)]
+            buckets = [
+                rows.submit(tasks.member_bucket, fut, o, part.offset, lo, hi)
+                for part, fut, o in zip(rows.parts, rows.prepared, own, strict=True)
+            ]
             self.members.append(rows.submit(tasks.group_members, lo, hi, buckets))
 
     def sample_search(self, queries_future, probes: np.ndarray, query_rows: np.ndarray, k: int):
@@ -183,14 +190,15 @@ def _rows_of(rows: ClusterRows, graphs: list, which: np.ndarray) -> tuple[np.nda
     return ids, d2
 
 
-def _calibrated(rows: ClusterRows, ivf: _InvertedFile, k: int, first_nprobe: int, min_recall: float, seed: int,
-                seconds: dict) -> tuple[int, list] | None:
+def _calibrated(
+    rows: ClusterRows, ivf: _InvertedFile, k: int, first_nprobe: int, min_recall: float, seed: int, seconds: dict
+) -> tuple[int, list] | None:
     """As `cleaner.graph.calibration.calibrated_graph`, the searches on the workers."""
     import faiss
 
     rng = np.random.default_rng(seed + 1)
     sample = rng.choice(rows.n, size=min(rows.n, 2 * RECALL_SAMPLE), replace=False)
-    cal_rows, check_rows = sample[:len(sample) // 2], sample[len(sample) // 2:]
+    cal_rows, check_rows = sample[: len(sample) // 2], sample[len(sample) // 2 :]
     cal_x = rows.gather_rows(cal_rows)
     cal_d2 = _exact_of(rows, cal_x, cal_rows, k)[1]
     cal_future = rows.client.scatter(cal_x, broadcast=True, hash=False)
@@ -221,9 +229,16 @@ def _calibrated(rows: ClusterRows, ivf: _InvertedFile, k: int, first_nprobe: int
         nprobe = wider(nprobe, widest(ivf.n_lists))
 
 
-def distributed_graph(rows: ClusterRows, k: int, *, exact_max_work: float = EXACT_MAX_WORK,
-                      min_recall: float = MIN_RECALL, first_nprobe: int = FIRST_NPROBE, seed: int = 42,
-                      groups: int | None = None) -> DistributedGraph:
+def distributed_graph(
+    rows: ClusterRows,
+    k: int,
+    *,
+    exact_max_work: float = EXACT_MAX_WORK,
+    min_recall: float = MIN_RECALL,
+    first_nprobe: int = FIRST_NPROBE,
+    seed: int = 42,
+    groups: int | None = None,
+) -> DistributedGraph:
     """The kNN graph of the rows on the cluster (see the module's description)."""
     n, metric = rows.n, rows.metric
     k = min(k, n - 1)

@@ -10,6 +10,7 @@
 Not done here: the single-machine layout's last step, a few epochs of umap-learn's optimiser over every row, which
 needs all rows in one process.
 """
+
 from __future__ import annotations
 
 import time
@@ -24,8 +25,9 @@ from cleaner.layout.layouts import LANDMARK_COUNT, LayoutParams
 DIMS = (3, 2)
 
 
-def distributed_layouts(rows: ClusterRows, found: DistributedGraph, metric: str, landmarks: int | None = None,
-                        seconds: dict | None = None) -> dict[int, tuple[LayoutParams, np.ndarray]]:
+def distributed_layouts(
+    rows: ClusterRows, found: DistributedGraph, metric: str, landmarks: int | None = None, seconds: dict | None = None
+) -> dict[int, tuple[LayoutParams, np.ndarray]]:
     """{3: (params, coords), 2: (params, coords)} with the app's default map settings for this metric."""
     seconds = {} if seconds is None else seconds
     client, n = rows.client, rows.n
@@ -49,8 +51,12 @@ def distributed_layouts(rows: ClusterRows, found: DistributedGraph, metric: str,
     rounds = 0
     while not placed.all():
         now_c, now_p = client.scatter([coords, placed], broadcast=True, hash=False)
-        results = client.gather([rows.submit(tasks.place_round, g, w, part.offset, now_c, now_p)
-                                 for part, g, w in zip(rows.parts, found.parts, weights, strict=True)])
+        results = client.gather(
+            [
+                rows.submit(tasks.place_round, g, w, part.offset, now_c, now_p)
+                for part, g, w in zip(rows.parts, found.parts, weights, strict=True)
+            ]
+        )
         new = [r for r in results if len(r[0])]
         if not new:
             break
@@ -65,7 +71,7 @@ def distributed_layouts(rows: ClusterRows, found: DistributedGraph, metric: str,
     seconds["unplaced"] = int(len(lost))
     near = chosen[nearest_rows(rows.gather_rows(lost), landmark_x, metric)] if len(lost) else lost
     for d in DIMS:
-        these = np.ascontiguousarray(coords[:, column:column + d])
+        these = np.ascontiguousarray(coords[:, column : column + d])
         column += d
         if len(lost):
             rng = np.random.default_rng(params[d].seed)

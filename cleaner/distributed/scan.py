@@ -5,6 +5,7 @@ into parts, prepared for the search; what the client needs (labels, paths, diges
 labels and image paths; its embeddings a zero-cost stand-in of the right shape, since the embeddings stay on the
 workers), `.rows` the prepared rows on the workers for `distributed_graph` and `distributed_layouts`.
 """
+
 from __future__ import annotations
 
 import math
@@ -59,8 +60,16 @@ def _plan_parts(paths: list[str], sizes: list[int], workers: int) -> list[Part]:
     return parts
 
 
-def open_on_cluster(client, source: str, metric: str = AUTO, *, max_bytes: int = MAX_NPZ_BYTES,
-                    max_rows: int = MAX_ROWS, max_dims: int = MAX_DIMS, total_rows: int | None = None) -> ClusterDataset:
+def open_on_cluster(
+    client,
+    source: str,
+    metric: str = AUTO,
+    *,
+    max_bytes: int = MAX_NPZ_BYTES,
+    max_rows: int = MAX_ROWS,
+    max_dims: int = MAX_DIMS,
+    total_rows: int | None = None,
+) -> ClusterDataset:
     """Read, check and prepare the dataset (one NPZ, or a folder of NPZ shards) on the cluster's workers.
 
     `max_rows` bounds each shard (as an NPZ is bounded); `total_rows`, when given, the whole dataset.
@@ -112,7 +121,13 @@ def open_on_cluster(client, source: str, metric: str = AUTO, *, max_bytes: int =
     else:
         digest, embedding_digest = infos[0].digest, infos[0].embedding_digest
     name = os.path.basename(os.fspath(source).rstrip("/")) or "dataset"
-    dataset = Dataset(embeddings=_stand_in(n, dims), labels=labels, image_paths=image_paths, digest=digest,
-                      embedding_digest=embedding_digest, name=name)
+    dataset = Dataset(
+        embeddings=_stand_in(n, dims),
+        labels=labels,
+        image_paths=image_paths,
+        digest=digest,
+        embedding_digest=embedding_digest,
+        name=name,
+    )
     rows = ClusterRows(client, parts, prepared, metric, dims)
     return ClusterDataset(dataset, rows, metric, reason, len(paths), seconds)

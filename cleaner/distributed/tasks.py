@@ -7,6 +7,7 @@ gathered on one worker; a group is searched against the queries (rows of every p
 as `cleaner.graph.inverted_file.probe` does on one machine, and the partial nearest found per query are merged
 part by part. Row numbers are global (the dataset's order) everywhere.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -58,6 +59,7 @@ class Members(NamedTuple):
 
 # ---------------------------------------------------------------- reading
 
+
 def load_whole(path: str, max_bytes: int, max_rows: int, max_dims: int) -> tuple[Dataset, ShardInfo]:
     dataset = load_shard(path, max_bytes, max_rows, max_dims)
     return dataset, shard_info(path, dataset)
@@ -102,6 +104,7 @@ def take(x: np.ndarray, rows: np.ndarray) -> np.ndarray:
 
 
 # ---------------------------------------------------------------- the inverted file
+
 
 def train_centroids(pieces: Sequence[np.ndarray], n_lists: int, seed: int) -> np.ndarray:
     """k-means centroids of the training rows, trained as the single-machine search trains them."""
@@ -193,6 +196,7 @@ def search_flat_rows(base: np.ndarray, offset: int, x: np.ndarray, k: int) -> Fo
 
 # ---------------------------------------------------------------- merging
 
+
 def merge(n: int, k: int, pieces: Sequence[Found]) -> tuple[np.ndarray, np.ndarray]:
     """The k nearest per query over every piece (pieces in a fixed order: ties go to the earlier)."""
     ids = np.full((n, k), -1, dtype=np.int64)
@@ -224,8 +228,9 @@ def graph_rows(graph: tuple[np.ndarray, np.ndarray], rows: np.ndarray) -> tuple[
     return graph[0][rows], graph[1][rows]
 
 
-def patched(graph: tuple[np.ndarray, np.ndarray], rows: np.ndarray, ids: np.ndarray, d2: np.ndarray
-            ) -> tuple[np.ndarray, np.ndarray]:
+def patched(
+    graph: tuple[np.ndarray, np.ndarray], rows: np.ndarray, ids: np.ndarray, d2: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     g_ids, g_d2 = graph[0].copy(), graph[1].copy()
     g_ids[rows], g_d2[rows] = ids, d2
     return g_ids, g_d2
@@ -237,6 +242,7 @@ def in_metric(graph: tuple[np.ndarray, np.ndarray], metric: str) -> tuple[np.nda
 
 
 # ---------------------------------------------------------------- the layout
+
 
 def landmark_map(embeddings: np.ndarray, params, n_neighbors: int) -> np.ndarray:
     """The landmarks' own map: cleaner's landmark layout run on the landmarks alone (every row a landmark, no
@@ -254,15 +260,16 @@ def weights_of(graph: tuple[np.ndarray, np.ndarray], n_neighbors: int) -> np.nda
     return membership_strengths(graph[1], n_neighbors)
 
 
-def place_round(graph: tuple[np.ndarray, np.ndarray], weights: np.ndarray, offset: int, coords: np.ndarray,
-                placed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def place_round(
+    graph: tuple[np.ndarray, np.ndarray], weights: np.ndarray, offset: int, coords: np.ndarray, placed: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """One round of `cleaner.layout.landmarks.place_from_neighbours` on a part's rows: each row not yet placed
     that has placed neighbours goes to their mean weighted by membership strength. (global rows, coordinates)."""
-    indices = graph[0][:, :weights.shape[1]]
-    pending = np.flatnonzero(~placed[offset:offset + len(indices)])
+    indices = graph[0][:, : weights.shape[1]]
+    pending = np.flatnonzero(~placed[offset : offset + len(indices)])
     new_rows, new_coords = [np.zeros(0, dtype=np.int64)], [np.zeros((0, coords.shape[1]), dtype=np.float32)]
     for start in range(0, pending.size, _PLACE_CHUNK):
-        rows = pending[start:start + _PLACE_CHUNK]
+        rows = pending[start : start + _PLACE_CHUNK]
         nbrs = indices[rows]
         w = weights[rows] * placed[nbrs]
         total = w.sum(axis=1)

@@ -2,6 +2,7 @@
 checked on a second sample; the search widens until both reach the wanted recall, and gives up (for the exact
 search) when so wide a search would cost more than the exact one.
 """
+
 from __future__ import annotations
 
 import math
@@ -45,10 +46,18 @@ def fewest(reaches: Callable[[int], bool], nprobe: int, most: int) -> int | None
     return None
 
 
-def calibrate(lists: InvertedLists, data: ComparedRows, rows: np.ndarray, truth_d2: np.ndarray, k: int,
-              nprobe: int, min_recall: float) -> int | None:
+def calibrate(
+    lists: InvertedLists,
+    data: ComparedRows,
+    rows: np.ndarray,
+    truth_d2: np.ndarray,
+    k: int,
+    nprobe: int,
+    min_recall: float,
+) -> int | None:
     """Probed lists, from nprobe up, whose graph reaches min_recall (and the margin) on the rows; None when
     that would take more than EXACT_SHARE of the lists."""
+
     def reaches(probed: int) -> bool:
         ids, d2 = drop_self(*probe(lists, data, rows, k + 1, probed), rows, k)
         return recall(ids, d2, truth_d2) >= min_recall + CALIBRATION_MARGIN
@@ -63,14 +72,15 @@ def calibrate(lists: InvertedLists, data: ComparedRows, rows: np.ndarray, truth_
         faiss.omp_set_num_threads(cores())
 
 
-def calibrated_graph(lists: InvertedLists, data: ComparedRows, k: int, first_nprobe: int, min_recall: float,
-                     seed: int) -> tuple[int, np.ndarray, np.ndarray] | None:
+def calibrated_graph(
+    lists: InvertedLists, data: ComparedRows, k: int, first_nprobe: int, min_recall: float, seed: int
+) -> tuple[int, np.ndarray, np.ndarray] | None:
     """The inverted-file graph whose recall on both samples reaches min_recall: (nprobe, int32 ids, squared
     distances), -1 where a row's probed lists held fewer than k others; None when only probing more than
     EXACT_SHARE of the lists would reach it."""
     rng = np.random.default_rng(seed + 1)
     sample = rng.choice(data.n, size=min(data.n, 2 * RECALL_SAMPLE), replace=False)
-    calibration_rows, check_rows = sample[:len(sample) // 2], sample[len(sample) // 2:]
+    calibration_rows, check_rows = sample[: len(sample) // 2], sample[len(sample) // 2 :]
     calibration_d2 = exact_rows(data, calibration_rows, k)[1]
     check_d2 = None  # computed once the inverted file proves worth probing
     nprobe = first_nprobe

@@ -5,6 +5,7 @@ length: how strongly an image matches what the network learned. Cosine divides i
 bench/detect.py's table the euclidean graph ranked planted label errors as well or better on every
 non-negative embedding, while signed embeddings (PCA, contrastive models) did as well or better with cosine. Rows of one length (unit-normalised embeddings) have the same neighbours under both; cosine then.
 """
+
 from __future__ import annotations
 
 from typing import NamedTuple
@@ -27,7 +28,7 @@ def auto_metric(embeddings: np.ndarray) -> MetricChoice:
     """The distance "auto" stands for on these embeddings, with the reason in words."""
     lowest, shortest, longest = np.inf, np.inf, 0.0
     for start in range(0, embeddings.shape[0], _CHUNK_ROWS):
-        chunk = np.asarray(embeddings[start:start + _CHUNK_ROWS], dtype=np.float32)
+        chunk = np.asarray(embeddings[start : start + _CHUNK_ROWS], dtype=np.float32)
         if chunk.size == 0:
             continue
         lowest = min(lowest, float(chunk.min()))
@@ -38,10 +39,14 @@ def auto_metric(embeddings: np.ndarray) -> MetricChoice:
     if longest - shortest <= _SAME_LENGTH * max(longest, 1e-12):
         return MetricChoice(COSINE, "the embeddings all have one length, so both distances find the same neighbours")
     if lowest >= 0.0:
-        return MetricChoice(EUCLIDEAN, "the features are non-negative (as ReLU activations and pixels are), and "
-                                       "their length carries information that cosine would discard")
-    return MetricChoice(COSINE, "the features are signed (as PCA and contrastive embeddings are): their direction "
-                                "carries the class")
+        return MetricChoice(
+            EUCLIDEAN,
+            "the features are non-negative (as ReLU activations and pixels are), and "
+            "their length carries information that cosine would discard",
+        )
+    return MetricChoice(
+        COSINE, "the features are signed (as PCA and contrastive embeddings are): their direction carries the class"
+    )
 
 
 def resolved_metric(metric: str, embeddings: np.ndarray) -> str:

@@ -4,6 +4,7 @@ The queries are split into blocks and the searched rows into chunks; each (block
 task, and each block keeps the nearest found so far, merged chunk by chunk. No full prepared copy of the data is
 made: a chunk is prepared once and searched by every block of queries.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -29,7 +30,7 @@ def exact_rows(data: ComparedRows, rows: np.ndarray, k: int) -> tuple[np.ndarray
         found: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
 
         def task(query_start: int, first: int, searched: Callable[[], np.ndarray]) -> None:
-            queries = data[rows[query_start:query_start + query_size]]
+            queries = data[rows[query_start : query_start + query_size]]
             base = searched()
             d, i = data.flat_knn(queries, base, min(k1, len(base)))
             found[query_start, first] = d, i + first
@@ -45,13 +46,18 @@ def exact_rows(data: ComparedRows, rows: np.ndarray, k: int) -> tuple[np.ndarray
     if len(query_starts) == 1:
         # A few hundred sampled queries: every task prepares and searches its own share of the rows.
         share = min(chunk_rows(dims), -(-n // tasks))
-        search([(f, lambda f=f: data[f:f + share]) for f in range(0, n, share)])
+        search([(f, lambda f=f: data[f : f + share]) for f in range(0, n, share)])
     else:
         # Many queries: each chunk of the searched rows is prepared once, and searched by every block of them.
         step = chunk_rows(dims)
         for base_start in range(0, n, step):
-            base = data[base_start:base_start + step]
+            base = data[base_start : base_start + step]
             share = -(-len(base) // max(1, -(-tasks // len(query_starts))))
-            search([(base_start + f, lambda f=f, base=base, share=share: base[f:f + share]) for f in range(0, len(base), share)])
+            search(
+                [
+                    (base_start + f, lambda f=f, base=base, share=share: base[f : f + share])
+                    for f in range(0, len(base), share)
+                ]
+            )
     ids, d2 = drop_self(best_i, best_d, rows, k)
     return ids.astype(np.int32), d2

@@ -7,6 +7,7 @@ queries, those that probe one list are gathered and matched against that list's 
 distance reads a whole row for a single multiply-add per value. The lists hold row numbers, not copies of the
 rows, so the search needs no second copy of the data.
 """
+
 from __future__ import annotations
 
 import math
@@ -35,7 +36,7 @@ class InvertedLists(NamedTuple):
         return len(self.bounds) - 1
 
     def members(self, number: int) -> np.ndarray:
-        return self.order[self.bounds[number]:self.bounds[number + 1]]
+        return self.order[self.bounds[number] : self.bounds[number + 1]]
 
 
 def build_lists(data: ComparedRows, train_quantizer: TrainQuantizer, seed: int) -> InvertedLists:
@@ -58,8 +59,9 @@ def build_lists(data: ComparedRows, train_quantizer: TrainQuantizer, seed: int) 
     return InvertedLists(quantizer, order, bounds)
 
 
-def probe(lists: InvertedLists, data: ComparedRows, rows: np.ndarray, k: int, nprobe: int
-          ) -> tuple[np.ndarray, np.ndarray]:
+def probe(
+    lists: InvertedLists, data: ComparedRows, rows: np.ndarray, k: int, nprobe: int
+) -> tuple[np.ndarray, np.ndarray]:
     """The k nearest rows (the row itself among them) within each row's nprobe nearest lists: ids and
     squared distances, nearest first; -1 where the probed lists held fewer than k rows."""
     import faiss
@@ -90,7 +92,7 @@ def probe_all(lists: InvertedLists, data: ComparedRows, k: int, nprobe: int) -> 
     starts = blocks(n, chunk_rows(dims))
 
     def task(start: int) -> None:
-        rows = lists.order[start:start + starts.step]
+        rows = lists.order[start : start + starts.step]
         found, found_d = probe(lists, data, rows, k + 1, nprobe)
         ids[rows], d2[rows] = drop_self(found, found_d, rows, k)
 

@@ -13,6 +13,7 @@ A GPU backend is one class more: subclass FaissBackend and override `_flat_knn` 
 `_train_quantizer` (and the list probing: a GPU flat index over the centroids), running the searches from one
 thread instead of `in_parallel`'s pool; calibration and checks stay.
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -26,14 +27,23 @@ from cleaner.graph.exact import exact_rows
 from cleaner.graph.inverted_file import build_lists
 from cleaner.graph.knn_rows import ComparedRows, cores, faiss_knn, to_metric
 
-__all__ = ["EXACT_MAX_WORK", "FIRST_NPROBE", "METRICS", "MIN_RECALL", "RECALL_SAMPLE", "FaissBackend", "KnnBackend",
-           "KnnResult", "release_freed_memory"]
+__all__ = [
+    "EXACT_MAX_WORK",
+    "FIRST_NPROBE",
+    "METRICS",
+    "MIN_RECALL",
+    "RECALL_SAMPLE",
+    "FaissBackend",
+    "KnnBackend",
+    "KnnResult",
+    "release_freed_memory",
+]
 
 METRICS = ("cosine", "euclidean")
 # The exact search costs N^2 D multiply-adds; up to this many it is about as fast as building, calibrating
 # and probing the inverted file (the crossover bench/knn_threshold.py measures on clustered data; data that
 # needs most lists probed never crosses over).
-EXACT_MAX_WORK = 10_000 ** 2 * 512
+EXACT_MAX_WORK = 10_000**2 * 512
 # Recall, on RECALL_SAMPLE rows against the exact answer, below which the index search widens.
 MIN_RECALL = 0.97
 FIRST_NPROBE = 2
@@ -74,8 +84,13 @@ def release_freed_memory() -> None:
 class FaissBackend:
     """Exact search on small data, a recall-checked inverted-file search above; CPU, every core."""
 
-    def __init__(self, exact_max_work: float | None = None, min_recall: float = MIN_RECALL,
-                 first_nprobe: int = FIRST_NPROBE, seed: int = 42):
+    def __init__(
+        self,
+        exact_max_work: float | None = None,
+        min_recall: float = MIN_RECALL,
+        first_nprobe: int = FIRST_NPROBE,
+        seed: int = 42,
+    ):
         self.exact_max_work = EXACT_MAX_WORK if exact_max_work is None else exact_max_work
         self.min_recall = min_recall
         self.first_nprobe = first_nprobe

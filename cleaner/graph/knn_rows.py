@@ -1,5 +1,6 @@
 """The pieces every kNN search here shares: rows as the search compares them (`ComparedRows`), the nearest found
 kept without the row itself, the recall of a graph against the exact answer, and independent tasks on every core."""
+
 from __future__ import annotations
 
 import os
@@ -52,8 +53,7 @@ class ComparedRows:
         self.metric = metric
         self.flat_knn = flat_knn
         self.n, self.dims = embeddings.shape
-        self._mean = (np.mean(embeddings, axis=0, dtype=np.float64).astype(np.float32) if metric == "euclidean"
-                      else None)
+        self._mean = np.mean(embeddings, axis=0, dtype=np.float64).astype(np.float32) if metric == "euclidean" else None
 
     def __getitem__(self, rows: slice | np.ndarray) -> np.ndarray:
         x = prepared(self.embeddings, self.metric, rows)
@@ -99,8 +99,9 @@ def in_parallel(tasks: list[Callable[[], None]]) -> None:
         for task in tasks:
             task()
         return
-    with ThreadPoolExecutor(workers, thread_name_prefix="cleaner-knn", initializer=faiss.omp_set_num_threads,
-                            initargs=(1,)) as pool:
+    with ThreadPoolExecutor(
+        workers, thread_name_prefix="cleaner-knn", initializer=faiss.omp_set_num_threads, initargs=(1,)
+    ) as pool:
         for future in [pool.submit(task) for task in tasks]:
             future.result()
 

@@ -5,6 +5,7 @@ EXACT_MAX_WORK multiply-adds (N^2 D) and an inverted-file index above, whose rec
 rows against the exact answer and widened until it reaches MIN_RECALL (bounds measured with
 bench/knn_threshold.py).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -29,8 +30,20 @@ from cleaner.graph.knn_backends import (
 )
 from cleaner.server.diskcache import store_file
 
-__all__ = ["EXACT_MAX_WORK", "METRICS", "MIN_RECALL", "RECALL_SAMPLE", "GraphStore", "KnnBackend", "NeighbourGraph",
-           "approximate_neighbours", "default_backend", "exact_neighbours", "neighbour_graph", "numba_guard"]
+__all__ = [
+    "EXACT_MAX_WORK",
+    "METRICS",
+    "MIN_RECALL",
+    "RECALL_SAMPLE",
+    "GraphStore",
+    "KnnBackend",
+    "NeighbourGraph",
+    "approximate_neighbours",
+    "default_backend",
+    "exact_neighbours",
+    "neighbour_graph",
+    "numba_guard",
+]
 
 # Part of the disk cache key: bump when a search, or a bound above that picks one, changes the graphs it
 # serves for worse (a stricter bound needs no bump: graphs stored under the looser one are still served).
@@ -40,6 +53,7 @@ GRAPH_VERSION = 1
 # Neighbours per image in the one graph every consumer shares: the label votes, outliers, duplicates, the map's
 # UMAP (which uses up to this many) and the gallery's neighbour search.
 GRAPH_K = 20
+
 
 @dataclass(frozen=True, eq=False)
 class NeighbourGraph:
@@ -144,25 +158,36 @@ class GraphStore:
         except Exception:  # a damaged or foreign file (BadZipFile, EOFError, ...) is a cache miss
             return None
         expected = (n_rows, min(k, n_rows - 1))
-        if (indices.shape != expected or distances.shape != expected or indices.dtype != np.int32
-                or indices.min(initial=0) < 0 or indices.max(initial=0) >= n_rows):
+        if (
+            indices.shape != expected
+            or distances.shape != expected
+            or indices.dtype != np.int32
+            or indices.min(initial=0) < 0
+            or indices.max(initial=0) >= n_rows
+        ):
             return None
         with contextlib.suppress(OSError):  # another process may have just evicted it; we hold the data
             os.utime(path)  # recently used graphs are evicted last
-        return NeighbourGraph(indices=indices, distances=distances.astype(np.float32, copy=False),
-                              metric=metric, exact=exact)
+        return NeighbourGraph(
+            indices=indices, distances=distances.astype(np.float32, copy=False), metric=metric, exact=exact
+        )
 
     def put(self, embedding_digest: str, k: int, graph: NeighbourGraph) -> None:
         def write(fh) -> None:
             np.savez(fh, indices=graph.indices, distances=graph.distances, exact=np.bool_(graph.exact))
 
-        store_file(self.folder, self.file_name(embedding_digest, k, graph.metric), write, "graph_*.npz",
-                   self.max_bytes)
+        store_file(self.folder, self.file_name(embedding_digest, k, graph.metric), write, "graph_*.npz", self.max_bytes)
 
 
-def neighbour_graph(embeddings: np.ndarray, k: int = GRAPH_K, metric: str = "cosine", *,
-                    store: GraphStore | None = None, embedding_digest: str | None = None,
-                    backend: KnnBackend | None = None) -> NeighbourGraph:
+def neighbour_graph(
+    embeddings: np.ndarray,
+    k: int = GRAPH_K,
+    metric: str = "cosine",
+    *,
+    store: GraphStore | None = None,
+    embedding_digest: str | None = None,
+    backend: KnnBackend | None = None,
+) -> NeighbourGraph:
     """The kNN graph, by the default backend unless one is given.
 
     With a store and the embeddings' digest, a graph computed before (by any process) is read from disk.

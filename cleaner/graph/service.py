@@ -3,6 +3,7 @@
 While a large dataset's graph is being found the page stays usable: it shows a PCA preview of the map, on which
 a person can already select and review images, and the scores, the review queue and the UMAP map follow.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -50,8 +51,9 @@ class GraphService:
 
     def _search(self, key: tuple[str, int, str], embeddings: np.ndarray) -> None:
         digest, k, metric = key
-        graph = neighbour_graph(embeddings, k=k, metric=metric, store=self.store, embedding_digest=digest,
-                                backend=self._backend)
+        graph = neighbour_graph(
+            embeddings, k=k, metric=metric, store=self.store, embedding_digest=digest, backend=self._backend
+        )
         self._memory.put(key, graph)
 
     def status(self, embedding_digest: str, k: int, metric: str) -> JobStatus:

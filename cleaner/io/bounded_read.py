@@ -3,6 +3,7 @@
 Used for NPZ files (paths, uploads, bytes) and image files alike. Refusals carry a `kind`, so each caller
 words them for its own readers.
 """
+
 from __future__ import annotations
 
 import os

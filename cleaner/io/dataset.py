@@ -3,6 +3,7 @@
 The steps live in their own modules: npz_source (the bytes, bounded), npz_zip (the container), npy_header
 (each array's header) and npz_columns (what each array must hold). This module runs them in order.
 """
+
 from __future__ import annotations
 
 import io
@@ -48,7 +49,9 @@ def load_npz(
     except DatasetError:
         raise
     except MemoryError as exc:
-        raise DatasetError("The server ran out of memory reading this file; try again later or a smaller file.") from exc
+        raise DatasetError(
+            "The server ran out of memory reading this file; try again later or a smaller file."
+        ) from exc
     except Exception as exc:  # a safety net: every known problem has its own message
         raise DatasetError(
             f"The file could not be loaded ({_UNEXPECTED}: {type(exc).__name__}). Please report it with the file."
@@ -111,8 +114,9 @@ def _check_members(zf: zipfile.ZipFile) -> None:
         )
 
 
-def _read_arrays(zf: zipfile.ZipFile, data: bytes, max_bytes: int, max_rows: int, max_dims: int
-                 ) -> dict[str, np.ndarray]:
+def _read_arrays(
+    zf: zipfile.ZipFile, data: bytes, max_bytes: int, max_rows: int, max_dims: int
+) -> dict[str, np.ndarray]:
     """The three raw arrays, each header checked before its data is read, all within max_bytes together (those
     stored uncompressed are views of `data`, the archive's bytes)."""
     budget, n_rows = max_bytes, 0

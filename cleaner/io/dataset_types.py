@@ -1,4 +1,5 @@
 """What a loaded dataset is (validated arrays and their digests), and the error a user's file can raise."""
+
 from __future__ import annotations
 
 import hashlib

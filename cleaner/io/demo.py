@@ -1,4 +1,5 @@
 """The built-in demo: scikit-learn's 1,797 scanned digits, written as PNG files and loaded like a user's NPZ."""
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -1,4 +1,5 @@
 """Image access: resolve a dataset path safely, then read a bounded thumbnail or say why not."""
+
 from __future__ import annotations
 
 import functools
@@ -15,7 +16,6 @@ from cleaner.server.limits import MAX_IMAGE_BYTES, MAX_IMAGE_PIXELS
 from cleaner.server.text import mb, one_line
 
 THUMB_PX = 160
-
 
 
 def configure_pillow() -> None:
@@ -46,7 +46,7 @@ class PathRemap:
 
     def apply(self, path: str) -> str:
         if self.old_prefix and path.startswith(self.old_prefix):
-            return self.new_prefix + path[len(self.old_prefix):]
+            return self.new_prefix + path[len(self.old_prefix) :]
         return path
 
 

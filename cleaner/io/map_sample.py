@@ -8,6 +8,7 @@ every row; the map draws these rows only (and a selection drawn on it selects on
 The file is read like any user file: bounded, never unpickled, every array's header checked before its data is
 read, every value checked before use.
 """
+
 from __future__ import annotations
 
 import io
@@ -50,8 +51,9 @@ def map_sample_path(data_path: str | os.PathLike) -> Path:
     return path.with_name(stem + MAP_SAMPLE_SUFFIX)
 
 
-def sample_rows(flagged: np.ndarray, suspicion: np.ndarray, label_codes: np.ndarray, limit: int, seed: int = 42
-                ) -> tuple[np.ndarray, int, str]:
+def sample_rows(
+    flagged: np.ndarray, suspicion: np.ndarray, label_codes: np.ndarray, limit: int, seed: int = 42
+) -> tuple[np.ndarray, int, str]:
     """(rows ascending, how many of them are flagged, how they were drawn): every flagged row (the `limit` most
     suspect if more), then the rest of the limit split over the classes in proportion to their unflagged rows
     (largest remainders), drawn uniformly within each class with `seed`."""
@@ -78,16 +80,24 @@ def sample_rows(flagged: np.ndarray, suspicion: np.ndarray, label_codes: np.ndar
     picked = [chosen]
     for code, count in enumerate(share.tolist()):
         if count:
-            members = rest[order[starts[code]:starts[code + 1]]]
+            members = rest[order[starts[code] : starts[code + 1]]]
             picked.append(rng.choice(members, size=min(count, len(members)), replace=False))
     rows = np.sort(np.concatenate(picked)).astype(np.int64)
-    how = (f"every flagged image ({len(chosen):,}) and a class-stratified random sample of {room:,} of the "
-           f"{len(rest):,} others (seed {seed})")
+    how = (
+        f"every flagged image ({len(chosen):,}) and a class-stratified random sample of {room:,} of the "
+        f"{len(rest):,} others (seed {seed})"
+    )
     return rows, len(chosen), how
 
 
-def map_sample_bytes(embedding_digest: str, n_rows: int, rows: np.ndarray, n_flagged: int, how: str,
-                     layouts: dict[int, tuple[object, np.ndarray]]) -> bytes:
+def map_sample_bytes(
+    embedding_digest: str,
+    n_rows: int,
+    rows: np.ndarray,
+    n_flagged: int,
+    how: str,
+    layouts: dict[int, tuple[object, np.ndarray]],
+) -> bytes:
     """The map sample's file: the rows, how they were drawn, and their places on the 3D and 2D maps
     (`layouts[n_components] = (params, coords of every row)`)."""
     buf = io.BytesIO()
@@ -107,15 +117,23 @@ def map_sample_bytes(embedding_digest: str, n_rows: int, rows: np.ndarray, n_fla
 
 def read_map_sample(path: str | os.PathLike, embedding_digest: str, n_rows: int, max_bytes: int) -> MapSample:
     """The map sample, checked against the dataset it must belong to; MapSampleProblem if unusable."""
+
     def shaped(shape: tuple, kind: str):
         def check(found: tuple[int, ...], dtype: np.dtype) -> None:
             fits = len(found) == len(shape) and all(s is None or s == f for s, f in zip(shape, found))
             if not fits or dtype.kind != kind or (kind == "U" and dtype.itemsize > 4 * 1024):
                 raise DatasetError(f"an array has shape {tuple(found)} and type {dtype}, expected {shape} {kind}")
+
         return check
 
-    expected = {**{k: ((), "U") for k in _TEXT}, "n_rows": ((), "i"), "n_flagged": ((), "i"), "rows": ((None,), "i"),
-                "layout_3": ((None, 3), "f"), "layout_2": ((None, 2), "f")}
+    expected = {
+        **{k: ((), "U") for k in _TEXT},
+        "n_rows": ((), "i"),
+        "n_flagged": ((), "i"),
+        "rows": ((None,), "i"),
+        "layout_3": ((None, 3), "f"),
+        "layout_2": ((None, 2), "f"),
+    }
     try:
         data = read_source(str(path), max_bytes)
         arrays, budget = {}, max_bytes

@@ -1,4 +1,5 @@
 """The header of one .npy array inside an NPZ: bounded, parsed without eval, and checked before any data."""
+
 from __future__ import annotations
 
 import io

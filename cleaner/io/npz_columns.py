@@ -1,5 +1,6 @@
 """The three arrays of an NPZ checked for what cleaner needs: numeric finite embeddings, one label and one
 usable path per row. Header-only checks run before the data is read; the rest on the arrays."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -53,8 +54,10 @@ def validate_embeddings(raw: np.ndarray, max_rows: int, max_dims: int) -> np.nda
         return emb
     del raw
     # In blocks of rows: a whole-array mask of a million rows would cost half a gigabyte and most of the time.
-    bad_rows = np.concatenate([~np.isfinite(emb[start:start + _FINITE_ROWS]).all(axis=1)
-                               for start in range(0, emb.shape[0], _FINITE_ROWS)] or [np.zeros(0, dtype=bool)])
+    bad_rows = np.concatenate(
+        [~np.isfinite(emb[start : start + _FINITE_ROWS]).all(axis=1) for start in range(0, emb.shape[0], _FINITE_ROWS)]
+        or [np.zeros(0, dtype=bool)]
+    )
     if bad_rows.any():
         first = int(np.flatnonzero(bad_rows)[0])
         raise DatasetError(

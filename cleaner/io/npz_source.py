@@ -1,4 +1,5 @@
 """Where an NPZ comes from (a path, its bytes or an open file) read into memory, bounded, in words for users."""
+
 from __future__ import annotations
 
 import os

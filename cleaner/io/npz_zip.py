@@ -3,6 +3,7 @@
 zipfile itself would parse a central directory of any declared size (millions of entries from a small file)
 and inflate members without checking their declared sizes; both are checked here first.
 """
+
 from __future__ import annotations
 
 import io
@@ -45,7 +46,7 @@ def end_record_offset(data: bytes) -> int | None:
     tail = len(data) - _END.size
     if tail < 0:
         return None
-    if data[tail:tail + 4] == _END_SIGNATURE and data[-2:] == b"\0\0":
+    if data[tail : tail + 4] == _END_SIGNATURE and data[-2:] == b"\0\0":
         return tail
     found = data.rfind(_END_SIGNATURE, max(0, tail - _SEARCH_BACK))
     return found if 0 <= found <= tail else None
@@ -63,10 +64,10 @@ def declared_directory_sizes(data: bytes) -> list[int]:
     classic = _END.unpack_from(data, at)[5]
     zip64 = []
     locator = at - _ZIP64_LOCATOR.size
-    if locator >= 0 and data[locator:locator + 4] == _ZIP64_LOCATOR_SIGNATURE:
+    if locator >= 0 and data[locator : locator + 4] == _ZIP64_LOCATOR_SIGNATURE:
         record_offset = _ZIP64_LOCATOR.unpack_from(data, locator)[2]
         for record in {locator - _ZIP64_END.size, record_offset}:
-            if 0 <= record <= len(data) - _ZIP64_END.size and data[record:record + 4] == _ZIP64_END_SIGNATURE:
+            if 0 <= record <= len(data) - _ZIP64_END.size and data[record : record + 4] == _ZIP64_END_SIGNATURE:
                 zip64.append(_ZIP64_END.unpack_from(data, record)[8])
     if zip64 and classic == _SEE_ZIP64:
         return zip64
@@ -101,7 +102,7 @@ class _BufferFile(io.RawIOBase):
     def readinto(self, target) -> int:
         start = min(self._at, len(self._view))
         n = min(len(target), len(self._view) - start)
-        target[:n] = self._view[start:start + n]
+        target[:n] = self._view[start : start + n]
         self._at = start + n
         return n
 
@@ -128,7 +129,9 @@ def open_zip(data: bytes | bytearray) -> zipfile.ZipFile:
 def _check_entry(info: zipfile.ZipInfo, key: str, budget: int) -> None:
     """What the zip's directory says about a member, checked before reading any of it."""
     if info.flag_bits & 0x1:
-        raise DatasetError(f"'{key}' is encrypted (password-protected) inside the zip; save the NPZ without a password.")
+        raise DatasetError(
+            f"'{key}' is encrypted (password-protected) inside the zip; save the NPZ without a password."
+        )
     if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
         method = _COMPRESSION_NAMES.get(info.compress_type, f"method {info.compress_type}")
         raise DatasetError(
@@ -171,10 +174,12 @@ def _read_data(fh: io.BufferedIOBase, key: str, nbytes: int) -> np.ndarray:
         chunk = fh.read(min(CHUNK, nbytes - got))
         if not chunk:
             break
-        raw[got:got + len(chunk)] = np.frombuffer(chunk, dtype=np.uint8)
+        raw[got : got + len(chunk)] = np.frombuffer(chunk, dtype=np.uint8)
         got += len(chunk)
     if got < nbytes:
-        raise DatasetError(f"'{key}' is truncated: its header promises {mb(nbytes)} of data but only {mb(got)} is there.")
+        raise DatasetError(
+            f"'{key}' is truncated: its header promises {mb(nbytes)} of data but only {mb(got)} is there."
+        )
     while fh.read(CHUNK):
         pass
     return raw
@@ -184,16 +189,16 @@ def _stored_member(whole: bytes, info: zipfile.ZipInfo, key: str) -> memoryview:
     """A stored (uncompressed) member's bytes inside the whole archive, found through its local header and
     checked against the directory's CRC: no copy of a large member is made."""
     at = info.header_offset
-    if at < 0 or at + _LOCAL.size > len(whole) or whole[at:at + 4] != _LOCAL_SIGNATURE:
+    if at < 0 or at + _LOCAL.size > len(whole) or whole[at : at + 4] != _LOCAL_SIGNATURE:
         raise DatasetError(f"'{key}' inside the NPZ is corrupt (its local header is missing).")
     name_length, extra_length = _LOCAL.unpack_from(whole, at)[-2:]
-    local_name = bytes(whole[at + _LOCAL.size:at + _LOCAL.size + name_length])
+    local_name = bytes(whole[at + _LOCAL.size : at + _LOCAL.size + name_length])
     if local_name.decode("utf-8" if info.flag_bits & 0x800 else "cp437", "replace") != info.orig_filename:
         raise DatasetError(f"'{key}' inside the NPZ is corrupt (its local header names another file).")
     start = at + _LOCAL.size + name_length + extra_length
     if start + info.compress_size > len(whole):
         raise DatasetError(f"'{key}' is truncated: the zip says {mb(info.compress_size)} but the file ends before.")
-    member = memoryview(whole)[start:start + info.compress_size]
+    member = memoryview(whole)[start : start + info.compress_size]
     if zlib.crc32(member) != info.CRC:
         raise DatasetError(f"'{key}' inside the NPZ is corrupt (its CRC-32 checksum does not match its data).")
     return member
@@ -207,8 +212,9 @@ def _as_array(raw: np.ndarray, key: str, shape: tuple[int, ...], fortran: bool, 
         raise DatasetError(f"'{key}' has a shape {shape} that its data type {dtype} cannot take.") from exc
 
 
-def _stored_array(whole: bytes, info: zipfile.ZipInfo, key: str, budget: int,
-                  check: Callable[[tuple[int, ...], np.dtype], None]) -> np.ndarray:
+def _stored_array(
+    whole: bytes, info: zipfile.ZipInfo, key: str, budget: int, check: Callable[[tuple[int, ...], np.dtype], None]
+) -> np.ndarray:
     """A stored member's array as a read-only view of the archive's bytes (a copy only when misaligned)."""
     member = _stored_member(whole, info, key)
     shape, fortran, dtype, header_bytes = read_npy_header(io.BytesIO(member[:_HEADER_PEEK]), key)
@@ -222,7 +228,10 @@ def _stored_array(whole: bytes, info: zipfile.ZipInfo, key: str, budget: int,
 
 
 def read_member(
-    zf: zipfile.ZipFile, key: str, budget: int, check: Callable[[tuple[int, ...], np.dtype], None],
+    zf: zipfile.ZipFile,
+    key: str,
+    budget: int,
+    check: Callable[[tuple[int, ...], np.dtype], None],
     whole: bytes | None = None,
 ) -> np.ndarray:
     """Read one .npy member, checking its zip entry and header before inflating a single array byte.

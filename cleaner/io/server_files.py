@@ -1,4 +1,5 @@
 """The NPZ files the server may offer from its allowed folders, listed without walking them on every page run."""
+
 from __future__ import annotations
 
 import os

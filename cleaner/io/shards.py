@@ -11,6 +11,7 @@ A sharded dataset's digests are digests of its shards' digests, in the shards' o
 sidecar `FOLDER.cleaner.npz` written next to the folder is keyed on them, and every reader of the folder (the
 single-process scan, the distributed one, the app) computes the same.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -25,8 +26,17 @@ from cleaner.io.dataset_types import Dataset, DatasetError
 from cleaner.server.limits import MAX_DIMS, MAX_NPZ_BYTES, MAX_ROWS
 from cleaner.server.text import shown
 
-__all__ = ["MAX_SHARDS", "ShardInfo", "check_shards", "is_sharded", "list_shards", "load_shard", "load_sharded",
-           "shard_info", "sharded_digests"]
+__all__ = [
+    "MAX_SHARDS",
+    "ShardInfo",
+    "check_shards",
+    "is_sharded",
+    "list_shards",
+    "load_shard",
+    "load_sharded",
+    "shard_info",
+    "sharded_digests",
+]
 
 MAX_SHARDS = 100_000  # files listed in one folder: 100M images in shards of a thousand
 _SIDE_FILES = (".cleaner.npz",)  # sidecars and map samples written by cleaner next to a dataset: never shards
@@ -66,8 +76,9 @@ def list_shards(folder: str | os.PathLike) -> list[str]:
     return shards
 
 
-def load_shard(path: str, max_bytes: int = MAX_NPZ_BYTES, max_rows: int = MAX_ROWS, max_dims: int = MAX_DIMS
-               ) -> Dataset:
+def load_shard(
+    path: str, max_bytes: int = MAX_NPZ_BYTES, max_rows: int = MAX_ROWS, max_dims: int = MAX_DIMS
+) -> Dataset:
     """One shard through load_npz's checks; its problems are named with the shard."""
     name = os.path.basename(path.rstrip("/")) or path
     try:
@@ -102,8 +113,7 @@ class ShardInfo:
 
 def shard_info(path: str, dataset: Dataset) -> ShardInfo:
     kind = "names" if dataset.labels.dtype.kind == "U" else "ids"
-    return ShardInfo(path, dataset.n, dataset.dims, kind, dataset.class_names, dataset.digest,
-                     dataset.embedding_digest)
+    return ShardInfo(path, dataset.n, dataset.dims, kind, dataset.class_names, dataset.digest, dataset.embedding_digest)
 
 
 def _listed(names: Sequence[str], most: int = 5) -> str:
@@ -123,7 +133,8 @@ def check_shards(infos: Sequence[ShardInfo]) -> None:
             extra = sorted(set(info.class_names) - set(first.class_names))
             lacking = sorted(set(first.class_names) - set(info.class_names))
             parts = ([f"it has labels the first shard lacks ({_listed(extra)})"] if extra else []) + (
-                [f"it lacks labels the first shard has ({_listed(lacking)})"] if lacking else [])
+                [f"it lacks labels the first shard has ({_listed(lacking)})"] if lacking else []
+            )
             raise DatasetError(f"{where} {'; '.join(parts)}. Every shard must hold the same set of labels.")
 
 
@@ -137,8 +148,9 @@ def sharded_digests(infos: Sequence[ShardInfo]) -> tuple[str, str]:
     return every.hexdigest(), embeddings.hexdigest()
 
 
-def load_sharded(folder: str | os.PathLike, max_bytes: int = MAX_NPZ_BYTES, max_rows: int = MAX_ROWS,
-                 max_dims: int = MAX_DIMS) -> Dataset:
+def load_sharded(
+    folder: str | os.PathLike, max_bytes: int = MAX_NPZ_BYTES, max_rows: int = MAX_ROWS, max_dims: int = MAX_DIMS
+) -> Dataset:
     """Every shard of the folder in one Dataset on this machine (up to max_rows rows in all); its digests are the
     sharded ones. Beyond one machine's rows, `cleaner scan --dask` reads the shards on the workers instead."""
     paths = list_shards(folder)
@@ -147,8 +159,10 @@ def load_sharded(folder: str | os.PathLike, max_bytes: int = MAX_NPZ_BYTES, max_
         part = load_shard(path, max_bytes, max_rows, max_dims)
         total += part.n
         if total > max_rows:
-            raise DatasetError(f"The shards in {shown(os.fspath(folder))} hold more than {max_rows:,} rows; one "
-                               "machine reads at most that many (scan them on a cluster with --dask).")
+            raise DatasetError(
+                f"The shards in {shown(os.fspath(folder))} hold more than {max_rows:,} rows; one "
+                "machine reads at most that many (scan them on a cluster with --dask)."
+            )
         loaded.append(part)
         infos.append(shard_info(path, part))
         check_shards(infos)

@@ -5,6 +5,7 @@ file is read like any user file: bounded, never unpickled, every array's header 
 every value checked before use. One made for other embeddings (the NPZ changed since), for other settings, or
 changed by hand is refused with a reason and never trusted.
 """
+
 from __future__ import annotations
 
 import io
@@ -48,8 +49,9 @@ def sidecar_path(npz_path: str | os.PathLike) -> Path:
     return path.with_name(stem + SIDECAR_SUFFIX)
 
 
-def sidecar_bytes(embedding_digest: str, graph: NeighbourGraph, layouts: dict[int, tuple[LayoutParams, np.ndarray]]
-                  ) -> bytes:
+def sidecar_bytes(
+    embedding_digest: str, graph: NeighbourGraph, layouts: dict[int, tuple[LayoutParams, np.ndarray]]
+) -> bytes:
     """The sidecar of one dataset: its graph and its 3D and 2D maps (`layouts[n_components] = (params, coords)`)."""
     buf = io.BytesIO()
     np.savez_compressed(
@@ -67,8 +69,9 @@ def sidecar_bytes(embedding_digest: str, graph: NeighbourGraph, layouts: dict[in
     return buf.getvalue()
 
 
-def read_sidecar(path: str | os.PathLike, embedding_digest: str, n_rows: int, k: int, metric: str,
-                 max_bytes: int) -> Precomputed:
+def read_sidecar(
+    path: str | os.PathLike, embedding_digest: str, n_rows: int, k: int, metric: str, max_bytes: int
+) -> Precomputed:
     """The sidecar's graph and maps, checked against the dataset they must belong to; SidecarProblem if unusable."""
     try:
         arrays = _read_arrays(path, n_rows, max_bytes)
@@ -84,10 +87,16 @@ def read_sidecar(path: str | os.PathLike, embedding_digest: str, n_rows: int, k:
     if arrays["graph_indices"].shape != arrays["graph_distances"].shape:
         raise SidecarProblem("its neighbour graph's two arrays do not match")
     if arrays["graph_indices"].shape[1] != k:
-        raise SidecarProblem(f"it holds {arrays['graph_indices'].shape[1]} neighbours per image; this app uses {k} "
-                             f"(run the scan again with --k {k})")
-    graph = NeighbourGraph(indices=arrays["graph_indices"], distances=arrays["graph_distances"], metric=metric,
-                           exact=bool(arrays["graph_exact"]))
+        raise SidecarProblem(
+            f"it holds {arrays['graph_indices'].shape[1]} neighbours per image; this app uses {k} "
+            f"(run the scan again with --k {k})"
+        )
+    graph = NeighbourGraph(
+        indices=arrays["graph_indices"],
+        distances=arrays["graph_distances"],
+        metric=metric,
+        exact=bool(arrays["graph_exact"]),
+    )
     _check_graph(graph, n_rows)
     layouts = {}
     for d in (3, 2):
@@ -102,11 +111,17 @@ def read_sidecar(path: str | os.PathLike, embedding_digest: str, n_rows: int, k:
 def _read_arrays(path: str | os.PathLike, n_rows: int, max_bytes: int) -> dict[str, np.ndarray]:
     """Every member, its shape and type checked from its header before a byte of its data is inflated."""
     expected = {
-        "format": ((), "U"), "embedding_digest": ((), "U"), "graph_metric": ((), "U"),
-        "graph_version": ((), "i"), "graph_exact": ((), "b"),
-        "graph_indices": ((n_rows, None), "i"), "graph_distances": ((n_rows, None), "f"),
-        "layout_key_3": ((), "U"), "layout_key_2": ((), "U"),
-        "layout_3": ((n_rows, 3), "f"), "layout_2": ((n_rows, 2), "f"),
+        "format": ((), "U"),
+        "embedding_digest": ((), "U"),
+        "graph_metric": ((), "U"),
+        "graph_version": ((), "i"),
+        "graph_exact": ((), "b"),
+        "graph_indices": ((n_rows, None), "i"),
+        "graph_distances": ((n_rows, None), "f"),
+        "layout_key_3": ((), "U"),
+        "layout_key_2": ((), "U"),
+        "layout_3": ((n_rows, 3), "f"),
+        "layout_2": ((n_rows, 2), "f"),
     }
     data = read_source(str(path), max_bytes)
     arrays, budget = {}, max_bytes
@@ -114,7 +129,9 @@ def _read_arrays(path: str | os.PathLike, n_rows: int, max_bytes: int) -> dict[s
         names = {info.filename for info in zf.infolist()}
         missing = sorted(key for key in expected if key + ".npy" not in names)
         if missing or len(names) != len(expected):
-            raise DatasetError(f"it does not hold exactly the expected arrays (missing: {', '.join(missing) or 'none'})")
+            raise DatasetError(
+                f"it does not hold exactly the expected arrays (missing: {', '.join(missing) or 'none'})"
+            )
         for key, (shape, kind) in expected.items():
             arrays[key] = read_member(zf, key, budget, _header_check(key, shape, kind), whole=data)
             budget -= arrays[key].nbytes
@@ -128,6 +145,7 @@ def _header_check(key: str, shape: tuple[int | None, ...], kind: str):
             raise DatasetError(f"'{key}' has shape {tuple(found_shape)} and type {dtype}, expected {shape} {kind}")
         if kind in "if" and dtype.itemsize != 4 and key.startswith(("graph_indices", "graph_distances", "layout_")):
             raise DatasetError(f"'{key}' has type {dtype}, expected 32-bit values")
+
     return check
 
 

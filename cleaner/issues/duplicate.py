@@ -40,8 +40,9 @@ def _components(n: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:
             return root
 
 
-def _groups(n: int, a: np.ndarray, b: np.ndarray, in_group: np.ndarray, codes: np.ndarray
-            ) -> tuple[np.ndarray, np.ndarray, int, int]:
+def _groups(
+    n: int, a: np.ndarray, b: np.ndarray, in_group: np.ndarray, codes: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, int, int]:
     """Group id per row (-1 = none), whether its group holds several labels, and the counts of both."""
     group = np.full(n, -1, dtype=np.int32)
     mixed = np.zeros(n, dtype=bool)
@@ -58,9 +59,7 @@ def _groups(n: int, a: np.ndarray, b: np.ndarray, in_group: np.ndarray, codes: n
     return group, mixed, len(roots), int(mixed_group.sum())
 
 
-def near_duplicates(
-    graph: NeighbourGraph, label_codes: np.ndarray, threshold: float | None = None
-) -> NearDuplicates:
+def near_duplicates(graph: NeighbourGraph, label_codes: np.ndarray, threshold: float | None = None) -> NearDuplicates:
     """Group samples linked by graph edges no longer than `threshold` (default: relative to the typical distance)."""
     codes = np.asarray(label_codes).reshape(-1)
     n = graph.indices.shape[0]
@@ -84,9 +83,8 @@ def near_duplicates(
     else:
         score = in_group.astype(np.float64)
     n_members = int(in_group.sum())
-    summary = (
-        f"{plural(n_members, 'sample')} in {plural(n_groups, 'group')} of near-duplicates"
-        + (f", {plural(n_mixed, 'group')} with different labels" if n_mixed else "")
+    summary = f"{plural(n_members, 'sample')} in {plural(n_groups, 'group')} of near-duplicates" + (
+        f", {plural(n_mixed, 'group')} with different labels" if n_mixed else ""
     )
     return NearDuplicates(
         name="near_duplicate",

@@ -1,4 +1,5 @@
 """The image files themselves: which ones cannot be opened and decoded, and a fingerprint of their state on disk."""
+
 from __future__ import annotations
 
 import hashlib
@@ -13,9 +14,7 @@ from cleaner.issues.unreadable import UnreadableImages
 from cleaner.server.text import plural
 
 
-def unreadable_images(
-    image_paths: Sequence[str], access: ImageAccess, workers: int | None = None
-) -> UnreadableImages:
+def unreadable_images(image_paths: Sequence[str], access: ImageAccess, workers: int | None = None) -> UnreadableImages:
     """Try to open and decode every image (missing, empty, truncated, not an image, outside the allowed folders)."""
     paths = [str(p) for p in image_paths]
     # Reading is mostly waiting on the disk and Pillow's C decoders, which release the GIL: threads overlap it.
@@ -29,7 +28,9 @@ def unreadable_images(
     for text in reason[flagged].tolist():
         key = text.split(" (")[0]  # "corrupt or truncated image (details)" counts as one cause
         causes[key] = causes.get(key, 0) + 1
-    detail = ", ".join(f"{why}: {c:,}" for why, c in sorted(causes.items(), key=lambda kv: -kv[1]))  # no plural to get wrong
+    detail = ", ".join(
+        f"{why}: {c:,}" for why, c in sorted(causes.items(), key=lambda kv: -kv[1])
+    )  # no plural to get wrong
     return UnreadableImages(
         name="unreadable",
         score=flagged.astype(np.float32),

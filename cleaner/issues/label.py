@@ -24,6 +24,7 @@ MARGIN_WEIGHT = 0.25
 # neighbours are: a weight this small only reorders rows the shares cannot tell apart.
 EVIDENCE_WEIGHT = 1e-3
 
+
 @dataclass(frozen=True, eq=False)
 class LabelIssues(IssueScores):
     """Samples whose neighbours mostly carry another label, with the label they suggest."""
@@ -35,9 +36,7 @@ class LabelIssues(IssueScores):
     kernel_scale: float = 1.0  # distance at which a vote weighs 1/e; re-scoring keeps it
 
 
-def label_issues(
-    graph: NeighbourGraph, label_codes: np.ndarray, n_classes: int, k: int = LABEL_K
-) -> LabelIssues:
+def label_issues(graph: NeighbourGraph, label_codes: np.ndarray, n_classes: int, k: int = LABEL_K) -> LabelIssues:
     """Score each sample by how little of its neighbourhood agrees with its label (similarity-weighted kNN vote)."""
     return rescore_label_issues(graph, label_codes, n_classes, k=k)
 
@@ -77,15 +76,28 @@ def rescore_label_issues(
     return label_issues_from(score, codes, suggested, share, "neighbours mostly carry another label", out, scale)
 
 
-def label_issues_from(score: np.ndarray, codes: np.ndarray, suggested: np.ndarray, share: np.ndarray, why: str,
-                      excluded: np.ndarray | None, kernel_scale: float) -> LabelIssues:
+def label_issues_from(
+    score: np.ndarray,
+    codes: np.ndarray,
+    suggested: np.ndarray,
+    share: np.ndarray,
+    why: str,
+    excluded: np.ndarray | None,
+    kernel_scale: float,
+) -> LabelIssues:
     """The result shape every ranking returns: flagged where the score is high and another label is suggested."""
     flagged = (score >= FLAG_SCORE) & (suggested != codes)
     count = int(flagged.sum())
     return LabelIssues(
-        name="label_issue", score=score, flagged=flagged,
-        summary=f"{plural(count, 'sample whose', 'samples whose')} {why}", given_label=codes,
-        suggested_label=suggested, suggestion_share=share, excluded=excluded, kernel_scale=float(kernel_scale),
+        name="label_issue",
+        score=score,
+        flagged=flagged,
+        summary=f"{plural(count, 'sample whose', 'samples whose')} {why}",
+        given_label=codes,
+        suggested_label=suggested,
+        suggestion_share=share,
+        excluded=excluded,
+        kernel_scale=float(kernel_scale),
     )
 
 
@@ -128,15 +140,20 @@ def _reason(dataset: Dataset, labels: IssueScores, row: int) -> tuple[float, str
         return None
     share = float(labels.suggestion_share[row])
     suggested = dataset.class_names[int(labels.suggested_label[row])]
-    return float(labels.score[row]), (f"label issue {labels.score[row]:.2f}: {share:.0%} of its neighbours say "
-                                      f"'{suggested}'")
+    return float(labels.score[row]), (
+        f"label issue {labels.score[row]:.2f}: {share:.0%} of its neighbours say '{suggested}'"
+    )
 
 
 def _columns(dataset: Dataset, labels: IssueScores) -> list[list]:
     assert isinstance(labels, LabelIssues)
     names = dataset.class_names
-    return [[names[c] for c in labels.given_label.tolist()], [names[c] for c in labels.suggested_label.tolist()],
-            fixed(labels.score), labels.flagged.astype(int).tolist()]
+    return [
+        [names[c] for c in labels.given_label.tolist()],
+        [names[c] for c in labels.suggested_label.tolist()],
+        fixed(labels.score),
+        labels.flagged.astype(int).tolist(),
+    ]
 
 
 KIND = IssueKind(

@@ -6,6 +6,7 @@ other label's voters are (the evidence that orders rows whose shares tie). Pure 
 so the whole of a 100k-row graph is re-scored in a fraction of a second after each review decision. The label kind
 (cleaner.issues.label) builds its LabelIssues from these.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -75,8 +76,9 @@ def tally(labels: np.ndarray, weights: np.ndarray, own: np.ndarray) -> Tally:
     )
 
 
-def margin_score(given_share: np.ndarray, other_share: np.ndarray, evidence: np.ndarray, margin_weight: float,
-                 evidence_weight: float) -> np.ndarray:
+def margin_score(
+    given_share: np.ndarray, other_share: np.ndarray, evidence: np.ndarray, margin_weight: float, evidence_weight: float
+) -> np.ndarray:
     """Label-issue score in [0, 1]: (1 - given share) plus margin_weight x (other share - given share), scaled
     so a unanimous other label scores 1 and a unanimous given label 0, then nudged up by the evidence."""
     lead = 1.0 - given_share + margin_weight * (1.0 + other_share - given_share)
@@ -89,8 +91,16 @@ def rows_to_update(indices: np.ndarray, changed: np.ndarray) -> np.ndarray:
     return np.flatnonzero(changed | changed[indices].any(axis=1))
 
 
-def score_rows(indices: np.ndarray, distances: np.ndarray, codes: np.ndarray, rows: np.ndarray, votes: np.ndarray,
-               scale: float, margin_weight: float, evidence_weight: float) -> tuple[np.ndarray, ...]:
+def score_rows(
+    indices: np.ndarray,
+    distances: np.ndarray,
+    codes: np.ndarray,
+    rows: np.ndarray,
+    votes: np.ndarray,
+    scale: float,
+    margin_weight: float,
+    evidence_weight: float,
+) -> tuple[np.ndarray, ...]:
     """Score, suggested label and its share for `rows`, whose neighbours are `indices` [r, k] at `distances`;
     only rows where `votes` is True vote, and a row without voters (or without a vote itself) scores 0."""
     own = codes[rows]
@@ -98,14 +108,16 @@ def score_rows(indices: np.ndarray, distances: np.ndarray, codes: np.ndarray, ro
     lead = counted.other_share > counted.given_share
     suggested = np.where(lead, counted.other_label, own).astype(np.int32)
     share = np.where(lead, counted.other_share, counted.given_share).astype(np.float32)
-    fresh = margin_score(counted.given_share, counted.other_share, counted.other_evidence, margin_weight,
-                         evidence_weight)
+    fresh = margin_score(
+        counted.given_share, counted.other_share, counted.other_evidence, margin_weight, evidence_weight
+    )
     score = np.where((counted.total > 0) & votes[rows], fresh, 0.0).astype(np.float32)
     return score, np.where(votes[rows], suggested, own), np.where(votes[rows], share, 0.0).astype(np.float32)
 
 
-def decided_codes(label_codes: np.ndarray, n_classes: int, n: int,
-                  relabelled: Mapping[int, int] | None = None) -> np.ndarray:
+def decided_codes(
+    label_codes: np.ndarray, n_classes: int, n: int, relabelled: Mapping[int, int] | None = None
+) -> np.ndarray:
     """The label codes as int32 with the relabelled rows' new codes, checked against the graph and n_classes."""
     codes = np.array(label_codes, dtype=np.int32).reshape(-1)
     if codes.shape[0] != n:

@@ -17,6 +17,7 @@ from cleaner.server.text import plural
 OUTLIER_Z_FLAG = 4.0
 _MIN_LOG_SPREAD = 0.02  # a perfectly regular dataset must not turn float noise into outliers
 
+
 @dataclass(frozen=True, eq=False)
 class Outliers(IssueScores):
     """Samples far from all others."""

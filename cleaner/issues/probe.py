@@ -5,6 +5,7 @@ class; a logistic regression on the same embeddings can weigh the dimensions tha
 row's probabilities come from a model that never saw its (possibly wrong) label: K folds, K fits. Opt-in and
 slower than the default ranking, so scikit-learn is imported here only, never by `cleaner scan`'s default path.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -46,8 +47,12 @@ def _folds(codes: np.ndarray, folds: int, seed: int) -> np.ndarray:
 
 
 def probe_probabilities(
-    embeddings: np.ndarray, label_codes: np.ndarray, n_classes: int, folds: int = PROBE_FOLDS,
-    progress: Progress | None = None, seed: int = 0,
+    embeddings: np.ndarray,
+    label_codes: np.ndarray,
+    n_classes: int,
+    folds: int = PROBE_FOLDS,
+    progress: Progress | None = None,
+    seed: int = 0,
 ) -> np.ndarray:
     """[N, n_classes] float32 out-of-fold probabilities of a logistic regression on the standardised embeddings."""
     from sklearn.exceptions import ConvergenceWarning
@@ -87,8 +92,13 @@ def knn_probabilities(graph: NeighbourGraph, codes: np.ndarray, n_classes: int, 
 
 
 def thorough_label_issues(
-    graph: NeighbourGraph, embeddings: np.ndarray, label_codes: np.ndarray, n_classes: int,
-    progress: Progress | None = None, folds: int = PROBE_FOLDS, k: int = LABEL_K,
+    graph: NeighbourGraph,
+    embeddings: np.ndarray,
+    label_codes: np.ndarray,
+    n_classes: int,
+    progress: Progress | None = None,
+    folds: int = PROBE_FOLDS,
+    k: int = LABEL_K,
 ) -> LabelIssues:
     """Label issues from the kNN votes and a cross-validated linear probe's probabilities, averaged per class.
 
@@ -110,5 +120,12 @@ def thorough_label_issues(
     lead = other > given
     suggested = np.where(lead, other_label, codes).astype(np.int32)
     # excluded=None, so rescore_label_issues never patches these scores with kNN-only ones: it starts afresh
-    return label_issues_from(score, codes, suggested, np.where(lead, other, given).astype(np.float32),
-                             "neighbours and linear probe mostly point to another label", None, base.kernel_scale)
+    return label_issues_from(
+        score,
+        codes,
+        suggested,
+        np.where(lead, other, given).astype(np.float32),
+        "neighbours and linear probe mostly point to another label",
+        None,
+        base.kernel_scale,
+    )

@@ -30,5 +30,7 @@ def orders(scored: object = None) -> dict[str, str]:
     """Review orders (and map colourings) by name -> title: the worst score, then each kind scored in `scored`
     (a collection of kind names; when None, every kind that is always scored)."""
     names = None if scored is None else set(scored)  # type: ignore[call-overload]
-    return {WORST: WORST_TITLE, **{k.name: k.title for k in ISSUE_KINDS
-                                   if (k.name in names if names is not None else not k.optional)}}
+    return {
+        WORST: WORST_TITLE,
+        **{k.name: k.title for k in ISSUE_KINDS if (k.name in names if names is not None else not k.optional)},
+    }

@@ -47,12 +47,19 @@ def report_csv(dataset: Dataset, result: ScanResult) -> str:
         scores = result.scores.get(kind.name)
         values = kind.column_values(dataset, scores) if scores is not None else [[""] * dataset.n] * len(kind.columns)
         main += values[: len(kind.main_columns)]
-        extra += values[len(kind.main_columns):]
+        extra += values[len(kind.main_columns) :]
     overall = worst(*result.all())
     rank = np.empty(dataset.n, dtype=np.int64)
     rank[review_queue(*result.all(), by="worst")] = np.arange(1, dataset.n + 1)
-    columns = [range(dataset.n), dataset.image_paths.tolist(), *main, *extra,
-               fixed(overall.score), overall.issue.tolist(), rank.tolist()]
+    columns = [
+        range(dataset.n),
+        dataset.image_paths.tolist(),
+        *main,
+        *extra,
+        fixed(overall.score),
+        overall.issue.tolist(),
+        rank.tolist(),
+    ]
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(report_columns())

@@ -92,8 +92,9 @@ def top_kinds(result: ScanResult, by: str, rows: np.ndarray) -> np.ndarray:
     return np.asarray(names, dtype=object)[stack.argmax(axis=0)] if len(rows) else np.array([], dtype=object)
 
 
-def review_page(dataset: Dataset, result: ScanResult, by: str, pending: np.ndarray, size: int = PAGE_SIZE,
-                fallback_reason: str = "") -> ReviewPage | None:
+def review_page(
+    dataset: Dataset, result: ScanResult, by: str, pending: np.ndarray, size: int = PAGE_SIZE, fallback_reason: str = ""
+) -> ReviewPage | None:
     """The next page of the queue: the pending suspects (most suspect first) that tell the same story as the first
     one. Label issues group by (given label -> suggested label) and propose the relabel; near-duplicates group by
     their group and propose excluding every copy but the one whose label its neighbours support most; any other
@@ -164,8 +165,9 @@ def _duplicate_cards(result: ScanResult, rows: np.ndarray, size: int, reason) ->
     return cards[:size]
 
 
-def typical_rows(indices: np.ndarray, distances: np.ndarray, label_codes: np.ndarray, n_classes: int,
-                 per_class: int = 6) -> list[np.ndarray]:
+def typical_rows(
+    indices: np.ndarray, distances: np.ndarray, label_codes: np.ndarray, n_classes: int, per_class: int = 6
+) -> list[np.ndarray]:
     """Each class's most central images by the graph: the ones its own class's images most often count among
     their nearest neighbours, ties to the closest neighbourhood. One pass over the graph for every class."""
     codes = np.asarray(label_codes, dtype=np.int64)
@@ -176,4 +178,4 @@ def typical_rows(indices: np.ndarray, distances: np.ndarray, label_codes: np.nda
     order = np.lexsort((np.arange(n), spread, -pointed_to, codes))  # by class, most central first
     starts = np.searchsorted(codes[order], np.arange(n_classes))
     ends = np.searchsorted(codes[order], np.arange(n_classes), side="right")
-    return [order[s:min(e, s + per_class)] for s, e in zip(starts.tolist(), ends.tolist())]
+    return [order[s : min(e, s + per_class)] for s, e in zip(starts.tolist(), ends.tolist())]

@@ -1,4 +1,5 @@
 """All suspect scores of one dataset, computed from the one neighbour graph: what the queue, the map and the report read."""
+
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
@@ -67,8 +68,14 @@ class ScanResult:
         return review_queue(*scores, by="worst")[: max(0, n)]
 
 
-def scan(dataset: Dataset, k: int = GRAPH_K, metric: str = AUTO, access: ImageAccess | None = None,
-         thorough: bool = False, progress: Callable[[int, int], None] | None = None) -> ScanResult:
+def scan(
+    dataset: Dataset,
+    k: int = GRAPH_K,
+    metric: str = AUTO,
+    access: ImageAccess | None = None,
+    thorough: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+) -> ScanResult:
     """Score every image of a dataset for every kind of issue, from one kNN graph of its embeddings.
 
     Parameters
@@ -103,8 +110,13 @@ def scan(dataset: Dataset, k: int = GRAPH_K, metric: str = AUTO, access: ImageAc
     return scores_from_graph(dataset, graph, access, thorough=thorough, progress=progress)
 
 
-def scores_from_graph(dataset: Dataset, graph: NeighbourGraph, access: ImageAccess | None = None, thorough: bool = False,
-                      progress: Callable[[int, int], None] | None = None) -> ScanResult:
+def scores_from_graph(
+    dataset: Dataset,
+    graph: NeighbourGraph,
+    access: ImageAccess | None = None,
+    thorough: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+) -> ScanResult:
     """Every score from a neighbour graph already computed (the app passes the one its map was built on).
 
     `thorough` adds a cross-validated linear probe on the embeddings to the label-issue ranking (slower; for weak

@@ -4,6 +4,7 @@ its neighbours, and where every other row goes once the landmarks have their pla
 The UMAP steps around it live in cleaner/layout/layouts.py (`landmark_layout`). Everything here is a plain
 function of arrays (seeded, no threads, no numba), so it can run on any machine holding a slice of the rows.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -32,7 +33,7 @@ def membership_strengths(distances: np.ndarray, n_neighbors: int) -> np.ndarray:
     the nearest neighbour (first positive one) and sigma chosen so that each row's strengths sum to log2(n_neighbors)
     (umap-learn's smooth_knn_dist, vectorised). `distances` holds the neighbours only, not the row itself;
     the first `n_neighbors - 1` columns are used, as UMAP does with `n_neighbors` counting the point itself."""
-    d = np.asarray(distances[:, :max(1, n_neighbors - 1)], dtype=np.float32)
+    d = np.asarray(distances[:, : max(1, n_neighbors - 1)], dtype=np.float32)
     if d.size == 0:
         return np.zeros_like(d)
     positive = np.where(d > 0, d, np.inf)
@@ -52,8 +53,9 @@ def membership_strengths(distances: np.ndarray, n_neighbors: int) -> np.ndarray:
     return np.exp(-excess / np.exp((low + high) / 2)).astype(np.float32)
 
 
-def place_from_neighbours(landmark_coords: np.ndarray, landmarks: np.ndarray, indices: np.ndarray,
-                          weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def place_from_neighbours(
+    landmark_coords: np.ndarray, landmarks: np.ndarray, indices: np.ndarray, weights: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """Every row's coordinates: the landmarks' own, then, in rounds, each row with placed neighbours at their mean
     weighted by membership strength (rows placed in a round are used from the next round on, so the result does not
     depend on the order of the rows).
@@ -66,12 +68,12 @@ def place_from_neighbours(landmark_coords: np.ndarray, landmarks: np.ndarray, in
     placed = np.zeros(n, dtype=bool)
     coords[landmarks] = landmark_coords
     placed[landmarks] = True
-    indices = indices[:, :weights.shape[1]]
+    indices = indices[:, : weights.shape[1]]
     pending = np.flatnonzero(~placed)
     while pending.size:
         new_rows, new_coords, still = [], [], []
         for start in range(0, pending.size, _CHUNK_ROWS):
-            rows = pending[start:start + _CHUNK_ROWS]
+            rows = pending[start : start + _CHUNK_ROWS]
             nbrs = indices[rows]
             w = weights[rows] * placed[nbrs]
             total = w.sum(axis=1)
@@ -102,6 +104,6 @@ def nearest_rows(queries: np.ndarray, candidates: np.ndarray, metric: str, block
         c_sq = np.einsum("ij,ij->i", c, c)
     out = np.empty(len(q), dtype=np.int64)
     for start in range(0, len(q), block):
-        score = c_sq[None, :] - 2.0 * (q[start:start + block] @ c.T)  # squared distance up to a per-row constant
-        out[start:start + block] = score.argmin(axis=1)
+        score = c_sq[None, :] - 2.0 * (q[start : start + block] @ c.T)  # squared distance up to a per-row constant
+        out[start : start + block] = score.argmin(axis=1)
     return out

@@ -14,6 +14,7 @@ The seam for bigger engines is `LayoutFunction`: anything called as `layout(embe
 returns [N, params.n_components] float32 coordinates. `LayoutService(store, layout=...)` runs it instead of
 `umap_layout`; a GPU layout (cuML's UMAP takes the same precomputed kNN graph) is one such function.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -36,9 +37,21 @@ from cleaner.server.diskcache import store_file
 from cleaner.server.limits import CACHE_MAX_BYTES
 
 __all__ = [  # kernel_cache_dir and use_numba_cache: cleaner.layout.service imports them from here
-    "LANDMARK_MIN_ROWS", "LARGE_MIN_ROWS", "PACKAGED_LAYOUTS", "LayoutFunction", "LayoutParams", "LayoutStore",
-    "compile_kernels", "full_umap_layout", "kernel_cache_dir", "landmark_layout", "large_data_epochs",
-    "layout_algorithm", "pca_projection", "umap_layout", "use_numba_cache",
+    "LANDMARK_MIN_ROWS",
+    "LARGE_MIN_ROWS",
+    "PACKAGED_LAYOUTS",
+    "LayoutFunction",
+    "LayoutParams",
+    "LayoutStore",
+    "compile_kernels",
+    "full_umap_layout",
+    "kernel_cache_dir",
+    "landmark_layout",
+    "large_data_epochs",
+    "layout_algorithm",
+    "pca_projection",
+    "umap_layout",
+    "use_numba_cache",
 ]
 
 PACKAGED_LAYOUTS = Path(__file__).parent / "assets" / "layouts"
@@ -150,8 +163,9 @@ _plan_lock = threading.Lock()
 _plans: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # shared graph -> {settings: LandmarkPlan}
 
 
-def landmark_plan(embeddings: np.ndarray, graph: NeighbourGraph, params: LayoutParams,
-                  count: int | None = None) -> LandmarkPlan:
+def landmark_plan(
+    embeddings: np.ndarray, graph: NeighbourGraph, params: LayoutParams, count: int | None = None
+) -> LandmarkPlan:
     """The landmarks of this graph and the weights to place the rest: found once per graph (held while the graph
     is), so the 2D map after the 3D one costs only its own UMAP on the landmarks, its placement and refinement."""
     count = LANDMARK_COUNT if count is None else count
@@ -164,18 +178,26 @@ def landmark_plan(embeddings: np.ndarray, graph: NeighbourGraph, params: LayoutP
             rows = choose_landmarks(len(embeddings), count, params.seed)
             # The landmarks' own neighbours: a sample's neighbours are mostly not in the sample, so the shared
             # graph restricted to it would leave each landmark a handful of edges (fewer the larger the data).
-            sub = neighbour_graph(np.ascontiguousarray(embeddings[rows]), k=min(n_neighbors - 1, len(rows) - 1),
-                                  metric=graph.metric)
+            sub = neighbour_graph(
+                np.ascontiguousarray(embeddings[rows]), k=min(n_neighbors - 1, len(rows) - 1), metric=graph.metric
+            )
             t1 = time.perf_counter()
             weights = membership_strengths(graph.distances, n_neighbors)
-            known[key] = LandmarkPlan(rows, sub, weights, {"landmark_graph": t1 - t0,
-                                                           "weights": time.perf_counter() - t1})
+            known[key] = LandmarkPlan(
+                rows, sub, weights, {"landmark_graph": t1 - t0, "weights": time.perf_counter() - t1}
+            )
         return known[key]
 
 
-def landmark_layout(embeddings: np.ndarray, graph: NeighbourGraph, params: LayoutParams, *,
-                    count: int | None = None, refine_epochs: int | None = None,
-                    timings: dict | None = None) -> np.ndarray:
+def landmark_layout(
+    embeddings: np.ndarray,
+    graph: NeighbourGraph,
+    params: LayoutParams,
+    *,
+    count: int | None = None,
+    refine_epochs: int | None = None,
+    timings: dict | None = None,
+) -> np.ndarray:
     """UMAP on a seeded sample of landmarks (their own kNN graph, the PCA start of the preview), every other row
     placed at the membership-weighted mean of its placed neighbours in the shared graph, in rounds; a row with no
     path to a landmark goes to its nearest landmark in the embedding space, with a little seeded jitter. Then
@@ -195,8 +217,15 @@ def landmark_layout(embeddings: np.ndarray, graph: NeighbourGraph, params: Layou
     timings["plan"] = t1 - t0
     start = pca_projection(embeddings, params.n_components)[plan.rows]  # the page's preview, already computed
     seed = _umap_seed(params)
-    landmark_coords = _fit(start, plan.graph.with_self(), params, _n_neighbors(params, plan.graph), init=start,
-                           n_epochs=LANDMARK_EPOCHS, random_state=seed)
+    landmark_coords = _fit(
+        start,
+        plan.graph.with_self(),
+        params,
+        _n_neighbors(params, plan.graph),
+        init=start,
+        n_epochs=LANDMARK_EPOCHS,
+        random_state=seed,
+    )
     t2 = time.perf_counter()
     timings["landmark_umap"] = t2 - t1
     coords, placed = place_from_neighbours(landmark_coords, plan.rows, graph.indices, plan.weights)
@@ -204,7 +233,9 @@ def landmark_layout(embeddings: np.ndarray, graph: NeighbourGraph, params: Layou
     if not placed.all():
         lost = np.flatnonzero(~placed)
         near = plan.rows[nearest_rows(embeddings[lost], embeddings[plan.rows], graph.metric)]
-        coords[lost] = coords[near] + rng.normal(scale=_jitter_scale(landmark_coords), size=(len(lost), coords.shape[1]))
+        coords[lost] = coords[near] + rng.normal(
+            scale=_jitter_scale(landmark_coords), size=(len(lost), coords.shape[1])
+        )
     timings["unplaced"] = int((~placed).sum())
     t3 = time.perf_counter()
     timings["placement"] = t3 - t2
@@ -214,8 +245,16 @@ def landmark_layout(embeddings: np.ndarray, graph: NeighbourGraph, params: Layou
         others = np.setdiff1d(np.arange(len(coords)), plan.rows, assume_unique=True)
         coords[others] += rng.normal(scale=_jitter_scale(landmark_coords) * 0.1, size=(len(others), coords.shape[1]))
         knn = _cut(graph.with_self(), _n_neighbors(params, graph))
-        coords = _fit(coords, knn, params, _n_neighbors(params, graph), init=coords, n_epochs=refine_epochs,
-                      learning_rate=LANDMARK_REFINE_LEARNING_RATE, random_state=seed)
+        coords = _fit(
+            coords,
+            knn,
+            params,
+            _n_neighbors(params, graph),
+            init=coords,
+            n_epochs=refine_epochs,
+            learning_rate=LANDMARK_REFINE_LEARNING_RATE,
+            random_state=seed,
+        )
     timings["refine"] = time.perf_counter() - t3
     return np.ascontiguousarray(coords, dtype=np.float32)
 
@@ -276,8 +315,9 @@ def _umap(embeddings: np.ndarray, graph: NeighbourGraph, params: LayoutParams, l
     return _fit(data, knn, params, n_neighbors, **options)
 
 
-def _fit(data: np.ndarray, knn: tuple[np.ndarray, np.ndarray], params: LayoutParams, n_neighbors: int,
-         **options) -> np.ndarray:
+def _fit(
+    data: np.ndarray, knn: tuple[np.ndarray, np.ndarray], params: LayoutParams, n_neighbors: int, **options
+) -> np.ndarray:
     """umap-learn's fit_transform on a precomputed kNN graph (rows starting with the point itself)."""
     import umap  # heavy (numba); imported only when a layout must really be computed
 
@@ -324,8 +364,12 @@ class LayoutStore:
                 arr = np.load(path, allow_pickle=False)  # our own cache files, still never pickled
             except Exception:  # a damaged or foreign file (EOFError, a zip, ...) is a cache miss
                 continue
-            if (isinstance(arr, np.ndarray) and arr.dtype.kind == "f" and arr.shape == (n_rows, params.n_components)
-                    and np.isfinite(arr).all()):
+            if (
+                isinstance(arr, np.ndarray)
+                and arr.dtype.kind == "f"
+                and arr.shape == (n_rows, params.n_components)
+                and np.isfinite(arr).all()
+            ):
                 if folder == self.folder:
                     with contextlib.suppress(OSError):  # evicted by another process meanwhile; we hold the data
                         os.utime(path)  # recently used layouts are evicted last
@@ -333,6 +377,10 @@ class LayoutStore:
         return None
 
     def put(self, embedding_digest: str, params: LayoutParams, coords: np.ndarray) -> None:
-        store_file(self.folder, self.file_name(embedding_digest, params, len(coords)),
-                   lambda fh: np.save(fh, np.asarray(coords, dtype=np.float32), allow_pickle=False), "*.npy",
-                   self.max_bytes)
+        store_file(
+            self.folder,
+            self.file_name(embedding_digest, params, len(coords)),
+            lambda fh: np.save(fh, np.asarray(coords, dtype=np.float32), allow_pickle=False),
+            "*.npy",
+            self.max_bytes,
+        )

@@ -11,6 +11,7 @@ and umap-learn compiles as it always does.
 
 numba's cache files are pickles: the folder must be the server's own, which is checked before use.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -96,8 +97,11 @@ def _own_private_folder(folder: Path) -> bool:
         log.warning("UMAP kernels will compile on every restart: cannot use %s (%s).", folder, exc.strerror or exc)
         return False
     if not stat.S_ISDIR(st.st_mode) or st.st_mode & 0o022 or (hasattr(os, "getuid") and st.st_uid != os.getuid()):
-        log.warning("UMAP kernels will compile on every restart: %s is not a folder that only this server's user "
-                    "can write (numba's cache files are pickles). Give it mode 700.", folder)
+        log.warning(
+            "UMAP kernels will compile on every restart: %s is not a folder that only this server's user "
+            "can write (numba's cache files are pickles). Give it mode 700.",
+            folder,
+        )
         return False
     return True
 
@@ -110,8 +114,9 @@ def _cache_kernel(module_name: str, name: str, tag: str, folder: Path | None) ->
         module = importlib.import_module(module_name)
         original = getattr(module, name)
         py_func = original.py_func
-        copy = types.FunctionType(py_func.__code__, py_func.__globals__, py_func.__name__, py_func.__defaults__,
-                                  py_func.__closure__)
+        copy = types.FunctionType(
+            py_func.__code__, py_func.__globals__, py_func.__name__, py_func.__defaults__, py_func.__closure__
+        )
         copy.__kwdefaults__ = py_func.__kwdefaults__
         copy.__qualname__ = f"{py_func.__qualname__}__{tag}"  # its own index file: see KERNELS
         previous = numba.config.CACHE_DIR
@@ -125,6 +130,7 @@ def _cache_kernel(module_name: str, name: str, tag: str, folder: Path | None) ->
         _installed[tag] = cached
         return True
     except Exception as exc:  # noqa: BLE001 - a cache only saves time; say what failed and compile as before
-        log.warning("UMAP kernel %s.%s will compile on every restart: %s: %s", module_name, name,
-                    type(exc).__name__, exc)
+        log.warning(
+            "UMAP kernel %s.%s will compile on every restart: %s: %s", module_name, name, type(exc).__name__, exc
+        )
         return False

@@ -1,4 +1,5 @@
 """Layouts computed in the background and shared by every session: memory LRU, disk store, worker threads."""
+
 from __future__ import annotations
 
 import subprocess
@@ -24,8 +25,14 @@ LayoutStatus = JobStatus  # where a layout stands: "ready", "running", "queued",
 class LayoutService:
     """Serve a layout at once if any user computed it before; otherwise compute it off the page's thread."""
 
-    def __init__(self, store: LayoutStore, workers: int = 2, memory_entries: int = 16,
-                 numba_cache: Path | None = None, layout: LayoutFunction | None = None):
+    def __init__(
+        self,
+        store: LayoutStore,
+        workers: int = 2,
+        memory_entries: int = 16,
+        numba_cache: Path | None = None,
+        layout: LayoutFunction | None = None,
+    ):
         self.store = store
         self._layout = layout  # None: umap_layout, looked up when a job runs
         # numba's compiled kernels next to the layouts (unless NUMBA_CACHE_DIR says otherwise), so a restarted
@@ -55,8 +62,9 @@ class LayoutService:
         coords.setflags(write=False)
         self._memory.put(key, coords)
 
-    def request(self, embedding_digest: str, params: LayoutParams, embeddings: np.ndarray,
-                graph: NeighbourGraph) -> LayoutStatus:
+    def request(
+        self, embedding_digest: str, params: LayoutParams, embeddings: np.ndarray, graph: NeighbourGraph
+    ) -> LayoutStatus:
         """Start computing the layout unless it is ready or already on its way; return where it stands."""
         if self.get(embedding_digest, params, len(embeddings)) is not None:
             return LayoutStatus("ready")
@@ -65,8 +73,14 @@ class LayoutService:
         self._jobs.start(key, self._compute, key, embeddings, graph)
         return self.status(embedding_digest, params, len(embeddings))
 
-    def request_after(self, embedding_digest: str, first: LayoutParams, then: LayoutParams, embeddings: np.ndarray,
-                      graph: NeighbourGraph) -> None:
+    def request_after(
+        self,
+        embedding_digest: str,
+        first: LayoutParams,
+        then: LayoutParams,
+        embeddings: np.ndarray,
+        graph: NeighbourGraph,
+    ) -> None:
         """Ask for layout `then` once layout `first` has ended (done or failed), whether or not a page is still open
         to ask: the first does not share the cores with the second, and a closed tab still leaves both in the cache."""
         key = (embedding_digest, then)
@@ -141,12 +155,19 @@ def _warm_up() -> None:
     if folder is not None:
         root = str(Path(__file__).resolve().parents[2])
         # Niced: the compiling gets the cores only when the pages and layouts being served leave them idle.
-        code = ("import os, sys; os.nice(10); sys.path.insert(0, sys.argv[1]); from pathlib import Path; "
-                "from cleaner.layout.layouts import compile_kernels, use_numba_cache; "
-                "use_numba_cache(Path(sys.argv[2])); compile_kernels()")
+        code = (
+            "import os, sys; os.nice(10); sys.path.insert(0, sys.argv[1]); from pathlib import Path; "
+            "from cleaner.layout.layouts import compile_kernels, use_numba_cache; "
+            "use_numba_cache(Path(sys.argv[2])); compile_kernels()"
+        )
         try:
-            subprocess.run([sys.executable, "-c", code, root, str(folder)], timeout=900, check=False,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            subprocess.run(
+                [sys.executable, "-c", code, root, str(folder)],
+                timeout=900,
+                check=False,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
         except (OSError, subprocess.SubprocessError):
             pass  # then this process compiles, as before
     compile_kernels()

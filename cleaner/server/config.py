@@ -1,4 +1,5 @@
 """Server configuration, read once from environment variables (one place, safe defaults)."""
+
 from __future__ import annotations
 
 import os
@@ -20,9 +21,9 @@ ENV_DATABASE_URL = "CLEANER_DATABASE_URL"  # where decisions are kept; unset: SQ
 ALLOW_ANY_SIGNED_IN = "*"  # an allow-list entry that lets in every user the sign-in provider accepts
 
 
-
 class ConfigError(CleanerError, ValueError):
     """A server setting (an environment variable) that cannot be used as given."""
+
 
 def _default_cache_dir() -> Path:
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
@@ -89,11 +90,7 @@ class Settings:
 def load_settings(environ: dict[str, str] | None = None) -> Settings:
     """Settings from the environment; unset variables keep the safe defaults."""
     env = os.environ if environ is None else environ
-    roots = tuple(
-        Path(p).expanduser().resolve()
-        for p in env.get(ENV_ALLOWED_ROOTS, "").split(os.pathsep)
-        if p.strip()
-    )
+    roots = tuple(Path(p).expanduser().resolve() for p in env.get(ENV_ALLOWED_ROOTS, "").split(os.pathsep) if p.strip())
     cache_dir = Path(env[ENV_CACHE_DIR]).expanduser() if env.get(ENV_CACHE_DIR) else _default_cache_dir()
     return Settings(
         allowed_roots=roots,

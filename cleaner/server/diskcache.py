@@ -1,4 +1,5 @@
 """Files in the cache folder: written atomically, bounded in total size, least recently used evicted first."""
+
 from __future__ import annotations
 
 import contextlib
@@ -35,8 +36,7 @@ def _remove_dead_temporaries(folder: Path) -> None:
                 path.unlink()
 
 
-def write_atomically(folder: Path, name: str, data: bytes | Callable[[BinaryIO], None], durable: bool = False
-                     ) -> Path:
+def write_atomically(folder: Path, name: str, data: bytes | Callable[[BinaryIO], None], durable: bool = False) -> Path:
     """Write folder/name through a temporary file in folder, renamed into place: a reader, or a crash, sees the old
     file or the new one, never half of one. `data` is the bytes, or a function writing them to a binary file.
     durable: the bytes reach the disk before the rename (for files whose point is to outlive a crash).

@@ -1,4 +1,5 @@
 """Keyed background jobs shared by every session: one computation per key however many pages ask for it."""
+
 from __future__ import annotations
 
 import threading
@@ -32,8 +33,12 @@ class Jobs:
         """Run fn(*args) for key unless a run is queued, running or done; a failed run is retried after a while."""
         with self._lock:
             job = self._jobs.get(key)
-            failed_long_ago = (job is not None and job[0].done() and job[0].exception() is not None
-                               and time.time() - job[1] > RETRY_FAILED_AFTER_S)
+            failed_long_ago = (
+                job is not None
+                and job[0].done()
+                and job[0].exception() is not None
+                and time.time() - job[1] > RETRY_FAILED_AFTER_S
+            )
             if job is None or failed_long_ago:
                 future = self._executor.submit(fn, *args)
                 future.add_done_callback(_drop_traceback)

@@ -1,4 +1,5 @@
 """The limits the server enforces, defined once: Settings' defaults, load_npz's defaults and the image reader."""
+
 from __future__ import annotations
 
 MB = 1024 * 1024  # as in the server's settings (CLEANER_MAX_NPZ_MB, ...) and Streamlit's upload limit

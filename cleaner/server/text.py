@@ -1,4 +1,5 @@
 """Short texts for messages people read: an error on one line, a name as it may be shown, a byte count."""
+
 from __future__ import annotations
 
 from cleaner.server.limits import MB
@@ -9,7 +10,7 @@ MAX_SHOWN_CHARS = 120
 def one_line(exc: BaseException, limit: int = 200) -> str:
     """An exception's message on one line of at most `limit` characters (its type's name if it has none)."""
     text = " ".join(str(exc).split()) or type(exc).__name__
-    return text if len(text) <= limit else text[:limit - 1] + "…"
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def shown(text: object) -> str:

@@ -1,6 +1,7 @@
 """Who may use the app: Streamlit's own sign-in (`st.login`, OpenID Connect) when `[auth]` is configured, plus
 the `CLEANER_ALLOWED_USERS` allow-list. Without `[auth]` the app is open, and says so.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -15,8 +16,10 @@ from cleaner.server.errors import CleanerError
 from cleaner.server.text import one_line, shown
 from cleaner.ui.text import literal
 
-ABOUT = ("cleaner shows a team's training images so its members can find and exclude the mislabeled, "
-         "corrupted and off-topic ones.")
+ABOUT = (
+    "cleaner shows a team's training images so its members can find and exclude the mislabeled, "
+    "corrupted and off-topic ones."
+)
 OPEN_NOTE = "Sign-in is off: this app is open to anyone who can reach this server."
 
 
@@ -84,8 +87,10 @@ def _sign_in_page(section: Mapping[str, object]) -> None:
     st.write(ABOUT + " Sign in to continue.")
     names = providers(section)
     if not names:
-        st.error("Sign-in is configured without a provider: `[auth]` in the secrets file needs `client_id`, "
-                 "`client_secret` and `server_metadata_url`.")
+        st.error(
+            "Sign-in is configured without a provider: `[auth]` in the secrets file needs `client_id`, "
+            "`client_secret` and `server_metadata_url`."
+        )
         return
     for name in names:
         label = "Sign in" if name is None or len(names) == 1 else f"Sign in with {name}"
@@ -97,14 +102,20 @@ def _refusal(email: str, settings: Settings) -> None:
     st.title("cleaner")
     who = literal(shown(email))  # the provider's claim, shown as written (no Markdown, no link)
     if not email:
-        st.error("Your account did not give this app a verified e-mail address, so it cannot tell whether you "
-                 "are on the team's list. Sign out and sign in with your team account.")
+        st.error(
+            "Your account did not give this app a verified e-mail address, so it cannot tell whether you "
+            "are on the team's list. Sign out and sign in with your team account."
+        )
     elif not settings.allowed_users:
-        st.error(f"You are signed in as {who}, but nobody has been let in yet: the server's administrator has "
-                 f"to list the team in {ENV_ALLOWED_USERS} (addresses or @domain entries).")
+        st.error(
+            f"You are signed in as {who}, but nobody has been let in yet: the server's administrator has "
+            f"to list the team in {ENV_ALLOWED_USERS} (addresses or @domain entries)."
+        )
     else:
-        st.error(f"You are signed in as {who}, which is not on this server's list of users. "
-                 "Ask the server's administrator to add you, or sign out and use another account.")
+        st.error(
+            f"You are signed in as {who}, which is not on this server's list of users. "
+            "Ask the server's administrator to add you, or sign out and use another account."
+        )
     if st.button("Sign out", key="sign_out_refused"):
         st.logout()
 
@@ -127,8 +138,10 @@ def gate(settings: Settings) -> str:
         st.sidebar.caption(OPEN_NOTE)
         return ""
     if not authlib_installed():
-        _stop_with("Sign-in is configured in the secrets file, but this server lacks Authlib, which Streamlit's "
-                   "sign-in needs: install it with pip install \"streamlit[auth]\".")
+        _stop_with(
+            "Sign-in is configured in the secrets file, but this server lacks Authlib, which Streamlit's "
+            'sign-in needs: install it with pip install "streamlit[auth]".'
+        )
     if not st.user.is_logged_in:
         _sign_in_page(section)
         st.stop()

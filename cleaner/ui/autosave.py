@@ -3,6 +3,7 @@ are made (cleaner/ui/team.py); otherwise they live in the browser session unless
 them ("Keep my decisions on this server": the store, under a token the user holds). Lists kept by the retired
 autosave files are imported into the store once.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -23,10 +24,14 @@ SAVE_EVERY_S = 3  # decisions that could not be written, and teammates' new ones
 _STATE_KEY = "cleaner_autosave"  # not a widget: Streamlit keeps it for the whole session
 TOGGLE_KEY = "autosave_on"
 TOKEN_INPUT_KEY = "autosave_token_input"
-WARNING = ("Your decisions live in this browser session only: a server restart, or closing this tab, loses "
-           "them. Download them (the buttons above the images you review), or let this server keep them.")
-TEAM_NOTE = ("Your decisions are kept in this server's database as you make them, shared with your team: a "
-             "restart loses nothing.")
+WARNING = (
+    "Your decisions live in this browser session only: a server restart, or closing this tab, loses "
+    "them. Download them (the buttons above the images you review), or let this server keep them."
+)
+TEAM_NOTE = (
+    "Your decisions are kept in this server's database as you make them, shared with your team: a "
+    "restart loses nothing."
+)
 
 
 @dataclass
@@ -63,9 +68,12 @@ def panel(work: DatasetWork, cfg: Settings, user: str = "") -> None:
             _keeper(work.dataset.digest)
     else:
         side.caption(WARNING)
-        on = side.toggle("Keep my decisions on this server", **remembered(TOGGLE_KEY, value=False),
-                         help="Kept in this server's database as you make them, under a token only you hold. "
-                              "The download stays the safe copy.")
+        on = side.toggle(
+            "Keep my decisions on this server",
+            **remembered(TOGGLE_KEY, value=False),
+            help="Kept in this server's database as you make them, under a token only you hold. "
+            "The download stays the safe copy.",
+        )
         if on:
             if not is_token(state.token):
                 state.token = new_token()
@@ -74,18 +82,28 @@ def panel(work: DatasetWork, cfg: Settings, user: str = "") -> None:
             if state.restoring and work.ledger is not None and work.ledger.opened:
                 state.restoring = False
                 if work.store_note is None and state.message is None:
-                    state.message = ("warning", "No decisions are kept on this server under that token for this "
-                                                "dataset; from now on this session's are.")
+                    state.message = (
+                        "warning",
+                        "No decisions are kept on this server under that token for this "
+                        "dataset; from now on this session's are.",
+                    )
             with side:
                 _keeper(work.dataset.digest)
-            side.caption("Your token: copy it now. With it, and only with it, these decisions come back after a "
-                         "restart (Restore below).")
+            side.caption(
+                "Your token: copy it now. With it, and only with it, these decisions come back after a "
+                "restart (Restore below)."
+            )
             side.code(state.token, language=None)
         elif work.ledger is not None:
             work.detach()  # turned off: from now on this session's decisions stay in it
         with side.expander("Restore saved decisions"):
-            st.text_input("Token", key=TOKEN_INPUT_KEY, max_chars=64, type="password",
-                          placeholder="the token shown when you turned saving on")
+            st.text_input(
+                "Token",
+                key=TOKEN_INPUT_KEY,
+                max_chars=64,
+                type="password",
+                placeholder="the token shown when you turned saving on",
+            )
             st.button("Restore", key="btn_autosave_restore", on_click=_restore, args=(work.dataset.digest,))
     team.store_status(work)
     if state.message:
@@ -131,8 +149,12 @@ def _import_old_list(work: DatasetWork, cfg: Settings, owner: Owner, state: Auto
 def _merge(work: DatasetWork, parsed: ParsedDecisions, state: AutosaveState, what: str) -> None:
     """Bring a saved list into the session's work; this session's own decisions win where both decided."""
     fresh = {p: d for p, d in parsed.decisions.items() if p not in work.decisions}
-    work.resume(ParsedDecisions(fresh, parsed.ignored_lines, {p: v for p, v in parsed.audit.items()
-                                                              if p not in work.decisions.audit}), what)
+    work.resume(
+        ParsedDecisions(
+            fresh, parsed.ignored_lines, {p: v for p, v in parsed.audit.items() if p not in work.decisions.audit}
+        ),
+        what,
+    )
     state.message = work.list_message
     work.forget_list_message()  # shown by this panel: the upload panel's message belongs to its uploaded file
 

@@ -2,6 +2,7 @@
 
 Big arrays are `_underscored` arguments so Streamlit never hashes them on a rerun.
 """
+
 from __future__ import annotations
 
 import gc
@@ -41,8 +42,12 @@ class GarbageCollector:
     included, while holding the interpreter lock, and ten sessions ticking paid that walk on every tick.
     """
 
-    def __init__(self, every_s: float = FULL_COLLECTION_EVERY_S, gap_s: float = COLLECTION_GAP_S,
-                 collect: Callable[[], object] = gc.collect):
+    def __init__(
+        self,
+        every_s: float = FULL_COLLECTION_EVERY_S,
+        gap_s: float = COLLECTION_GAP_S,
+        collect: Callable[[], object] = gc.collect,
+    ):
         self.every_s, self.gap_s, self._collect = every_s, gap_s, collect
         self._asked = threading.Event()
         self._stopped = threading.Event()
@@ -105,8 +110,9 @@ def server_npz(path: str, mtime_ns: int, size: int, max_bytes: int, max_rows: in
 
 
 @st.cache_resource(max_entries=4, show_spinner=False)
-def sidecar(path: str, mtime_ns: int, size: int, embedding_digest: str, n_rows: int, k: int, metric: str,
-            max_bytes: int) -> Precomputed | str:
+def sidecar(
+    path: str, mtime_ns: int, size: int, embedding_digest: str, n_rows: int, k: int, metric: str, max_bytes: int
+) -> Precomputed | str:
     """A `--precompute` sidecar checked against its dataset, read again only when it changes; else why not."""
     try:
         return read_sidecar(path, embedding_digest, n_rows, k, metric, max_bytes)
@@ -163,14 +169,22 @@ def image_checks() -> ImageChecks:
 
 
 @st.cache_resource(max_entries=8, show_spinner=False)
-def suspects(digest: str, k: int, metric: str, thorough: bool, _dataset: Dataset, _graph: NeighbourGraph,
-             _progress: Callable[[int, int], None] | None = None) -> ScanResult:
+def suspects(
+    digest: str,
+    k: int,
+    metric: str,
+    thorough: bool,
+    _dataset: Dataset,
+    _graph: NeighbourGraph,
+    _progress: Callable[[int, int], None] | None = None,
+) -> ScanResult:
     return scores_from_graph(_dataset, _graph, thorough=thorough, progress=_progress)
 
 
 @st.cache_resource(max_entries=8, show_spinner=False)
-def review_order(digest: str, k: int, metric: str, thorough: bool, images_checked: bool,
-                 _result: ScanResult) -> np.ndarray:
+def review_order(
+    digest: str, k: int, metric: str, thorough: bool, images_checked: bool, _result: ScanResult
+) -> np.ndarray:
     """The scan's static review order, which the audit measures how deep the review has gone in."""
     return static_review_order(_result)
 

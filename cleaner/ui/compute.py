@@ -1,4 +1,5 @@
 """The neighbour graph, the maps and the scores of a dataset, with progress a person can read while they compute."""
+
 from __future__ import annotations
 
 import contextlib
@@ -40,8 +41,9 @@ class Maps:
         return (self.coords2, self.key2) if dims == 2 else (self.coords3, self.key3)
 
 
-def graph_and_maps(dataset: Dataset, params: LayoutParams, cfg: Settings,
-                   precomputed: Precomputed | None = None) -> tuple[NeighbourGraph | None, Maps]:
+def graph_and_maps(
+    dataset: Dataset, params: LayoutParams, cfg: Settings, precomputed: Precomputed | None = None
+) -> tuple[NeighbourGraph | None, Maps]:
     """The neighbour graph and the UMAP maps once ready. Both are found in the background; meanwhile the graph is
     None and a PCA preview stands in for the map. A checked `--precompute` sidecar's are used instead."""
     graphs = cache.graph_service(str(cfg.cache_dir), cfg.cache_max_bytes)
@@ -64,18 +66,23 @@ def graph_and_maps(dataset: Dataset, params: LayoutParams, cfg: Settings,
     if graph is None:
         status = graphs.status(*key)
         if status.state == "failed":
-            st.error(f"The nearest neighbours could not be found ({status.error}). The map below is the PCA preview; "
-                     "reload the page in a minute to try again.")
+            st.error(
+                f"The nearest neighbours could not be found ({status.error}). The map below is the PCA preview; "
+                "reload the page in a minute to try again."
+            )
         else:
-            _wait_for(lambda: _ended([graphs.status(*key)]),
-                      f"the {GRAPH_K} nearest neighbours of {dataset.n:,} samples are found",
-                      "the scores, the review queue and the UMAP map follow.")
+            _wait_for(
+                lambda: _ended([graphs.status(*key)]),
+                f"the {GRAPH_K} nearest neighbours of {dataset.n:,} samples are found",
+                "the scores, the review queue and the UMAP map follow.",
+            )
         return None, _preview(dataset)
     return graph, _layouts(dataset, graph, service, params3, params2)
 
 
-def _layouts(dataset: Dataset, graph: NeighbourGraph, service: LayoutService, params3: LayoutParams,
-             params2: LayoutParams) -> Maps:
+def _layouts(
+    dataset: Dataset, graph: NeighbourGraph, service: LayoutService, params3: LayoutParams, params2: LayoutParams
+) -> Maps:
     """The 3D UMAP map first, not sharing the cores with its 2D version: the 2D one is asked for only once the 3D is
     shown, and the PCA projection stands in for it until then."""
     digest, preview = dataset.embedding_digest, _preview(dataset)
@@ -87,8 +94,11 @@ def _layouts(dataset: Dataset, graph: NeighbourGraph, service: LayoutService, pa
         if status3.state == "failed":
             st.error(f"The UMAP map could not be computed ({status3.error}). Showing the PCA projection instead.")
         else:
-            _wait_for(lambda: _ended([service.status(digest, params3, dataset.n)]),
-                      f"the UMAP map of {dataset.n:,} samples is computed", "it replaces the preview when ready.")
+            _wait_for(
+                lambda: _ended([service.status(digest, params3, dataset.n)]),
+                f"the UMAP map of {dataset.n:,} samples is computed",
+                "it replaces the preview when ready.",
+            )
         return preview
     status2 = service.request(digest, params2, dataset.embeddings, graph)
     coords2 = service.get(digest, params2, dataset.n)
@@ -97,9 +107,12 @@ def _layouts(dataset: Dataset, graph: NeighbourGraph, service: LayoutService, pa
     if status2.state == "failed":
         st.warning(f"The 2D UMAP map could not be computed ({status2.error}); the 2D view shows the PCA projection.")
     else:
-        _wait_for(lambda: _ended([service.status(digest, params2, dataset.n)]),
-                  "the 3D view is the UMAP map; its 2D version is computed",
-                  "until it is ready, the 2D view shows a PCA projection.", preview_3d=False)
+        _wait_for(
+            lambda: _ended([service.status(digest, params2, dataset.n)]),
+            "the 3D view is the UMAP map; its 2D version is computed",
+            "until it is ready, the 2D view shows a PCA projection.",
+            preview_3d=False,
+        )
     return replace(preview, coords3=coords3, key3=params3.key())
 
 
@@ -117,8 +130,10 @@ def _preview(dataset: Dataset) -> Maps:
 def _say_once_if_the_cache_cannot_be_written() -> None:
     error = write_error()
     if error and is_new_event("cache_write_error", "cannot be written"):  # once a session, whatever the cause
-        st.warning(f"The cache folder cannot be written ({error}): maps and neighbour graphs are kept in memory "
-                   "only and are computed again after a restart.")
+        st.warning(
+            f"The cache folder cannot be written ({error}): maps and neighbour graphs are kept in memory "
+            "only and are computed again after a restart."
+        )
 
 
 @st.fragment(run_every=2)
@@ -128,14 +143,17 @@ def _wait_for(progress: Callable[[], tuple[bool, float]], what: str, then: str, 
     if ended:
         st.rerun()  # the whole page: the graph brings the scores and the review queue, the layouts the UMAP map
     if preview_3d:
-        st.caption(f"Map: a quick PCA preview while {what} in the background ({elapsed:.0f} s so far); {then} "
-                   "You can select and review images on the preview meanwhile.")
+        st.caption(
+            f"Map: a quick PCA preview while {what} in the background ({elapsed:.0f} s so far); {then} "
+            "You can select and review images on the preview meanwhile."
+        )
     else:
         st.caption(f"Map: {what} in the background ({elapsed:.0f} s so far); {then}")
 
 
-def suspects(dataset: Dataset, graph: NeighbourGraph | None, work: DatasetWork, access: ImageAccess,
-             thorough: bool = False) -> ScanResult | None:
+def suspects(
+    dataset: Dataset, graph: NeighbourGraph | None, work: DatasetWork, access: ImageAccess, thorough: bool = False
+) -> ScanResult | None:
     """All scores from the shared graph (cached per dataset), plus the image check once someone ran it; None while
     the graph is being found."""
     if graph is None:
@@ -171,11 +189,15 @@ def learn_from_decisions(result: ScanResult, graph: NeighbourGraph, work: Datase
         codes = work.label_codes()
         changed = np.flatnonzero(codes != work.dataset.label_codes)
         labels = rescore_label_issues(
-            graph, work.dataset.label_codes, len(work.dataset.class_names), excluded=work.excluded_rows(),
+            graph,
+            work.dataset.label_codes,
+            len(work.dataset.class_names),
+            excluded=work.excluded_rows(),
             relabelled=dict(zip(changed.tolist(), codes[changed].tolist())),
             # From the shared scan's scores on the first decision too: a full pass over every row, in every session
             # that opens the queue, is what ten sessions at once would each pay in time and in memory.
-            previous=learned.labels if same_scan else result.labels)
+            previous=learned.labels if same_scan else result.labels,
+        )
         work.learned_labels = learned = LearnedLabels(version, result.labels, labels)
     return result.with_scores(learned.labels)
 

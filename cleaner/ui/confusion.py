@@ -1,4 +1,5 @@
 """Class confusion: which given labels the neighbours contradict, and with what; a row picks those images."""
+
 from __future__ import annotations
 
 import streamlit as st
@@ -24,8 +25,15 @@ def confusion_panel(work: DatasetWork, result: ScanResult) -> bool:
     }
     digest = work.dataset.digest
     key = f"confusion_{digest[:12]}"
-    st.dataframe(table, on_select=lambda: _pick(work, pairs, key), selection_mode="single-row", hide_index=True,
-                 key=key, width="stretch", height=min(400, 38 + 35 * len(pairs)))
+    st.dataframe(
+        table,
+        on_select=lambda: _pick(work, pairs, key),
+        selection_mode="single-row",
+        hide_index=True,
+        key=key,
+        width="stretch",
+        height=min(400, 38 + 35 * len(pairs)),
+    )
     return True
 
 
@@ -35,5 +43,7 @@ def _pick(work: DatasetWork, pairs: list, key: str) -> None:
     picked = state.selection.rows if state else []
     if picked:
         names, pair = work.dataset.class_names, pairs[picked[0]]
-        work.select(tuple(pair.rows.tolist()), f"labelled {names[pair.given]!r}, neighbours say "
-                    f"{names[pair.suggested]!r} ({plural(pair.count, 'image')})")
+        work.select(
+            tuple(pair.rows.tolist()),
+            f"labelled {names[pair.given]!r}, neighbours say {names[pair.suggested]!r} ({plural(pair.count, 'image')})",
+        )

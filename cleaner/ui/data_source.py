@@ -1,4 +1,5 @@
 """Sidebar: where the data comes from (demo, upload, server folder), the map settings and the image location."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -35,8 +36,12 @@ def choose_dataset(cfg: Settings) -> Dataset | None:
             with st.spinner("Preparing the demo dataset (first start only)…"):
                 return cache.demo_dataset(str(cfg.demo_dir))
         except OSError as exc:  # the demo's images are written into the cache folder once
-            st.error(literal(f"The demo could not be written to {cfg.demo_dir} ({exc.strerror or exc}). "
-                             "Upload an NPZ or pick one from the server folder."))
+            st.error(
+                literal(
+                    f"The demo could not be written to {cfg.demo_dir} ({exc.strerror or exc}). "
+                    "Upload an NPZ or pick one from the server folder."
+                )
+            )
             return None
     if source == SOURCES[1]:
         return _uploaded(cfg)
@@ -45,19 +50,24 @@ def choose_dataset(cfg: Settings) -> Dataset | None:
 
 def _uploaded(cfg: Settings) -> Dataset | None:
     upload = st.sidebar.file_uploader(
-        "NPZ with embeddings, labels, image_paths", type=["npz"], key="npz_upload",
+        "NPZ with embeddings, labels, image_paths",
+        type=["npz"],
+        key="npz_upload",
         max_upload_size=max(1, cfg.max_npz_bytes // MB),
     )
     if upload is None:
-        st.info("Upload an `.npz` made with `np.savez_compressed(path, embeddings=[N, D] floats, "
-                "labels=[N], image_paths=[N] absolute paths)`.")
+        st.info(
+            "Upload an `.npz` made with `np.savez_compressed(path, embeddings=[N, D] floats, "
+            "labels=[N], image_paths=[N] absolute paths)`."
+        )
         return None
 
     def load() -> Dataset | DatasetError:
         try:
             with st.spinner(f"Reading {upload.name}…"):
-                return load_npz(upload, name=upload.name, max_bytes=cfg.max_npz_bytes,
-                                max_rows=cfg.max_rows, max_dims=cfg.max_dims)
+                return load_npz(
+                    upload, name=upload.name, max_bytes=cfg.max_npz_bytes, max_rows=cfg.max_rows, max_dims=cfg.max_dims
+                )
         except DatasetError as exc:
             return exc
 
@@ -71,8 +81,10 @@ def _uploaded(cfg: Settings) -> Dataset | None:
 def _from_server_folder(cfg: Settings) -> Dataset | None:
     files = allowed_npz_files(cfg)
     if not files:
-        st.info("No NPZ files in the server's allowed folders. The server administrator sets them with "
-                "the CLEANER_ALLOWED_ROOTS environment variable.")
+        st.info(
+            "No NPZ files in the server's allowed folders. The server administrator sets them with "
+            "the CLEANER_ALLOWED_ROOTS environment variable."
+        )
         return None
     path = Path(st.sidebar.selectbox("NPZ on the server", [str(f) for f in files], key="server_npz"))
     real = server_files.real_path_inside(path, tuple(cfg.allowed_roots))
@@ -82,8 +94,9 @@ def _from_server_folder(cfg: Settings) -> Dataset | None:
     try:
         stat = real.stat()
         with st.spinner(f"Reading {path.name}…"):
-            return cache.server_npz(str(real), stat.st_mtime_ns, stat.st_size,
-                                    cfg.max_npz_bytes, cfg.max_rows, cfg.max_dims)
+            return cache.server_npz(
+                str(real), stat.st_mtime_ns, stat.st_size, cfg.max_npz_bytes, cfg.max_rows, cfg.max_dims
+            )
     except (DatasetError, OSError) as exc:
         st.error(literal(f"Could not load {path.name}: {exc}"))
         return None
@@ -98,11 +111,23 @@ def precomputed(dataset: Dataset, cfg: Settings, params: LayoutParams) -> Precom
     if real is None or not real.is_file():
         return None  # none there, or a link leading out of the allowed folders: never opened
     stat = real.stat()
-    found = cache.sidecar(str(real), stat.st_mtime_ns, stat.st_size, dataset.embedding_digest, dataset.n,
-                          min(GRAPH_K, dataset.n - 1), params.metric, cfg.max_npz_bytes)
+    found = cache.sidecar(
+        str(real),
+        stat.st_mtime_ns,
+        stat.st_size,
+        dataset.embedding_digest,
+        dataset.n,
+        min(GRAPH_K, dataset.n - 1),
+        params.metric,
+        cfg.max_npz_bytes,
+    )
     if isinstance(found, str):
-        st.warning(literal(f"{side.name} next to this file is not used: {found}. The neighbours and the maps are "
-                           "computed here instead."))
+        st.warning(
+            literal(
+                f"{side.name} next to this file is not used: {found}. The neighbours and the maps are "
+                "computed here instead."
+            )
+        )
         return None
     st.sidebar.caption(literal(f"Neighbours and maps from {side.name} (made by `cleaner scan --precompute`)."))
     return found
@@ -113,9 +138,13 @@ RANKINGS = ("Fast: the neighbours' votes", "Thorough: votes and a linear probe")
 
 def ranking_is_thorough() -> bool:
     """The label-issue ranking: the neighbours' votes, or (slower, for weak embeddings) with a linear probe too."""
-    choice = st.sidebar.radio("Label-issue ranking", RANKINGS, **remembered("ranking", options=RANKINGS),
-                              help="Thorough fits a cross-validated logistic regression on the embeddings: better "
-                                   "where the embedding mixes classes, slower on large data.")
+    choice = st.sidebar.radio(
+        "Label-issue ranking",
+        RANKINGS,
+        **remembered("ranking", options=RANKINGS),
+        help="Thorough fits a cross-validated logistic regression on the embeddings: better "
+        "where the embedding mixes classes, slower on large data.",
+    )
     return choice == RANKINGS[1]
 
 
@@ -126,16 +155,21 @@ def map_settings(dataset: Dataset) -> LayoutParams:
     """The map's settings, with "auto" resolved to the distance that suits this dataset's embeddings."""
     auto = cache.metric_choice(dataset.embedding_digest, dataset.embeddings)
     with st.sidebar.expander("Map settings"):
-        chosen = st.selectbox("Distance", DISTANCES, **remembered("metric", options=DISTANCES),
-                              format_func=lambda m: f"auto: {auto.metric}" if m == AUTO else m,
-                              help="The distance the neighbours, the scores and the map are found with. Auto picks "
-                                   "euclidean for non-negative features (ReLU activations, pixels), whose length "
-                                   "carries information, and cosine for signed or normalised embeddings.")
+        chosen = st.selectbox(
+            "Distance",
+            DISTANCES,
+            **remembered("metric", options=DISTANCES),
+            format_func=lambda m: f"auto: {auto.metric}" if m == AUTO else m,
+            help="The distance the neighbours, the scores and the map are found with. Auto picks "
+            "euclidean for non-negative features (ReLU activations, pixels), whose length "
+            "carries information, and cosine for signed or normalised embeddings.",
+        )
         if chosen == AUTO:
             st.caption(literal(f"Auto chose {auto.metric}: {auto.reason}."))
         n_neighbors = st.slider("UMAP neighbours", 5, GRAPH_K, **remembered("n_neighbors", value=15))
-        min_dist = st.select_slider("UMAP min distance", [0.0, 0.05, 0.1, 0.25, 0.5],
-                                    **remembered("min_dist", value=0.1))
+        min_dist = st.select_slider(
+            "UMAP min distance", [0.0, 0.05, 0.1, 0.25, 0.5], **remembered("min_dist", value=0.1)
+        )
     metric = auto.metric if chosen == AUTO else chosen
     return LayoutParams(n_components=3, n_neighbors=n_neighbors, min_dist=min_dist, metric=metric)
 

@@ -1,4 +1,5 @@
 """Sidebar: resume from a saved list, and the files that carry the decisions to training."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -28,15 +29,29 @@ def resume_and_downloads(work: DatasetWork, result: ScanResult | None) -> None:
     # Built on click: the report is large, and the cleaned NPZ is the whole dataset, too big to rebuild on every
     # run; built on click, it also holds the decisions made since the sidebar was last drawn.
     dataset, decisions = work.dataset, work.decisions
-    side.download_button("Download scores report (CSV)", data=lambda: report_csv(dataset, result),
-                         file_name="cleaner_report.csv", mime="text/csv", on_click="ignore", key="dl_report",
-                         width="stretch", disabled=result is None,
-                         help="One row per image: label-issue, outlier, duplicate and unreadable scores"
-                         if result is not None else "The scores follow once the nearest neighbours are found")
-    side.download_button("Download cleaned NPZ", data=lambda: cleaned_npz(dataset, decisions),
-                         file_name=f"cleaned_{Path(dataset.name).stem or 'dataset'}.npz",
-                         mime="application/octet-stream", on_click="ignore", key="dl_npz", width="stretch",
-                         help="The dataset to train on: without the excluded images, with the new labels")
+    side.download_button(
+        "Download scores report (CSV)",
+        data=lambda: report_csv(dataset, result),
+        file_name="cleaner_report.csv",
+        mime="text/csv",
+        on_click="ignore",
+        key="dl_report",
+        width="stretch",
+        disabled=result is None,
+        help="One row per image: label-issue, outlier, duplicate and unreadable scores"
+        if result is not None
+        else "The scores follow once the nearest neighbours are found",
+    )
+    side.download_button(
+        "Download cleaned NPZ",
+        data=lambda: cleaned_npz(dataset, decisions),
+        file_name=f"cleaned_{Path(dataset.name).stem or 'dataset'}.npz",
+        mime="application/octet-stream",
+        on_click="ignore",
+        key="dl_npz",
+        width="stretch",
+        help="The dataset to train on: without the excluded images, with the new labels",
+    )
 
 
 def decision_files(work: DatasetWork) -> None:
@@ -51,25 +66,47 @@ def decision_files(work: DatasetWork) -> None:
     """
     decisions = work.decisions
     exclusion_list, labels_to_fix, all_decisions = work.decision_files()
-    st.caption(f"Your decisions: {plural(decisions.count('exclude'), 'image')} excluded, "
-               f"{decisions.count('relabel'):,} relabelled, {decisions.count('keep'):,} kept. Download for training:")
+    st.caption(
+        f"Your decisions: {plural(decisions.count('exclude'), 'image')} excluded, "
+        f"{decisions.count('relabel'):,} relabelled, {decisions.count('keep'):,} kept. Download for training:"
+    )
     cols = st.columns(3)
-    cols[0].download_button("Exclusion list", data=exclusion_list,
-                            file_name=exclusion_file_name(), mime="text/plain", on_click="ignore", key="dl_txt",
-                            width="stretch",
-                            help="A text file, one excluded image path per line: what training leaves out")
-    cols[1].download_button("Labels to fix", data=labels_to_fix,
-                            file_name=relabel_file_name(), mime="text/csv", on_click="ignore", key="dl_relabels",
-                            width="stretch", help="A CSV of image_path, old_label, new_label for every relabel")
-    cols[2].download_button("All decisions", data=all_decisions,
-                            file_name="cleaner_decisions.csv", mime="text/csv", on_click="ignore",
-                            key="dl_decisions", width="stretch",
-                            help="A CSV of every decision with its reason; upload it again to resume")
+    cols[0].download_button(
+        "Exclusion list",
+        data=exclusion_list,
+        file_name=exclusion_file_name(),
+        mime="text/plain",
+        on_click="ignore",
+        key="dl_txt",
+        width="stretch",
+        help="A text file, one excluded image path per line: what training leaves out",
+    )
+    cols[1].download_button(
+        "Labels to fix",
+        data=labels_to_fix,
+        file_name=relabel_file_name(),
+        mime="text/csv",
+        on_click="ignore",
+        key="dl_relabels",
+        width="stretch",
+        help="A CSV of image_path, old_label, new_label for every relabel",
+    )
+    cols[2].download_button(
+        "All decisions",
+        data=all_decisions,
+        file_name="cleaner_decisions.csv",
+        mime="text/csv",
+        on_click="ignore",
+        key="dl_decisions",
+        width="stretch",
+        help="A CSV of every decision with its reason; upload it again to resume",
+    )
 
 
 def _resume(work: DatasetWork) -> None:
-    upload = st.sidebar.file_uploader("Resume from a saved list or decisions CSV", type=["txt", "csv"],
-                                      key="decisions_upload")
+    upload = st.sidebar.file_uploader(
+        "Resume from a saved list or decisions CSV", type=["txt", "csv"], key="decisions_upload"
+    )
     if upload is None:
         work.forget_list_message()  # the message belongs to the file shown in the uploader
     elif is_new_event("decisions_upload", (work.dataset.digest, upload.file_id)):

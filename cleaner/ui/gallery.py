@@ -1,4 +1,5 @@
 """The selected images: selection tools (class, neighbours), then a page of thumbnails with an Exclude tick each."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -51,10 +52,22 @@ def selection_tools(work: DatasetWork, graph: NeighbourGraph | None) -> None:
     cols = st.columns([2, 1.4, 1], vertical_alignment="bottom")
     cols[0].slider("Nearest neighbours of the clicked point", 1, k, min(10, k), key="knn_k", disabled=graph is None)
     anchor = work.selection.anchor
-    why = ("The nearest neighbours are being found" if graph is None
-           else "Click a point on the map first" if anchor is None else None)
-    cols[1].button("Select neighbours", key="btn_knn", disabled=why is not None, width="stretch", help=why,
-                   on_click=_select_neighbours, args=(digest, graph))
+    why = (
+        "The nearest neighbours are being found"
+        if graph is None
+        else "Click a point on the map first"
+        if anchor is None
+        else None
+    )
+    cols[1].button(
+        "Select neighbours",
+        key="btn_knn",
+        disabled=why is not None,
+        width="stretch",
+        help=why,
+        on_click=_select_neighbours,
+        args=(digest, graph),
+    )
 
 
 def _tick(digest: str, row: int, key: str) -> None:
@@ -89,14 +102,25 @@ def gallery(work: DatasetWork, access: ImageAccess) -> None:
         map_behind_note(work, top[0], "btn_map_marks_gallery")
     page_key = f"page_{dataset.digest[:12]}"
     show_widget_value(page_key, page + 1)
-    top[1].number_input(f"Page (of {n_pages})", 1, n_pages, key=page_key, on_change=_go_to_page,
-                        args=(dataset.digest, page_key))
-    rows = list(sel.rows[page * PAGE_SIZE:(page + 1) * PAGE_SIZE])
+    top[1].number_input(
+        f"Page (of {n_pages})", 1, n_pages, key=page_key, on_change=_go_to_page, args=(dataset.digest, page_key)
+    )
+    rows = list(sel.rows[page * PAGE_SIZE : (page + 1) * PAGE_SIZE])
     buttons = st.columns(2)
-    buttons[0].button("Exclude all on this page", key="btn_excl_page", on_click=_tick_page,
-                      args=(dataset.digest, rows, True), width="stretch")
-    buttons[1].button("Include all on this page", key="btn_incl_page", on_click=_tick_page,
-                      args=(dataset.digest, rows, False), width="stretch")
+    buttons[0].button(
+        "Exclude all on this page",
+        key="btn_excl_page",
+        on_click=_tick_page,
+        args=(dataset.digest, rows, True),
+        width="stretch",
+    )
+    buttons[1].button(
+        "Include all on this page",
+        key="btn_incl_page",
+        on_click=_tick_page,
+        args=(dataset.digest, rows, False),
+        width="stretch",
+    )
     grid = st.columns(GALLERY_COLUMNS)
     for i, row in enumerate(rows):
         with grid[i % GALLERY_COLUMNS]:
@@ -122,8 +146,9 @@ def _card(work: DatasetWork, row: int, access: ImageAccess) -> None:
 
 def map_behind_note(work: DatasetWork, where, key: str) -> None:
     """Large data: decisions rerun only their panel, so the map's marks wait until asked for (downloads are current)."""
-    where.caption(f"{plural(work.decisions.count('exclude'), 'image')} excluded in all; "
-                  "the map shows the marks of your earlier decisions.")
-    if where.button("Show my decisions on the map", key=key,
-                    help=f"Redraws the map of {work.dataset.n:,} points"):
+    where.caption(
+        f"{plural(work.decisions.count('exclude'), 'image')} excluded in all; "
+        "the map shows the marks of your earlier decisions."
+    )
+    if where.button("Show my decisions on the map", key=key, help=f"Redraws the map of {work.dataset.n:,} points"):
         st.rerun()

@@ -1,4 +1,5 @@
 """The map: one component for 3D and 2D; click, box or lasso select; coloured by class or by a score."""
+
 from __future__ import annotations
 
 import hashlib
@@ -24,8 +25,9 @@ MAP_HEIGHT = 620
 
 
 @st.cache_resource(max_entries=16, show_spinner=False)
-def _payload(digest: str, layout_key: str, dims: int, color_by: str, relabels_key: int,
-             _build: Callable[[], MapPayload]) -> MapPayload:
+def _payload(
+    digest: str, layout_key: str, dims: int, color_by: str, relabels_key: int, _build: Callable[[], MapPayload]
+) -> MapPayload:
     """The map's points, built once per (layout, colouring, relabels) and shared by every session that shows it.
 
     The key is a few short strings and numbers: a rerun that changes nothing on the map hashes no array and
@@ -33,12 +35,17 @@ def _payload(digest: str, layout_key: str, dims: int, color_by: str, relabels_ke
     return _build()
 
 
-def _build_payload(dataset: Dataset, coords: np.ndarray, work: DatasetWork, result: ScanResult | None,
-                   color_by: str) -> MapPayload:
+def _build_payload(
+    dataset: Dataset, coords: np.ndarray, work: DatasetWork, result: ScanResult | None, color_by: str
+) -> MapPayload:
     small = dataset.n <= HOVER_NAMES_MAX_POINTS
     return build_payload(
-        coords, work.label_codes(), dataset.class_names, score=_score_for_colour(result, color_by),
-        score_name=orders().get(color_by, color_by), colours=class_colours(len(dataset.class_names)),
+        coords,
+        work.label_codes(),
+        dataset.class_names,
+        score=_score_for_colour(result, color_by),
+        score_name=orders().get(color_by, color_by),
+        colours=class_colours(len(dataset.class_names)),
         hover_names=[dataset.file_name(r) for r in range(dataset.n)] if small else None,
     )
 
@@ -69,8 +76,10 @@ def placeholder(work: DatasetWork) -> Callable[[], DeltaGenerator]:
         area = st.container()
         return lambda: area
     slot = st.empty()
-    slot.info(f"Preparing the map of {work.dataset.name} ({work.dataset.n:,} images): a quick PCA preview first, "
-              "then the nearest neighbours and the UMAP map in the background.")
+    slot.info(
+        f"Preparing the map of {work.dataset.name} ({work.dataset.n:,} images): a quick PCA preview first, "
+        "then the nearest neighbours and the UMAP map in the background."
+    )
     shown["digest"] = work.dataset.digest
     return slot.container
 
@@ -81,16 +90,30 @@ def map_panel(work: DatasetWork, maps: Maps, result: ScanResult | None) -> None:
     dataset = work.dataset
     colour_names = {"class": "Class", **orders(result.scores if result is not None else None)}
     top = st.columns([2, 1], vertical_alignment="bottom")
-    color_by = top[0].selectbox("Colour the map by", list(colour_names), format_func=colour_names.get,
-                                **remembered("color_by", options=list(colour_names)))
+    color_by = top[0].selectbox(
+        "Colour the map by",
+        list(colour_names),
+        format_func=colour_names.get,
+        **remembered("color_by", options=list(colour_names)),
+    )
     view = top[1].segmented_control("Map", MAP_VIEWS, **remembered("map_view", default="3D"))
     dims = 2 if view == "2D" else 3  # a second click on the chosen view unselects it: stay in 3D
     coords, layout_key = maps.view(dims)
-    base = _payload(dataset.digest, layout_key, dims, color_by, work.relabels_key(),
-                    lambda: _build_payload(dataset, coords, work, result, color_by))
+    base = _payload(
+        dataset.digest,
+        layout_key,
+        dims,
+        color_by,
+        work.relabels_key(),
+        lambda: _build_payload(dataset, coords, work, result, color_by),
+    )
     payload = base.with_marks(selected_rows=work.selection.rows, excluded_rows=work.excluded_rows())
     work.map_drawn()
     # A new layout (the UMAP map replacing the PCA preview, new map settings) gets a fresh view: a new key.
     layout_tag = hashlib.blake2b(layout_key.encode(), digest_size=4).hexdigest()
-    map_chart(payload, key=f"map{dims}d_{dataset.digest[:12]}_{layout_tag}", height=MAP_HEIGHT,
-              on_event=lambda event: _on_map_event(dataset.digest, dims, event))
+    map_chart(
+        payload,
+        key=f"map{dims}d_{dataset.digest[:12]}_{layout_tag}",
+        height=MAP_HEIGHT,
+        on_event=lambda event: _on_map_event(dataset.digest, dims, event),
+    )

@@ -1,5 +1,6 @@
 """Where the panels go: on a wide screen the map and the review side by side (the map stays in view while the
 list scrolls); on a narrow one they stack."""
+
 from __future__ import annotations
 
 import streamlit as st

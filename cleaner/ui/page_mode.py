@@ -1,5 +1,6 @@
 """The review queue's page mode: a grid of suspects that tell one story, each pre-ticked with its proposed action,
 decided in one action (ticked cards get their action, the others are kept) and undone in one step."""
+
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
@@ -36,13 +37,22 @@ def _apply(digest: str, rows: tuple[int, ...]) -> None:
 
 # The classes' most central images, found in one pass over the graph for all classes, once per graph.
 @st.cache_data(max_entries=8, show_spinner=False)
-def _typical(digest: str, k: int, metric: str, n_classes: int, _graph: NeighbourGraph,
-             _codes: np.ndarray) -> list[np.ndarray]:
+def _typical(
+    digest: str, k: int, metric: str, n_classes: int, _graph: NeighbourGraph, _codes: np.ndarray
+) -> list[np.ndarray]:
     return typical_rows(_graph.indices, _graph.distances, _codes, n_classes, TYPICAL_SHOWN)
 
 
-def page_mode(work: DatasetWork, graph: NeighbourGraph, result: ScanResult, by: str, queue: np.ndarray,
-              access: ImageAccess, size: int, fallback_reason: str) -> None:
+def page_mode(
+    work: DatasetWork,
+    graph: NeighbourGraph,
+    result: ScanResult,
+    by: str,
+    queue: np.ndarray,
+    access: ImageAccess,
+    size: int,
+    fallback_reason: str,
+) -> None:
     """The page of suspects for the chosen order: what they have in common, the two classes' typical images, the
     button (and key) that applies the page, and the cards."""
     dataset = work.dataset
@@ -53,11 +63,20 @@ def page_mode(work: DatasetWork, graph: NeighbourGraph, result: ScanResult, by: 
     st.markdown(f"**{_story_title(work, page)}** · {len(page.cards)} of {page.story_total:,} such suspects")
     if page.story.given >= 0:
         _evidence_strip(work, graph, page, access)
-    st.caption(f"Every card is ticked with its proposed action. Click a card (or press its number key 1-"
-               f"{min(len(page.cards), len(TOGGLE_KEYS))}) to keep it instead; {APPLY_KEY} applies the page.")
-    st.button(_apply_label(shown), key="btn_apply_page", type="primary", width="stretch", on_click=_apply,
-              args=(dataset.digest, shown.rows), shortcut=APPLY_KEY,
-              help="Ticked cards get their proposed action, the others are kept; Undo takes the whole page back")
+    st.caption(
+        f"Every card is ticked with its proposed action. Click a card (or press its number key 1-"
+        f"{min(len(page.cards), len(TOGGLE_KEYS))}) to keep it instead; {APPLY_KEY} applies the page."
+    )
+    st.button(
+        _apply_label(shown),
+        key="btn_apply_page",
+        type="primary",
+        width="stretch",
+        on_click=_apply,
+        args=(dataset.digest, shown.rows),
+        shortcut=APPLY_KEY,
+        help="Ticked cards get their proposed action, the others are kept; Undo takes the whole page back",
+    )
     grid = st.columns(PAGE_COLUMNS)
     for i, card in enumerate(shown.cards):
         with grid[i % PAGE_COLUMNS].container(key=f"page_card_{i}"):  # no border: its padding costs the image
@@ -114,15 +133,22 @@ def _card(work: DatasetWork, result: ScanResult, card, ticked: bool, index: int,
         st.text(f"⚠ {thumb.reason}")
     action = "Relabel" if card.action == "relabel" else "Exclude"  # short: the page's title says to what
     target = f" to {literal(card.new_label)}" if card.action == "relabel" else ""
-    st.button(f"✓ {action}" if ticked else "Keep", key=f"pg_{row}", type="primary" if ticked else "secondary",
-              on_click=_toggle, args=(dataset.digest, row), width="stretch",
-              shortcut=TOGGLE_KEYS[index] if index < len(TOGGLE_KEYS) else None,
-              help=f"{dataset.file_name(row)}: {card.reason}. Click to "
-                   f"{'keep it instead' if ticked else action.lower() + target}.")
+    st.button(
+        f"✓ {action}" if ticked else "Keep",
+        key=f"pg_{row}",
+        type="primary" if ticked else "secondary",
+        on_click=_toggle,
+        args=(dataset.digest, row),
+        width="stretch",
+        shortcut=TOGGLE_KEYS[index] if index < len(TOGGLE_KEYS) else None,
+        help=f"{dataset.file_name(row)}: {card.reason}. Click to "
+        f"{'keep it instead' if ticked else action.lower() + target}.",
+    )
 
 
-def _prefetch_next(work: DatasetWork, result: ScanResult, by: str, queue: np.ndarray, page: ReviewPage,
-                   access: ImageAccess) -> None:
+def _prefetch_next(
+    work: DatasetWork, result: ScanResult, by: str, queue: np.ndarray, page: ReviewPage, access: ImageAccess
+) -> None:
     paths = tuple(str(work.dataset.image_paths[r]) for r in next_page_rows(result, by, queue, page).tolist())
     if paths and paths != _prefetched[0]:
         _prefetched[0] = paths

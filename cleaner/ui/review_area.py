@@ -1,4 +1,5 @@
 """Beside the map: the gallery of the selection, the ranked review queue, the class-confusion table, or the audit."""
+
 from __future__ import annotations
 
 import streamlit as st
@@ -20,19 +21,23 @@ REVIEW_VIEWS = ("Selected images", "Review queue", "Class confusion", "Audit")
 CONFLICTS_VIEW = "Conflicts"  # team mode only: where teammates disagree
 
 
-def review_area(work: DatasetWork, graph: NeighbourGraph | None, result: ScanResult | None,
-                access: ImageAccess, cfg: Settings) -> None:
+def review_area(
+    work: DatasetWork, graph: NeighbourGraph | None, result: ScanResult | None, access: ImageAccess, cfg: Settings
+) -> None:
     """The chosen view; before the neighbours are found (graph None) the selection's gallery only."""
     views = REVIEW_VIEWS + ((CONFLICTS_VIEW,) if is_team(work) else ())
-    view = st.radio("Review", views, horizontal=True, label_visibility="collapsed",
-                    **remembered("review_view", options=views))
+    view = st.radio(
+        "Review", views, horizontal=True, label_visibility="collapsed", **remembered("review_view", options=views)
+    )
     if view == CONFLICTS_VIEW:
         conflicts_panel(work, lambda path: thumbnail(path, access)[0])
         return
     if graph is None or result is None:
         if view != REVIEW_VIEWS[0]:
-            st.info(f"The {view.lower()} needs the nearest neighbours; they are being found (see under the map). "
-                    "Meanwhile, select images on the map or by class to look at them here.")
+            st.info(
+                f"The {view.lower()} needs the nearest neighbours; they are being found (see under the map). "
+                "Meanwhile, select images on the map or by class to look at them here."
+            )
         selection_tools(work, None)
         gallery(work, access)
     elif view == REVIEW_VIEWS[0]:

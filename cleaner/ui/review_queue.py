@@ -1,4 +1,5 @@
 """The review queue: the most suspect images first, each with its reason and Exclude / Keep / Relabel buttons."""
+
 from __future__ import annotations
 
 import streamlit as st
@@ -43,28 +44,46 @@ def review_queue_panel(work: DatasetWork, graph: NeighbourGraph, result: ScanRes
     result = learn_from_decisions(result, graph, work)  # the queue learns from each decision (a page: once)
     titles = orders(result.scores)
     top = st.columns([2.2, 1.6, 1.8], vertical_alignment="bottom")
-    by = top[0].selectbox("Order by", list(titles), format_func=titles.get,
-                          **remembered("queue_order", options=list(titles)))
+    by = top[0].selectbox(
+        "Order by", list(titles), format_func=titles.get, **remembered("queue_order", options=list(titles))
+    )
     if result.unreadable is None and top[1].button(
-            "Check image files", key="btn_check_images", width="stretch",
-            help="Open every image to find missing, empty, truncated or non-image files"):
+        "Check image files",
+        key="btn_check_images",
+        width="stretch",
+        help="Open every image to find missing, empty, truncated or non-image files",
+    ):
         check_images(work, access)
         st.rerun()
-    top[2].button("Undo last decision", key="btn_undo", on_click=_undo, args=(dataset.digest,),
-                  disabled=not work.undo_stack, width="stretch", shortcut=SHORTCUTS["undo"])
+    top[2].button(
+        "Undo last decision",
+        key="btn_undo",
+        on_click=_undo,
+        args=(dataset.digest,),
+        disabled=not work.undo_stack,
+        width="stretch",
+        shortcut=SHORTCUTS["undo"],
+    )
     mode_row = st.columns([1.4, 2.6], vertical_alignment="bottom")
-    mode = mode_row[0].segmented_control("Review", MODES, required=True, **remembered("queue_mode", default=MODES[0]),
-                                         help="Cards: one suspect at a time. Page: a page of suspects that tell one "
-                                              "story, decided in one action")
+    mode = mode_row[0].segmented_control(
+        "Review",
+        MODES,
+        required=True,
+        **remembered("queue_mode", default=MODES[0]),
+        help="Cards: one suspect at a time. Page: a page of suspects that tell one story, decided in one action",
+    )
     queue = pending_rows(result, by, work.decided_rows())
-    st.markdown(f"**{len(queue):,} flagged samples left to review** · {len(work.decisions):,} decided · "
-                f"{work.decisions.count('exclude'):,} excluded")
+    st.markdown(
+        f"**{len(queue):,} flagged samples left to review** · {len(work.decisions):,} decided · "
+        f"{work.decisions.count('exclude'):,} excluded"
+    )
     teammates = len(team.teammates_rows(work))
     if teammates:
         st.caption(f"Skipping {teammates:,} {'image' if teammates == 1 else 'images'} a teammate decided.")
     if mode == MODES[1]:
-        size = mode_row[1].segmented_control("Cards on a page", PAGE_SIZES, required=True,
-                                             **remembered("queue_page_size", default=PAGE_SIZE))
+        size = mode_row[1].segmented_control(
+            "Cards on a page", PAGE_SIZES, required=True, **remembered("queue_page_size", default=PAGE_SIZE)
+        )
     else:
         st.caption("Keys for the first card: X exclude · K keep · L relabel to the suggestion · U undo")
     if not len(queue):
@@ -101,14 +120,32 @@ def _card(work: DatasetWork, result: ScanResult, row: int, by: str, access: Imag
     reason = why[0] if why else _fallback_reason(by)
     keys = SHORTCUTS if first else {}
     b = st.columns(2)
-    b[0].button("Exclude", key=f"q_excl_{row}", on_click=_decide, type="primary", shortcut=keys.get("exclude"),
-                args=(dataset.digest, row, "exclude", reason), width="stretch")
-    b[1].button("Keep", key=f"q_keep_{row}", on_click=_decide, shortcut=keys.get("keep"),
-                args=(dataset.digest, row, "keep", KEPT_REASON), width="stretch")
+    b[0].button(
+        "Exclude",
+        key=f"q_excl_{row}",
+        on_click=_decide,
+        type="primary",
+        shortcut=keys.get("exclude"),
+        args=(dataset.digest, row, "exclude", reason),
+        width="stretch",
+    )
+    b[1].button(
+        "Keep",
+        key=f"q_keep_{row}",
+        on_click=_decide,
+        shortcut=keys.get("keep"),
+        args=(dataset.digest, row, "keep", KEPT_REASON),
+        width="stretch",
+    )
     if suggested != given:
-        st.button(f"Relabel to {literal(suggested)}", key=f"q_relabel_{row}", on_click=_decide,
-                  shortcut=keys.get("relabel"), args=(dataset.digest, row, "relabel", reason, suggested),
-                  width="stretch")
+        st.button(
+            f"Relabel to {literal(suggested)}",
+            key=f"q_relabel_{row}",
+            on_click=_decide,
+            shortcut=keys.get("relabel"),
+            args=(dataset.digest, row, "relabel", reason, suggested),
+            width="stretch",
+        )
 
 
 def _fallback_reason(by: str) -> str:

@@ -2,6 +2,7 @@
 
 Every change a user can make is a method of `DatasetWork`; widget callbacks call those methods and nothing else.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
@@ -155,8 +156,7 @@ class DatasetWork:
         """Team mode: settle a disagreement on one image with this decision (for everyone; it can be undone)."""
         rows = self.dataset.rows_with_paths([path])
         if len(rows):
-            self.undo_stack.append(self._put(int(rows[0]), kind, "settled a disagreement", new_label, "",
-                                             settles=True))
+            self.undo_stack.append(self._put(int(rows[0]), kind, "settled a disagreement", new_label, "", settles=True))
             self._send()
 
     def decide_many(self, choices: Sequence[tuple[int, Kind, str, str]], source: Source = "queue") -> None:
@@ -190,11 +190,18 @@ class DatasetWork:
         self.decide_many([c.decision(c.row in shown.ticked) for c in shown.cards])  # type: ignore[misc]
         self.queue_page = None
 
-    def _put(self, row: int, kind: Kind, reason: str, new_label: str, source: Source,
-             settles: bool = False) -> UndoStep:
+    def _put(
+        self, row: int, kind: Kind, reason: str, new_label: str, source: Source, settles: bool = False
+    ) -> UndoStep:
         path = str(self.dataset.image_paths[row])
-        decision = Decision(kind, reason=reason, old_label=self.dataset.label_text(row),
-                            new_label=new_label if kind == "relabel" else "", decided_by=self.user, source=source)
+        decision = Decision(
+            kind,
+            reason=reason,
+            old_label=self.dataset.label_text(row),
+            new_label=new_label if kind == "relabel" else "",
+            decided_by=self.user,
+            source=source,
+        )
         self._outgoing.append(decision_event(path, decision, self._who(), settles=settles))
         return UndoStep(path, self.decisions.put(path, decision))
 
@@ -224,16 +231,25 @@ class DatasetWork:
         label = new_label if kind == "relabel" else ("" if kind == "exclude" else self.dataset.label_text(row))
         existing = self.decisions.get(path)
         previous_verdict = self.decisions.set_audit(path, AuditVerdict(kind, label))
-        if (existing is not None and existing.source != "audit" and existing.kind == kind
-                and existing.new_label == new_label):
+        if (
+            existing is not None
+            and existing.source != "audit"
+            and existing.kind == kind
+            and existing.new_label == new_label
+        ):
             decision = existing  # the review had already decided this image the same way: it stays the review's
         else:
-            decision = Decision(kind, reason="random audit", old_label=self.dataset.label_text(row),
-                                new_label=new_label, decided_by=self.user, source="audit")
+            decision = Decision(
+                kind,
+                reason="random audit",
+                old_label=self.dataset.label_text(row),
+                new_label=new_label,
+                decided_by=self.user,
+                source="audit",
+            )
             self._outgoing.append(decision_event(path, decision, self._who()))
         self._outgoing.append(audit_event(path, AuditVerdict(kind, label), self._who()))
-        self.undo_stack.append(UndoStep(path, self.decisions.put(path, decision), audit=True,
-                                        verdict=previous_verdict))
+        self.undo_stack.append(UndoStep(path, self.decisions.put(path, decision), audit=True, verdict=previous_verdict))
         self._send()
 
     def use_trusted(self, file_name: str, dataset: Dataset | None, error: str = "") -> None:
@@ -267,13 +283,13 @@ class DatasetWork:
         """Restore decisions from an uploaded list; paths not in this dataset are skipped and counted."""
         known = set(self.dataset.image_paths.tolist())
         classes = set(self.dataset.class_names)
-        restored = {p: d for p, d in parsed.decisions.items()
-                    if p in known and (d.kind != "relabel" or d.new_label in classes)}
+        restored = {
+            p: d for p, d in parsed.decisions.items() if p in known and (d.kind != "relabel" or d.new_label in classes)
+        }
         for path, decision in restored.items():
             self.decisions.put(path, decision)
             self._outgoing.append(decision_event(path, decision, self._who()))
-        audited = {p: v for p, v in parsed.audit.items()
-                   if p in known and (v.kind == "exclude" or v.label in classes)}
+        audited = {p: v for p, v in parsed.audit.items() if p in known and (v.kind == "exclude" or v.label in classes)}
         for path, verdict in audited.items():
             self.decisions.set_audit(path, verdict)
             self._outgoing.append(audit_event(path, verdict, self._who()))
@@ -283,8 +299,10 @@ class DatasetWork:
             position[audit_rows(self.dataset.n, self.dataset.n)] = np.arange(self.dataset.n)
             reached = int(position[rows_of(self.dataset, audited)].max()) + 1
             self.start_audit(-(-reached // AUDIT_SIZE) * AUDIT_SIZE)
-        counts = [plural(sum(d.kind == k for d in restored.values()), noun)
-                  for k, noun in (("exclude", "exclusion"), ("relabel", "relabel"), ("keep", "kept mark"))]
+        counts = [
+            plural(sum(d.kind == k for d in restored.values()), noun)
+            for k, noun in (("exclude", "exclusion"), ("relabel", "relabel"), ("keep", "kept mark"))
+        ]
         text = f"Restored {', '.join(counts)} from {file_name}."
         if audited:
             text += f" The random audit's {plural(len(audited), 'verdict')} came back too."
@@ -335,10 +353,18 @@ class DatasetWork:
         ledger.record(events)
         notes = []
         if applied.from_earlier:
-            notes.append(f"{plural(applied.from_earlier, 'decision')} from an earlier version of this dataset "
-                         "applied" + (f"; {plural(applied.left_out, 'image')} of that version "
-                                      f"{'is' if applied.left_out == 1 else 'are'} no longer in it (their decisions "
-                                      "are kept, not applied)" if applied.left_out else "") + ".")
+            notes.append(
+                f"{plural(applied.from_earlier, 'decision')} from an earlier version of this dataset "
+                "applied"
+                + (
+                    f"; {plural(applied.left_out, 'image')} of that version "
+                    f"{'is' if applied.left_out == 1 else 'are'} no longer in it (their decisions "
+                    "are kept, not applied)"
+                    if applied.left_out
+                    else ""
+                )
+                + "."
+            )
         if brought:
             notes.append(f"{plural(brought, 'decision')} kept on this server brought into this session.")
         self.store_note = ("info", " ".join(notes)) if notes else None
@@ -420,8 +446,12 @@ class DatasetWork:
     def _derive(self) -> tuple[int, np.ndarray, np.ndarray, np.ndarray]:
         version = self.decisions.version
         if self._derived is None or self._derived[0] != version:
-            self._derived = (version, rows_of(self.dataset, self.decisions.paths("exclude")),
-                             rows_of(self.dataset, self.decisions.by_path), label_codes_after(self.dataset, self.decisions))
+            self._derived = (
+                version,
+                rows_of(self.dataset, self.decisions.paths("exclude")),
+                rows_of(self.dataset, self.decisions.by_path),
+                label_codes_after(self.dataset, self.decisions),
+            )
         return self._derived
 
 
@@ -490,7 +520,7 @@ def remembered(key: str, options: Sequence[Any] | None = None, **default: Any) -
         current = shown if shown in options else choices.get(key)
         kwargs["index"] = options.index(current) if current in options else 0
     else:
-        (name, initial), = default.items()
+        ((name, initial),) = default.items()
         kwargs[name] = shown if shown is not None else choices.get(key, initial)
     return kwargs
 

@@ -1,4 +1,5 @@
 """The compact header: what the dataset is, what the user decided so far, and what the scores found."""
+
 from __future__ import annotations
 
 import streamlit as st
@@ -11,10 +12,12 @@ from cleaner.ui.state import DatasetWork
 def dataset_summary(work: DatasetWork) -> None:
     """One line: name, size, classes and the decisions so far (plain text: the name is user input)."""
     dataset, decisions = work.dataset, work.decisions
-    st.text(f"{dataset.name} · {plural(dataset.n, 'image')} · {dataset.dims:,}-D embeddings · "
-            f"{plural(len(dataset.class_names), 'class', 'classes')} · "
-            f"{decisions.count('exclude'):,} excluded · {decisions.count('relabel'):,} relabelled · "
-            f"{decisions.count('keep'):,} kept")
+    st.text(
+        f"{dataset.name} · {plural(dataset.n, 'image')} · {dataset.dims:,}-D embeddings · "
+        f"{plural(len(dataset.class_names), 'class', 'classes')} · "
+        f"{decisions.count('exclude'):,} excluded · {decisions.count('relabel'):,} relabelled · "
+        f"{decisions.count('keep'):,} kept"
+    )
 
 
 # Room for the summary of every score at the review pane's usual width: the pane below keeps its place when the

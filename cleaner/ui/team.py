@@ -4,6 +4,7 @@ view with one-click settling, each image's history, and the store's state in the
 The session's work (cleaner/ui/state.py) holds the link to the store (a `Ledger`) and writes each decision through
 it; this module only chooses the space, opens the store for the page, and draws what the store says.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -86,19 +87,24 @@ def store_status(work: DatasetWork) -> None:
         return
     side = st.sidebar
     if is_team(work):
-        side.caption("Team mode: your decisions are shared with everyone signed in on this server, as you make "
-                     "them; the review queue skips images a teammate decided.")
+        side.caption(
+            "Team mode: your decisions are shared with everyone signed in on this server, as you make "
+            "them; the review queue skips images a teammate decided."
+        )
     if work.store_note:
         kind, text = work.store_note
         getattr(side, kind)(literal(text))
     if ledger.error:
         waiting = len(ledger.pending)
-        side.error(literal(ledger.error) + " Your decisions are kept in this session (the downloads hold all of "
-                   "them)" + (f"; {plural(waiting, 'decision')} will be written once the database is back." if waiting
-                              else "."))
+        side.error(
+            literal(ledger.error) + " Your decisions are kept in this session (the downloads hold all of "
+            "them)"
+            + (f"; {plural(waiting, 'decision')} will be written once the database is back." if waiting else ".")
+        )
 
 
 # ---------------------------------------------------------------- conflicts
+
 
 def _when(t: float) -> str:
     return dt.datetime.fromtimestamp(t).strftime("%Y-%m-%d %H:%M")
@@ -136,16 +142,20 @@ def _settle(digest: str, path: str, kind: str, new_label: str) -> None:
 def conflicts_panel(work: DatasetWork, thumbnail: Callable[[str], str] | None = None) -> None:
     """Images teammates disagree on, with who decided what and when; one click settles each."""
     if not is_team(work):
-        st.info("The Conflicts view lists the images teammates disagree on. It needs sign-in (team mode): with "
-                "sign-in off, each browser session decides alone.")
+        st.info(
+            "The Conflicts view lists the images teammates disagree on. It needs sign-in (team mode): with "
+            "sign-in off, each browser session decides alone."
+        )
         return
     work.sync()
     found = conflicts(work)
     if not found:
         st.success("No conflicts: nobody disagrees on any image of this dataset.")
         return
-    st.markdown(f"**{plural(len(found), 'image')} your team disagrees on.** Settling one makes your choice the "
-                "image's decision, for everyone.")
+    st.markdown(
+        f"**{plural(len(found), 'image')} your team disagrees on.** Settling one makes your choice the "
+        "image's decision, for everyone."
+    )
     for conflict in found[:CONFLICTS_SHOWN]:
         rows = work.dataset.rows_with_paths([conflict.path])
         if not len(rows):
@@ -157,21 +167,32 @@ def conflicts_panel(work: DatasetWork, thumbnail: Callable[[str], str] | None = 
                 cols[0].image(thumbnail(conflict.path), width=110)
             body = cols[1]
             body.text(f"{work.dataset.file_name(row)} · label: {work.dataset.label_text(row)}")
-            body.text("\n".join(f"{shown(e.decided_by) or 'someone'}: {_what(e)} ({_when(e.decided_at)})"
-                                + (f" · {e.reason}" if e.reason else "") for e in conflict.by_person))
+            body.text(
+                "\n".join(
+                    f"{shown(e.decided_by) or 'someone'}: {_what(e)} ({_when(e.decided_at)})"
+                    + (f" · {e.reason}" if e.reason else "")
+                    for e in conflict.by_person
+                )
+            )
             if conflict.current is not None:
                 body.caption(f"Now: {_what(conflict.current)}, by {shown(conflict.current.decided_by)}")
             options = list(dict.fromkeys((e.kind, e.new_label) for e in conflict.by_person))
             buttons = body.columns(len(options))
             for i, (kind, label) in enumerate(options):
                 text = f"Settle: relabel to {label}" if kind == "relabel" else f"Settle: {kind}"
-                buttons[i].button(literal(text), key=f"settle_{row}_{i}", on_click=_settle,
-                                  args=(work.dataset.digest, conflict.path, kind, label), width="stretch")
+                buttons[i].button(
+                    literal(text),
+                    key=f"settle_{row}_{i}",
+                    on_click=_settle,
+                    args=(work.dataset.digest, conflict.path, kind, label),
+                    width="stretch",
+                )
     if len(found) > CONFLICTS_SHOWN:
         st.caption(f"The first {CONFLICTS_SHOWN} are shown; settle them to see the next.")
 
 
 # ---------------------------------------------------------------- history
+
 
 def history(work: DatasetWork, row: int) -> list[Event]:
     ledger = work.ledger
@@ -199,14 +220,18 @@ def history_popover(work: DatasetWork, row: int) -> None:
         if not events:
             st.caption("Nobody has decided this image yet.")
         for e in events[-HISTORY_SHOWN:][::-1]:
-            st.text(f"{_when(e.decided_at)} · {shown(e.decided_by) or 'someone'} · "
-                    f"{'audit: ' if e.stream == 'audit' else ''}{_what(e)}"
-                    + (" (settled)" if e.settles else "") + (f" · {e.reason}" if e.reason else ""))
+            st.text(
+                f"{_when(e.decided_at)} · {shown(e.decided_by) or 'someone'} · "
+                f"{'audit: ' if e.stream == 'audit' else ''}{_what(e)}"
+                + (" (settled)" if e.settles else "")
+                + (f" · {e.reason}" if e.reason else "")
+            )
 
 
 def teammates_rows(work: DatasetWork) -> np.ndarray:
     """Rows whose decision a teammate made (not this user)."""
     if not is_team(work):
         return np.array([], dtype=np.int64)
-    return work.dataset.rows_with_paths(p for p, d in work.decisions.by_path.items()
-                                        if d.decided_by and d.decided_by != work.user)
+    return work.dataset.rows_with_paths(
+        p for p, d in work.decisions.by_path.items() if d.decided_by and d.decided_by != work.user
+    )

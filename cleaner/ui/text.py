@@ -1,4 +1,5 @@
 """Text for Streamlit widgets, which render their labels as Markdown."""
+
 from __future__ import annotations
 
 _MARKDOWN_SPECIALS = set("\\`*_{}[]<>()#+-.!|~$:")

@@ -3,6 +3,7 @@
 Streamlit's media endpoint (`/media/<id>`) serves an image to anyone holding its URL, signed in or not; an image
 sent inline never gets such a URL.
 """
+
 from __future__ import annotations
 
 import base64

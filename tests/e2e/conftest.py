@@ -3,6 +3,7 @@
 The server is `streamlit run streamlit_app.py` in its own process group, with its own cache folder and an
 allowed folder holding the test NPZ and images. Its log goes to the artifacts folder.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -36,8 +37,12 @@ def pytest_report_header(config):
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
-    if any(Path(str(getattr(r, "fspath", ""))).resolve().is_relative_to(E2E_DIR)
-           for reports in terminalreporter.stats.values() for r in reports if hasattr(r, "fspath")):
+    if any(
+        Path(str(getattr(r, "fspath", ""))).resolve().is_relative_to(E2E_DIR)
+        for reports in terminalreporter.stats.values()
+        for r in reports
+        if hasattr(r, "fspath")
+    ):
         terminalreporter.write_line(f"e2e artifacts (screenshots, server log): {_artifacts()}")
 
 
@@ -49,6 +54,7 @@ def pytest_runtest_makereport(item, call):
 
 
 # ---------------------------------------------------------------- test data
+
 
 @dataclass(frozen=True)
 class SmallDataset:
@@ -72,15 +78,16 @@ def _write_small_dataset(root: Path, n_per_class: int = 100) -> SmallDataset:
     for c, name in enumerate(classes):
         for i in range(n_per_class):
             pixels = np.clip(np.array(colours[c]) + rng.normal(0, 25, size=(32, 32, 3)), 0, 255).astype(np.uint8)
-            pixels[8:24, 8 + (i % 8):16 + (i % 8)] = 255  # a white bar that moves: the images differ
+            pixels[8:24, 8 + (i % 8) : 16 + (i % 8)] = 255  # a white bar that moves: the images differ
             path = image_dir / f"{name}_{i:03d}.png"
             Image.fromarray(pixels, mode="RGB").save(path)
             emb.append(centres[c] + rng.normal(0, 0.6, size=32))
             labels.append(name)
             paths.append(str(path.resolve()))
     npz = root / "small_upload.npz"
-    np.savez_compressed(npz, embeddings=np.asarray(emb, dtype=np.float32), labels=np.asarray(labels),
-                        image_paths=np.asarray(paths))
+    np.savez_compressed(
+        npz, embeddings=np.asarray(emb, dtype=np.float32), labels=np.asarray(labels), image_paths=np.asarray(paths)
+    )
     broken = root / "x.npz"
     broken.write_bytes(np.random.default_rng(1).bytes(4096))
     return SmallDataset(npz=npz, broken_npz=broken, labels=np.asarray(labels), paths=np.asarray(paths))
@@ -103,6 +110,7 @@ class AppServer:
 
 
 # ---------------------------------------------------------------- server
+
 
 def _free_port() -> int:
     with socket.socket() as s:
@@ -137,10 +145,26 @@ def streamlit_server(port: int, env: dict[str, str], log_path: Path, *extra_args
     url = f"http://127.0.0.1:{port}"
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.headless", "true",
-             "--server.port", str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false",
-             *extra_args],
-            cwd=REPO, env={**os.environ, "PYTHONUNBUFFERED": "1", **env}, stdout=log, stderr=subprocess.STDOUT,
+            [
+                sys.executable,
+                "-m",
+                "streamlit",
+                "run",
+                "streamlit_app.py",
+                "--server.headless",
+                "true",
+                "--server.port",
+                str(port),
+                "--server.address",
+                "127.0.0.1",
+                "--browser.gatherUsageStats",
+                "false",
+                *extra_args,
+            ],
+            cwd=REPO,
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **env},
+            stdout=log,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
         )
     try:
@@ -148,7 +172,11 @@ def streamlit_server(port: int, env: dict[str, str], log_path: Path, *extra_args
         while not _healthy(url):
             if proc.poll() is not None or time.monotonic() - started > STARTUP_TIMEOUT_S:
                 tail = log_path.read_text(errors="replace")[-3000:]
-                why = f"exited with {proc.returncode}" if proc.poll() is not None else f"not healthy after {STARTUP_TIMEOUT_S} s"
+                why = (
+                    f"exited with {proc.returncode}"
+                    if proc.poll() is not None
+                    else f"not healthy after {STARTUP_TIMEOUT_S} s"
+                )
                 pytest.fail(f"streamlit server {why}; log tail:\n{tail}", pytrace=False)
             time.sleep(0.5)
         print(f"\n[e2e] server {url} healthy after {time.monotonic() - started:.1f} s; log {log_path}")
@@ -183,6 +211,7 @@ def app_server():
 
 
 # ---------------------------------------------------------------- browser
+
 
 @pytest.fixture(scope="session")
 def chromium_browser():

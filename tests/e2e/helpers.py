@@ -4,6 +4,7 @@ Everything here drives the app through the mouse and keyboard (or a file input, 
 and reads the page (DOM text, the Plotly figures the user is looking at, screenshot pixels).
 The map is cleaner's own plotly component in the page (no iframe); its helpers read plotly's figure and camera.
 """
+
 from __future__ import annotations
 
 import io
@@ -19,8 +20,14 @@ from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
 CHROMIUM = Path(os.environ.get("CLEANER_E2E_CHROMIUM") or "/usr/bin/chromium")  # Debian's package
 CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 ]
 VIEWPORT = {"width": 1400, "height": 1000}
 
@@ -41,6 +48,7 @@ def scroll_to_top(locator) -> None:
 
 
 # ---------------------------------------------------------------- page state
+
 
 def app_error(page: Page) -> str | None:
     """The text of a Streamlit exception box, if the script crashed."""
@@ -132,6 +140,7 @@ def selected_count(page: Page) -> int | None:
 
 # ---------------------------------------------------------------- gallery
 
+
 def exclude_boxes(page: Page):
     return page.locator("[data-testid=stCheckbox]").filter(has=page.get_by_role("checkbox", name="Exclude", exact=True))
 
@@ -171,7 +180,8 @@ def gallery_all_pages(page: Page) -> list[dict]:
         page.wait_for_function(
             """before => { const t = Array.from(document.querySelectorAll('[data-testid=stText]'))
                 .find(e => e.innerText.startsWith('label: ')); return t && !t.innerText.endsWith(before); }""",
-            arg=before)
+            arg=before,
+        )
         settle(page)
         page_items = gallery_items(page)
         items += page_items
@@ -247,8 +257,10 @@ def map_counter(page: Page, name: str) -> int:
 
 def map_traces(page: Page) -> list[tuple[str, int]]:
     """(name, number of points) of each trace the figure draws: one per class."""
-    return [tuple(t) for t in page.evaluate(
-        f"() => document.querySelector('{MAP_GD}').data.map(d => [d.name, (d.x || []).length])")]
+    return [
+        tuple(t)
+        for t in page.evaluate(f"() => document.querySelector('{MAP_GD}').data.map(d => [d.name, (d.x || []).length])")
+    ]
 
 
 def map_pixels(page: Page) -> np.ndarray:
@@ -291,8 +303,11 @@ def map_projection(page: Page, coords: np.ndarray) -> tuple[np.ndarray, np.ndarr
             const r = s.glplot.canvas.getBoundingClientRect();
             return {{model: Array.from(p.model), view: Array.from(p.view), projection: Array.from(p.projection),
                      scale: Array.from(s.dataScale), left: r.left, top: r.top, width: r.width, height: r.height}}; }}""")
-        m = (np.array(cam["projection"]).reshape(4, 4).T @ np.array(cam["view"]).reshape(4, 4).T
-             @ np.array(cam["model"]).reshape(4, 4).T)
+        m = (
+            np.array(cam["projection"]).reshape(4, 4).T
+            @ np.array(cam["view"]).reshape(4, 4).T
+            @ np.array(cam["model"]).reshape(4, 4).T
+        )
         hom = np.c_[coords.astype(np.float64) * np.array(cam["scale"]), np.ones(len(coords))] @ m.T
         front = hom[:, 3] > 1e-12
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -334,12 +349,26 @@ def make_box(cx: float, cy: float, rng: np.random.Generator) -> list[tuple[int, 
 def make_star(cx: float, cy: float, rng: np.random.Generator) -> list[tuple[int, int]]:
     """A concave lasso: ten vertices, alternately far out and half way in."""
     r, turn = rng.uniform(30, 130), rng.uniform(0, math.pi)
-    return [(int(round(cx + r * (1 if k % 2 == 0 else 0.45) * math.cos(turn + k * math.pi / 5))),
-             int(round(cy + r * (1 if k % 2 == 0 else 0.45) * math.sin(turn + k * math.pi / 5)))) for k in range(10)]
+    return [
+        (
+            int(round(cx + r * (1 if k % 2 == 0 else 0.45) * math.cos(turn + k * math.pi / 5))),
+            int(round(cy + r * (1 if k % 2 == 0 else 0.45) * math.sin(turn + k * math.pi / 5))),
+        )
+        for k in range(10)
+    ]
 
 
-def clean_shape(x: np.ndarray, y: np.ndarray, area, rng: np.random.Generator, make, lo: int = 3, hi: int = 400,
-                prefer=lambda inside: True, tries: int = 4000) -> list[tuple[int, int]]:
+def clean_shape(
+    x: np.ndarray,
+    y: np.ndarray,
+    area,
+    rng: np.random.Generator,
+    make,
+    lo: int = 3,
+    hi: int = 400,
+    prefer=lambda inside: True,
+    tries: int = 4000,
+) -> list[tuple[int, int]]:
     """A shape (integer page pixels) inside `area` holding lo..hi points, none within MARGIN_PX of its edge; one
     that `prefer` likes if any is found (e.g. one that cuts a class rather than holding whole ones)."""
     left, top, width, height = area
@@ -384,7 +413,9 @@ def wait_marks_after(page: Page, before: int, timeout: float = 60_000) -> None:
     """Wait until the map drew new marks (the event went through Python and the new selection came back)."""
     page.wait_for_function(
         "n => { const m = document.querySelector('.cleaner-map'); return m && Number(m.dataset.marks || 0) > n; }",
-        arg=before, timeout=timeout)
+        arg=before,
+        timeout=timeout,
+    )
     settle(page)
 
 
@@ -456,6 +487,7 @@ def open_review(page: Page, view: str) -> None:
 
 # ---------------------------------------------------------------- review queue
 
+
 def queue_slots(page: Page) -> dict[int, int]:
     """Slot number → the dataset row of the card in that slot (read from its buttons' keys)."""
     found = page.evaluate("""() => Array.from(document.querySelectorAll('[class*="st-key-queue_slot_"]')).map(e => {
@@ -487,6 +519,7 @@ def queue_button(page: Page, row: int, name: str):
 
 
 # ---------------------------------------------------------------- downloads (sidebar)
+
 
 def download(page: Page, name_start: str) -> tuple[str, bytes]:
     """Click a download button (the decision files are in the review pane, the others in the sidebar);

@@ -5,6 +5,7 @@ names), `component=old` (today's streamlit-plotly-events 3D map instead, for the
 the last event and the current selection as JSON ("harness-state ..."). Buttons exclude the selected rows and
 switch the colouring to a score (reruns that change the marks, or the points); a checkbox hides the map.
 """
+
 from __future__ import annotations
 
 import json
@@ -40,14 +41,16 @@ def old_component(coords: np.ndarray, codes: np.ndarray) -> None:
     from streamlit_plotly_events import plotly_events
 
     from cleaner.io.dataset_types import Dataset
+
     sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))  # the old map lives on as a reference
     from plotly_events_map import map_3d
 
     labels = np.array([f"class {c}" for c in range(codes.max() + 1)])[codes]
     paths = np.array([f"/data/img_{i:06d}.png" for i in range(len(codes))])
     dataset = Dataset(embeddings=coords, labels=labels, image_paths=paths, digest="harness", embedding_digest="harness")
-    plotly_events(map_3d(dataset, coords, np.empty(0, dtype=np.int64)), click_event=True, override_height=520,
-                  key="old-map")
+    plotly_events(
+        map_3d(dataset, coords, np.empty(0, dtype=np.int64)), click_event=True, override_height=520, key="old-map"
+    )
 
 
 @st.cache_resource(max_entries=8)
@@ -88,8 +91,12 @@ def main() -> None:
         map_chart(payload, key=f"harness-map-{dims}d", height=520, on_event=lambda event: on_map_event(event, dims))
     state = {"selected": ss.selected.tolist(), "excluded": ss.excluded.tolist(), "last": ss.last}
     if len(ss.selected) + len(ss.excluded) > SHOWN_ROWS:  # the bench's big maps: a page of text, not megabytes
-        state = {"selected": ss.selected[:SHOWN_ROWS].tolist(), "excluded": ss.excluded[:SHOWN_ROWS].tolist(),
-                 "last": {**ss.last, "rows": ss.last["rows"][:SHOWN_ROWS]} if ss.last else None, "truncated": True}
+        state = {
+            "selected": ss.selected[:SHOWN_ROWS].tolist(),
+            "excluded": ss.excluded[:SHOWN_ROWS].tolist(),
+            "last": {**ss.last, "rows": ss.last["rows"][:SHOWN_ROWS]} if ss.last else None,
+            "truncated": True,
+        }
     st.text("harness-state " + json.dumps(state, separators=(",", ":")))
     st.text(f"selected: {len(ss.selected)}")
     ss.runs = ss.get("runs", 0) + 1

@@ -5,6 +5,7 @@ The app server is `streamlit run streamlit_app.py` from the repository, as in co
 the repository. The provider runs on a thread of the test process and logs in whichever subject (here an e-mail
 address) is typed into its authorization form, with `email` set to that subject and no `email_verified`.
 """
+
 from __future__ import annotations
 
 import json
@@ -29,8 +30,12 @@ class Provider:
 
     def set_user(self, sub: str, claims: dict[str, object]) -> None:
         """Give a subject the claims its next sign-in returns (the mock's own user API)."""
-        request = urllib.request.Request(f"{self.url}/users/{sub}", data=json.dumps(claims).encode(), method="PUT",
-                                         headers={"Content-Type": "application/json"})
+        request = urllib.request.Request(
+            f"{self.url}/users/{sub}",
+            data=json.dumps(claims).encode(),
+            method="PUT",
+            headers={"Content-Type": "application/json"},
+        )
         with urllib.request.urlopen(request, timeout=10) as resp:
             assert resp.status < 300, resp.status
 
@@ -38,7 +43,8 @@ class Provider:
 @pytest.fixture(scope="session")
 def oidc_provider():
     mock = pytest.importorskip(
-        "oidc_provider_mock", reason="oidc-provider-mock is not installed (pip install -r requirements-dev.txt)")
+        "oidc_provider_mock", reason="oidc-provider-mock is not installed (pip install -r requirements-dev.txt)"
+    )
     with mock.run_server_in_thread() as server:  # binds loopback only
         host, port = server.server_address[:2]
         # The provider names itself (its issuer) after the host it is called by: always call it by this one.
@@ -81,12 +87,16 @@ def signin_server(oidc_provider):
     artifacts = _artifacts()
     artifacts.mkdir(parents=True, exist_ok=True)
     log_path = artifacts / "signin_server.log"
-    env = {"CLEANER_CACHE_DIR": str(cache_dir), "CLEANER_ALLOWED_ROOTS": str(allowed),
-           "CLEANER_ALLOWED_USERS": ALLOWED_USERS}
+    env = {
+        "CLEANER_CACHE_DIR": str(cache_dir),
+        "CLEANER_ALLOWED_ROOTS": str(allowed),
+        "CLEANER_ALLOWED_USERS": ALLOWED_USERS,
+    }
     try:
         with streamlit_server(port, env, log_path, "--secrets.files", str(secrets_file)):
-            yield SignInServer(url=url, cache_dir=cache_dir, allowed_root=allowed, small=small, log=log_path,
-                               provider=oidc_provider)
+            yield SignInServer(
+                url=url, cache_dir=cache_dir, allowed_root=allowed, small=small, log=log_path, provider=oidc_provider
+            )
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

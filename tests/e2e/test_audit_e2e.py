@@ -19,8 +19,11 @@ import pytest
 
 CHROMIUM = Path(os.environ.get("CLEANER_E2E_CHROMIUM") or "/usr/bin/chromium")
 if not CHROMIUM.exists():
-    pytest.skip(f"{CHROMIUM} not found: install Debian's 'chromium' package to run the browser tests "
-                "(Playwright never downloads a browser here)", allow_module_level=True)
+    pytest.skip(
+        f"{CHROMIUM} not found: install Debian's 'chromium' package to run the browser tests "
+        "(Playwright never downloads a browser here)",
+        allow_module_level=True,
+    )
 pytest.importorskip("playwright.sync_api", reason="Playwright for Python is not installed (requirements-dev.txt)")
 
 from playwright.sync_api import expect  # noqa: E402
@@ -62,8 +65,13 @@ def test_an_audit_estimates_the_bad_images_left_and_compares_a_model_before_and_
     expect(_audit_button(page, sample[0], "Exclude")).to_be_visible(timeout=60_000)
     assert _audit_rows_shown(page) == set(sample[:6])
 
-    verdicts = {sample[0]: "Exclude", sample[1]: "Label is right", sample[2]: "Exclude", sample[3]: "Label is right",
-                sample[4]: "Label is right"}
+    verdicts = {
+        sample[0]: "Exclude",
+        sample[1]: "Label is right",
+        sample[2]: "Exclude",
+        sample[3]: "Label is right",
+        sample[4]: "Label is right",
+    }
     for row, name in verdicts.items():
         _audit_button(page, row, name).click()
         expect(_audit_button(page, row, name)).to_have_count(0)
@@ -83,8 +91,10 @@ def test_an_audit_estimates_the_bad_images_left_and_compares_a_model_before_and_
     before = page.get_by_test_id("stMetric").filter(has_text="Accuracy before cleaning")
     expect(before).to_be_visible(timeout=300_000)
     h.settle(page)
-    shown = {label: page.get_by_test_id("stMetric").filter(has_text=label).get_by_test_id("stMetricValue")
-             .inner_text() for label in ("Accuracy before cleaning", "Accuracy after cleaning")}
+    shown = {
+        label: page.get_by_test_id("stMetric").filter(has_text=label).get_by_test_id("stMetricValue").inner_text()
+        for label in ("Accuracy before cleaning", "Accuracy after cleaning")
+    }
 
     name, data = h.download(page, "All decisions")
     rows = list(csv.DictReader(io.StringIO(data.decode("utf-8"))))

@@ -6,6 +6,7 @@ the camera read off the page), never copied from a run.
 
 Run: python -m pytest -q tests/e2e/test_browser.py   (screenshots and the server log go to artifacts/e2e/)
 """
+
 from __future__ import annotations
 
 import csv
@@ -19,8 +20,11 @@ import pytest
 
 CHROMIUM = Path(os.environ.get("CLEANER_E2E_CHROMIUM") or "/usr/bin/chromium")
 if not CHROMIUM.exists():
-    pytest.skip(f"{CHROMIUM} not found: install Debian's 'chromium' package to run the browser tests "
-                "(Playwright never downloads a browser here)", allow_module_level=True)
+    pytest.skip(
+        f"{CHROMIUM} not found: install Debian's 'chromium' package to run the browser tests "
+        "(Playwright never downloads a browser here)",
+        allow_module_level=True,
+    )
 pytest.importorskip("playwright.sync_api", reason="Playwright for Python is not installed (requirements-dev.txt)")
 
 from playwright.sync_api import expect  # noqa: E402
@@ -64,6 +68,7 @@ def _expect_selected(page, n: int):
 
 # ---------------------------------------------------------------- 1. cold start
 
+
 def test_cold_start_demo_map_draws_every_point(app_server, page):
     h.open_app(page, app_server.url)
     labels, _ = app_server.demo()
@@ -82,6 +87,7 @@ def test_cold_start_demo_map_draws_every_point(app_server, page):
 
 
 # ---------------------------------------------------------------- 2. 3D click
+
 
 def test_3d_click_shows_that_sample_in_the_gallery(app_server, page):
     labels, paths = _open_demo(page, app_server)
@@ -124,6 +130,7 @@ def test_3d_click_shows_that_sample_in_the_gallery(app_server, page):
 
 # ---------------------------------------------------------------- 3. box in 3D, lasso in 2D
 
+
 def _cuts_a_class(labels: np.ndarray):
     sizes = _class_sizes(labels)
 
@@ -131,6 +138,7 @@ def _cuts_a_class(labels: np.ndarray):
         """A shape that holds part of a class: selecting whole classes instead would not pass."""
         found = _class_sizes(labels[inside]) if inside.any() else {}
         return any(sizes[name] - n >= 3 for name, n in found.items()) and inside.sum() <= 120
+
     return prefer
 
 
@@ -138,7 +146,9 @@ def _check_shape_selection(page, labels, paths, expected: list[int], kind: str, 
     n = len(expected)
     assert n >= 1
     _expect_selected(page, n)
-    expect(page.get_by_text(f"{kind} on the {dims}D map: {n:,} image{'' if n == 1 else 's'}", exact=True)).to_be_visible()
+    expect(
+        page.get_by_text(f"{kind} on the {dims}D map: {n:,} image{'' if n == 1 else 's'}", exact=True)
+    ).to_be_visible()
     assert h.map_marks(page)["selected"] == expected  # highlighted on the map: exactly those rows
     _shot(page, shot)
     expected_files = {os.path.basename(paths[r]): labels[r] for r in expected}
@@ -152,8 +162,9 @@ def test_3d_box_selects_exactly_the_points_projected_inside(app_server, page):
     coords = h.map_coords(page, labels)
     x, y, front, info = h.map_projection(page, coords)
     x, y = np.where(front, x, np.nan), np.where(front, y, np.nan)
-    box = h.clean_shape(x, y, h.shape_area(page, info), np.random.default_rng(1), h.make_box,
-                        prefer=_cuts_a_class(labels))
+    box = h.clean_shape(
+        x, y, h.shape_area(page, info), np.random.default_rng(1), h.make_box, prefer=_cuts_a_class(labels)
+    )
     expected = np.flatnonzero(h.inside_polygon(box, x, y) & front).tolist()
     print(f"[e2e] box {box}: {len(expected)} points inside")
     h.choose_tool(page, "Box")
@@ -174,8 +185,9 @@ def test_2d_lasso_selects_exactly_the_points_inside(app_server, page):
     coords = h.map_coords(page, labels)
     assert coords.shape[1] == 2
     x, y, _, info = h.map_projection(page, coords)
-    star = h.clean_shape(x, y, h.shape_area(page, info), np.random.default_rng(3), h.make_star,
-                         prefer=_cuts_a_class(labels))
+    star = h.clean_shape(
+        x, y, h.shape_area(page, info), np.random.default_rng(3), h.make_star, prefer=_cuts_a_class(labels)
+    )
     expected = np.flatnonzero(h.inside_polygon(star, x, y)).tolist()
     print(f"[e2e] lasso {star}: {len(expected)} points inside")
     h.choose_tool(page, "Lasso")
@@ -186,6 +198,7 @@ def test_2d_lasso_selects_exactly_the_points_inside(app_server, page):
 
 
 # ---------------------------------------------------------------- 4. exclude and download
+
 
 def test_ticked_images_are_the_downloaded_list_and_the_crosses_on_the_map(app_server, page):
     labels, paths = _open_demo(page, app_server)
@@ -206,15 +219,14 @@ def test_ticked_images_are_the_downloaded_list_and_the_crosses_on_the_map(app_se
     assert set(lines) == {paths[row_of[name]] for name in chosen}
     # the × marks the map draws: exactly the excluded rows (a small dataset redraws the marks at once)
     want = sorted(row_of[name] for name in chosen)
-    page.wait_for_function("n => Number(document.querySelector('.cleaner-map').dataset.excluded) === n",
-                           arg=len(chosen))
+    page.wait_for_function(
+        "n => Number(document.querySelector('.cleaner-map').dataset.excluded) === n", arg=len(chosen)
+    )
     marks = h.map_marks(page)
     assert marks["excluded"] == want and marks["showExcluded"] is True, marks
     assert marks["selected"] == np.flatnonzero(labels == "3").tolist()  # the class stays highlighted
     h.scroll_to_top(page.locator(".st-key-workspace"))
     _shot(page, "4_ticked_and_crossed")
-
-
 
 
 def _wait_map_selection(page, rows: list[int], what: str) -> None:
@@ -224,11 +236,16 @@ def _wait_map_selection(page, rows: list[int], what: str) -> None:
                 for (const [, e] of (window.__cleanerMaps || new Map()))
                     if (e.state && e.state.root === root)
                         return JSON.stringify(Array.from(e.state.marks.selected)) === JSON.stringify(want);
-                return false; }""", arg=rows, timeout=30_000)
+                return false; }""",
+            arg=rows,
+            timeout=30_000,
+        )
     except Exception:
         got = h.map_marks(page)["selected"]
-        raise AssertionError(f"after {what} the map highlights {len(got)} rows ({got[:8]}...), "
-                             f"not the {len(rows)} rows the gallery shows") from None
+        raise AssertionError(
+            f"after {what} the map highlights {len(got)} rows ({got[:8]}...), "
+            f"not the {len(rows)} rows the gallery shows"
+        ) from None
 
 
 def test_select_class_and_clear_show_on_the_map(app_server, page):
@@ -244,6 +261,7 @@ def test_select_class_and_clear_show_on_the_map(app_server, page):
 
 
 # ---------------------------------------------------------------- 5. upload an NPZ, and a broken one
+
 
 def test_uploaded_npz_draws_its_map_and_a_broken_one_is_reported(app_server, page):
     small = app_server.small
@@ -281,6 +299,7 @@ def test_uploaded_npz_draws_its_map_and_a_broken_one_is_reported(app_server, pag
 
 
 # ---------------------------------------------------------------- 6. resume from a saved list or decisions CSV
+
 
 def test_resumed_list_restores_ticks_that_survive_reruns(app_server, page, tmp_path):
     labels, paths = _open_demo(page, app_server)
@@ -343,10 +362,12 @@ def test_resumed_decisions_csv_restores_exclusions_relabels_and_kept_marks(app_s
     saved.write_text(buf.getvalue(), encoding="utf-8")
     h.file_input(page, "Resume from a saved list").set_input_files(str(saved))
     side = h.sidebar(page)
-    expect(side.get_by_text(f"Restored 1 exclusion, 1 relabel, 1 kept mark from {saved.name}.", exact=False)) \
-        .to_be_visible()
-    expect(side.get_by_text("Skipped 1 line whose path is not in this dataset or whose label is unknown.",
-                            exact=False)).to_be_visible()
+    expect(
+        side.get_by_text(f"Restored 1 exclusion, 1 relabel, 1 kept mark from {saved.name}.", exact=False)
+    ).to_be_visible()
+    expect(
+        side.get_by_text("Skipped 1 line whose path is not in this dataset or whose label is unknown.", exact=False)
+    ).to_be_visible()
     h.expect_header(page, "· 1 excluded · 1 relabelled · 1 kept")
     expect(page.get_by_text(re.compile(r"^Your decisions: 1 image excluded, 1 relabelled, 1 kept\."))).to_be_visible()
     # The map draws the relabelled point with its new class, and the excluded one as a ×.
@@ -357,7 +378,8 @@ def test_resumed_decisions_csv_restores_exclusions_relabels_and_kept_marks(app_s
     h.wait_map(page, len(labels))
     page.wait_for_function(
         "([name, n]) => document.querySelector('.cleaner-map-gd').data.find(t => t.name === name).x.length === n",
-        arg=[new_label, want[new_label]])
+        arg=[new_label, want[new_label]],
+    )
     assert dict(h.map_traces(page)) == want
     assert h.map_marks(page)["excluded"] == [excluded]
     # The gallery card tells the relabel; the downloads carry all three decisions.
@@ -367,12 +389,17 @@ def test_resumed_decisions_csv_restores_exclusions_relabels_and_kept_marks(app_s
     _, data = h.download(page, "All decisions")
     got = {r["image_path"]: r for r in csv.DictReader(io.StringIO(data.decode("utf-8")))}
     assert {p: r["decision"] for p, r in got.items()} == {
-        paths[excluded]: "exclude", paths[relabelled]: "relabel", paths[kept]: "keep"}
+        paths[excluded]: "exclude",
+        paths[relabelled]: "relabel",
+        paths[kept]: "keep",
+    }
     assert got[paths[relabelled]]["new_label"] == new_label
     name, data = h.download(page, "Labels to fix")
     assert re.fullmatch(r"labels_to_fix_\d{4}_\d{2}_\d{2}\.csv", name), name
     assert list(csv.reader(io.StringIO(data.decode("utf-8")))) == [
-        ["image_path", "old_label", "new_label"], [paths[relabelled], labels[relabelled], new_label]]
+        ["image_path", "old_label", "new_label"],
+        [paths[relabelled], labels[relabelled], new_label],
+    ]
     h.open_review(page, "Review queue")
     expect(page.get_by_text(re.compile(r"· 3 decided · 1 excluded$"))).to_be_visible()
     h.scroll_to_top(page.locator(".st-key-review_pane"))
@@ -380,6 +407,7 @@ def test_resumed_decisions_csv_restores_exclusions_relabels_and_kept_marks(app_s
 
 
 # ---------------------------------------------------------------- 7. two users
+
 
 def test_two_sessions_never_share_ticks(app_server, new_context):
     alice, bob = new_context().new_page(), new_context().new_page()
@@ -411,6 +439,7 @@ def test_two_sessions_never_share_ticks(app_server, new_context):
 
 # ---------------------------------------------------------------- 8. review queue
 
+
 def _card_labels(page, row: int) -> tuple[str, str | None]:
     """(label, what the neighbours say) as the card of `row` tells them."""
     text = h.queue_card(page, row).get_by_text(re.compile(r"^label: ")).first.inner_text()
@@ -434,7 +463,9 @@ def _wait_slots_change(page, before: dict[int, int]) -> dict[int, int]:
                 const b = e.querySelector('[class*="st-key-q_excl_"]');
                 now[s] = b ? Array.from(b.classList).find(c => c.startsWith('st-key-q_excl_')).split('_').pop() : null; });
             return JSON.stringify(now) !== JSON.stringify(before); }""",
-        arg={str(k): str(v) for k, v in before.items()}, timeout=60_000)
+        arg={str(k): str(v) for k, v in before.items()},
+        timeout=60_000,
+    )
     h.settle(page)
     return h.queue_slots(page)
 
@@ -508,8 +539,9 @@ def test_a_decision_leaves_the_other_cards_where_they_are(app_server, page, tmp_
         h.queue_button(page, row, how).click()
         after = _wait_slots_change(page, slots)
         assert h.queue_left(page) == left - 1
-        assert {s: r for s, r in after.items() if s != slot} == {s: r for s, r in slots.items() if s != slot}, \
+        assert {s: r for s, r in after.items() if s != slot} == {s: r for s, r in slots.items() if s != slot}, (
             f"{how} on slot {slot} moved other cards: {slots} → {after}"
+        )
         assert after[slot] not in shown and after[slot] != row, (slots, after)
         given, says = _card_labels(page, after[slot])  # the next suspect
         assert given == new_labels[after[slot]] and says not in (None, given)
@@ -542,7 +574,9 @@ def test_relabel_reaches_the_cleaned_npz_and_the_labels_to_fix(app_server, page)
     assert got_labels.tolist() == want.tolist()  # that image carries the suggested label; no other changed
     _, data = h.download(page, "Labels to fix")
     assert list(csv.reader(io.StringIO(data.decode("utf-8")))) == [
-        ["image_path", "old_label", "new_label"], [paths[row], given, suggested]]
+        ["image_path", "old_label", "new_label"],
+        [paths[row], given, suggested],
+    ]
     assert _download_list(page) == ""
 
 
@@ -563,10 +597,9 @@ def test_x_key_excludes_the_first_cards_image(app_server, page):
 
 # ---------------------------------------------------------------- 9. layout
 
+
 def _pane_boxes(page) -> tuple[dict, dict]:
     return page.locator(".st-key-map_pane").bounding_box(), page.locator(".st-key-review_pane").bounding_box()
-
-
 
 
 def _long_review_pane(page, app_server, width: int) -> np.ndarray:
@@ -609,6 +642,7 @@ def test_narrow_screen_stacks_the_review_below_the_map(app_server, page):
     map_box, review_box = _pane_boxes(page)
     print(f"[e2e] 900 px: map pane {map_box}, review pane {review_box}")
     _shot(page, "9_narrow")
-    assert review_box["y"] >= map_box["y"] + map_box["height"] - 1, \
+    assert review_box["y"] >= map_box["y"] + map_box["height"] - 1, (
         f"at 900 px the review pane {review_box} is not below the map pane {map_box}"
+    )
     assert abs(review_box["x"] - map_box["x"]) <= 4, (map_box, review_box)

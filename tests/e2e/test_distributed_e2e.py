@@ -10,6 +10,7 @@ The NPZ goes in a subfolder named to sort after the allowed folder's own files (
 the small dataset), and is removed at the end. Its embeddings are its own (not the small dataset's), so nothing the
 session's other tests computed can stand in for the sidecar; its images are the small dataset's PNGs.
 """
+
 from __future__ import annotations
 
 import csv
@@ -25,8 +26,10 @@ from playwright.sync_api import expect
 
 from . import helpers as h
 
-pytest.importorskip("distributed", reason="`cleaner scan --dask` needs dask[distributed] (pip install "
-                                          "'dask[distributed]'), not installed here")
+pytest.importorskip(
+    "distributed",
+    reason="`cleaner scan --dask` needs dask[distributed] (pip install 'dask[distributed]'), not installed here",
+)
 
 REPO = Path(__file__).resolve().parents[2]
 CLI_TIMEOUT_S = 1800  # 2 cores under heavy load: the workers import faiss and umap and compile numba's kernels
@@ -59,10 +62,25 @@ def _scan(npz: Path, out: Path) -> subprocess.CompletedProcess:
     # The LocalCluster's worker processes unpickle cleaner's tasks: they need the repository importable.
     pythonpath = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
     return subprocess.run(
-        [sys.executable, "-m", "cleaner", "scan", str(npz), "--out", str(out), "--precompute", "--dask", "local:2",
-         "--no-image-check"],
-        cwd=out.parent, capture_output=True, text=True, timeout=CLI_TIMEOUT_S,
-        env={**os.environ, "PYTHONPATH": pythonpath})
+        [
+            sys.executable,
+            "-m",
+            "cleaner",
+            "scan",
+            str(npz),
+            "--out",
+            str(out),
+            "--precompute",
+            "--dask",
+            "local:2",
+            "--no-image-check",
+        ],
+        cwd=out.parent,
+        capture_output=True,
+        text=True,
+        timeout=CLI_TIMEOUT_S,
+        env={**os.environ, "PYTHONPATH": pythonpath},
+    )
 
 
 def _report(csv_path: Path) -> list[dict[str, str]]:
@@ -78,8 +96,10 @@ def _assert_same_coords(drawn: np.ndarray, expected: np.ndarray, what: str) -> N
     err = np.abs(drawn - expected)
     tol = extent * 1e-4 + 1e-6
     worst = int(np.argmax((err / tol).max(axis=1)))
-    assert (err <= tol).all(), (f"{what}: the map is not the sidecar's (row {worst}: drawn {drawn[worst]}, sidecar "
-                                f"{expected[worst]}); the app computed its own map")
+    assert (err <= tol).all(), (
+        f"{what}: the map is not the sidecar's (row {worst}: drawn {drawn[worst]}, sidecar "
+        f"{expected[worst]}); the app computed its own map"
+    )
 
 
 COMPUTING = ("PCA preview", "is computed", "nearest neighbours of", "Suspects: scored once")
@@ -122,8 +142,11 @@ def test_scan_on_a_local_dask_cluster_then_the_app_opens_its_sidecar(app_server,
 
         # The sidecar was checked and adopted: the sidebar says so, and the first complete run of the page already
         # has the graph (the scores) and both maps: nothing is being computed.
-        expect(h.sidebar(page).get_by_text(
-            "Neighbours and maps from dask_scan.cleaner.npz (made by `cleaner scan --precompute`).")).to_be_visible()
+        expect(
+            h.sidebar(page).get_by_text(
+                "Neighbours and maps from dask_scan.cleaner.npz (made by `cleaner scan --precompute`)."
+            )
+        ).to_be_visible()
         body = page.inner_text("body")
         assert "is not used" not in body, body
         for phrase in COMPUTING:
@@ -149,8 +172,10 @@ def test_scan_on_a_local_dask_cluster_then_the_app_opens_its_sidecar(app_server,
         page.locator(".st-key-queue_slot_0").wait_for(timeout=WAIT_MS)
         h.settle(page, WAIT_MS)
         slots = h.queue_slots(page)
-        assert slots.get(0) == first_row, (f"first card shows row {slots.get(0)}, the report's review_rank 1 is row "
-                                          f"{first_row} ({first['worst_issue']}, {first['worst_score']})")
+        assert slots.get(0) == first_row, (
+            f"first card shows row {slots.get(0)}, the report's review_rank 1 is row "
+            f"{first_row} ({first['worst_issue']}, {first['worst_score']})"
+        )
         # the next cards follow the report's ranks too (the queue holds the flagged rows, most suspect first)
         left = h.queue_left(page)
         for slot in range(1, min(len(slots), left)):

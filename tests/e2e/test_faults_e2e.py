@@ -3,6 +3,7 @@ nothing of the closed tab (no thread or job per visit left behind).
 
 Its own server, with an empty cache folder, so the map is really computed while the tab is open.
 """
+
 from __future__ import annotations
 
 import os
@@ -25,8 +26,10 @@ from .helpers import CHROMIUM, VIEWPORT
 REPO = Path(__file__).resolve().parents[2]
 WAIT_S = 240  # bound on each wait: a cold cache compiles UMAP's kernels before the first layout
 PREVIEW = "PCA preview while the UMAP map"
-SCRIPT_IDLE = ("() => { const a = document.querySelector('[data-testid=stApp]');"
-               " return a && a.getAttribute('data-test-script-state') !== 'running'; }")
+SCRIPT_IDLE = (
+    "() => { const a = document.querySelector('[data-testid=stApp]');"
+    " return a && a.getAttribute('data-test-script-state') !== 'running'; }"
+)
 
 
 def _free_port() -> int:
@@ -59,14 +62,32 @@ def cold_server(tmp_path):
     emb = np.vstack([c + rng.normal(0, 0.7, size=(1000, 16)) for c in centres]).astype(np.float32)
     labels = np.repeat(np.arange(4), 1000)
     (allowed / "closed_tab.npz").write_bytes(
-        npz_bytes(emb, labels, np.array([f"/nowhere/{i}.png" for i in range(len(emb))])))
+        npz_bytes(emb, labels, np.array([f"/nowhere/{i}.png" for i in range(len(emb))]))
+    )
     port = _free_port()
     log = open(tmp_path / "server.log", "wb")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.headless", "true",
-         "--server.port", str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"],
-        cwd=REPO, env={**os.environ, "CLEANER_CACHE_DIR": str(cache), "CLEANER_ALLOWED_ROOTS": str(allowed)},
-        stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        [
+            sys.executable,
+            "-m",
+            "streamlit",
+            "run",
+            "streamlit_app.py",
+            "--server.headless",
+            "true",
+            "--server.port",
+            str(port),
+            "--server.address",
+            "127.0.0.1",
+            "--browser.gatherUsageStats",
+            "false",
+        ],
+        cwd=REPO,
+        env={**os.environ, "CLEANER_CACHE_DIR": str(cache), "CLEANER_ALLOWED_ROOTS": str(allowed)},
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
 
     def healthy() -> bool:
         assert proc.poll() is None, (tmp_path / "server.log").read_text(errors="replace")[-3000:]
@@ -95,7 +116,8 @@ def _open_server_file(browser, url: str):
     page.set_default_timeout(WAIT_S * 1000)
     page.goto(url)
     page.get_by_test_id("stSidebar").locator("[data-testid=stRadio] label").filter(
-        has_text=re.compile(r"^Server folder$")).click()
+        has_text=re.compile(r"^Server folder$")
+    ).click()
     page.get_by_text("4,000 images", exact=False).first.wait_for()
     return ctx, page
 

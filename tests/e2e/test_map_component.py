@@ -4,6 +4,7 @@ One harness server (tests/e2e/map_harness_app.py: the component alone on three w
 the module. Every expected set of rows is computed here from the data and the camera read from the page
 (plotly's own scene matrices), never taken from the component's answer.
 """
+
 from __future__ import annotations
 
 import json
@@ -41,10 +42,25 @@ def harness_url():
     home = tempfile.mkdtemp(prefix="cleaner-map-e2e-")
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", str(REPO / "tests/e2e/map_harness_app.py"),
-             "--server.headless", "true", "--server.port", str(port), "--server.address", "127.0.0.1",
-             "--browser.gatherUsageStats", "false"],
-            cwd=home, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            [
+                sys.executable,
+                "-m",
+                "streamlit",
+                "run",
+                str(REPO / "tests/e2e/map_harness_app.py"),
+                "--server.headless",
+                "true",
+                "--server.port",
+                str(port),
+                "--server.address",
+                "127.0.0.1",
+                "--browser.gatherUsageStats",
+                "false",
+            ],
+            cwd=home,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
     url = f"http://127.0.0.1:{port}"
@@ -98,6 +114,7 @@ def open_map(chromium, harness_url, request):
 
 # ---------------------------------------------------------------- reading the page
 
+
 def counter(page, name: str) -> int:
     """The map's counters: `draws` (plotly drew the points), `marks` (selection/excluded drawn), `events` (sent)."""
     return int(page.locator(".cleaner-map").get_attribute(f"data-{name}") or 0)
@@ -114,7 +131,10 @@ def marks(page) -> int:
 def wait_drawn(page, at_least: int) -> None:
     page.wait_for_function(
         "n => { const m = document.querySelector('.cleaner-map'); return m && Number(m.dataset.draws) >= n"
-        " && Number(m.dataset.marks || 0) >= 1; }", arg=at_least, timeout=120_000)
+        " && Number(m.dataset.marks || 0) >= 1; }",
+        arg=at_least,
+        timeout=120_000,
+    )
 
 
 def harness_state(page) -> dict:
@@ -127,10 +147,13 @@ def wait_event(page, before: int, what: str = "marks") -> dict:
     selection came back and was drawn) and the script run is over."""
     page.wait_for_function(
         "([n, what]) => { const m = document.querySelector('.cleaner-map'); return m && Number(m.dataset[what]) > n; }",
-        arg=[before, what], timeout=60_000)
+        arg=[before, what],
+        timeout=60_000,
+    )
     page.wait_for_function(
         "() => { const a = document.querySelector('[data-testid=stApp]');"
-        " return a && a.getAttribute('data-test-script-state') !== 'running'; }")
+        " return a && a.getAttribute('data-test-script-state') !== 'running'; }"
+    )
     return harness_state(page)
 
 
@@ -142,8 +165,11 @@ def page_projection(page, coords: np.ndarray, dims: int) -> tuple[np.ndarray, np
             const r = s.glplot.canvas.getBoundingClientRect();
             return {model: Array.from(p.model), view: Array.from(p.view), projection: Array.from(p.projection),
                     scale: Array.from(s.dataScale), left: r.left, top: r.top, width: r.width, height: r.height}; }""")
-        m = (np.array(cam["projection"]).reshape(4, 4).T @ np.array(cam["view"]).reshape(4, 4).T
-             @ np.array(cam["model"]).reshape(4, 4).T)
+        m = (
+            np.array(cam["projection"]).reshape(4, 4).T
+            @ np.array(cam["view"]).reshape(4, 4).T
+            @ np.array(cam["model"]).reshape(4, 4).T
+        )
         h = np.c_[coords.astype(np.float64) * np.array(cam["scale"]), np.ones(len(coords))] @ m.T
         x = cam["left"] + (0.5 + 0.5 * h[:, 0] / h[:, 3]) * cam["width"]
         y = cam["top"] + (0.5 - 0.5 * h[:, 1] / h[:, 3]) * cam["height"]
@@ -188,8 +214,13 @@ def make_box(cx, cy, rng):
 def make_star(cx, cy, rng):
     """A concave lasso: ten vertices, alternately far out and half way in."""
     r, turn = rng.uniform(40, 120), rng.uniform(0, math.pi)
-    return [(int(round(cx + r * (1 if k % 2 == 0 else 0.45) * math.cos(turn + k * math.pi / 5))),
-             int(round(cy + r * (1 if k % 2 == 0 else 0.45) * math.sin(turn + k * math.pi / 5)))) for k in range(10)]
+    return [
+        (
+            int(round(cx + r * (1 if k % 2 == 0 else 0.45) * math.cos(turn + k * math.pi / 5))),
+            int(round(cy + r * (1 if k % 2 == 0 else 0.45) * math.sin(turn + k * math.pi / 5))),
+        )
+        for k in range(10)
+    ]
 
 
 def choose_tool(page, name: str) -> None:
@@ -226,7 +257,9 @@ def rotate(page, info: dict, dx: float = 90, dy: float = 40) -> None:
     page.mouse.move(cx + dx, cy + dy, steps=8)
     page.mouse.up()
     # the turn eases out for a moment after the button is released: wait until the view holds still
-    view_js = "() => Array.from(document.querySelector('.cleaner-map-gd')._fullLayout.scene._scene.glplot.cameraParams.view)"
+    view_js = (
+        "() => Array.from(document.querySelector('.cleaner-map-gd')._fullLayout.scene._scene.glplot.cameraParams.view)"
+    )
     last = None
     for _ in range(100):
         page.wait_for_timeout(150)
@@ -250,6 +283,7 @@ def rows_inside(poly, x, y, mask=None) -> list[int]:
 
 
 # ---------------------------------------------------------------- tests
+
 
 def test_box_on_the_rotated_3d_map_selects_exactly_the_points_projected_inside(open_map):
     page = open_map(3)
@@ -279,10 +313,12 @@ def test_lasso_on_the_3d_map_selects_exactly_the_points_projected_inside(open_ma
     assert state["last"]["kind"] == "lasso"
     assert state["selected"] == rows_inside(poly, x, y)
     # the highlighted selection and the drawn star, as a user sees them
-    page.evaluate("poly => { const p = document.querySelector('.cleaner-map-overlay path');"
-                  " const r = document.querySelector('.cleaner-map-overlay').getBoundingClientRect();"
-                  " p.setAttribute('d', 'M' + poly.map(q => (q[0] - r.left) + ',' + (q[1] - r.top)).join('L') + 'Z'); }",
-                  [list(p) for p in poly])
+    page.evaluate(
+        "poly => { const p = document.querySelector('.cleaner-map-overlay path');"
+        " const r = document.querySelector('.cleaner-map-overlay').getBoundingClientRect();"
+        " p.setAttribute('d', 'M' + poly.map(q => (q[0] - r.left) + ',' + (q[1] - r.top)).join('L') + 'Z'); }",
+        [list(p) for p in poly],
+    )
     screenshot(page, "map_3d_lasso")
 
 
@@ -359,8 +395,9 @@ def test_the_view_comes_back_when_the_map_is_hidden_and_shown(open_map):
     _, _, info = page_projection(page, coords, 3)
     rotate(page, info, dx=70, dy=-50)
     page.locator(".legend .traces", has_text="class 2").click()
-    page.wait_for_function("() => document.querySelector('.cleaner-map-gd').data.find(t => t.uid === 'n2')"
-                           ".visible === 'legendonly'")
+    page.wait_for_function(
+        "() => document.querySelector('.cleaner-map-gd').data.find(t => t.uid === 'n2').visible === 'legendonly'"
+    )
     camera_js = "() => JSON.stringify(document.querySelector('.cleaner-map-gd')._fullLayout.scene.camera)"
     camera = json.loads(page.evaluate(camera_js))
     hide = page.get_by_text("Hide the map", exact=True)
@@ -369,8 +406,10 @@ def test_the_view_comes_back_when_the_map_is_hidden_and_shown(open_map):
     hide.click()
     wait_drawn(page, 1)
     assert _same_camera(json.loads(page.evaluate(camera_js)), camera)
-    assert page.evaluate("() => document.querySelector('.cleaner-map-gd').data.find(t => t.uid === 'n2').visible") \
+    assert (
+        page.evaluate("() => document.querySelector('.cleaner-map-gd').data.find(t => t.uid === 'n2').visible")
         == "legendonly"
+    )
 
 
 def test_the_wheel_scrolls_the_page_and_ctrl_wheel_zooms_the_map(open_map):
@@ -417,16 +456,20 @@ def test_a_rerun_does_not_send_plotly_js_or_the_points_again(chromium, harness_u
         page.goto(f"{harness_url}/?n={N}&dims=3&classes={N_CLASSES}")
         wait_drawn(page, 1)
         first_load = page.evaluate("window.__wsBytes")
-        from_assets = page.evaluate("() => performance.getEntriesByType('resource')"
-                                    ".some(e => e.name.includes('/vendor/plotly'))")
+        from_assets = page.evaluate(
+            "() => performance.getEntriesByType('resource').some(e => e.name.includes('/vendor/plotly'))"
+        )
         assert first_load > 4_000_000 or from_assets  # plotly.js came once: over the websocket, or as a file
         page.wait_for_timeout(500)
         before = page.evaluate("window.__wsBytes")
         runs = page.locator("[data-testid=stText]", has_text="script runs: ").first
         count = int(runs.inner_text().split(":")[1])
         page.get_by_role("button", name="Exclude the selection").click()  # nothing selected: nothing changes
-        page.wait_for_function("n => Array.from(document.querySelectorAll('[data-testid=stText]'))"
-                               ".some(e => e.innerText === 'script runs: ' + n)", arg=count + 1)
+        page.wait_for_function(
+            "n => Array.from(document.querySelectorAll('[data-testid=stText]'))"
+            ".some(e => e.innerText === 'script runs: ' + n)",
+            arg=count + 1,
+        )
         page.wait_for_timeout(300)
         assert page.evaluate("window.__wsBytes") - before < 20_000
         assert draws(page) == 1
@@ -460,13 +503,18 @@ def test_a_class_hidden_in_the_legend_is_not_selected(open_map):
     page = open_map(3)
     coords, codes = coords_and_codes(3)
     page.locator(".legend .traces", has_text="class 1").click()
-    page.wait_for_function("() => document.querySelector('.cleaner-map-gd').data.find(t => t.uid === 'n1')"
-                           ".visible === 'legendonly'")
+    page.wait_for_function(
+        "() => document.querySelector('.cleaner-map-gd').data.find(t => t.uid === 'n1').visible === 'legendonly'"
+    )
     page.wait_for_timeout(300)
     x, y, info = page_projection(page, coords, 3)
     left, top, width, height = drawing_area(info)
-    everything = [(int(left + 5), int(top + 5)), (int(left + width - 5), int(top + 5)),
-                  (int(left + width - 5), int(top + height - 5)), (int(left + 5), int(top + height - 5))]
+    everything = [
+        (int(left + 5), int(top + 5)),
+        (int(left + width - 5), int(top + 5)),
+        (int(left + width - 5), int(top + height - 5)),
+        (int(left + 5), int(top + height - 5)),
+    ]
     choose_tool(page, "Box")
     before = marks(page)
     drag_box(page, everything)
@@ -474,8 +522,10 @@ def test_a_class_hidden_in_the_legend_is_not_selected(open_map):
     want = rows_inside(everything, x, y, mask=codes != 1)
     assert len(want) == int((codes != 1).sum())  # the box holds every visible point
     assert state["selected"] == want
-    assert page.evaluate("() => document.querySelector('.cleaner-map-gd').data.find(t => t.uid === 'n1').visible") \
-        == "legendonly"  # the legend state survived the rerun
+    assert (
+        page.evaluate("() => document.querySelector('.cleaner-map-gd').data.find(t => t.uid === 'n1').visible")
+        == "legendonly"
+    )  # the legend state survived the rerun
 
 
 def test_box_and_lasso_on_the_2d_map(open_map):
@@ -572,8 +622,9 @@ def test_shift_click_adds_and_alt_click_removes_on_the_3d_map(open_map):
     page = open_map(3)
     coords, codes = coords_and_codes(3)
     x, y, info = page_projection(page, coords, 3)
-    box = clean_shape(x, y, drawing_area(info), np.random.default_rng(7), make_box,
-                      accept=lambda inside: (codes[inside] == 0).all())
+    box = clean_shape(
+        x, y, drawing_area(info), np.random.default_rng(7), make_box, accept=lambda inside: (codes[inside] == 0).all()
+    )
     boxed = rows_inside(box, x, y)
     choose_tool(page, "Box")
     before = marks(page)
@@ -619,8 +670,9 @@ def test_a_rotation_that_starts_on_a_dense_cluster_keeps_the_selection(open_map)
         page.wait_for_timeout(500)
         x, y, _ = page_projection(page, coords, 3)
     page.wait_for_timeout(1500)
-    page.wait_for_function("() => document.querySelector('[data-testid=stApp]')"
-                           ".getAttribute('data-test-script-state') !== 'running'")
+    page.wait_for_function(
+        "() => document.querySelector('[data-testid=stApp]').getAttribute('data-test-script-state') !== 'running'"
+    )
     assert counter(page, "events") == events  # a drag sent nothing
     assert harness_state(page)["selected"] == selected
 
@@ -646,8 +698,12 @@ def test_zoom_then_a_box_past_the_edge_selects_only_the_points_in_view(open_map)
     x1, y1 = int(left + width + 60), int(top + height + 120)
     box = [(x0, y0), (x1, y0), (x1, y1), (x0, y1)]
     inside = inside_polygon(box, x, y)
-    near_edge = (np.abs(x - (left + width)) < 1) | (np.abs(y - (top + height)) < 1) | (np.abs(x - x0) < 1) | \
-        (np.abs(y - y0) < 1)
+    near_edge = (
+        (np.abs(x - (left + width)) < 1)
+        | (np.abs(y - (top + height)) < 1)
+        | (np.abs(x - x0) < 1)
+        | (np.abs(y - y0) < 1)
+    )
     assert (inside & ~in_view).any(), "the box must reach points out of view for the test to mean anything"
     choose_tool(page, "Box")
     before = marks(page)
@@ -671,13 +727,23 @@ def test_a_box_at_device_pixel_ratio_2_and_after_a_resize(open_map):
     first = wait_event(page, before)["selected"]
     assert first == rows_inside(box, x, y)
     page.set_viewport_size({"width": 560, "height": 900})  # narrower than the page's column: the map shrinks
-    page.wait_for_function("w => { const s = document.querySelector('.cleaner-map-gd')._fullLayout.scene._scene;"
-                           " return s.glplot.canvas.getBoundingClientRect().width < w; }", arg=info["width"] - 60)
+    page.wait_for_function(
+        "w => { const s = document.querySelector('.cleaner-map-gd')._fullLayout.scene._scene;"
+        " return s.glplot.canvas.getBoundingClientRect().width < w; }",
+        arg=info["width"] - 60,
+    )
     page.wait_for_timeout(800)
     x, y, info = page_projection(page, coords, 3)
     assert info["width"] < 560
-    box = clean_shape(x, y, drawing_area(info), np.random.default_rng(10), make_box, lo=3,
-                      accept=lambda inside: np.flatnonzero(inside).tolist() != first)
+    box = clean_shape(
+        x,
+        y,
+        drawing_area(info),
+        np.random.default_rng(10),
+        make_box,
+        lo=3,
+        accept=lambda inside: np.flatnonzero(inside).tolist() != first,
+    )
     before = marks(page)
     drag_box(page, box)
     assert wait_event(page, before)["selected"] == rows_inside(box, x, y)

@@ -5,6 +5,7 @@ flipped on purpose, so the suspects, their stories and the labels their neighbou
 
 Run: python -m pytest -q tests/e2e/test_page_mode_e2e.py   (screenshots and the server log go to artifacts/e2e/)
 """
+
 from __future__ import annotations
 
 import csv
@@ -18,8 +19,11 @@ import pytest
 
 CHROMIUM = Path(os.environ.get("CLEANER_E2E_CHROMIUM") or "/usr/bin/chromium")
 if not CHROMIUM.exists():
-    pytest.skip(f"{CHROMIUM} not found: install Debian's 'chromium' package to run the browser tests "
-                "(Playwright never downloads a browser here)", allow_module_level=True)
+    pytest.skip(
+        f"{CHROMIUM} not found: install Debian's 'chromium' package to run the browser tests "
+        "(Playwright never downloads a browser here)",
+        allow_module_level=True,
+    )
 pytest.importorskip("playwright.sync_api", reason="Playwright for Python is not installed (requirements-dev.txt)")
 
 from playwright.sync_api import expect  # noqa: E402
@@ -32,6 +36,7 @@ STORY = re.compile(r"^Labelled (.+), the neighbours say (.+?) · (\d+) of (\d+) 
 
 # ---------------------------------------------------------------- helpers of this file (helpers.py is shared)
 
+
 def _flipped_small(app_server, tmp_path: Path) -> tuple[Path, np.ndarray, np.ndarray, dict[tuple[str, str], set[int]]]:
     """The small dataset with 8 cats labelled dog and 4 birds labelled cat: (npz, labels as uploaded, paths,
     planted rows by (label given, true label))."""
@@ -40,7 +45,7 @@ def _flipped_small(app_server, tmp_path: Path) -> tuple[Path, np.ndarray, np.nda
     flipped = labels.copy()
     planted: dict[tuple[str, str], set[int]] = {}
     for true, given, count in (("cat", "dog", 8), ("bird", "cat", 4)):
-        rows = np.flatnonzero(labels == true)[3:3 + 3 * count:3]  # spread over the class
+        rows = np.flatnonzero(labels == true)[3 : 3 + 3 * count : 3]  # spread over the class
         flipped[rows] = given
         planted[(given, true)] = set(rows.tolist())
     npz = tmp_path / "flipped_small.npz"
@@ -107,6 +112,7 @@ def _decisions_csv(page) -> list[dict[str, str]]:
 
 # ---------------------------------------------------------------- tests
 
+
 def test_x_excludes_the_first_card_right_after_the_queue_opens(app_server, page):
     """Issue 28, item 5: click "Review queue", press X, with no click between: the first card's image is excluded
     (before the fix the view switch's radio kept the focus and Streamlit ignored the key)."""
@@ -153,7 +159,8 @@ def test_a_page_applied_with_two_cards_kept_reaches_the_decisions_csv(app_server
     h.settle(page)
     n = len(cards)
     expect(page.locator(".st-key-btn_apply_page button").first).to_contain_text(
-        f"Apply this page: relabel {n - 2} to {said}, keep 2")
+        f"Apply this page: relabel {n - 2} to {said}, keep 2"
+    )
     page.keyboard.press("a")
     h.expect_header(page, f"· 0 excluded · {n - 2} relabelled · 2 kept")
     h.settle(page)
@@ -169,8 +176,9 @@ def test_a_page_applied_with_two_cards_kept_reaches_the_decisions_csv(app_server
             assert (got["decision"], got["reason"], got["new_label"]) == ("keep", "kept after review", ""), got
         else:
             assert got["decision"] == "relabel" and got["new_label"] == said, got
-            assert re.fullmatch(rf"label issue \d\.\d\d: \d+% of its neighbours say '{re.escape(said)}'",
-                                got["reason"]), got  # the reason the card mode records
+            assert re.fullmatch(
+                rf"label issue \d\.\d\d: \d+% of its neighbours say '{re.escape(said)}'", got["reason"]
+            ), got  # the reason the card mode records
 
     page.keyboard.press("u")  # one undo takes the whole page back
     h.expect_header(page, "· 0 excluded · 0 relabelled · 0 kept")

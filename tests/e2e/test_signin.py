@@ -3,6 +3,7 @@
 The app server has `[auth]` in its secrets and CLEANER_ALLOWED_USERS = "ann@team.example, @crew.example".
 Run: python -m pytest -q tests/e2e/test_signin.py   (screenshots and the server log go to artifacts/e2e/)
 """
+
 from __future__ import annotations
 
 import csv
@@ -16,8 +17,11 @@ import pytest
 
 CHROMIUM = Path(os.environ.get("CLEANER_E2E_CHROMIUM") or "/usr/bin/chromium")
 if not CHROMIUM.exists():
-    pytest.skip(f"{CHROMIUM} not found: install Debian's 'chromium' package to run the browser tests "
-                "(Playwright never downloads a browser here)", allow_module_level=True)
+    pytest.skip(
+        f"{CHROMIUM} not found: install Debian's 'chromium' package to run the browser tests "
+        "(Playwright never downloads a browser here)",
+        allow_module_level=True,
+    )
 pytest.importorskip("playwright.sync_api", reason="Playwright for Python is not installed (requirements-dev.txt)")
 pytest.importorskip("oidc_provider_mock", reason="oidc-provider-mock is not installed (requirements-dev.txt)")
 pytest.importorskip("authlib", reason="Streamlit's sign-in needs Authlib: pip install 'streamlit[auth]'")
@@ -30,8 +34,15 @@ from .oidc_fixture import browser, oidc_provider, signin_server  # noqa: E402,F4
 DEMO_ROWS = 1797
 ABOUT_START = "cleaner shows a team's training images"
 # Text only the app itself sends: if any of it reaches a visitor who is not let in, the gate leaked.
-APP_ONLY_TEXT = ("Select class", "Exclusion list", "Demo (digits)", "Server folder", "small_images",
-                 "label: ", "/media/")
+APP_ONLY_TEXT = (
+    "Select class",
+    "Exclusion list",
+    "Demo (digits)",
+    "Server folder",
+    "small_images",
+    "label: ",
+    "/media/",
+)
 
 
 class Traffic:
@@ -66,7 +77,9 @@ def _shot(page, name: str) -> None:
 def _script_done(page) -> None:
     page.wait_for_function(
         "() => { const a = document.querySelector('[data-testid=stApp]');"
-        " return a && a.getAttribute('data-test-script-state') === 'notRunning'; }", timeout=120_000)
+        " return a && a.getAttribute('data-test-script-state') === 'notRunning'; }",
+        timeout=120_000,
+    )
 
 
 def expect_sign_in_page(page) -> None:
@@ -107,6 +120,7 @@ def _download(page, name: str) -> tuple[str, str]:
 
 # ---------------------------------------------------------------- 1. anonymous visitor
 
+
 def test_a_visitor_not_signed_in_gets_only_the_sign_in_page(signin_server, page):
     traffic = Traffic(page)
     page.goto(signin_server.url)
@@ -122,6 +136,7 @@ def test_a_visitor_not_signed_in_gets_only_the_sign_in_page(signin_server, page)
 
 
 # ---------------------------------------------------------------- 2. allowed user: select, exclude, download
+
 
 def test_an_allowed_user_signs_in_excludes_an_image_and_downloads_the_list(signin_server, page):
     traffic = Traffic(page)
@@ -143,7 +158,8 @@ def test_an_allowed_user_signs_in_excludes_an_image_and_downloads_the_list(signi
     _, decisions = _download(page, "All decisions")
     rows = list(csv.DictReader(io.StringIO(decisions)))
     assert [(r["image_path"], r["decision"], r["decided_by"]) for r in rows] == [
-        (by_name[chosen], "exclude", "ann@team.example")], decisions
+        (by_name[chosen], "exclude", "ann@team.example")
+    ], decisions
     h.scroll_to_top(page.get_by_text(re.compile(r"^Selected: ")))
     _shot(page, "signin_2_allowed_user_gallery")
 
@@ -156,6 +172,7 @@ def test_an_allowed_user_signs_in_excludes_an_image_and_downloads_the_list(signi
 
 
 # ---------------------------------------------------------------- 3. a user not on the list
+
 
 def test_a_user_not_on_the_list_is_refused_and_can_sign_out(signin_server, page):
     traffic = Traffic(page)
@@ -178,11 +195,13 @@ def test_an_address_the_provider_calls_unverified_is_refused(signin_server, page
     signin_server.provider.set_user("ann-unverified", {"email": "ann@team.example", "email_verified": False})
     sign_in(page, signin_server, "ann-unverified")
     expect(page.get_by_text(re.compile(r"did not give this app a verified e-mail address"))).to_be_visible(
-        timeout=120_000)
+        timeout=120_000
+    )
     assert not page.locator(h.HEADER).count()
 
 
 # ---------------------------------------------------------------- 4. sign-out
+
 
 def test_a_domain_user_signs_in_and_sign_out_returns_to_the_sign_in_page(signin_server, page):
     sign_in(page, signin_server, "Bob@Crew.example")

@@ -5,6 +5,7 @@ say who decided each image.
 
 Run: python -m pytest -q tests/e2e/test_team_e2e.py   (screenshots and the server log go to artifacts/e2e/)
 """
+
 from __future__ import annotations
 
 import csv
@@ -17,8 +18,11 @@ import pytest
 
 CHROMIUM = Path(os.environ.get("CLEANER_E2E_CHROMIUM") or "/usr/bin/chromium")
 if not CHROMIUM.exists():
-    pytest.skip(f"{CHROMIUM} not found: install Debian's 'chromium' package to run the browser tests "
-                "(Playwright never downloads a browser here)", allow_module_level=True)
+    pytest.skip(
+        f"{CHROMIUM} not found: install Debian's 'chromium' package to run the browser tests "
+        "(Playwright never downloads a browser here)",
+        allow_module_level=True,
+    )
 pytest.importorskip("playwright.sync_api", reason="Playwright for Python is not installed (requirements-dev.txt)")
 pytest.importorskip("oidc_provider_mock", reason="oidc-provider-mock is not installed (requirements-dev.txt)")
 pytest.importorskip("authlib", reason="Streamlit's sign-in needs Authlib: pip install 'streamlit[auth]'")
@@ -37,8 +41,7 @@ QUEUE_WAIT_MS = 600_000  # the demo's neighbours and scores, computed once on tw
 
 def _open_queue(page) -> None:
     h.open_review(page, "Review queue")
-    expect(page.get_by_text(re.compile(r"flagged samples left to review")).first).to_be_visible(
-        timeout=QUEUE_WAIT_MS)
+    expect(page.get_by_text(re.compile(r"flagged samples left to review")).first).to_be_visible(timeout=QUEUE_WAIT_MS)
     h.settle(page)
 
 
@@ -101,11 +104,18 @@ def test_two_teammates_share_decisions_and_settle_a_conflict(signin_server, new_
     ann_alone = [*alone, second]
     # The disputed image has whichever of the two decisions the server took last (the latest wins).
     n = len(ann_alone)
-    h.expect_header(bob, re.compile(rf"· ({n} excluded · 0 relabelled · 1 kept|{n + 1} excluded · 0 relabelled · "
-                                    r"0 kept)"), timeout=120_000)
+    h.expect_header(
+        bob,
+        re.compile(
+            rf"· ({n} excluded · 0 relabelled · 1 kept|{n + 1} excluded · 0 relabelled · "
+            r"0 kept)"
+        ),
+        timeout=120_000,
+    )
     h.settle(bob)
     expect(bob.get_by_text(re.compile(rf"^Skipping ({n}|{n + 1}) images? a teammate decided"))).to_be_visible(
-        timeout=120_000)
+        timeout=120_000
+    )
     assert second not in _slots(bob).values()
     marks = h.map_marks(bob)  # Bob's map draws Ann's exclusion
     assert second in marks["excluded"], marks
@@ -122,7 +132,8 @@ def test_two_teammates_share_decisions_and_settle_a_conflict(signin_server, new_
     h.screenshot(ann, "team_2_conflicts_view")
     card.get_by_role("button", name="Settle: exclude").click()
     expect(ann.get_by_text("No conflicts: nobody disagrees on any image of this dataset.")).to_be_visible(
-        timeout=120_000)
+        timeout=120_000
+    )
     h.screenshot(ann, "team_3_conflict_settled")
 
     # Bob's page follows; his downloads hold the team's decisions, each with who made it.

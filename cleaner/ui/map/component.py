@@ -15,6 +15,7 @@ The scripts are ES modules in frontend/, joined here into one inline script (a c
 only from an installed distribution's asset folder, and the app runs from a checkout); plotly.js is an element of
 its own, sent once per page load.
 """
+
 from __future__ import annotations
 
 import logging
@@ -119,8 +120,9 @@ def _decode_pending(key: str, on_event: Callable[[MapEvent], None] | None) -> No
         on_event(event)
 
 
-def map_chart(payload: MapPayload, *, key: str, height: int = 600,
-              on_event: Callable[[MapEvent], None] | None = None) -> MapEvent | None:
+def map_chart(
+    payload: MapPayload, *, key: str, height: int = 600, on_event: Callable[[MapEvent], None] | None = None
+) -> MapEvent | None:
     """Draw the map; return the user's click, box or lasso once, on the run it happened, else None.
 
     `on_event`, if given, is called with the event before the script reruns (a Streamlit callback): apply the
@@ -143,8 +145,12 @@ def map_chart(payload: MapPayload, *, key: str, height: int = 600,
         except StreamlitDuplicateElementKey:
             pass  # a second map in this run: plotly.js is on the page already
         # data: one bytes object each (a components-v2 element takes JSON, Arrow or bytes), the key inside
-        _map_component()(key=key, data=payload.points_message(**extra), height="content",
-                         on_event_change=lambda: _decode_pending(key, on_event))
+        _map_component()(
+            key=key,
+            data=payload.points_message(**extra),
+            height="content",
+            on_event_change=lambda: _decode_pending(key, on_event),
+        )
         _colours_component()(key=f"{key}-colours", data=payload.colours_message(map_key=key), height=0)
         marks = payload.marks_data()
         marks["map_key"] = key

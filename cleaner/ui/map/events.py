@@ -1,4 +1,5 @@
 """The events the map component sends back (click, box, lasso), checked as untrusted input and turned into rows."""
+
 from __future__ import annotations
 
 import math
@@ -32,8 +33,8 @@ class MapEventError(CleanerError, ValueError):
     """An event from the browser that does not have the shape our map component sends."""
 
 
-
 # ---------------------------------------------------------------- events from the browser
+
 
 @dataclass(frozen=True)
 class MapEvent:
@@ -83,8 +84,10 @@ def _view(raw: Any, dims: int) -> View:
     width = _number(raw.get("width"), "view width", 1.0, MAX_PIXELS)
     height = _number(raw.get("height"), "view height", 1.0, MAX_PIXELS)
     if dims == 3:
-        mats = [_numbers(raw.get(name), 16, f"the {name} matrix").reshape(4, 4).T  # column-major → row-major
-                for name in ("model", "view", "projection")]
+        mats = [
+            _numbers(raw.get(name), 16, f"the {name} matrix").reshape(4, 4).T  # column-major → row-major
+            for name in ("model", "view", "projection")
+        ]
         scale = _numbers(raw.get("data_scale"), 3, "data_scale")
         if not (scale > 0).all():
             raise MapEventError("data_scale must be positive")
@@ -103,8 +106,10 @@ def _polygon(raw: Any) -> np.ndarray:
     for i, p in enumerate(raw):
         if not isinstance(p, (list, tuple)) or len(p) != 2:
             raise MapEventError("each polygon point must be [x, y]")
-        pts[i] = (_number(p[0], "a polygon x", -MAX_PIXELS, MAX_PIXELS),
-                  _number(p[1], "a polygon y", -MAX_PIXELS, MAX_PIXELS))
+        pts[i] = (
+            _number(p[0], "a polygon x", -MAX_PIXELS, MAX_PIXELS),
+            _number(p[1], "a polygon y", -MAX_PIXELS, MAX_PIXELS),
+        )
     return pts
 
 

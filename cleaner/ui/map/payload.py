@@ -2,6 +2,7 @@
 
 The events the browser sends back are in `map_events`, the geometry of a drawn shape in `map_shapes`.
 """
+
 from __future__ import annotations
 
 import html
@@ -30,6 +31,7 @@ def plain_text(value: object) -> str:
 
 
 # ---------------------------------------------------------------- fixed point
+
 
 def quantise_coords(coords: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(levels (n, dims) uint16, minimum per axis, step per axis) of coordinates in their bounding box.
@@ -65,12 +67,13 @@ def _pack(head: dict[str, Any], *arrays: np.ndarray) -> bytes:
 def unpack(message: bytes) -> tuple[dict[str, Any], memoryview]:
     """The inverse of `_pack` (what decode.js does): the JSON head and the bytes of the arrays after it."""
     length = int(np.frombuffer(message[:4], dtype="<u4")[0])
-    head = json.loads(message[4:4 + length])
+    head = json.loads(message[4 : 4 + length])
     start = 4 + length + (-(4 + length)) % 8
     return head, memoryview(message)[start:]
 
 
 # ---------------------------------------------------------------- payload
+
 
 @dataclass(frozen=True, eq=False)
 class MapPayload:
@@ -118,8 +121,14 @@ class MapPayload:
         tag = ("points", *sorted(extra.items()))
         if tag not in self._messages:
             assert self.levels is not None and self.lo is not None and self.step is not None
-            head = {"v": FORMAT_VERSION, "n": self.n, "dims": self.dims, "lo": self.lo.tolist(),
-                    "step": self.step.tolist(), **extra}
+            head = {
+                "v": FORMAT_VERSION,
+                "n": self.n,
+                "dims": self.dims,
+                "lo": self.lo.tolist(),
+                "step": self.step.tolist(),
+                **extra,
+            }
             self._messages[tag] = _pack(head, np.ascontiguousarray(self.levels.T))
         return self._messages[tag]
 
@@ -128,24 +137,42 @@ class MapPayload:
         the class codes (uint8, or uint16 above 256 classes) and the scores (uint8), if any."""
         tag = ("colours", *sorted(extra.items()))
         if tag not in self._messages:
-            head = {"v": FORMAT_VERSION, "n": self.n, **extra, "classes": list(self.class_names),
-                    "colours": list(self.class_colours), "one_trace": len(self.class_names) > MAX_CLASS_TRACES,
-                    "code_bytes": self.class_codes.dtype.itemsize, "has_score": self.score is not None,
-                    "score_name": self.score_name, "title": self.title,
-                    "names": list(self.hover_names) if self.hover_names is not None else None}
+            head = {
+                "v": FORMAT_VERSION,
+                "n": self.n,
+                **extra,
+                "classes": list(self.class_names),
+                "colours": list(self.class_colours),
+                "one_trace": len(self.class_names) > MAX_CLASS_TRACES,
+                "code_bytes": self.class_codes.dtype.itemsize,
+                "has_score": self.score is not None,
+                "score_name": self.score_name,
+                "title": self.title,
+                "names": list(self.hover_names) if self.hover_names is not None else None,
+            }
             arrays = [self.class_codes] + ([self.score] if self.score is not None else [])
             self._messages[tag] = _pack(head, *arrays)
         return self._messages[tag]
 
     def marks_data(self) -> dict[str, Any]:
         """The marks element's `data=`: the selected and excluded rows, each as Arrow (see `encode_rows`)."""
-        return {"selected": encode_rows(self.selected_rows, self.n), "excluded": encode_rows(self.excluded_rows, self.n)}
+        return {
+            "selected": encode_rows(self.selected_rows, self.n),
+            "excluded": encode_rows(self.excluded_rows, self.n),
+        }
 
-    def with_marks(self, *, selected_rows: Sequence[int] | np.ndarray | None = None,
-                   excluded_rows: Sequence[int] | np.ndarray | None = None) -> MapPayload:
+    def with_marks(
+        self,
+        *,
+        selected_rows: Sequence[int] | np.ndarray | None = None,
+        excluded_rows: Sequence[int] | np.ndarray | None = None,
+    ) -> MapPayload:
         """The same map with another selection and excluded set; the per-point data (and its encoding) is shared."""
-        return replace(self, selected_rows=_rows(selected_rows, self.n, "selected rows"),
-                       excluded_rows=_rows(excluded_rows, self.n, "excluded rows"))
+        return replace(
+            self,
+            selected_rows=_rows(selected_rows, self.n, "selected rows"),
+            excluded_rows=_rows(excluded_rows, self.n, "excluded rows"),
+        )
 
     def encoded_bytes(self, part: str = "map") -> int:
         """Bytes of the points and colours messages ("map"), one of them ("points", "colours") or the marks
@@ -202,12 +229,17 @@ def _rows(values: Sequence[int] | np.ndarray | None, n: int, what: str) -> np.nd
 
 
 def build_payload(
-    coords: np.ndarray, class_codes: np.ndarray, class_names: Sequence[str], *,
+    coords: np.ndarray,
+    class_codes: np.ndarray,
+    class_names: Sequence[str],
+    *,
     excluded_rows: Sequence[int] | np.ndarray | None = None,
     selected_rows: Sequence[int] | np.ndarray | None = None,
-    score: np.ndarray | None = None, score_name: str = "score",
+    score: np.ndarray | None = None,
+    score_name: str = "score",
     hover_names: Sequence[str] | np.ndarray | None = None,
-    colours: Sequence[str] | None = None, title: str = "",
+    colours: Sequence[str] | None = None,
+    title: str = "",
 ) -> MapPayload:
     """Check and pack a map: 2 or 3 coordinate columns decide whether the browser draws a 2D or a 3D map.
 
@@ -246,7 +278,17 @@ def build_payload(
         if len(hover) != n:
             raise ValueError(f"hover names must hold {n} values, one per point")
     return MapPayload(
-        coords=np.ascontiguousarray(coords, dtype=np.float32), levels=levels, lo=lo, step=step, class_codes=codes, class_names=names, class_colours=colour_of,
-        excluded_rows=_rows(excluded_rows, n, "excluded rows"), selected_rows=_rows(selected_rows, n, "selected rows"),
-        score=score, score_name=plain_text(score_name), hover_names=hover, title=plain_text(title),
+        coords=np.ascontiguousarray(coords, dtype=np.float32),
+        levels=levels,
+        lo=lo,
+        step=step,
+        class_codes=codes,
+        class_names=names,
+        class_colours=colour_of,
+        excluded_rows=_rows(excluded_rows, n, "excluded rows"),
+        selected_rows=_rows(selected_rows, n, "selected rows"),
+        score=score,
+        score_name=plain_text(score_name),
+        hover_names=hover,
+        title=plain_text(title),
     )

@@ -6,6 +6,7 @@ Computed here rather than in the browser, so the browser's message stays small a
 Any valid polygon costs a bounded time (see `points_in_polygon`): a hostile lasso of 2,000 vertices each spanning the
 view costs about what a box does.
 """
+
 from __future__ import annotations
 
 import math
@@ -20,6 +21,7 @@ SELECTION_MODES: tuple[str, ...] = ("replace", "add", "remove")
 
 
 # ---------------------------------------------------------------- views a shape is drawn through
+
 
 @dataclass(frozen=True)
 class Camera3D:
@@ -80,14 +82,17 @@ def _is_axis_aligned_box(poly: np.ndarray) -> bool:
     nxt = np.roll(poly, -1, axis=0)
     horizontal = poly[:, 1] == nxt[:, 1]
     vertical = poly[:, 0] == nxt[:, 0]
-    return bool(((horizontal ^ vertical).all()) and (horizontal[0::2].all() or vertical[0::2].all())
-                and horizontal.sum() == 2)
+    return bool(
+        ((horizontal ^ vertical).all()) and (horizontal[0::2].all() or vertical[0::2].all()) and horizontal.sum() == 2
+    )
 
 
 # Work allowed for the exact even-odd test, in point-edge tests per point: beyond it the polygon is resolved on a raster
 # of pixel cells (`_raster_inside`), whose work is bounded by vertices x rows + cells + points, never vertices x points.
 EXACT_TESTS_PER_POINT = 24
-MAX_RASTER_SIDE = 4096  # cells per side of the raster: one per pixel for any real screen, coarser only for a hostile view
+MAX_RASTER_SIDE = (
+    4096  # cells per side of the raster: one per pixel for any real screen, coarser only for a hostile view
+)
 _ESTIMATE_BINS = 1024
 
 
@@ -102,8 +107,14 @@ class ShapeWork:
     pitch: float = 0.0  # raster path: pixels per cell side (1 for any real view)
 
 
-def points_in_polygon(x: np.ndarray, y: np.ndarray, polygon: np.ndarray, *, work: ShapeWork | None = None,
-                      budget_per_point: float = EXACT_TESTS_PER_POINT) -> np.ndarray:
+def points_in_polygon(
+    x: np.ndarray,
+    y: np.ndarray,
+    polygon: np.ndarray,
+    *,
+    work: ShapeWork | None = None,
+    budget_per_point: float = EXACT_TESTS_PER_POINT,
+) -> np.ndarray:
     """Boolean mask of the points inside `polygon` ((k, 2) pixel vertices, closed implicitly) by the even-odd rule.
 
     A box is one comparison per point. Otherwise each edge tests only the points within its y-span (points sorted
@@ -198,8 +209,13 @@ def _raster_inside(x: np.ndarray, y: np.ndarray, poly: np.ndarray, work: ShapeWo
 
 
 def rows_in_shape(
-    coords: np.ndarray, view: View, polygon: np.ndarray, class_codes: np.ndarray | None = None,
-    hidden_classes: Sequence[int] | np.ndarray = (), *, work: ShapeWork | None = None,
+    coords: np.ndarray,
+    view: View,
+    polygon: np.ndarray,
+    class_codes: np.ndarray | None = None,
+    hidden_classes: Sequence[int] | np.ndarray = (),
+    *,
+    work: ShapeWork | None = None,
 ) -> np.ndarray:
     """Rows the user sees inside `polygon` (pixels of the drawing area): projected through `view` into the drawing
     area (a shape dragged past its edge selects nothing beyond it) and inside the shape, at all depths the camera
@@ -214,8 +230,9 @@ def rows_in_shape(
     return np.flatnonzero(inside)
 
 
-def combine_selection(current: np.ndarray | Sequence[int], rows: np.ndarray | Sequence[int],
-                      mode: SelectionMode) -> np.ndarray:
+def combine_selection(
+    current: np.ndarray | Sequence[int], rows: np.ndarray | Sequence[int], mode: SelectionMode
+) -> np.ndarray:
     """The selection after a shape or click: its rows (replace), added to the current ones (add), or taken away."""
     cur = np.unique(np.asarray(current, dtype=np.int64))
     new = np.unique(np.asarray(rows, dtype=np.int64))
