@@ -1,6 +1,7 @@
 """The package as a user installs it: the dependencies declared once, and `pip install .` giving a `cleaner`
 command that works outside the checkout."""
 
+import ast
 import os
 import re
 import subprocess
@@ -39,8 +40,11 @@ def test_every_third_party_import_of_the_package_is_declared():
     stdlib = set(sys.stdlib_module_names)
     imported = set()
     for path in (REPO / "cleaner").rglob("*.py"):
-        for match in re.finditer(r"^\s*(?:from|import) ([A-Za-z_]\w*)", path.read_text(), re.M):
-            imported.add(match.group(1))
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                imported |= {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                imported.add(node.module.split(".")[0])
     third_party = {import_names.get(m, m).lower() for m in imported - stdlib - {"cleaner", "__future__"}}
     assert third_party <= declared, sorted(third_party - declared)
 
