@@ -104,11 +104,11 @@ def test_the_models_before_and_after_are_compared_on_the_audited_rows():
     assert job is not None
     job.future.result(timeout=300)
     deadline = time.monotonic() + 60
-    while not any(m.label == "Accuracy before cleaning" for m in at.metric) and time.monotonic() < deadline:
+    while not any(m.label == "Before cleaning" for m in at.metric) and time.monotonic() < deadline:
         at.run()
     assert not at.exception, at.exception
     report = effect_report(data, work(at).decisions, None)
     metrics = {m.label: m.value for m in at.metric}
-    assert metrics["Accuracy before cleaning"] == f"{report.probe.accuracy_before:.3f}"
-    assert metrics["Accuracy after cleaning"] == f"{report.probe.accuracy_after:.3f}"
+    assert metrics["Before cleaning"] == f"{report.probe.accuracy_before:.3f}"
+    assert metrics["After cleaning"] == f"{report.probe.accuracy_after:.3f}"
     assert report.probe.trusted_rows == 12  # every audited image kept its label, so every one is a trusted row

@@ -210,7 +210,7 @@ def _cards(work: DatasetWork, result: ScanResult, access: ImageAccess) -> None:
     if not pending:
         st.success("Every sampled image is audited. Audit more to narrow the intervals.")
         return
-    st.caption("Keys for the first card: K label is right · X exclude · L relabel · U undo")
+    st.caption("Keys for the first card: K correct · X exclude · L relabel · U undo")
     grid = st.columns(2)
     for slot, row in enumerate(pending[:AUDIT_SHOWN]):
         with grid[slot % 2].container(border=True, key=f"audit_slot_{slot}"):
@@ -229,7 +229,7 @@ def _card(work: DatasetWork, result: ScanResult, row: int, access: ImageAccess, 
     keys = SHORTCUTS if first else {}
     b = st.columns(2)
     b[0].button(
-        "Label is right",
+        "Correct",
         key=f"a_keep_{row}",
         on_click=_verdict,
         shortcut=keys.get("keep"),
@@ -256,7 +256,7 @@ def _card(work: DatasetWork, result: ScanResult, row: int, access: ImageAccess, 
             key=label_key,
             label_visibility="collapsed",
             index=others.index(suggested) if suggested in others else 0,
-            format_func=lambda name: f"relabel to {literal(name)}",
+            format_func=lambda name: f"→ {literal(name)}",
         )
         r[1].button(
             "Relabel",
@@ -326,10 +326,10 @@ def _comparison_result(work: DatasetWork, key: tuple[int, str]) -> None:
     p = report.probe
     if job.key != key:
         st.caption(f"Computed before your last {plural(key[0] - job.key[0], 'change')} to the decisions.")
-    m = st.columns(3)
-    m[0].metric("Accuracy before cleaning", f"{p.accuracy_before:.3f}")
-    m[1].metric("Accuracy after cleaning", f"{p.accuracy_after:.3f}", delta=f"{p.gain:+.3f}")
-    m[2].metric("Gain, 95% interval", f"{p.gain_low:+.3f} to {p.gain_high:+.3f}")
+    m = st.columns([1, 1, 1.7])
+    m[0].metric("Before cleaning", f"{p.accuracy_before:.3f}", help="The probe's accuracy on the trusted rows")
+    m[1].metric("After cleaning", f"{p.accuracy_after:.3f}", delta=f"{p.gain:+.3f}")
+    m[2].metric("Gain, 95%", f"{p.gain_low:+.3f}…{p.gain_high:+.3f}", help=p.interval_method)
     pv = f"{p.p_value:.3f}" if p.p_value >= 0.001 else f"{p.p_value:.1e}"
     where = "audited images with their verified labels" if report.trusted_source == "audit" else "the validation NPZ"
     st.caption(

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import Page, expect
 from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
@@ -265,7 +266,15 @@ def map_traces(page: Page) -> list[tuple[str, int]]:
 
 def map_pixels(page: Page) -> np.ndarray:
     """The map's plot as the user sees it (a screenshot of the plot area, toolbar left out)."""
-    png = page.locator(f"{MAP} .cleaner-map-plot").screenshot()
+    for attempt in range(3):
+        try:
+            png = page.locator(f"{MAP} .cleaner-map-plot").screenshot()
+            break
+        except PlaywrightError as exc:
+            # A rerun that arrives with the last layout can replace the element between finding and shooting it.
+            if "not attached" not in str(exc) or attempt == 2:
+                raise
+            settle(page)
     return np.asarray(Image.open(io.BytesIO(png)).convert("RGB")).astype(int)
 
 

@@ -43,7 +43,7 @@ def _wilson(k: int, n: int, z: float = 1.959963984540054) -> tuple[float, float,
 
 
 def _audit_button(page, row: int, name: str):
-    key = {"Label is right": "a_keep", "Exclude": "a_excl", "Relabel": "a_relabel"}[name]
+    key = {"Correct": "a_keep", "Exclude": "a_excl", "Relabel": "a_relabel"}[name]
     return page.locator(f".st-key-{key}_{row} button")
 
 
@@ -67,10 +67,10 @@ def test_an_audit_estimates_the_bad_images_left_and_compares_a_model_before_and_
 
     verdicts = {
         sample[0]: "Exclude",
-        sample[1]: "Label is right",
+        sample[1]: "Correct",
         sample[2]: "Exclude",
-        sample[3]: "Label is right",
-        sample[4]: "Label is right",
+        sample[3]: "Correct",
+        sample[4]: "Correct",
     }
     for row, name in verdicts.items():
         _audit_button(page, row, name).click()
@@ -88,12 +88,12 @@ def test_an_audit_estimates_the_bad_images_left_and_compares_a_model_before_and_
     print(f"[e2e] screenshot {h.screenshot(page, 'audit_panel')}")
 
     page.get_by_role("button", name="Compare the models").click()
-    before = page.get_by_test_id("stMetric").filter(has_text="Accuracy before cleaning")
+    before = page.get_by_test_id("stMetric").filter(has_text="Before cleaning")
     expect(before).to_be_visible(timeout=300_000)
     h.settle(page)
     shown = {
         label: page.get_by_test_id("stMetric").filter(has_text=label).get_by_test_id("stMetricValue").inner_text()
-        for label in ("Accuracy before cleaning", "Accuracy after cleaning")
+        for label in ("Before cleaning", "After cleaning")
     }
 
     name, data = h.download(page, "All decisions")
@@ -103,6 +103,6 @@ def test_an_audit_estimates_the_bad_images_left_and_compares_a_model_before_and_
     dataset = load_npz(sorted((app_server.cache_dir / "demo").glob("*.npz"))[-1])
     report = effect_report(dataset, parse_decisions(data).as_decisions(), None)
     assert report.probe.trusted_rows == len(verdicts) - bad  # the kept ones: an excluded image has no true label
-    assert shown["Accuracy before cleaning"] == f"{report.probe.accuracy_before:.3f}"
-    assert shown["Accuracy after cleaning"] == f"{report.probe.accuracy_after:.3f}"
+    assert shown["Before cleaning"] == f"{report.probe.accuracy_before:.3f}"
+    assert shown["After cleaning"] == f"{report.probe.accuracy_after:.3f}"
     print(f"[e2e] screenshot {h.screenshot(page, 'audit_model_comparison')}")
