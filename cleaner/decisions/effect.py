@@ -12,6 +12,7 @@ numpy only at import: scikit-learn and scipy are imported by the functions that 
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 from collections.abc import Sequence
@@ -114,7 +115,15 @@ def audit_rows(n_rows: int, size: int, seed: int = 0) -> np.ndarray:
     """The first `size` rows of one seeded uniform permutation of the dataset: a bigger size keeps the smaller's rows."""
     if n_rows < 0 or size < 0:
         raise ValueError(f"audit_rows() needs n_rows >= 0 and size >= 0, got {n_rows} and {size}")
-    return np.random.default_rng(seed).permutation(n_rows)[: min(size, n_rows)].astype(np.int64)
+    return _audit_order(n_rows, seed)[: min(size, n_rows)].copy()
+
+
+@functools.lru_cache(maxsize=4)
+def _audit_order(n_rows: int, seed: int) -> np.ndarray:
+    # The audit panel asks on every rerun: the permutation of a large dataset is drawn once, not each time.
+    order = np.random.default_rng(seed).permutation(n_rows).astype(np.int64)
+    order.setflags(write=False)
+    return order
 
 
 def caught_by_review(
