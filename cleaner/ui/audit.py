@@ -326,15 +326,16 @@ def _comparison_result(work: DatasetWork, key: tuple[int, str]) -> None:
     p = report.probe
     if job.key != key:
         st.caption(f"Computed before your last {plural(key[0] - job.key[0], 'change')} to the decisions.")
-    m = st.columns([1, 1, 1.7])
+    m = st.columns(3)
     m[0].metric("Before cleaning", f"{p.accuracy_before:.3f}", help="The probe's accuracy on the trusted rows")
     m[1].metric("After cleaning", f"{p.accuracy_after:.3f}", delta=f"{p.gain:+.3f}")
-    m[2].metric("Gain, 95%", f"{p.gain_low:+.3f}…{p.gain_high:+.3f}", help=p.interval_method)
+    m[2].metric("Gain", f"{p.gain:+.3f}", help=f"95% interval {p.gain_low:+.3f} to {p.gain_high:+.3f}")
     pv = f"{p.p_value:.3f}" if p.p_value >= 0.001 else f"{p.p_value:.1e}"
     where = "audited images with their verified labels" if report.trusted_source == "audit" else "the validation NPZ"
     st.caption(
         f"On {p.trusted_rows:,} trusted rows ({where}); trained on {p.training_rows_before:,} rows before and "
-        f"{p.training_rows_after:,} after. Interval: {p.interval_method}. {p.better} rows went from wrong to "
+        f"{p.training_rows_after:,} after. Gain {p.gain:+.3f}, 95% interval {p.gain_low:+.3f} to {p.gain_high:+.3f} "
+        f"({p.interval_method}). {p.better} rows went from wrong to "
         f"right and {p.worse} from right to wrong ({p.test_method}: p = {pv})."
     )
     st.dataframe(
