@@ -172,6 +172,12 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
+def _cpu_s() -> float:
+    """CPU seconds (user + system, every thread) this process has used so far."""
+    t = os.times()
+    return t.user + t.system
+
+
 def child_ours(args: dict) -> dict:
     """Our path, as the page runs it: validated NPZ load, the PCA preview, the kNN graph (from the graph store when
     a process computed it before), the 3D UMAP layout through the layout service (from its store when computed
@@ -196,6 +202,7 @@ def child_ours(args: dict) -> dict:
 
         compile_kernels()
         t0 = time.time()
+    cpu0 = _cpu_s() if args.get("running_server") else 0.0
     t_import = time.time()
     dataset = load_npz(args["npz"])
     t_load = time.time()
@@ -218,11 +225,13 @@ def child_ours(args: dict) -> dict:
         service.wait(dataset.embedding_digest, params)
         coords = service.get(dataset.embedding_digest, params, dataset.n)
     done = time.time()
+    cpu = _cpu_s() - cpu0
     if args.get("coords_out"):
         np.save(args["coords_out"], coords)
     return {
         "timer_started_at": t0 if args.get("running_server") else None,
         "done_at": done,
+        "cpu_s": cpu,
         "preview_at": t_preview,
         "cache_hit": hit,
         "peak_rss_mb": _peak_rss_mb(),
@@ -250,12 +259,19 @@ def child_reference(args: dict) -> dict:
             dims = z["embeddings"].shape[1]
         umap.UMAP(n_components=3).fit_transform(np.random.default_rng(0).normal(size=(5000, dims)).astype(np.float32))
         t0 = time.time()
+    cpu0 = _cpu_s() if args.get("warm") else 0.0
     with np.load(args["npz"], allow_pickle=False) as z:
         x = np.asarray(z["embeddings"], dtype=np.float32)
     coords = umap.UMAP(n_components=3).fit_transform(x)
     done = time.time()
+    cpu = _cpu_s() - cpu0
     np.save(args["coords_out"], coords)
-    return {"timer_started_at": t0 if args.get("warm") else None, "done_at": done, "peak_rss_mb": _peak_rss_mb()}
+    return {
+        "timer_started_at": t0 if args.get("warm") else None,
+        "done_at": done,
+        "cpu_s": cpu,
+        "peak_rss_mb": _peak_rss_mb(),
+    }
 
 
 def _fragment_id(at, name: str) -> str:
@@ -390,6 +406,7 @@ def run_child(kind: str, args: dict, env: dict | None = None, timeout: float = 7
     with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as fh:
         report = fh.name
     started = time.time()
+    load_before = os.getloadavg()[0]
     proc = subprocess.run(
         [
             sys.executable,
@@ -416,6 +433,7 @@ def run_child(kind: str, args: dict, env: dict | None = None, timeout: float = 7
         # a warm process starts its clock once warm: before that it was only getting ready
         result["timed_s"] = result["done_at"] - (result.get("timer_started_at") or started)
     result["process_s"] = time.time() - started
+    result["load_average"] = [round(load_before, 1), round(os.getloadavg()[0], 1)]
     return result
 
 
@@ -600,8 +618,13 @@ def main(argv: list[str] | None = None) -> dict:
         )
         out["first_map_breakdown_s"] = {k: round(v, 2) for k, v in ours["breakdown_s"].items()}
         out["peak_rss_mb"] = round(ours["peak_rss_mb"], 1)
+        out["first_map_cpu_s"] = round(ours["cpu_s"], 1)
+        out["load_average_during"] = {"first_map": ours["load_average"]}
         out["layout_algorithm"] = ours["layout_algorithm"]
-        log(f"  {out['first_map_s']} s {out['first_map_breakdown_s']} ({out['layout_algorithm']})")
+        log(
+            f"  {out['first_map_s']} s, {out['first_map_cpu_s']} CPU s {out['first_map_breakdown_s']} "
+            f"({out['layout_algorithm']}; load {ours['load_average']})"
+        )
 
         log("ours: same data again in a fresh process, layout on disk")
         hit = run_child("ours", {"npz": str(npz), "cache": str(cache)})
@@ -634,6 +657,8 @@ def main(argv: list[str] | None = None) -> dict:
             )
             out["first_map_running_server_breakdown_s"] = {k: round(v, 2) for k, v in running["breakdown_s"].items()}
             out["peak_rss_running_server_mb"] = round(running["peak_rss_mb"], 1)
+            out["first_map_running_server_cpu_s"] = round(running["cpu_s"], 1)
+            out["load_average_during"]["first_map_running_server"] = running["load_average"]
             log(f"  {out['first_map_running_server_s']} s {out['first_map_running_server_breakdown_s']}")
 
         old = None
@@ -652,8 +677,11 @@ def main(argv: list[str] | None = None) -> dict:
             out["first_map_old_s"] = round(old["wall_s"], 2)
             out["first_map_old_breakdown_s"] = {k: round(v, 2) for k, v in old["breakdown_s"].items()}
             out["peak_rss_old_mb"] = round(old["peak_rss_mb"], 1)
+            out["first_map_old_cpu_s"] = round(old["cpu_s"], 1)
+            out["load_average_during"]["first_map_old"] = old["load_average"]
             out["old_vs_landmark"] = {
                 "first_map_ratio": round(out["first_map_s"] / out["first_map_old_s"], 3),
+                "first_map_cpu_ratio": round(ours["cpu_s"] / old["cpu_s"], 3),
                 "layout_ratio": round(
                     out["first_map_breakdown_s"]["layout"] / out["first_map_old_breakdown_s"]["layout"], 3
                 ),
@@ -679,12 +707,18 @@ def main(argv: list[str] | None = None) -> dict:
             out["reference_umap_s"] = round(ref["wall_s"], 2)
             out["reference_peak_rss_mb"] = round(ref["peak_rss_mb"], 1)
             out["first_map_ratio"] = round(out["first_map_s"] / out["reference_umap_s"], 3)
+            out["reference_umap_cpu_s"] = round(ref["cpu_s"], 1)
+            out["first_map_cpu_ratio"] = round(ours["cpu_s"] / ref["cpu_s"], 3)
+            out["load_average_during"]["reference"] = ref["load_average"]
             ref_coords = np.load(work / "reference.npy")
             out["reference_knn_preservation"] = round(knn_preservation(original, ref_coords, truth=truth), 4)
             out["class_region"]["reference"] = round(class_region(ref_coords, labels), 4)
             out["knn_preservation"] = {"ours": out["knn_preservation"], "reference": out["reference_knn_preservation"]}
             del out["reference_knn_preservation"]
-            log(f"  {out['reference_umap_s']} s; ratio {out['first_map_ratio']}; knn {out['knn_preservation']}")
+            log(
+                f"  {out['reference_umap_s']} s, {out['reference_umap_cpu_s']} CPU s; ratio {out['first_map_ratio']} "
+                f"(CPU {out['first_map_cpu_ratio']}; load {ref['load_average']}); knn {out['knn_preservation']}"
+            )
             if not opts.skip_running_server:
                 log("reference, warm: the same fit after a first fit on random rows compiled its kernels")
                 warm = run_child(
@@ -694,6 +728,8 @@ def main(argv: list[str] | None = None) -> dict:
                 out["first_map_ratio_running_server"] = round(
                     out["first_map_running_server_s"] / out["reference_umap_warm_s"], 3
                 )
+                out["first_map_cpu_ratio_running_server"] = round(running["cpu_s"] / warm["cpu_s"], 3)
+                out["load_average_during"]["reference_warm"] = warm["load_average"]
                 out["knn_preservation"]["ours_running_server"] = round(
                     knn_preservation(original, np.load(work / "ours_running.npy"), truth=truth), 4
                 )
