@@ -125,6 +125,8 @@ class DatasetWork:
     thorough: bool = False  # the label-issue ranking in use: the neighbours' votes, or with a linear probe too
     learned_labels: LearnedLabels | None = None  # the label issues after this session's decisions
     queue_slots: dict[str, list[int]] = field(default_factory=dict)  # per queue order: the rows on its cards
+    # Per queue order: the image each empty card last showed, so the card can say who decided it.
+    queue_emptied: dict[str, dict[int, str]] = field(default_factory=dict)
     queue_page: QueuePage | None = None  # page mode: the page shown and its ticks
     list_message: tuple[str, str] | None = None  # ("success" | "warning" | "error", text) about an uploaded list
     # The decision store: every decision, undo and audit verdict is written through this link as it is made (team
@@ -406,8 +408,20 @@ class DatasetWork:
         cards += [row for row in fillers][: n - len(cards)]
         while cards and cards[-1] is None:
             cards.pop()  # empty places at the end move nothing
+        emptied = self.queue_emptied.setdefault(order, {})
+        for slot, before in enumerate(slots):
+            if slot >= len(cards) or cards[slot] is not None:
+                emptied.pop(slot, None)
+            elif before is not None:
+                emptied[slot] = str(self.dataset.image_paths[before])
         self.queue_slots[order] = cards
         return cards
+
+    def emptied_card(self, order: str, slot: int) -> tuple[str, Decision | None]:
+        """The image an empty queue card last showed (its path, "" if none) and the decision that took it away:
+        a teammate's, in team mode, or this session's."""
+        path = self.queue_emptied.get(order, {}).get(slot, "")
+        return path, self.decisions.get(path) if path else None
 
     def excluded_rows(self) -> np.ndarray:
         return self._derive()[1]
