@@ -206,6 +206,7 @@ def test_a_card_a_teammate_took_when_no_suspect_is_left_says_who_took_it(store):
     assert 1 < len(cards) == len(pending) < QUEUE_SHOWN  # fewer suspects than cards: nothing can refill a place
     mine, theirs = cards[-1], cards[0]
     ann.decide(mine, "keep", "fine")
+    assert ann.last_decided == (str(ds.image_paths[mine]), "keep", "")  # the queue confirms it under its count
     bob.decide(theirs, "relabel", "wrong", new_label=ds.class_names[int(result.labels.suggested_label[theirs])])
     after, left = queue(ann, graph, result)
     assert after[0] is None and mine not in after and len(left) == len(pending) - 2

@@ -80,6 +80,9 @@ def review_queue_panel(work: DatasetWork, graph: NeighbourGraph, result: ScanRes
         f"**{len(queue):,} flagged samples left to review** · {len(work.decisions):,} decided · "
         f"{work.decisions.count('exclude'):,} excluded"
     )
+    if work.last_decided is not None:  # a confirmation that stays put while teammates' decisions move the cards
+        path, kind, label = work.last_decided
+        st.caption(literal(f"Your last decision: {_done(kind, label)} {shown(os.path.basename(path))} (U undoes it)."))
     teammates = len(team.teammates_rows(work))
     if teammates:
         st.caption(f"Skipping {teammates:,} {'image' if teammates == 1 else 'images'} a teammate decided.")
@@ -157,8 +160,12 @@ def _emptied_note(work: DatasetWork, by: str, slot: int) -> str:
     left = "No flagged suspect is left in this order to take its place."
     if decision is None or not decision.decided_by or decision.decided_by == work.user:
         return f"Decided. {left}"
-    what = {"exclude": "excluded", "keep": "kept"}.get(decision.kind, f"relabelled to {decision.new_label}")
+    what = _done(decision.kind, decision.new_label)
     return literal(f"{shown(decision.decided_by)} {what} {shown(os.path.basename(path))}. {left}")
+
+
+def _done(kind: str, new_label: str) -> str:
+    return {"exclude": "excluded", "keep": "kept"}.get(kind, f"relabelled to {new_label}")
 
 
 def _fallback_reason(by: str) -> str:

@@ -127,6 +127,7 @@ class DatasetWork:
     queue_slots: dict[str, list[int]] = field(default_factory=dict)  # per queue order: the rows on its cards
     # Per queue order: the image each empty card last showed, so the card can say who decided it.
     queue_emptied: dict[str, dict[int, str]] = field(default_factory=dict)
+    last_decided: tuple[str, Kind, str] | None = None  # (path, kind, new label) of this session's latest decide()
     queue_page: QueuePage | None = None  # page mode: the page shown and its ticks
     list_message: tuple[str, str] | None = None  # ("success" | "warning" | "error", text) about an uploaded list
     # The decision store: every decision, undo and audit verdict is written through this link as it is made (team
@@ -152,6 +153,7 @@ class DatasetWork:
     def decide(self, row: int, kind: Kind, reason: str = "", new_label: str = "", source: Source = "queue") -> None:
         """Exclude, keep or relabel one image; the decision can be undone."""
         self.undo_stack.append(self._put(row, kind, reason, new_label, source))
+        self.last_decided = (str(self.dataset.image_paths[row]), kind, new_label if kind == "relabel" else "")
         self._send()
 
     def settle(self, path: str, kind: Kind, new_label: str = "") -> None:
@@ -167,6 +169,7 @@ class DatasetWork:
         steps = tuple(self._put(row, kind, reason, new_label, source) for row, kind, reason, new_label in choices)
         if steps:
             self.undo_stack.append(UndoBatch(steps))
+            self.last_decided = None
         self._send()
 
     def show_page(self, order: str, page: ReviewPage) -> QueuePage:
@@ -267,6 +270,7 @@ class DatasetWork:
         audit verdict)."""
         if self.undo_stack:
             last = self.undo_stack.pop()
+            self.last_decided = None
             for step in reversed(last.steps) if isinstance(last, UndoBatch) else (last,):
                 self.decisions.put(step.path, step.decision)
                 # Undo is an event; an earlier decision it restores is one more, this user's.
