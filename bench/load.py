@@ -416,6 +416,17 @@ CARD_FILE = """(button) => {
 }"""
 
 
+async def keep_on_server(page) -> str:
+    """Turn on "Keep my decisions on this server"; returns the token the page shows."""
+    sidebar = page.get_by_test_id("stSidebar")
+    await sidebar.get_by_text("Keep my decisions on this server", exact=True).click()
+    code = sidebar.locator("[data-testid=stCode] code")
+    await code.wait_for()
+    token = (await code.inner_text()).strip()
+    await settle(page)
+    return token
+
+
 def _count_needles(k: int) -> list[str]:
     """Texts the page shows once the server has counted k exclusions: the gallery's note or the header."""
     return [f"{k:,} image{'' if k == 1 else 's'} excluded in all", f"· {k:,} excluded ·"]
@@ -477,11 +488,7 @@ async def run_session(
             raise AssertionError(f"the server folder offers {value!r}, not {data.npz}")
         if autosave:
             session.step = "autosave on"
-            await sidebar.get_by_text("Keep my decisions on this server", exact=True).click()
-            code = sidebar.locator("[data-testid=stCode] code")
-            await code.wait_for()
-            session.token = (await code.inner_text()).strip()
-            await settle(page)
+            session.token = await keep_on_server(page)
 
         # Select the session's own class (typed into the box, as a keyboard user does).
         klass = page.get_by_role("combobox", name="Class", exact=True)
@@ -759,11 +766,7 @@ async def run_store_session(
         await settle(page)
         if not session.email:
             session.step = "keep on server"
-            await sidebar.get_by_text("Keep my decisions on this server", exact=True).click()
-            code = sidebar.locator("[data-testid=stCode] code")
-            await code.wait_for()
-            session.token = (await code.inner_text()).strip()
-            await settle(page)
+            session.token = await keep_on_server(page)
         session.step = "queue"
         queue = page.locator("[data-testid=stRadio] label").filter(has_text=re.compile(r"^Review queue$"))
         await queue.click()
