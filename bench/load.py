@@ -416,6 +416,23 @@ CARD_FILE = """(button) => {
 }"""
 
 
+async def class_kept(page, box, chosen: str, when: str, wait_ms: float = 5_000) -> None:
+    """The Class box shows the class this session chose; if not within wait_ms, an error naming what it shows
+    instead and whether a script run was under way (the page must never change a user's choice)."""
+    from playwright.async_api import expect
+
+    try:
+        await expect(box).to_have_value(chosen, timeout=wait_ms)
+    except AssertionError:
+        shown = await box.input_value()
+        state = await page.evaluate(
+            "() => document.querySelector('[data-testid=stApp]')?.getAttribute('data-test-script-state')"
+        )
+        raise AssertionError(
+            f"the Class box shows {shown!r}, not the chosen {chosen!r}, {when} (script state: {state})"
+        ) from None
+
+
 async def keep_on_server(page) -> str:
     """Turn on "Keep my decisions on this server"; returns the token the page shows."""
     sidebar = page.get_by_test_id("stSidebar")
@@ -458,8 +475,6 @@ async def run_session(
     this range (seeded by the session's number), as a person looks at an image before deciding; (0, 0) clicks
     as soon as the page is idle, a stress test rather than a team's pace. The pause is not part of any latency.
     """
-    from playwright.async_api import expect
-
     pace = random.Random(session.sid)
 
     async def think() -> None:
@@ -491,12 +506,13 @@ async def run_session(
             session.token = await keep_on_server(page)
 
         # Select the session's own class (typed into the box, as a keyboard user does).
+        session.step = "choose class"
         klass = page.get_by_role("combobox", name="Class", exact=True)
         await klass.click()
         await klass.fill(session.klass)
         await page.get_by_role("option", name=session.klass, exact=True).wait_for()
         await page.keyboard.press("Enter")  # clicking in the popover is fragile: it closes when the page scrolls
-        await expect(klass).to_have_value(session.klass)
+        await class_kept(page, klass, session.klass, "after choosing it")
         size = data.class_sizes[session.klass]
         heading = f"Selected: {size:,} image{'' if size == 1 else 's'}"
         await _timed(
@@ -506,6 +522,7 @@ async def run_session(
             lambda: page.wait_for_function(TEXT_SHOWN, arg=[[heading]], polling=50, timeout=timeout_ms),
         )
         await settle(page)
+        await class_kept(page, klass, session.klass, "after selecting it")
 
         # Ticks, spread over the first pages of the selection.
         per_page = max(1, min(PAGE_SIZE // 3, -(-ticks // 3)))
