@@ -968,7 +968,7 @@ async def store_phase(browser, data: Data, opts, work: Path, warm_cache: Path, t
     lost, crossed = lost_and_crossed(sessions, events)
     latencies = [t for s in sessions for t in s.latencies]
     decisions = len(latencies)
-    server_cpu = cpu.get("end", 0.0) - cpu.get("start", 0.0)
+    server_cpu = cpu["end"] - cpu["start"] if "end" in cpu and "start" in cpu else None  # None: the phase timed out
     return {
         "sessions": len(sessions),
         "completed": sum(s.done for s in sessions),
@@ -977,8 +977,8 @@ async def store_phase(browser, data: Data, opts, work: Path, warm_cache: Path, t
         "decision_p95_s": percentile(latencies, 95),
         "decision_max_s": round(max(latencies), 3) if latencies else None,
         "deciding_wall_s": round(cpu["wall1"] - cpu["wall0"], 1) if "wall1" in cpu and "wall0" in cpu else None,
-        "server_cpu_s": round(server_cpu, 2),
-        "server_cpu_per_decision_s": round(server_cpu / decisions, 4) if decisions else None,
+        "server_cpu_s": round(server_cpu, 2) if server_cpu is not None else None,
+        "server_cpu_per_decision_s": round(server_cpu / decisions, 4) if decisions and server_cpu is not None else None,
         "events": len(events),
         "decisions_lost": lost,
         "decisions_crossed": crossed,
