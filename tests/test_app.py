@@ -512,6 +512,16 @@ def test_a_widget_drawn_afresh_by_the_browser_starts_at_the_users_choice():
     assert review.proto.default == review.options.index("Class confusion") and review.value == "Class confusion"
 
 
+def test_the_data_source_is_sent_as_the_users_choice():
+    """The Data radio, like every choice widget, sends the user's choice as its default: a browser drawing it afresh
+    must not put a session that chose another source back on the demo."""
+    at = start_app()
+    at.radio(key="data_source").set_value("Upload an NPZ").run()
+    at.run()
+    radio = at.radio(key="data_source")
+    assert radio.value == "Upload an NPZ" and radio.proto.default == radio.options.index("Upload an NPZ")
+
+
 def test_the_class_box_keeps_the_users_class_when_drawn_afresh_or_left_and_come_back():
     """Issue 29 (item 5): under load a session found its Class box back at another class than it had chosen. The box
     sends the user's class as its default (a browser drawing it afresh during a whole-page run starts it there), and
