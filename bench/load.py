@@ -3,6 +3,7 @@
 
     python bench/load.py --sessions 10 --json OUT.json                 # 100k rows, warm then cold cache
     python bench/load.py --n 5000 --sessions 2 --ticks 4 --decisions 2 # a quick try of the script itself
+    python bench/load.py --team --sessions 10 --think 1 3 --no-webgl   # the decision store: per session vs team
 
 One `streamlit run streamlit_app.py` server on 127.0.0.1 with its own cache folder and an allowed folder holding
 a generated dataset (bench/scale.py's generator; a few hundred small PNGs behind symlinks, one per row). Headless
@@ -18,6 +19,11 @@ N (memory must come back down, not grow per wave). Then a new server with an emp
 (numba's compiled kernels kept, as after a restart): N sessions arrive a second apart, the first one starts
 the computations; every write into the layout store is counted. Every wait is bounded, and so is the run.
 See bench/README.md for the keys of the JSON.
+
+--team replaces the waves with two phases on the warm cache, one server each: N sessions keeping their decisions on
+the server under their own tokens, then N teammates signed in through a real OpenID Connect provider on loopback;
+each decides --decisions review-queue cards at the --think pace. Decision latency, the server's CPU time per
+decision, decisions lost (acknowledged by the page, absent from the database) and the database's size per 10,000.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import os
 import random
 import re
@@ -221,8 +228,10 @@ class Server:
         session_ttl_s: int,
         timeout: float = 180,
         extra_env: dict[str, str] | None = None,
+        extra_args: list[str] | None = None,
+        port: int | None = None,
     ):
-        self.port = _free_port()
+        self.port = port or _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.cache = cache
         self.log_path = log_path
@@ -251,6 +260,7 @@ class Server:
                 "false",
                 "--server.disconnectedSessionTTL",
                 str(session_ttl_s),
+                *(extra_args or []),
             ],
             cwd=str(ROOT),
             env=env,
@@ -406,6 +416,34 @@ CARD_FILE = """(button) => {
 }"""
 
 
+async def class_kept(page, box, chosen: str, when: str, wait_ms: float = 5_000) -> None:
+    """The Class box shows the class this session chose; if not within wait_ms, an error naming what it shows
+    instead and whether a script run was under way (the page must never change a user's choice)."""
+    from playwright.async_api import expect
+
+    try:
+        await expect(box).to_have_value(chosen, timeout=wait_ms)
+    except AssertionError:
+        shown = await box.input_value()
+        state = await page.evaluate(
+            "() => document.querySelector('[data-testid=stApp]')?.getAttribute('data-test-script-state')"
+        )
+        raise AssertionError(
+            f"the Class box shows {shown!r}, not the chosen {chosen!r}, {when} (script state: {state})"
+        ) from None
+
+
+async def keep_on_server(page) -> str:
+    """Turn on "Keep my decisions on this server"; returns the token the page shows."""
+    sidebar = page.get_by_test_id("stSidebar")
+    await sidebar.get_by_text("Keep my decisions on this server", exact=True).click()
+    code = sidebar.locator("[data-testid=stCode] code")
+    await code.wait_for()
+    token = (await code.inner_text()).strip()
+    await settle(page)
+    return token
+
+
 def _count_needles(k: int) -> list[str]:
     """Texts the page shows once the server has counted k exclusions: the gallery's note or the header."""
     return [f"{k:,} image{'' if k == 1 else 's'} excluded in all", f"· {k:,} excluded ·"]
@@ -437,8 +475,6 @@ async def run_session(
     this range (seeded by the session's number), as a person looks at an image before deciding; (0, 0) clicks
     as soon as the page is idle, a stress test rather than a team's pace. The pause is not part of any latency.
     """
-    from playwright.async_api import expect
-
     pace = random.Random(session.sid)
 
     async def think() -> None:
@@ -467,19 +503,16 @@ async def run_session(
             raise AssertionError(f"the server folder offers {value!r}, not {data.npz}")
         if autosave:
             session.step = "autosave on"
-            await sidebar.get_by_text("Keep my decisions on this server", exact=True).click()
-            code = sidebar.locator("[data-testid=stCode] code")
-            await code.wait_for()
-            session.token = (await code.inner_text()).strip()
-            await settle(page)
+            session.token = await keep_on_server(page)
 
         # Select the session's own class (typed into the box, as a keyboard user does).
+        session.step = "choose class"
         klass = page.get_by_role("combobox", name="Class", exact=True)
         await klass.click()
         await klass.fill(session.klass)
         await page.get_by_role("option", name=session.klass, exact=True).wait_for()
         await page.keyboard.press("Enter")  # clicking in the popover is fragile: it closes when the page scrolls
-        await expect(klass).to_have_value(session.klass)
+        await class_kept(page, klass, session.klass, "after choosing it")
         size = data.class_sizes[session.klass]
         heading = f"Selected: {size:,} image{'' if size == 1 else 's'}"
         await _timed(
@@ -489,6 +522,7 @@ async def run_session(
             lambda: page.wait_for_function(TEXT_SHOWN, arg=[[heading]], polling=50, timeout=timeout_ms),
         )
         await settle(page)
+        await class_kept(page, klass, session.klass, "after selecting it")
 
         # Ticks, spread over the first pages of the selection.
         per_page = max(1, min(PAGE_SIZE // 3, -(-ticks // 3)))
@@ -672,6 +706,346 @@ async def run_wave(browser, url: str, sids: list[int], data: Data, opts, stagger
         for ctx in contexts:
             await ctx.close()
     return sessions
+
+
+# ------------------------------------------------------------------------------------------------ team run
+# --team: the decision store under a team's load. Two phases in one run, on the same data and the same warm cache:
+# "per_session_store" (sign-in off; each session turns on "Keep my decisions on this server", so its decisions go
+# to the database under its own token) and "team" (sign-in on through a real OpenID Connect provider on loopback;
+# every session is a teammate, so each decision is shared and every session brings in the others' every few
+# seconds). Each session opens the dataset and the review queue, then decides --decisions cards at --think pace.
+
+TEAM_DOMAIN = "team.example"
+STORE_FILE = "decisions.sqlite3"  # cleaner.decisions.store.DATABASE_FILE: the default database in the cache folder
+LAST_DECISION = "Your last decision: {what} {name} (U undoes it)."  # the queue's confirmation of this session's own
+QUEUE_ROWS = """(kind) => Array.from(document.querySelectorAll(`[class*="st-key-q_${kind}_"]`)).map(e => {
+    const key = Array.from(e.classList).find(c => c.startsWith(`st-key-q_${kind}_`));
+    return parseInt(key.slice(`st-key-q_${kind}_`.length), 10);
+})"""
+
+
+@dataclass
+class StoreSession:
+    sid: int
+    email: str = ""  # team phase: who signs in
+    token: str = ""  # per-session phase: the token the page gave
+    latencies: list[float] = field(default_factory=list)
+    acknowledged: list[tuple[str, str]] = field(default_factory=list)  # (image path, kind) the page confirmed
+    retargeted: int = 0  # cards that left the page (a teammate took them) between choosing and clicking
+    errors: list[str] = field(default_factory=list)
+    done: bool = False
+    step: str = "start"
+
+
+class Gate:
+    """Every session arrives here once (done or failed) before deciding; the CPU window opens when all have."""
+
+    def __init__(self, n: int):
+        self.n, self.arrived, self.open = n, 0, asyncio.Event()
+
+    def arrive(self) -> None:
+        self.arrived += 1
+        if self.arrived >= self.n:
+            self.open.set()
+
+
+async def sign_in(page, url: str, provider_url: str, email: str) -> None:
+    """What a person does: the app's Sign in button, then the provider's form (who you are, Authorize)."""
+    await page.goto(url)
+    await page.get_by_role("button", name="Sign in", exact=True).click()
+    await page.wait_for_url(f"{provider_url}/oauth2/authorize**")
+    await page.locator("input[name=sub]").fill(email)
+    await page.get_by_role("button", name="Authorize", exact=True).click()
+    await page.wait_for_url(f"{url}/**")
+
+
+async def run_store_session(
+    ctx, url: str, session: StoreSession, data: Data, opts, gate: Gate, provider_url: str = ""
+) -> None:
+    """One reviewer: (sign in,) open the dataset, (keep decisions on the server,) open the queue, wait for everyone,
+    then decide cards at a person's pace, each acknowledged by the queue's "Your last decision" line."""
+    pace = random.Random(1000 + session.sid)
+    page = await ctx.new_page()
+    timeout_ms = opts.step_timeout * 1000
+    page.set_default_timeout(timeout_ms)
+    arrived = False
+    try:
+        if session.email:
+            session.step = "sign in"
+            await sign_in(page, url, provider_url, session.email)
+        else:
+            await page.goto(url)
+        session.step = "open"
+        sidebar = page.get_by_test_id("stSidebar")
+        server_folder = sidebar.locator("[data-testid=stRadio] label").filter(has_text=re.compile(r"^Server folder$"))
+        await server_folder.click()
+        await page.wait_for_function(TEXT_SHOWN, arg=[[f"· {len(data.paths):,} images ·"]], polling=100)
+        await settle(page)
+        if not session.email:
+            session.step = "keep on server"
+            session.token = await keep_on_server(page)
+        session.step = "queue"
+        queue = page.locator("[data-testid=stRadio] label").filter(has_text=re.compile(r"^Review queue$"))
+        await queue.click()
+        await page.wait_for_function(TEXT_SHOWN, arg=[["flagged samples left to review"]], polling=100)
+        await settle(page)
+        arrived = True
+        gate.arrive()
+        await gate.open.wait()
+        for i in range(opts.decisions):
+            kind = "excl" if i % 2 == 0 else "keep"
+            session.step = f"decision {i + 1}"
+            await pace_pause(pace, opts.think)
+            for _attempt in range(5):
+                rows = await page.evaluate(QUEUE_ROWS, kind)
+                if not rows:
+                    raise AssertionError("the review queue shows no card")
+                row = rows[session.sid % len(rows)]  # each session its own place: fewer images decided twice
+                button = page.locator(f".st-key-q_{kind}_{row} button")
+                name = os.path.basename(str(data.paths[row]))
+                what = "excluded" if kind == "excl" else "kept"
+                needle = LAST_DECISION.format(what=what, name=name)
+                t0 = time.perf_counter()
+                try:
+                    await button.click(timeout=15_000)
+                except Exception:  # noqa: BLE001 - the card left the page (a teammate took it): choose again
+                    await settle(page)
+                    if await page.evaluate(TEXT_SHOWN, [needle]):  # the click landed all the same: it counts
+                        session.acknowledged.append((str(data.paths[row]), "exclude" if kind == "excl" else "keep"))
+                        break
+                    session.retargeted += 1
+                    continue
+                await page.wait_for_function(TEXT_SHOWN, arg=[[needle]], polling=25, timeout=timeout_ms)
+                session.latencies.append(time.perf_counter() - t0)
+                session.acknowledged.append((str(data.paths[row]), "exclude" if kind == "excl" else "keep"))
+                await settle(page)
+                break
+            else:
+                raise AssertionError("five cards in a row left the page before they could be clicked")
+        session.done = True
+    except Exception as exc:  # noqa: BLE001 - a failed session is a result
+        session.errors.append(
+            f"session {session.sid} at {session.step}: {type(exc).__name__}: {str(exc).splitlines()[0][:300]}"
+        )
+        if opts.shots is not None:
+            try:
+                await page.screenshot(path=str(opts.shots / f"failed_store_session_{session.sid}.png"))
+            except Exception:  # noqa: BLE001 - the page may be gone
+                pass
+    finally:
+        if not arrived:
+            gate.arrive()
+
+
+async def pace_pause(pace: random.Random, think: list[float]) -> None:
+    if think[1] > 0:
+        await asyncio.sleep(pace.uniform(*think))
+
+
+def store_events(db: Path) -> list[tuple[str, str, str, str]]:
+    """(space, image path, kind, decided_by) of every decision event in the SQLite store, read-only."""
+    import sqlite3
+
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+        return conn.execute(
+            "SELECT space, image_path, kind, decided_by FROM events WHERE stream = 'decision' ORDER BY id"
+        ).fetchall()
+
+
+def store_bytes(db: Path) -> int:
+    """The database's size on disk: the file and its write-ahead log."""
+    return sum(p.stat().st_size for p in (db, db.with_name(db.name + "-wal")) if p.exists())
+
+
+def event_bytes(db: Path) -> int | None:
+    """Bytes the events take in the database: the used bytes of the events table's pages and its indexes' (SQLite's
+    dbstat), so the schema and the empty pages of a short run do not swamp the figure. None without dbstat."""
+    import sqlite3
+
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+        try:
+            found = conn.execute(
+                "SELECT sum(pgsize - unused) FROM dbstat WHERE name IN "
+                "(SELECT name FROM sqlite_master WHERE tbl_name = 'events')"
+            ).fetchone()[0]
+        except sqlite3.OperationalError:  # SQLite built without the dbstat table
+            return None
+    return int(found or 0)
+
+
+def lost_and_crossed(sessions: list[StoreSession], events: list[tuple[str, str, str, str]]) -> tuple[int, int]:
+    """Acknowledged decisions with no event of their session in the store, and events in a session's name that it
+    never made (team: by its e-mail in the team space; per session: in its token's space)."""
+    from collections import Counter
+
+    sys.path.insert(0, str(ROOT))
+    from cleaner.decisions.store import TEAM_SPACE, token_space
+
+    lost = crossed = 0
+    for s in sessions:
+        if s.email:
+            theirs = Counter((p, k) for space, p, k, who in events if space == TEAM_SPACE and who == s.email)
+        elif s.token:
+            theirs = Counter((p, k) for space, p, k, _ in events if space == token_space(s.token))
+        else:
+            continue
+        made = Counter(s.acknowledged)
+        lost += sum((made - theirs).values())
+        crossed += sum((theirs - made).values())
+    return lost, crossed
+
+
+async def store_phase(browser, data: Data, opts, work: Path, warm_cache: Path, team: bool, provider_url: str) -> dict:
+    """One phase of the team run on its own server and its own copy of the warm cache (so its own database)."""
+    import psutil
+
+    name = "team" if team else "per_session_store"
+    cache = work / f"cache_{name}"
+    shutil.rmtree(cache, ignore_errors=True)
+    shutil.copytree(warm_cache, cache, ignore=shutil.ignore_patterns(f"{STORE_FILE}*"))
+    env = dict(opts.env)
+    args: list[str] = []
+    port = _free_port()
+    if team:  # sign-in through the provider; the secrets file lives in the work folder, never in the repository
+        secrets_file = work / "secrets" / "secrets.toml"
+        secrets_file.parent.mkdir(exist_ok=True)
+        secrets_file.write_text(
+            "[auth]\n"
+            f'redirect_uri = "http://127.0.0.1:{port}/oauth2callback"\n'
+            f'cookie_secret = "{os.urandom(32).hex()}"\n'
+            'client_id = "cleaner-bench"\n'
+            f'client_secret = "{os.urandom(16).hex()}"\n'
+            f'server_metadata_url = "{provider_url}/.well-known/openid-configuration"\n'
+        )
+        secrets_file.chmod(0o600)
+        env["CLEANER_ALLOWED_USERS"] = f"@{TEAM_DOMAIN}"
+        args = ["--secrets.files", str(secrets_file)]
+    log(f"{name}: server on {cache}; {opts.sessions} sessions")
+    server = Server(
+        cache, data.root, work / f"server_{name}.log", opts.session_ttl, extra_env=env, extra_args=args, port=port
+    )
+    proc = psutil.Process(server.proc.pid)
+    sessions = [
+        StoreSession(sid, email=f"reviewer{sid:02d}@{TEAM_DOMAIN}" if team else "") for sid in range(opts.sessions)
+    ]
+    gate = Gate(len(sessions))
+    contexts = [await browser.new_context(viewport=VIEWPORT) for _ in sessions]
+    if opts.no_webgl:
+        for ctx in contexts:
+            await ctx.add_init_script(NO_WEBGL)
+    cpu: dict[str, float] = {}
+
+    async def window() -> None:
+        await gate.open.wait()
+        t = proc.cpu_times()
+        cpu["start"], cpu["wall0"] = t.user + t.system, time.monotonic()
+
+    try:
+        watcher = asyncio.ensure_future(window())
+        await asyncio.wait_for(
+            asyncio.gather(
+                *(
+                    run_store_session(c, server.url, s, data, opts, gate, provider_url)
+                    for c, s in zip(contexts, sessions)
+                )
+            ),
+            timeout=opts.wave_timeout,
+        )
+        t = proc.cpu_times()
+        cpu["end"], cpu["wall1"] = t.user + t.system, time.monotonic()
+        watcher.cancel()
+        found, noise = server.log_errors()
+    except TimeoutError:
+        found, noise = [f"{name}: not done within the wave's {opts.wave_timeout} s"], 0
+    finally:
+        for ctx in contexts:
+            await ctx.close()
+        server.stop()
+    db = cache / STORE_FILE
+    events = store_events(db) if db.exists() else []
+    size = store_bytes(db) if db.exists() else 0
+    used = event_bytes(db) if events else None
+    lost, crossed = lost_and_crossed(sessions, events)
+    latencies = [t for s in sessions for t in s.latencies]
+    decisions = len(latencies)
+    server_cpu = cpu["end"] - cpu["start"] if "end" in cpu and "start" in cpu else None  # None: the phase timed out
+    return {
+        "sessions": len(sessions),
+        "completed": sum(s.done for s in sessions),
+        "decisions": decisions,
+        "decision_p50_s": percentile(latencies, 50),
+        "decision_p95_s": percentile(latencies, 95),
+        "decision_max_s": round(max(latencies), 3) if latencies else None,
+        "deciding_wall_s": round(cpu["wall1"] - cpu["wall0"], 1) if "wall1" in cpu and "wall0" in cpu else None,
+        "server_cpu_s": round(server_cpu, 2) if server_cpu is not None else None,
+        "server_cpu_per_decision_s": round(server_cpu / decisions, 4) if decisions and server_cpu is not None else None,
+        "events": len(events),
+        "decisions_lost": lost,
+        "decisions_crossed": crossed,
+        "retargeted_clicks": sum(s.retargeted for s in sessions),
+        "db_bytes": size,
+        "db_bytes_per_10k_decisions": round(size / len(events) * 10_000) if events else None,
+        "db_event_bytes_per_10k_decisions": round(used / len(events) * 10_000) if used is not None else None,
+        "server_log_errors": found,
+        "server_log_websocket_disconnects": noise,
+        "page_errors": [e for s in sessions for e in s.errors],
+    }
+
+
+async def team_bench(opts, work: Path, out: dict) -> dict:
+    """The per-session store and team mode, one after the other in one run, on the same data and warm cache."""
+    from playwright.async_api import async_playwright
+
+    try:
+        import oidc_provider_mock
+    except ImportError as exc:
+        raise SystemExit("--team needs oidc-provider-mock (pip install -r requirements-dev.txt)") from exc
+
+    data = write_data(work / "allowed", opts.n, opts.dims, opts.clusters, opts.seed)
+    warm_cache = work / "cache_warm"
+    precompute(data, warm_cache, timeout=opts.wave_timeout)
+    out.update(
+        {
+            "mode": "team",
+            "n": opts.n,
+            "dims": opts.dims,
+            "sessions": opts.sessions,
+            "decisions_per_session": opts.decisions,
+            "think_s": list(opts.think),
+            "webgl_map_drawn": not opts.no_webgl,
+            "server_env": opts.env,
+            "cores": os.cpu_count(),
+            "load_average_start": round(os.getloadavg()[0], 2),
+            "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        }
+    )
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # the provider's request lines are not the bench's
+    with oidc_provider_mock.run_server_in_thread() as provider:  # loopback only, in this process
+        host, port = provider.server_address[:2]
+        provider_url = f"http://{host}:{port}"
+        async with async_playwright() as pw:
+            browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+            try:
+                for team in (False, True):
+                    name = "team" if team else "per_session_store"
+                    out[name] = await store_phase(browser, data, opts, work, warm_cache, team, provider_url)
+                    log(f"{name}: p95 decision {out[name]['decision_p95_s']} s, {out[name]['decisions']} decisions")
+            finally:
+                await browser.close()
+    solo, team = out["per_session_store"], out["team"]
+    out["p95_decision_per_session_store_s"] = solo["decision_p95_s"]
+    out["p95_decision_team_s"] = team["decision_p95_s"]
+    out["decisions_lost"] = solo["decisions_lost"] + team["decisions_lost"]
+    out["load_average_end"] = round(os.getloadavg()[0], 2)
+    out["targets_met"] = {
+        "team_p95_decision_no_worse": None
+        if None in (solo["decision_p95_s"], team["decision_p95_s"])
+        else team["decision_p95_s"] <= solo["decision_p95_s"],
+        "no_decision_lost": out["decisions_lost"] == 0,
+        "no_attribution_crossed": solo["decisions_crossed"] + team["decisions_crossed"] == 0,
+        "no_errors": not any(p["page_errors"] or p["server_log_errors"] for p in (solo, team)),
+    }
+    return out
 
 
 # ------------------------------------------------------------------------------------------------ report
@@ -973,6 +1347,12 @@ def main(argv: list[str] | None = None) -> dict:
         action="store_true",
         help="write the data and the warm cache into --workdir, then stop (a later run reuses them)",
     )
+    ap.add_argument(
+        "--team",
+        action="store_true",
+        help="the decision store under load instead of the waves: N sessions keeping their decisions on the server "
+        "(no sign-in), then N signed-in teammates, each deciding --decisions queue cards at --think pace",
+    )
     ap.add_argument("--json", type=Path, help="write the results here")
     ap.add_argument("--workdir", type=Path, help="keep data and the warm cache here (default: a temp folder, removed)")
     opts = ap.parse_args(argv)
@@ -992,7 +1372,8 @@ def main(argv: list[str] | None = None) -> dict:
     try:
         out: dict = {}
         try:
-            asyncio.run(asyncio.wait_for(bench(opts, work, out), timeout=opts.max_minutes * 60))
+            run = team_bench if opts.team else bench
+            asyncio.run(asyncio.wait_for(run(opts, work, out), timeout=opts.max_minutes * 60))
         except TimeoutError:
             out["stopped"] = (
                 f"--max-minutes {opts.max_minutes} reached: the phases after the last one reported did not run"

@@ -512,6 +512,34 @@ def test_a_widget_drawn_afresh_by_the_browser_starts_at_the_users_choice():
     assert review.proto.default == review.options.index("Class confusion") and review.value == "Class confusion"
 
 
+def test_the_data_source_is_sent_as_the_users_choice():
+    """The Data radio, like every choice widget, sends the user's choice as its default: a browser drawing it afresh
+    must not put a session that chose another source back on the demo."""
+    at = start_app()
+    at.radio(key="data_source").set_value("Upload an NPZ").run()
+    at.run()
+    radio = at.radio(key="data_source")
+    assert radio.value == "Upload an NPZ" and radio.proto.default == radio.options.index("Upload an NPZ")
+
+
+def test_the_class_box_keeps_the_users_class_when_drawn_afresh_or_left_and_come_back():
+    """Issue 29 (item 5): under load a session found its Class box back at another class than it had chosen. The box
+    sends the user's class as its default (a browser drawing it afresh during a whole-page run starts it there), and
+    a visit to the review queue, which does not draw it, does not lose it."""
+    at = start_app()
+    names = list(demo().class_names)
+    chosen = names[-3]  # not the first option, which a box without a default falls back to
+    select_class(at, chosen)
+    at.run()  # a later run, with nothing changed (the maps arriving rerun the whole page)
+    box = at.selectbox(key="select_class")
+    assert box.proto.default == names.index(chosen) and box.value == chosen
+    at.radio(key="review_view").set_value("Review queue").run()  # the class box is not drawn here
+    at.radio(key="review_view").set_value("Selected images").run()
+    box = at.selectbox(key="select_class")
+    assert box.value == chosen and box.proto.default == names.index(chosen)
+    assert f"class {chosen!r}" in texts(at)  # the selection it made is still the one shown
+
+
 def test_queue_cards_show_their_nearest_neighbours_with_labels():
     at = start_app()
     at.radio(key="review_view").set_value("Review queue").run()

@@ -8,10 +8,15 @@ import numpy as np
 import pytest
 
 from cleaner.decisions.store import TEAM_SPACE, DecisionStore, Ledger, paths_identity, token_space
-from cleaner.io.dataset import load_npz
+from cleaner.graph.neighbours import neighbour_graph
+from cleaner.io.dataset import dataset_from_arrays, load_npz
+from cleaner.issues.review import pending_rows
+from cleaner.issues.suspects import scores_from_graph
+from cleaner.ui.compute import learn_from_decisions
+from cleaner.ui.review_queue import QUEUE_SHOWN, _emptied_note
 from cleaner.ui.state import DatasetWork
 
-from .conftest import good_arrays, npz
+from .conftest import clustered_arrays, good_arrays, npz
 from .pg_fixture import postgres_cluster  # noqa: F401  (the session fixture)
 
 ANN, BOB = "ann@team.example", "bob@crew.example"
@@ -151,3 +156,61 @@ def test_a_token_space_is_private_and_comes_back(store):
     again = session(store, ds, "token abc", space=space)  # after a restart, with the token
     assert again.decisions.paths("exclude") == [str(ds.image_paths[0])]
     assert session(store, ds, ANN).decisions.by_path == {}  # the team sees nothing of it
+
+
+# ---------------------------------------------------------------- the queue when teammates take its cards
+
+
+def flipped_dataset(flips: int):
+    """Four tight classes with `flips` labels moved to the next class: label issues to review."""
+    emb, codes = clustered_arrays(n_per_class=60, n_classes=4, dims=8, seed=3)
+    flip = np.random.default_rng(4).choice(len(codes), flips, replace=False)
+    codes = codes.copy()
+    codes[flip] = (codes[flip] + 1) % 4
+    names = np.array(["cat", "dog", "fox", "owl"])[codes]
+    paths = np.array([f"/data/img_{i:04d}.png" for i in range(len(codes))])
+    ds = dataset_from_arrays(emb, names, paths, name="flipped")
+    graph = neighbour_graph(ds.embeddings, k=10, metric="euclidean")
+    return ds, graph, scores_from_graph(ds, graph)
+
+
+def queue(work: DatasetWork, graph, result, by: str = "label_issue") -> tuple[list[int | None], np.ndarray]:
+    """What the review queue panel shows after a page run: its cards, and the suspects left (as the panel does)."""
+    work.sync()
+    pending = pending_rows(learn_from_decisions(result, graph, work), by, work.decided_rows())
+    return work.queue_cards(by, pending, QUEUE_SHOWN), pending
+
+
+def test_cards_a_teammate_decided_are_refilled_from_the_suspects_left(store):
+    ds, graph, result = flipped_dataset(flips=24)
+    ann, bob = session(store, ds, ANN), session(store, ds, BOB)
+    cards, pending = queue(ann, graph, result)
+    assert len(pending) > 2 * QUEUE_SHOWN and cards == pending[:QUEUE_SHOWN].tolist()
+    taken = cards[1:4]
+    for row in taken:  # Bob decides three of the images on Ann's cards
+        bob.decide(row, "exclude", "mislabelled")
+    after, left = queue(ann, graph, result)
+    assert not set(taken) & set(left.tolist())
+    # Every card still shows a suspect: the untouched ones where they were, the three places taken by the next
+    # suspects of Ann's queue in order, and no card shows an image twice.
+    untouched = [cards[0], *cards[4:]]
+    refill = [r for r in left.tolist() if r not in untouched][:3]
+    assert after == [cards[0], *refill, *cards[4:]]
+    assert len(set(after)) == QUEUE_SHOWN and set(after) <= set(left.tolist())
+
+
+def test_a_card_a_teammate_took_when_no_suspect_is_left_says_who_took_it(store):
+    ds, graph, result = flipped_dataset(flips=4)
+    ann, bob = session(store, ds, ANN), session(store, ds, BOB)
+    cards, pending = queue(ann, graph, result)
+    assert 1 < len(cards) == len(pending) < QUEUE_SHOWN  # fewer suspects than cards: nothing can refill a place
+    mine, theirs = cards[-1], cards[0]
+    ann.decide(mine, "keep", "fine")
+    assert ann.last_decided == (str(ds.image_paths[mine]), "keep", "")  # the queue confirms it under its count
+    bob.decide(theirs, "relabel", "wrong", new_label=ds.class_names[int(result.labels.suggested_label[theirs])])
+    after, left = queue(ann, graph, result)
+    assert after[0] is None and mine not in after and len(left) == len(pending) - 2
+    note = _emptied_note(ann, "label_issue", 0).replace("\\", "")
+    suggested = ds.class_names[int(result.labels.suggested_label[theirs])]
+    assert note.startswith(f"{BOB} relabelled to {suggested} {ds.file_name(theirs)}.")
+    assert "No flagged suspect is left" in note

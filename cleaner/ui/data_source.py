@@ -30,7 +30,7 @@ def allowed_npz_files(cfg: Settings) -> list[Path]:
 
 def choose_dataset(cfg: Settings) -> Dataset | None:
     """Sidebar: demo, upload, or a file from the server's allowed folders. Errors are shown, never raised."""
-    source = st.sidebar.radio("Data", SOURCES, key="data_source")
+    source = st.sidebar.radio("Data", SOURCES, **remembered("data_source", options=SOURCES))
     if source == SOURCES[0]:
         try:
             with st.spinner("Preparing the demo dataset (first start only)…"):
@@ -86,7 +86,8 @@ def _from_server_folder(cfg: Settings) -> Dataset | None:
             "the CLEANER_ALLOWED_ROOTS environment variable."
         )
         return None
-    path = Path(st.sidebar.selectbox("NPZ on the server", [str(f) for f in files], key="server_npz"))
+    names = [str(f) for f in files]
+    path = Path(st.sidebar.selectbox("NPZ on the server", names, **remembered("server_npz", options=names)))
     real = server_files.real_path_inside(path, tuple(cfg.allowed_roots))
     if real is None:  # the listing may be older than a new link
         st.error(literal(f"{path.name} now leads outside the server's allowed folders; it is not opened."))

@@ -9,7 +9,7 @@ from cleaner.graph.neighbours import GRAPH_K, NeighbourGraph
 from cleaner.io.images import ImageAccess
 from cleaner.server.text import plural
 from cleaner.ui.downloads import decision_files
-from cleaner.ui.state import DatasetWork, show_widget_value, widget_value, work_by_digest
+from cleaner.ui.state import DatasetWork, remembered, show_widget_value, widget_value, work_by_digest
 from cleaner.ui.thumbs import thumbnail
 
 PAGE_SIZE = 24
@@ -43,7 +43,10 @@ def selection_tools(work: DatasetWork, graph: NeighbourGraph | None) -> None:
     """
     digest = work.dataset.digest
     cols = st.columns([2, 1.4, 1], vertical_alignment="bottom")
-    cols[0].selectbox("Class", work.dataset.class_names, key="select_class")
+    classes = list(work.dataset.class_names)
+    # Remembered: a browser drawing the box afresh (a whole-page run while the maps arrive) must start it at the
+    # user's class, not the first one, or it sends that back as the user's choice.
+    cols[0].selectbox("Class", classes, **remembered("select_class", options=classes))
     cols[1].button("Select class", key="btn_class", width="stretch", on_click=_select_class, args=(digest,))
     cols[2].button("Clear", key="btn_clear", width="stretch", on_click=_clear, args=(digest,))
     # Drawn, disabled, while the neighbours are being found: the gallery below must not move under the pointer

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import streamlit as st
 
 from cleaner.graph.neighbours import NeighbourGraph
@@ -9,6 +11,7 @@ from cleaner.io.images import ImageAccess
 from cleaner.issues.registry import orders
 from cleaner.issues.review import KEPT_REASON, PAGE_SIZE, PAGE_SIZES, pending_rows, reasons
 from cleaner.issues.suspects import ScanResult
+from cleaner.server.text import shown
 from cleaner.ui import team
 from cleaner.ui.compute import check_images, learn_from_decisions
 from cleaner.ui.downloads import decision_files
@@ -77,6 +80,9 @@ def review_queue_panel(work: DatasetWork, graph: NeighbourGraph, result: ScanRes
         f"**{len(queue):,} flagged samples left to review** · {len(work.decisions):,} decided · "
         f"{work.decisions.count('exclude'):,} excluded"
     )
+    if work.last_decided is not None:  # a confirmation that stays put while teammates' decisions move the cards
+        path, kind, label = work.last_decided
+        st.caption(literal(f"Your last decision: {_done(kind, label)} {shown(os.path.basename(path))} (U undoes it)."))
     teammates = len(team.teammates_rows(work))
     if teammates:
         st.caption(f"Skipping {teammates:,} {'image' if teammates == 1 else 'images'} a teammate decided.")
@@ -97,7 +103,7 @@ def review_queue_panel(work: DatasetWork, graph: NeighbourGraph, result: ScanRes
     for slot, row in enumerate(cards):
         with grid[slot % 2].container(border=True, key=f"queue_slot_{slot}"):
             if row is None:
-                st.caption("Decided. No suspect is left to take this place.")
+                st.caption(_emptied_note(work, by, slot))
                 continue
             _card(work, result, row, by, access, first=slot == 0)
             _evidence(work, graph, row, access)
@@ -146,6 +152,20 @@ def _card(work: DatasetWork, result: ScanResult, row: int, by: str, access: Imag
             args=(dataset.digest, row, "relabel", reason, suggested),
             width="stretch",
         )
+
+
+def _emptied_note(work: DatasetWork, by: str, slot: int) -> str:
+    """An empty card says who decided the image it showed: a teammate's decision is news to this user."""
+    path, decision = work.emptied_card(by, slot)
+    left = "No flagged suspect is left in this order to take its place."
+    if decision is None or not decision.decided_by or decision.decided_by == work.user:
+        return f"Decided. {left}"
+    what = _done(decision.kind, decision.new_label)
+    return literal(f"{shown(decision.decided_by)} {what} {shown(os.path.basename(path))}. {left}")
+
+
+def _done(kind: str, new_label: str) -> str:
+    return {"exclude": "excluded", "keep": "kept"}.get(kind, f"relabelled to {new_label}")
 
 
 def _fallback_reason(by: str) -> str:

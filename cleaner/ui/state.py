@@ -125,6 +125,9 @@ class DatasetWork:
     thorough: bool = False  # the label-issue ranking in use: the neighbours' votes, or with a linear probe too
     learned_labels: LearnedLabels | None = None  # the label issues after this session's decisions
     queue_slots: dict[str, list[int]] = field(default_factory=dict)  # per queue order: the rows on its cards
+    # Per queue order: the image each empty card last showed, so the card can say who decided it.
+    queue_emptied: dict[str, dict[int, str]] = field(default_factory=dict)
+    last_decided: tuple[str, Kind, str] | None = None  # (path, kind, new label) of this session's latest decide()
     queue_page: QueuePage | None = None  # page mode: the page shown and its ticks
     list_message: tuple[str, str] | None = None  # ("success" | "warning" | "error", text) about an uploaded list
     # The decision store: every decision, undo and audit verdict is written through this link as it is made (team
@@ -150,6 +153,7 @@ class DatasetWork:
     def decide(self, row: int, kind: Kind, reason: str = "", new_label: str = "", source: Source = "queue") -> None:
         """Exclude, keep or relabel one image; the decision can be undone."""
         self.undo_stack.append(self._put(row, kind, reason, new_label, source))
+        self.last_decided = (str(self.dataset.image_paths[row]), kind, new_label if kind == "relabel" else "")
         self._send()
 
     def settle(self, path: str, kind: Kind, new_label: str = "") -> None:
@@ -165,6 +169,7 @@ class DatasetWork:
         steps = tuple(self._put(row, kind, reason, new_label, source) for row, kind, reason, new_label in choices)
         if steps:
             self.undo_stack.append(UndoBatch(steps))
+            self.last_decided = None
         self._send()
 
     def show_page(self, order: str, page: ReviewPage) -> QueuePage:
@@ -265,6 +270,7 @@ class DatasetWork:
         audit verdict)."""
         if self.undo_stack:
             last = self.undo_stack.pop()
+            self.last_decided = None
             for step in reversed(last.steps) if isinstance(last, UndoBatch) else (last,):
                 self.decisions.put(step.path, step.decision)
                 # Undo is an event; an earlier decision it restores is one more, this user's.
@@ -406,8 +412,20 @@ class DatasetWork:
         cards += [row for row in fillers][: n - len(cards)]
         while cards and cards[-1] is None:
             cards.pop()  # empty places at the end move nothing
+        emptied = self.queue_emptied.setdefault(order, {})
+        for slot, before in enumerate(slots):
+            if slot >= len(cards) or cards[slot] is not None:
+                emptied.pop(slot, None)
+            elif before is not None:
+                emptied[slot] = str(self.dataset.image_paths[before])
         self.queue_slots[order] = cards
         return cards
+
+    def emptied_card(self, order: str, slot: int) -> tuple[str, Decision | None]:
+        """The image an empty queue card last showed (its path, "" if none) and the decision that took it away:
+        a teammate's, in team mode, or this session's."""
+        path = self.queue_emptied.get(order, {}).get(slot, "")
+        return path, self.decisions.get(path) if path else None
 
     def excluded_rows(self) -> np.ndarray:
         return self._derive()[1]
