@@ -114,14 +114,24 @@ def pca_projection(embeddings: np.ndarray, n_components: int = 3) -> np.ndarray:
     return _scaled(memo[1][:, :n_components])
 
 
+_PCA_BLOCK_ROWS = 16_384  # rows centred at a time: a centred copy of all rows would double the embeddings' memory
+
+
 def _project(embeddings: np.ndarray, n_components: int) -> np.ndarray:
     x = np.asarray(embeddings, dtype=np.float32)
-    centered = x - x.mean(axis=0, keepdims=True)
+    mean = x.mean(axis=0, keepdims=True)
+    blocks = range(0, len(x), _PCA_BLOCK_ROWS)
     # The DxD covariance is cheap for any N; its eigenvectors are the principal axes.
-    cov = centered.T @ centered
-    _, vecs = np.linalg.eigh(cov.astype(np.float64))
+    cov = np.zeros((x.shape[1], x.shape[1]), dtype=np.float64)
+    for start in blocks:
+        centered = x[start : start + _PCA_BLOCK_ROWS] - mean
+        cov += centered.T @ centered
+    _, vecs = np.linalg.eigh(cov)
     axes = vecs[:, ::-1][:, :n_components].astype(np.float32)
-    return centered @ axes
+    out = np.empty((len(x), n_components), dtype=np.float32)
+    for start in blocks:
+        out[start : start + _PCA_BLOCK_ROWS] = (x[start : start + _PCA_BLOCK_ROWS] - mean) @ axes
+    return out
 
 
 def _scaled(projection: np.ndarray) -> np.ndarray:
