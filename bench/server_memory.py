@@ -153,7 +153,7 @@ def payload_sizes(cache: Path, npz: Path) -> dict:
     }
 
 
-COMPUTING = """() => Array.from(document.querySelectorAll('[data-testid=stCaption]')).some(
+COMPUTING = """() => Array.from(document.querySelectorAll('[data-testid=stCaptionContainer]')).some(
     e => ['PCA preview', 'partial UMAP map', 'nearest neighbours of'].some(t => e.innerText.includes(t)))"""
 
 
