@@ -83,7 +83,7 @@ def test_nearest_rows_is_the_exact_nearest(metric):
 
 def test_the_layout_switches_to_landmarks_at_the_threshold(monkeypatch):
     calls = []
-    monkeypatch.setattr(layouts, "landmark_layout", lambda e, g, p: calls.append(("landmarks", len(e))))
+    monkeypatch.setattr(layouts, "landmark_layout", lambda e, g, p, **_: calls.append(("landmarks", len(e))))
     monkeypatch.setattr(layouts, "full_umap_layout", lambda e, g, p: calls.append(("full", len(e))))
     monkeypatch.setattr(layouts, "LANDMARK_MIN_ROWS", 100)
     graph = NeighbourGraph(np.zeros((0, 1), np.int32), np.zeros((0, 1), np.float32), "cosine", True)

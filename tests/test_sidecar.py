@@ -13,7 +13,9 @@ from cleaner.cli import scan
 from cleaner.graph import neighbours
 from cleaner.io.dataset import load_npz, npz_bytes
 from cleaner.io.sidecar import SidecarProblem, read_sidecar, sidecar_path
-from cleaner.layout.layouts import LayoutParams
+from cleaner.layout import layouts
+from cleaner.layout.layouts import LayoutParams, LayoutStore, layout_algorithm
+from cleaner.layout.service import LayoutService
 from cleaner.ui import cache
 
 from .conftest import clustered_arrays
@@ -107,6 +109,9 @@ def test_a_sidecar_with_other_settings_is_refused_with_what_to_do(scanned):
         (lambda m, n: {"extra": np.zeros(3)}, "expected arrays"),
         (lambda m, n: {"layout_key_3": None}, "missing: layout_key_3"),
         (lambda m, n: {"format": np.array("something-else")}, "not written by this version"),
+        (lambda m, n: {"layout_algorithm_3": None, "layout_algorithm_2": None}, "not written by this version"),
+        (lambda m, n: {"format": np.array("cleaner-sidecar-1")}, "not written by this version"),
+        (lambda m, n: {"layout_algorithm_3": np.array("x" * 300)}, "could not be read"),
     ],
 )
 def test_a_tampered_sidecar_is_refused_with_a_reason(scanned, tmp_path, change, reason):
@@ -142,22 +147,28 @@ def _service():
     return cache.layout_service(str(cfg.cache_dir), cfg.cache_max_bytes)
 
 
-def test_the_app_uses_the_sidecar_without_computing(allowed_root, monkeypatch):
-    npz = _dataset(allowed_root / "precomputed_team", seed=13)
-    assert scan.main([str(npz), "--out", str(npz.with_name("report.csv")), "--precompute"]) == 0
-    side = _members(sidecar_path(npz))
+def _open_without_search(npz: Path, monkeypatch) -> tuple[AppTest, int]:
+    """The app opened on `npz` with the neighbour search failing from then on; and the layout jobs started before."""
 
     def no_search(*args, **kwargs):
         raise AssertionError("the neighbour search ran although the sidecar holds the graph")
 
-    service, jobs_before = _service(), []
+    jobs_before = []
 
-    def from_now_on_nothing_is_computed():
+    def from_now_on():
         monkeypatch.setattr(neighbours, "_search", no_search)
-        jobs_before.append(service.jobs_started)
+        jobs_before.append(_service().jobs_started)
 
-    at = _open_in_app(npz, from_now_on_nothing_is_computed)
-    assert service.jobs_started == jobs_before[0]  # no layout computed: both maps came from the sidecar
+    return _open_in_app(npz, from_now_on), jobs_before[0]
+
+
+def test_the_app_uses_the_sidecar_without_computing(allowed_root, monkeypatch):
+    npz = _dataset(allowed_root / "precomputed_team", seed=13)
+    assert scan.main([str(npz), "--out", str(npz.with_name("report.csv")), "--precompute"]) == 0
+    side = _members(sidecar_path(npz))
+    service = _service()
+    at, jobs_before = _open_without_search(npz, monkeypatch)
+    assert service.jobs_started == jobs_before  # no layout computed: both maps came from the sidecar
     data = load_npz(npz)
     for dims in (3, 2):
         shown = service.get(data.embedding_digest, LayoutParams(n_components=dims), data.n)
@@ -180,3 +191,91 @@ def test_the_app_ignores_a_stale_sidecar_and_says_so(allowed_root):
         "\\", ""
     )
     assert at.text and "60 images" in " ".join(t.value for t in at.text)  # the dataset still opens and works
+
+
+# ---------------------------------------------------------------- which algorithm made the maps
+
+
+def test_the_sidecar_names_the_algorithm_of_its_maps(scanned):
+    pre = _read(scanned)
+    assert not pre.maps_ignored
+    for dims in (3, 2):
+        assert pre.algorithm(LayoutParams(n_components=dims)) == layout_algorithm(60) == "umap"
+    assert str(_members(sidecar_path(scanned))["layout_algorithm_3"]) == "umap"
+
+
+def _old_style(side: Path, target: Path) -> Path:
+    """The sidecar as `scan --precompute` wrote it before the maps carried their algorithm's name (format 1)."""
+    return _tampered(
+        side, target, format=np.array("cleaner-sidecar-1"), layout_algorithm_3=None, layout_algorithm_2=None
+    )
+
+
+def test_an_old_sidecar_gives_its_graph_but_not_its_maps(scanned, tmp_path):
+    pre = _read(scanned, side=_old_style(sidecar_path(scanned), tmp_path / "old.cleaner.npz"))
+    assert pre.graph.indices.shape == (60, 20)  # the neighbours are the same whatever made the maps
+    assert pre.layouts == {} and pre.layout(LayoutParams()) is None and pre.algorithm(LayoutParams()) is None
+    assert "do not say which layout algorithm made them" in pre.maps_ignored
+
+
+def test_maps_of_an_algorithm_this_version_does_not_know_are_not_used(scanned, tmp_path):
+    side = _tampered(
+        sidecar_path(scanned),
+        tmp_path / "future.cleaner.npz",
+        layout_algorithm_3=np.array("landmarks0"),  # an older landmark version, or a name written by hand
+    )
+    pre = _read(scanned, side=side)
+    assert pre.layouts == {} and "a layout this version does not know ('landmarks0')" in pre.maps_ignored
+
+
+def test_a_map_is_served_under_the_name_of_what_made_it_only(tmp_path, monkeypatch):
+    """At the landmark layout's size, a whole-data UMAP map adopted from a sidecar is found as "umap" and never as the
+    landmark layout; a landmark map adopted is the landmark layout."""
+    monkeypatch.setattr(layouts, "LANDMARK_MIN_ROWS", 50)
+    service = LayoutService(LayoutStore(tmp_path / "layouts", packaged=tmp_path / "none"), numba_cache=tmp_path / "nb")
+    umap_map, landmark_map = (np.full((60, 3), v, np.float32) for v in (1.0, 2.0))
+    service.adopt("d", LayoutParams(), umap_map, "umap")
+    assert service.get("d", LayoutParams(), 60) is None  # not the landmark layout
+    assert service.status("d", LayoutParams(), 60).state == "missing"
+    np.testing.assert_array_equal(service.get("d", LayoutParams(), 60, "umap"), umap_map)
+    service.adopt("d", LayoutParams(), landmark_map, layout_algorithm(60))
+    np.testing.assert_array_equal(service.get("d", LayoutParams(), 60), landmark_map)
+    # and from disk, in a new service (a restarted server)
+    again = LayoutService(LayoutStore(tmp_path / "layouts", packaged=tmp_path / "none"), numba_cache=tmp_path / "nb")
+    np.testing.assert_array_equal(again.get("d", LayoutParams(), 60), landmark_map)
+    np.testing.assert_array_equal(again.get("d", LayoutParams(), 60, "umap"), umap_map)
+    with pytest.raises(ValueError, match="unknown layout algorithm"):
+        LayoutStore.file_name("d", LayoutParams(), 60, "../../etc")
+
+
+def test_the_app_computes_the_landmark_map_again_over_an_old_sidecar(allowed_root, monkeypatch):
+    """An old sidecar next to a dataset of the landmark layout's size: its graph is used, its maps are not (they may be
+    the whole-data UMAP's), the page says so and computes the landmark map."""
+    monkeypatch.setattr(layouts, "LANDMARK_MIN_ROWS", 50)
+    npz = _dataset(allowed_root / "old_sidecar_team", seed=16)
+    assert scan.main([str(npz), "--out", str(npz.with_name("report.csv")), "--precompute"]) == 0
+    side = sidecar_path(npz)
+    assert str(_members(side)["layout_algorithm_3"]) == layout_algorithm(60) == f"landmarks{layouts.LANDMARK_VERSION}"
+    _old_style(side, side)
+    service = _service()
+    at, jobs_before = _open_without_search(npz, monkeypatch)
+    assert any("The precomputed maps are not used: its maps do not say which" in i.value for i in at.info)
+    assert service.jobs_started > jobs_before  # the 3D map is computed here
+    data = load_npz(npz)
+    service.wait(data.embedding_digest, LayoutParams(n_components=3), timeout=600)  # before the override is undone
+    service.wait(data.embedding_digest, LayoutParams(n_components=2), timeout=600)
+
+
+def test_the_app_serves_a_tagged_landmark_sidecar_without_computing(allowed_root, monkeypatch):
+    monkeypatch.setattr(layouts, "LANDMARK_MIN_ROWS", 50)
+    npz = _dataset(allowed_root / "new_sidecar_team", seed=17)
+    assert scan.main([str(npz), "--out", str(npz.with_name("report.csv")), "--precompute"]) == 0
+    side = _members(sidecar_path(npz))
+    service, jobs_before = _service(), []
+    at = _open_in_app(npz, lambda: jobs_before.append(service.jobs_started))
+    assert service.jobs_started == jobs_before[0]
+    assert not any("precomputed maps are not used" in i.value for i in at.info)
+    data = load_npz(npz)
+    for dims in (3, 2):  # served as the landmark layout: the name this version computes at this size
+        shown = service.get(data.embedding_digest, LayoutParams(n_components=dims), data.n)
+        np.testing.assert_array_equal(shown, side[f"layout_{dims}"])

@@ -279,8 +279,11 @@ def _scan(args: argparse.Namespace, client) -> int:
     return _write_sidecar(args, dataset, graph, result, on_cluster) if args.precompute else 0
 
 
-def _maps(args: argparse.Namespace, dataset: Dataset, graph: NeighbourGraph, on_cluster) -> dict:
-    """{3: (params, coords), 2: (params, coords)}: in this process, or by landmarks on the cluster."""
+def _maps(args: argparse.Namespace, dataset: Dataset, graph: NeighbourGraph, on_cluster) -> tuple[dict, str]:
+    """({3: (params, coords), 2: (params, coords)}, the name of the algorithm that made them): in this process, or by
+    landmarks on the cluster."""
+    from cleaner.layout.layouts import cluster_layout_algorithm, layout_algorithm
+
     start = time.perf_counter()
     if on_cluster is not None:
         from cleaner.distributed.layout import distributed_layouts
@@ -290,7 +293,7 @@ def _maps(args: argparse.Namespace, dataset: Dataset, graph: NeighbourGraph, on_
         print(
             f"  3D and 2D maps computed on the cluster by landmarks ({time.perf_counter() - start:.1f} s)", flush=True
         )
-        return layouts
+        return layouts, cluster_layout_algorithm()
     from cleaner.layout.layouts import (  # umap-learn: imported only when maps are really computed
         LayoutParams,
         umap_layout,
@@ -301,7 +304,7 @@ def _maps(args: argparse.Namespace, dataset: Dataset, graph: NeighbourGraph, on_
         params = LayoutParams(n_components=dims, metric=args.metric)  # the app's default map settings
         layouts[dims] = (params, umap_layout(dataset.embeddings, graph, params))
         print(f"  {dims}D map computed ({time.perf_counter() - start:.1f} s so far)", flush=True)
-    return layouts
+    return layouts, layout_algorithm(dataset.n)
 
 
 def _write_sidecar(
@@ -309,10 +312,10 @@ def _write_sidecar(
 ) -> int:
     """The maps the app would compute, with the graph, next to the NPZ (or the folder of shards), and above the
     map limit the map sample; returns the exit code."""
-    layouts = _maps(args, dataset, graph, on_cluster)
+    layouts, algorithm = _maps(args, dataset, graph, on_cluster)
     target = sidecar_path(args.npz)
     try:
-        target.write_bytes(sidecar_bytes(dataset.embedding_digest, graph, layouts))
+        target.write_bytes(sidecar_bytes(dataset.embedding_digest, graph, layouts, algorithm))
     except OSError as exc:
         print(f"cleaner scan: error: could not write {target}: {exc.strerror or exc}", file=sys.stderr)
         return 1

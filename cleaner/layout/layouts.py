@@ -42,12 +42,15 @@ __all__ = [  # kernel_cache_dir and use_numba_cache: cleaner.layout.service impo
     "PACKAGED_LAYOUTS",
     "LayoutFunction",
     "LayoutParams",
+    "LayoutProgress",
     "LayoutStore",
     "compile_kernels",
     "full_umap_layout",
     "kernel_cache_dir",
     "landmark_layout",
     "large_data_epochs",
+    "cluster_layout_algorithm",
+    "known_layout_algorithms",
     "layout_algorithm",
     "pca_projection",
     "umap_layout",
@@ -111,14 +114,24 @@ def pca_projection(embeddings: np.ndarray, n_components: int = 3) -> np.ndarray:
     return _scaled(memo[1][:, :n_components])
 
 
+_PCA_BLOCK_ROWS = 16_384  # rows centred at a time: a centred copy of all rows would double the embeddings' memory
+
+
 def _project(embeddings: np.ndarray, n_components: int) -> np.ndarray:
     x = np.asarray(embeddings, dtype=np.float32)
-    centered = x - x.mean(axis=0, keepdims=True)
+    mean = x.mean(axis=0, keepdims=True)
+    blocks = range(0, len(x), _PCA_BLOCK_ROWS)
     # The DxD covariance is cheap for any N; its eigenvectors are the principal axes.
-    cov = centered.T @ centered
-    _, vecs = np.linalg.eigh(cov.astype(np.float64))
+    cov = np.zeros((x.shape[1], x.shape[1]), dtype=np.float64)
+    for start in blocks:
+        centered = x[start : start + _PCA_BLOCK_ROWS] - mean
+        cov += centered.T @ centered
+    _, vecs = np.linalg.eigh(cov)
     axes = vecs[:, ::-1][:, :n_components].astype(np.float32)
-    return centered @ axes
+    out = np.empty((len(x), n_components), dtype=np.float32)
+    for start in blocks:
+        out[start : start + _PCA_BLOCK_ROWS] = (x[start : start + _PCA_BLOCK_ROWS] - mean) @ axes
+    return out
 
 
 def _scaled(projection: np.ndarray) -> np.ndarray:
@@ -126,14 +139,30 @@ def _scaled(projection: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(projection / scale * 10.0, dtype=np.float32)
 
 
+@dataclass(frozen=True, eq=False)
+class LayoutProgress:
+    """Which step of a layout runs, and the map as far as it is known: `coords` [len(rows), d] are the places of
+    `rows` (sorted row numbers; None: every row), or None while no place is known yet."""
+
+    step: str  # "landmarks", "placing", "refining" (the landmark layout's steps, in that order)
+    text: str  # the step in a person's words: "Laying out 30,000 landmarks"
+    coords: np.ndarray | None = None
+    rows: np.ndarray | None = None
+
+
+# The seam for other layout engines: called as layout(embeddings, graph, params); a function that also takes a
+# `progress` keyword is called with one (LayoutService publishes its reports as the page's partial map).
 LayoutFunction = Callable[[np.ndarray, NeighbourGraph, "LayoutParams"], np.ndarray]
+LayoutReport = Callable[[LayoutProgress], None]
 
 
-def umap_layout(embeddings: np.ndarray, graph: NeighbourGraph, params: LayoutParams) -> np.ndarray:
+def umap_layout(
+    embeddings: np.ndarray, graph: NeighbourGraph, params: LayoutParams, progress: LayoutReport | None = None
+) -> np.ndarray:
     """UMAP layout that reuses the precomputed neighbour graph instead of searching again: on every row below
-    LANDMARK_MIN_ROWS rows, on landmarks from there on."""
+    LANDMARK_MIN_ROWS rows, on landmarks from there on (reporting each step and its partial map to `progress`)."""
     if len(embeddings) >= LANDMARK_MIN_ROWS:
-        return landmark_layout(embeddings, graph, params)
+        return landmark_layout(embeddings, graph, params, progress=progress)
     return full_umap_layout(embeddings, graph, params)
 
 
@@ -144,8 +173,20 @@ def full_umap_layout(embeddings: np.ndarray, graph: NeighbourGraph, params: Layo
 
 
 def layout_algorithm(n_rows: int) -> str:
-    """Which algorithm lays out `n_rows` rows: part of a stored layout's name (LayoutStore.file_name)."""
+    """Which algorithm lays out `n_rows` rows here: part of a stored layout's name (LayoutStore.file_name)."""
     return f"landmarks{LANDMARK_VERSION}" if n_rows >= LANDMARK_MIN_ROWS else "umap"
+
+
+def cluster_layout_algorithm() -> str:
+    """The name of the maps `cleaner scan --dask` computes (cleaner/distributed/layout.py): the landmark layout's
+    landmarks and placement without its last refinement over every row, so not the same maps as `landmark_layout`'s."""
+    return f"landmarks{LANDMARK_VERSION}-cluster"
+
+
+def known_layout_algorithms() -> frozenset[str]:
+    """The algorithm names this version can store and serve a layout under; any other (an older landmark version, a
+    name read from a file) is never served."""
+    return frozenset({"umap", f"landmarks{LANDMARK_VERSION}", cluster_layout_algorithm()})
 
 
 @dataclass(frozen=True, eq=False)
@@ -197,6 +238,7 @@ def landmark_layout(
     count: int | None = None,
     refine_epochs: int | None = None,
     timings: dict | None = None,
+    progress: LayoutReport | None = None,
 ) -> np.ndarray:
     """UMAP on a seeded sample of landmarks (their own kNN graph, the PCA start of the preview), every other row
     placed at the membership-weighted mean of its placed neighbours in the shared graph, in rounds; a row with no
@@ -205,11 +247,17 @@ def landmark_layout(
 
     Seeded throughout where one core runs it (landmarks, placement, jitter, and UMAP's own randomness when numba
     has one thread); on several cores UMAP's optimisation runs on all of them, unseeded, as the whole-data path.
+
+    `progress`, if given, hears of each step as it starts, with the map so far: none while the landmarks are laid
+    out, the landmarks' places while the other rows are placed, every row's place (before refinement) while refining.
     """
     if graph.metric != params.metric:
         raise ValueError(f"graph metric {graph.metric!r} differs from layout metric {params.metric!r}")
     refine_epochs = LANDMARK_REFINE_EPOCHS if refine_epochs is None else refine_epochs
     timings = {} if timings is None else timings
+    report = progress or (lambda _: None)
+    count = LANDMARK_COUNT if count is None else count
+    report(LayoutProgress("landmarks", f"Laying out {min(count, len(embeddings)):,} landmarks"))
     t0 = time.perf_counter()
     plan = landmark_plan(embeddings, graph, params, count)
     timings.update(plan.seconds)
@@ -228,6 +276,14 @@ def landmark_layout(
     )
     t2 = time.perf_counter()
     timings["landmark_umap"] = t2 - t1
+    others = len(embeddings) - len(plan.rows)
+    if others:
+        landmark_coords.setflags(write=False)  # shared with whoever shows the partial map meanwhile
+        report(
+            LayoutProgress(
+                "placing", f"Placing the other {others:,} images from their neighbours", landmark_coords, plan.rows
+            )
+        )
     coords, placed = place_from_neighbours(landmark_coords, plan.rows, graph.indices, plan.weights)
     rng = np.random.default_rng(params.seed)
     if not placed.all():
@@ -242,8 +298,12 @@ def landmark_layout(
     if refine_epochs > 0:
         # A little jitter on the placed rows: rows placed from the same neighbours would start on one spot, which
         # umap-learn would first find with a KD-tree over all rows.
-        others = np.setdiff1d(np.arange(len(coords)), plan.rows, assume_unique=True)
-        coords[others] += rng.normal(scale=_jitter_scale(landmark_coords) * 0.1, size=(len(others), coords.shape[1]))
+        rest = np.setdiff1d(np.arange(len(coords)), plan.rows, assume_unique=True)
+        coords[rest] += rng.normal(scale=_jitter_scale(landmark_coords) * 0.1, size=(len(rest), coords.shape[1]))
+        if progress is not None:
+            placed_map = coords.copy()  # umap-learn may rescale its start in place; the partial map must not move
+            placed_map.setflags(write=False)
+            progress(LayoutProgress("refining", "Refining the map of every image", placed_map))
         knn = _cut(graph.with_self(), _n_neighbors(params, graph))
         coords = _fit(
             coords,
@@ -348,16 +408,23 @@ class LayoutStore:
         self.packaged = Path(packaged)
 
     @staticmethod
-    def file_name(embedding_digest: str, params: LayoutParams, n_rows: int = 0) -> str:
-        """The stored layout's name. The landmark layout's names carry its algorithm and version: a layout the
+    def file_name(embedding_digest: str, params: LayoutParams, n_rows: int = 0, algorithm: str | None = None) -> str:
+        """The stored layout's name. The landmark layouts' names carry their algorithm and version: a layout the
         whole-data UMAP stored before is never served as a landmark layout, nor one of an older landmark version.
-        Below LANDMARK_MIN_ROWS the names are as before, so the packaged demo layouts and earlier caches stay valid."""
-        algorithm = layout_algorithm(n_rows)
+        UMAP's names are as before, so the packaged demo layouts and earlier caches stay valid.
+
+        `algorithm` (one of known_layout_algorithms()) names a layout made by another algorithm than the one this
+        version uses for `n_rows` rows: a precomputed one, served under the name of what made it."""
+        algorithm = layout_algorithm(n_rows) if algorithm is None else algorithm
+        if algorithm not in known_layout_algorithms():
+            raise ValueError(f"unknown layout algorithm {algorithm!r}")
         tag = "" if algorithm == "umap" else f"_{algorithm}"
         return f"{embedding_digest}_{params.key()}{tag}.npy"
 
-    def get(self, embedding_digest: str, params: LayoutParams, n_rows: int) -> np.ndarray | None:
-        name = self.file_name(embedding_digest, params, n_rows)
+    def get(
+        self, embedding_digest: str, params: LayoutParams, n_rows: int, algorithm: str | None = None
+    ) -> np.ndarray | None:
+        name = self.file_name(embedding_digest, params, n_rows, algorithm)
         for folder in (self.folder, self.packaged):
             path = folder / name
             try:
@@ -376,10 +443,12 @@ class LayoutStore:
                 return arr.astype(np.float32, copy=False)
         return None
 
-    def put(self, embedding_digest: str, params: LayoutParams, coords: np.ndarray) -> None:
+    def put(
+        self, embedding_digest: str, params: LayoutParams, coords: np.ndarray, algorithm: str | None = None
+    ) -> None:
         store_file(
             self.folder,
-            self.file_name(embedding_digest, params, len(coords)),
+            self.file_name(embedding_digest, params, len(coords), algorithm),
             lambda fh: np.save(fh, np.asarray(coords, dtype=np.float32), allow_pickle=False),
             "*.npy",
             self.max_bytes,

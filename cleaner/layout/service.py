@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import subprocess
 import sys
 import threading
@@ -12,7 +13,15 @@ from pathlib import Path
 import numpy as np
 
 from cleaner.graph.neighbours import NeighbourGraph
-from cleaner.layout.layouts import LayoutFunction, LayoutParams, LayoutStore, compile_kernels, umap_layout
+from cleaner.layout.layouts import (
+    LayoutFunction,
+    LayoutParams,
+    LayoutProgress,
+    LayoutStore,
+    compile_kernels,
+    layout_algorithm,
+    umap_layout,
+)
 from cleaner.layout.numba_cache import kernel_cache_dir, use_numba_cache
 from cleaner.server.jobs import Jobs, JobStatus, Recent
 
@@ -43,22 +52,29 @@ class LayoutService:
         self._jobs = Jobs(workers, "cleaner-layout")
         self._chain_lock = threading.Lock()
         self._chained: set[tuple[str, LayoutParams]] = set()  # layouts waiting for another to end first
+        self._partial_lock = threading.Lock()
+        self._partial: dict[tuple[str, LayoutParams], LayoutProgress] = {}  # running layouts' latest step
 
     @property
     def jobs_started(self) -> int:
         """Layouts this service computed itself (not read from disk or adopted)."""
         return self._jobs.started
 
-    def get(self, embedding_digest: str, params: LayoutParams, n_rows: int) -> np.ndarray | None:
-        key = (embedding_digest, params)
+    def get(
+        self, embedding_digest: str, params: LayoutParams, n_rows: int, algorithm: str | None = None
+    ) -> np.ndarray | None:
+        """The layout if it is known (in memory or on disk): by the algorithm this version uses for `n_rows` rows, or
+        by the `algorithm` named (a precomputed layout adopted under the name of what made it)."""
+        algorithm = layout_algorithm(n_rows) if algorithm is None else algorithm
+        key = (embedding_digest, params, algorithm)
         coords = self._memory.get(key)
         if coords is None:
-            coords = self.store.get(embedding_digest, params, n_rows)
+            coords = self.store.get(embedding_digest, params, n_rows, algorithm)
             if coords is not None:
                 self._remember(key, coords)
         return coords
 
-    def _remember(self, key: tuple[str, LayoutParams], coords: np.ndarray) -> None:
+    def _remember(self, key: tuple[str, LayoutParams, str], coords: np.ndarray) -> None:
         coords.setflags(write=False)
         self._memory.put(key, coords)
 
@@ -102,25 +118,45 @@ class LayoutService:
 
         threading.Thread(target=run, name="cleaner-layout-then", daemon=True).start()
 
-    def adopt(self, embedding_digest: str, params: LayoutParams, coords: np.ndarray) -> None:
-        """Serve a layout computed elsewhere (a checked `--precompute` sidecar) as if this service had made it."""
-        key = (embedding_digest, params)
-        if self.get(embedding_digest, params, len(coords)) is not None:
+    def adopt(
+        self, embedding_digest: str, params: LayoutParams, coords: np.ndarray, algorithm: str | None = None
+    ) -> None:
+        """Serve a layout computed elsewhere (a checked `--precompute` sidecar) under the name of the algorithm that
+        made it (None: the one this service would run for as many rows); `get` with that algorithm finds it."""
+        algorithm = layout_algorithm(len(coords)) if algorithm is None else algorithm
+        if self.get(embedding_digest, params, len(coords), algorithm) is not None:
             return
-        self._remember(key, np.asarray(coords, dtype=np.float32))
-        self.store.put(embedding_digest, params, coords)
+        self._remember((embedding_digest, params, algorithm), np.asarray(coords, dtype=np.float32))
+        self.store.put(embedding_digest, params, coords, algorithm)
+
+    def progress(self, embedding_digest: str, params: LayoutParams) -> LayoutProgress | None:
+        """The step a layout being computed is at, with its map so far; None when none is running or it tells none."""
+        with self._partial_lock:
+            return self._partial.get((embedding_digest, params))
 
     def _compute(self, key: tuple[str, LayoutParams], embeddings: np.ndarray, graph: NeighbourGraph) -> None:
         digest, params = key
-        coords = (self._layout or umap_layout)(embeddings, graph, params)
-        self.store.put(digest, params, coords)
-        self._remember(key, coords)
+        layout = self._layout or umap_layout
+        options = {}
+        if _takes_progress(layout):
+
+            def publish(step: LayoutProgress) -> None:
+                with self._partial_lock:
+                    self._partial[key] = step
+
+            options["progress"] = publish
+        try:
+            coords = layout(embeddings, graph, params, **options)
+            self.store.put(digest, params, coords)
+            self._remember((digest, params, layout_algorithm(len(coords))), coords)
+        finally:
+            with self._partial_lock:  # the partial map is dropped once the whole one is served (or the job failed)
+                self._partial.pop(key, None)
 
     def status(self, embedding_digest: str, params: LayoutParams, n_rows: int) -> LayoutStatus:
-        key = (embedding_digest, params)
-        if key in self._memory:
+        if (embedding_digest, params, layout_algorithm(n_rows)) in self._memory:
             return LayoutStatus("ready")
-        return self._jobs.status(key)
+        return self._jobs.status((embedding_digest, params))
 
     def wait(self, embedding_digest: str, params: LayoutParams, timeout: float | None = None) -> None:
         self._jobs.wait((embedding_digest, params), timeout)
@@ -148,6 +184,14 @@ class LayoutService:
 
         threading.Thread(target=run, name="cleaner-warm-up", daemon=True).start()
         return future
+
+
+def _takes_progress(layout: LayoutFunction) -> bool:
+    """Whether a layout function reports its steps (a `progress` keyword); one of three arguments is called without."""
+    try:
+        return "progress" in inspect.signature(layout).parameters
+    except (TypeError, ValueError):  # no signature to read (a builtin, a C extension's callable)
+        return False
 
 
 def _warm_up() -> None:

@@ -16,7 +16,7 @@ from cleaner.io.sidecar import Precomputed
 from cleaner.issues.image_check import files_fingerprint, unreadable_images
 from cleaner.issues.label import rescore_label_issues
 from cleaner.issues.suspects import ScanResult
-from cleaner.layout.layouts import LayoutParams
+from cleaner.layout.layouts import LayoutParams, LayoutProgress, layout_algorithm
 from cleaner.layout.service import LayoutService
 from cleaner.server.config import Settings
 from cleaner.server.diskcache import write_error
@@ -33,12 +33,22 @@ class Maps:
 
     coords3: np.ndarray
     coords2: np.ndarray
-    key3: str  # "pca" while a PCA projection stands in for UMAP
+    key3: str  # "pca" while a PCA projection stands in for UMAP, "partial-..." while a landmark map is unfinished
     key2: str
+    rows3: np.ndarray | None = None  # the rows coords3 places, sorted (a partial map's landmarks); None: every row
 
     def view(self, dims: int) -> tuple[np.ndarray, str]:
         """The coordinates shown for a 2D or 3D view, and the key of the layout they come from ("pca": the preview)."""
         return (self.coords2, self.key2) if dims == 2 else (self.coords3, self.key3)
+
+    def drawn_rows(self, dims: int) -> np.ndarray | None:
+        """The rows the view draws, sorted (its coordinates are theirs, in this order); None: every row."""
+        return None if dims == 2 else self.rows3
+
+
+def _map_key(params: LayoutParams, algorithm: str) -> str:
+    """A map's key names its algorithm too: a precomputed map and one computed here never share a drawn payload."""
+    return f"{params.key()}_{algorithm}"
 
 
 def graph_and_maps(
@@ -50,12 +60,10 @@ def graph_and_maps(
     service = cache.layout_service(str(cfg.cache_dir), cfg.cache_max_bytes)
     params3, params2 = (replace(params, n_components=n) for n in (3, 2))
     key = (dataset.embedding_digest, GRAPH_K, params.metric)
+    made_by: dict[int, str] = {}
     if precomputed is not None:
         graphs.adopt(dataset.embedding_digest, GRAPH_K, precomputed.graph)
-        for p in (params3, params2):
-            coords = precomputed.layout(p)
-            if coords is not None:
-                service.adopt(dataset.embedding_digest, p, coords)
+        made_by = _adopt_maps(dataset, precomputed, service, (params3, params2))
     status = graphs.request(*key, dataset.embeddings)
     if status.state in ("queued", "running") and status.elapsed_s < GRAPH_WAIT_S:
         # Small data is found by now and no preview flashes by; later reruns of a long search do not wait.
@@ -77,15 +85,38 @@ def graph_and_maps(
                 "the scores, the review queue and the UMAP map follow.",
             )
         return None, _preview(dataset)
+    if len(made_by) == 2:  # both maps from the sidecar, under the name of what made them
+        m3, m2 = (
+            service.get(dataset.embedding_digest, p, dataset.n, made_by[p.n_components]) for p in (params3, params2)
+        )
+        if m3 is not None and m2 is not None:
+            return graph, Maps(m3, m2, _map_key(params3, made_by[3]), _map_key(params2, made_by[2]))
     return graph, _layouts(dataset, graph, service, params3, params2)
+
+
+def _adopt_maps(
+    dataset: Dataset, precomputed: Precomputed, service: LayoutService, params: tuple[LayoutParams, ...]
+) -> dict[int, str]:
+    """The sidecar's maps served under the name of the algorithm that made it; {dimensions: algorithm} of those."""
+    if precomputed.maps_ignored:
+        st.info(f"The precomputed maps are not used: {precomputed.maps_ignored}.")
+    made_by = {}
+    for p in params:
+        coords, algorithm = precomputed.layout(p), precomputed.algorithm(p)
+        if coords is not None and algorithm:
+            service.adopt(dataset.embedding_digest, p, coords, algorithm)
+            made_by[p.n_components] = algorithm
+    return made_by
 
 
 def _layouts(
     dataset: Dataset, graph: NeighbourGraph, service: LayoutService, params3: LayoutParams, params2: LayoutParams
 ) -> Maps:
     """The 3D UMAP map first, not sharing the cores with its 2D version: the 2D one is asked for only once the 3D is
-    shown, and the PCA projection stands in for it until then."""
+    shown, and the PCA projection stands in for it until then. While a landmark layout runs, its partial map stands in
+    for the 3D map as soon as there is one (the landmarks alone, then every image before the refinement)."""
     digest, preview = dataset.embedding_digest, _preview(dataset)
+    algorithm = layout_algorithm(dataset.n)
     status3 = service.request(digest, params3, dataset.embeddings, graph)
     coords3 = service.get(digest, params3, dataset.n)
     if coords3 is None:
@@ -93,17 +124,15 @@ def _layouts(
             service.request_after(digest, params3, params2, dataset.embeddings, graph)
         if status3.state == "failed":
             st.error(f"The UMAP map could not be computed ({status3.error}). Showing the PCA projection instead.")
-        else:
-            _wait_for(
-                lambda: _ended([service.status(digest, params3, dataset.n)]),
-                f"the UMAP map of {dataset.n:,} samples is computed",
-                "it replaces the preview when ready.",
-            )
-        return preview
+            return preview
+        step = service.progress(digest, params3)
+        shown = _partial(preview, step, params3)
+        _wait_for_map(service, digest, params3, dataset.n, step if shown is not preview else None)
+        return shown
     status2 = service.request(digest, params2, dataset.embeddings, graph)
     coords2 = service.get(digest, params2, dataset.n)
     if coords2 is not None:
-        return Maps(coords3, coords2, params3.key(), params2.key())
+        return Maps(coords3, coords2, _map_key(params3, algorithm), _map_key(params2, algorithm))
     if status2.state == "failed":
         st.warning(f"The 2D UMAP map could not be computed ({status2.error}); the 2D view shows the PCA projection.")
     else:
@@ -113,7 +142,44 @@ def _layouts(
             "until it is ready, the 2D view shows a PCA projection.",
             preview_3d=False,
         )
-    return replace(preview, coords3=coords3, key3=params3.key())
+    return replace(preview, coords3=coords3, key3=_map_key(params3, algorithm))
+
+
+def _partial(preview: Maps, step: LayoutProgress | None, params: LayoutParams) -> Maps:
+    """The preview with a running layout's partial 3D map in place of its 3D view, once the layout has one."""
+    if step is None or step.coords is None:
+        return preview
+    return replace(preview, coords3=step.coords, rows3=step.rows, key3=f"partial-{step.step}-{params.key()}")
+
+
+@st.fragment(run_every=2)
+def _wait_for_map(
+    service: LayoutService, digest: str, params: LayoutParams, n_rows: int, drawn: LayoutProgress | None
+) -> None:
+    """Under the map while the UMAP map is computed: which step runs and for how long, and whether the map drawn is
+    the preview or a partial map. The whole page reruns once the map is done, or when a newer partial map exists."""
+    ended, elapsed = _ended([service.status(digest, params, n_rows)])
+    step = service.progress(digest, params)
+    newer = step is not None and step.coords is not None and (drawn is None or step.step != drawn.step)
+    if ended or newer:
+        st.rerun()  # the whole page: the new map is drawn, the partial one's view replaced
+    doing = f" ({step.text}…)" if step is not None else ""
+    if drawn is None:
+        st.caption(
+            f"Map: a quick PCA preview while the UMAP map of {n_rows:,} samples is computed in the background"
+            f"{doing}, {elapsed:.0f} s so far; it replaces the preview when ready. You can select and review images "
+            "on the preview meanwhile."
+        )
+        return
+    what = (
+        f"only its {len(drawn.rows):,} landmarks are drawn"
+        if drawn.rows is not None
+        else "every image placed, not yet refined"
+    )
+    st.caption(
+        f"Map: a partial UMAP map ({what}) while the rest is computed in the background{doing}, {elapsed:.0f} s so "
+        "far; the full map replaces it when ready. A click, box or lasso on it selects among the images drawn."
+    )
 
 
 def _ended(statuses: list[JobStatus]) -> tuple[bool, float]:

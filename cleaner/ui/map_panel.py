@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from collections.abc import Callable
 
@@ -36,17 +37,24 @@ def _payload(
 
 
 def _build_payload(
-    dataset: Dataset, coords: np.ndarray, work: DatasetWork, result: ScanResult | None, color_by: str
+    dataset: Dataset,
+    coords: np.ndarray,
+    work: DatasetWork,
+    result: ScanResult | None,
+    color_by: str,
+    drawn: np.ndarray | None = None,
 ) -> MapPayload:
-    small = dataset.n <= HOVER_NAMES_MAX_POINTS
+    """The map of every row, or of the rows `drawn` only (a partial map: `coords` are theirs, in their order)."""
+    rows = np.arange(dataset.n) if drawn is None else drawn
+    score = _score_for_colour(result, color_by)
     return build_payload(
         coords,
-        work.label_codes(),
+        work.label_codes()[rows],
         dataset.class_names,
-        score=_score_for_colour(result, color_by),
+        score=None if score is None else score[rows],
         score_name=orders().get(color_by, color_by),
         colours=class_colours(len(dataset.class_names)),
-        hover_names=[dataset.file_name(r) for r in range(dataset.n)] if small else None,
+        hover_names=[dataset.file_name(r) for r in rows] if len(rows) <= HOVER_NAMES_MAX_POINTS else None,
     )
 
 
@@ -56,6 +64,22 @@ def _score_for_colour(result: ScanResult | None, color_by: str) -> np.ndarray | 
     if color_by == WORST:
         return worst(*result.all()).score
     return next(s.score for s in result.all() if s.name == color_by)
+
+
+def drawn_positions(rows: np.ndarray, drawn: np.ndarray | None) -> np.ndarray:
+    """Where dataset `rows` are among the points of a map drawing the sorted rows `drawn` (None: every row, in order);
+    rows it does not draw are left out."""
+    rows = np.asarray(rows, dtype=np.int64)
+    if drawn is None:
+        return rows
+    at = np.clip(np.searchsorted(drawn, rows), 0, max(len(drawn) - 1, 0))
+    return at[(len(drawn) > 0) & (drawn[at] == rows)] if len(drawn) else at[:0]
+
+
+def dataset_event(event: MapEvent, drawn: np.ndarray | None) -> MapEvent:
+    """The event with its points turned into dataset rows: on a partial map the points are the rows `drawn`, so a
+    selection there covers the images drawn, and Shift or Alt adds or removes them from the whole selection."""
+    return event if drawn is None else dataclasses.replace(event, rows=drawn[np.asarray(event.rows, dtype=np.int64)])
 
 
 def _on_map_event(digest: str, dims: int, event: MapEvent) -> None:
@@ -99,15 +123,19 @@ def map_panel(work: DatasetWork, maps: Maps, result: ScanResult | None) -> None:
     view = top[1].segmented_control("Map", MAP_VIEWS, **remembered("map_view", default="3D"))
     dims = 2 if view == "2D" else 3  # a second click on the chosen view unselects it: stay in 3D
     coords, layout_key = maps.view(dims)
+    drawn = maps.drawn_rows(dims)
     base = _payload(
         dataset.digest,
         layout_key,
         dims,
         color_by,
         work.relabels_key(),
-        lambda: _build_payload(dataset, coords, work, result, color_by),
+        lambda: _build_payload(dataset, coords, work, result, color_by, drawn),
     )
-    payload = base.with_marks(selected_rows=work.selection.rows, excluded_rows=work.excluded_rows())
+    payload = base.with_marks(
+        selected_rows=drawn_positions(work.selection.rows, drawn),
+        excluded_rows=drawn_positions(work.excluded_rows(), drawn),
+    )
     work.map_drawn()
     # A new layout (the UMAP map replacing the PCA preview, new map settings) gets a fresh view: a new key.
     layout_tag = hashlib.blake2b(layout_key.encode(), digest_size=4).hexdigest()
@@ -115,5 +143,5 @@ def map_panel(work: DatasetWork, maps: Maps, result: ScanResult | None) -> None:
         payload,
         key=f"map{dims}d_{dataset.digest[:12]}_{layout_tag}",
         height=MAP_HEIGHT,
-        on_event=lambda event: _on_map_event(dataset.digest, dims, event),
+        on_event=lambda event: _on_map_event(dataset.digest, dims, dataset_event(event, drawn)),
     )

@@ -232,8 +232,8 @@ MARGIN_PX = 2.0  # no point this close to a drawn shape's edge: which side it is
 
 _MAP_READY_JS = """([n, dims]) => {
     if (document.querySelector('[data-testid=stException]')) return true;
-    if (Array.from(document.querySelectorAll('[data-testid=stCaption]')).some(
-            e => e.innerText.includes('PCA preview') || e.innerText.includes('its 2D version is computed')))
+    if (Array.from(document.querySelectorAll('[data-testid=stCaption], [data-testid=stCaptionContainer]')).some(
+            e => ['PCA preview', 'partial UMAP map', 'its 2D version is computed'].some(t => e.innerText.includes(t))))
         return false;  // a layout's arrival reruns the whole page: wait until none is on its way
     const maps = document.querySelectorAll('.cleaner-map');
     if (maps.length !== 1) return false;
