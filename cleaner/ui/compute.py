@@ -42,10 +42,11 @@ class Maps:
 
 
 def graph_and_maps(
-    dataset: Dataset, params: LayoutParams, cfg: Settings, precomputed: Precomputed | None = None
-) -> tuple[NeighbourGraph | None, Maps]:
+    dataset: Dataset, params: LayoutParams, cfg: Settings, precomputed: Precomputed | None = None, maps: bool = True
+) -> tuple[NeighbourGraph | None, Maps | None]:
     """The neighbour graph and the UMAP maps once ready. Both are found in the background; meanwhile the graph is
-    None and a PCA preview stands in for the map. A checked `--precompute` sidecar's are used instead."""
+    None and a PCA preview stands in for the map. A checked `--precompute` sidecar's are used instead.
+    `maps` False (more images than the map draws): the graph only, no map of every row (None)."""
     graphs = cache.graph_service(str(cfg.cache_dir), cfg.cache_max_bytes)
     service = cache.layout_service(str(cfg.cache_dir), cfg.cache_max_bytes)
     params3, params2 = (replace(params, n_components=n) for n in (3, 2))
@@ -76,8 +77,8 @@ def graph_and_maps(
                 f"the {GRAPH_K} nearest neighbours of {dataset.n:,} samples are found",
                 "the scores, the review queue and the UMAP map follow.",
             )
-        return None, _preview(dataset)
-    return graph, _layouts(dataset, graph, service, params3, params2)
+        return None, _preview(dataset) if maps else None
+    return graph, _layouts(dataset, graph, service, params3, params2) if maps else None
 
 
 def _layouts(
