@@ -157,3 +157,24 @@ def test_a_shard_that_disagrees_is_named_in_one_message(allowed_root):
     assert "Could not load embeddings: shard batch_0002.npz disagrees with batch_0000.npz" in errors
     assert "it has labels the first shard lacks ('Class2'); it lacks labels the first shard has ('class2')" in errors
     assert len(at.error) == 1
+
+
+def test_a_box_on_the_sampled_map_selects_sampled_images_and_the_gallery_says_so(monkeypatch):
+    from cleaner.ui import map_panel
+    from cleaner.ui.map.events import MapEvent
+    from cleaner.ui.state import DatasetWork
+
+    emb, labels, paths = clustered(n=60, dims=4, classes=3, seed=23)
+    data = load_npz(npz_bytes(emb, labels, paths))
+    work = DatasetWork(data)
+    monkeypatch.setattr(map_panel, "work_by_digest", lambda digest: work)  # the session's lookup, outside a session
+    shown = np.array([5, 17, 42, 50])  # the map's points 0..3 are these dataset rows
+    map_panel._on_map_event(data.digest, 3, MapEvent("box", "replace", np.array([0, 2])), shown)
+    assert work.selection.rows == (5, 42)
+    assert "box on the 3D map: 2 images (of the 4 sampled images the map shows, not of all 60)" == (
+        work.selection.description
+    )
+    map_panel._on_map_event(data.digest, 3, MapEvent("lasso", "add", np.array([3])), shown)
+    assert work.selection.rows == (5, 42, 50)
+    # Marks go back to the points: selected rows off the map are simply not drawn.
+    assert map_panel._positions([5, 6, 50], shown).tolist() == [0, 3]
