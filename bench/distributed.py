@@ -44,6 +44,10 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__)
 # cleaner importable, as every worker of a real cluster does (the same environment everywhere).
 sys.path.insert(0, str(REPO))
 os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
+# On a busy machine the scheduler (in this process) can be unresponsive for longer than dask's 30 s defaults, and a
+# client or worker that gives up loses the run: generous timeouts, for this process, its workers and the scan child.
+os.environ.setdefault("DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT", "300s")
+os.environ.setdefault("DASK_DISTRIBUTED__COMM__TIMEOUTS__TCP", "600s")
 
 CLASSES = 100
 ROWS_PER_SHARD = 250_000

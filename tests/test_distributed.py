@@ -249,6 +249,7 @@ def _kept_neighbours(original: np.ndarray, mapped: np.ndarray, k: int = 10) -> f
     return float(np.mean([len(np.intersect1d(a, b)) for a, b in zip(*near, strict=True)]) / k)
 
 
+@pytest.mark.timeout(1800)  # numba compiles UMAP's kernels in each worker process first
 def test_the_distributed_layout_is_refined_as_the_single_process_one_is(client, tmp_path):
     # 4,800 rows: above umap-learn's small-data bound (below it the refinement would not use the graph); 480
     # landmarks, so most rows are placed rather than laid out.
