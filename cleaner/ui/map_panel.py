@@ -85,9 +85,11 @@ def _positions(rows: Sequence[int] | np.ndarray, shown: np.ndarray | None) -> np
     """Dataset rows -> their points on the map (rows the map does not show dropped)."""
     if shown is None:
         return rows
+    if not len(shown):
+        return np.zeros(0, dtype=np.int64)
     rows = np.asarray(rows, dtype=np.int64)
     at = np.minimum(np.searchsorted(shown, rows), len(shown) - 1)
-    return at[shown[at] == rows] if len(shown) else np.zeros(0, dtype=np.int64)
+    return at[shown[at] == rows]
 
 
 def placeholder(work: DatasetWork) -> Callable[[], DeltaGenerator]:
