@@ -35,10 +35,14 @@ def main() -> None:
     map_pane, review_pane = page_layout.workspace()
     with map_pane:
         map_slot = map_panel.placeholder(work)  # never another dataset's map while this one's is computed
-        graph, maps = compute.graph_and_maps(dataset, params, cfg, precomputed)
+        sampled = dataset.n > cfg.map_limit  # the map draws the scan's map sample, the rest covers every image
+        graph, maps = compute.graph_and_maps(dataset, params, cfg, precomputed, maps=not sampled)
         result = compute.suspects(dataset, graph, work, access, thorough)  # None until the graph is found
         with map_slot():
-            map_panel.map_panel(work, maps, result)
+            if sampled:
+                map_panel.sampled_map_panel(work, data_source.map_sample(dataset, cfg), result, cfg.map_limit)
+            else:
+                map_panel.map_panel(work, maps, result)
     downloads.resume_and_downloads(work, result)
     autosave.panel(work, cfg, user)
     with review_pane:

@@ -24,6 +24,7 @@ from cleaner.io.sidecar import read_sidecar, sidecar_path
 from cleaner.issues.report import report_csv
 from cleaner.issues.suspects import scores_from_graph
 from cleaner.layout.landmarks import membership_strengths, place_from_neighbours
+from cleaner.layout.layouts import LayoutParams, landmark_layout
 
 from .test_shards import clustered, write_shards
 
@@ -32,6 +33,7 @@ distributed = pytest.importorskip("distributed", reason="the distributed scan ne
 
 from cleaner.distributed import tasks  # noqa: E402  (after the skip: these import dask's client side)
 from cleaner.distributed.graph import distributed_graph  # noqa: E402
+from cleaner.distributed.layout import distributed_layouts  # noqa: E402
 from cleaner.distributed.scan import open_on_cluster  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -234,3 +236,35 @@ def test_scan_precompute_on_a_local_cluster_writes_what_the_app_reads(tmp_path, 
     single = _run_cli(str(folder), "--out", str(tmp_path / "single.csv"), "--no-image-check", cwd=tmp_path)
     assert single.returncode == 0, single.stderr
     assert (tmp_path / "dask.csv").read_text() == (tmp_path / "single.csv").read_text()
+
+
+def _kept_neighbours(original: np.ndarray, mapped: np.ndarray, k: int = 10) -> float:
+    """Mean share of each row's k nearest rows by cosine in the embeddings kept among its k nearest on the map."""
+    unit = original / np.linalg.norm(original, axis=1, keepdims=True)
+    near = []
+    for space, sim in ((unit, True), (mapped.astype(np.float64), False)):
+        score = space @ space.T if sim else -((space[:, None, :] - space[None, :, :]) ** 2).sum(axis=2)
+        np.fill_diagonal(score, -np.inf)
+        near.append(np.argpartition(-score, k, axis=1)[:, :k])
+    return float(np.mean([len(np.intersect1d(a, b)) for a, b in zip(*near, strict=True)]) / k)
+
+
+@pytest.mark.timeout(1800)  # numba compiles UMAP's kernels in each worker process first
+def test_the_distributed_layout_is_refined_as_the_single_process_one_is(client, tmp_path):
+    # 4,800 rows: above umap-learn's small-data bound (below it the refinement would not use the graph); 480
+    # landmarks, so most rows are placed rather than laid out.
+    emb, labels, paths = clustered(n=4800, dims=16, classes=8, seed=9)
+    write_shards(tmp_path / "shards", emb, labels, paths, shards=3)
+    opened = open_on_cluster(client, str(tmp_path / "shards"), "cosine")
+    found = distributed_graph(opened.rows, 20)
+    seconds: dict = {}
+    refined = distributed_layouts(opened.rows, found, "cosine", landmarks=480, seconds=seconds)
+    placed = distributed_layouts(opened.rows, found, "cosine", landmarks=480, refine_epochs=0)
+    assert seconds["refined"] and seconds["refine"] > 0
+    single = landmark_layout(emb, found.graph, LayoutParams(n_components=3, metric="cosine"), count=480)
+    kept = {name: _kept_neighbours(emb, coords) for name, coords in (("refined", refined[3][1]), ("single", single))}
+    moved = np.linalg.norm(refined[3][1] - placed[3][1], axis=1)
+    spread = np.linalg.norm(placed[3][1].std(axis=0))
+    assert np.median(moved) > 0.01 * spread  # the optimiser moved the placed rows, not only the landmarks
+    assert abs(kept["refined"] - kept["single"]) <= 0.02, kept
+    assert refined[2][1].shape == (len(emb), 2) and np.isfinite(refined[2][1]).all()

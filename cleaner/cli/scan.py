@@ -31,6 +31,7 @@ from cleaner.issues.registry import issue_kinds
 from cleaner.issues.report import report_columns, report_csv
 from cleaner.issues.suspects import ScanResult, scores_from_graph
 from cleaner.server.errors import CleanerError
+from cleaner.server.limits import MAX_ROWS
 from cleaner.server.text import plural
 
 _PROBE_PATHS = 32  # paths tried to decide whether the images are on this machine at all
@@ -131,6 +132,14 @@ def _parser() -> argparse.ArgumentParser:
         help="give up reaching the --dask scheduler after this long (default 10)",
     )
     parser.add_argument(
+        "--max-rows",
+        type=int,
+        default=MAX_ROWS,
+        metavar="N",
+        help=f"without --dask, read at most N rows into this process (default {MAX_ROWS:,}, the app's limit; "
+        "raise it on a machine with the memory for it)",
+    )
+    parser.add_argument(
         "--map-limit",
         type=int,
         default=MAP_LIMIT,
@@ -195,6 +204,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not Path(root).expanduser().is_dir():
             print(f"cleaner scan: error: --image-root {root} is not a folder", file=sys.stderr)
             return 2
+    if args.max_rows < 1:
+        print("cleaner scan: error: --max-rows must be at least 1", file=sys.stderr)
+        return 2
     if args.map_limit < 1:
         print("cleaner scan: error: --map-limit must be at least 1", file=sys.stderr)
         return 2
@@ -225,7 +237,8 @@ def _cluster(args: argparse.Namespace):
 def _load(args: argparse.Namespace, client) -> tuple[Dataset, NeighbourGraph, object]:
     """The dataset and its graph: in this process, or on the cluster (then also what its maps are made from)."""
     if client is None:
-        dataset = load_sharded(args.npz) if is_sharded(args.npz) else load_npz(args.npz)
+        read = load_sharded if is_sharded(args.npz) else load_npz
+        dataset = read(args.npz, max_rows=args.max_rows)
         if args.metric == AUTO:
             choice = auto_metric(dataset.embeddings)
             args.metric = choice.metric  # the sidecar's maps then carry the same distance as the app's "auto"
@@ -289,9 +302,12 @@ def _maps(args: argparse.Namespace, dataset: Dataset, graph: NeighbourGraph, on_
         from cleaner.distributed.layout import distributed_layouts
 
         opened, found = on_cluster
-        layouts = distributed_layouts(opened.rows, found, args.metric)
+        seconds: dict = {}
+        layouts = distributed_layouts(opened.rows, found, args.metric, seconds=seconds)
+        refined = "refined on one worker" if seconds["refined"] else "not refined (too few or too many rows)"
         print(
-            f"  3D and 2D maps computed on the cluster by landmarks ({time.perf_counter() - start:.1f} s)", flush=True
+            f"  3D and 2D maps computed on the cluster by landmarks, {refined} ({time.perf_counter() - start:.1f} s)",
+            flush=True,
         )
         return layouts, cluster_layout_algorithm()
     from cleaner.layout.layouts import (  # umap-learn: imported only when maps are really computed

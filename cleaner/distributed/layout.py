@@ -6,9 +6,12 @@
 - every other row placed from its neighbours in the shared graph on all workers: `membership_strengths` per part,
   then the rounds of `place_from_neighbours`, each round one task per part against the places known at the start
   of the round (so the result is the single-machine placement's), both maps in one pass;
-- a row with no path to a landmark goes to its nearest landmark (`nearest_rows`) with the same seeded jitter.
-Not done here: the single-machine layout's last step, a few epochs of umap-learn's optimiser over every row, which
-needs all rows in one process.
+- a row with no path to a landmark goes to its nearest landmark (`nearest_rows`) with the same seeded jitter;
+- then the single-machine layout's last step, `refine_placed` (a few epochs of umap-learn's optimiser over every
+  row from the placed start), on one worker per map: the graph's parts are joined there. Without it classes that
+  are well apart come out as strands (each row sits at a mean of its neighbours, none pushed apart). It needs the
+  whole graph and umap-learn's edge arrays in one worker's memory (~1.5 KB per row), so above REFINE_MAX_ROWS rows
+  it is skipped and the scan says so.
 """
 
 from __future__ import annotations
@@ -20,15 +23,23 @@ import numpy as np
 from cleaner.distributed import tasks
 from cleaner.distributed.graph import ClusterRows, DistributedGraph
 from cleaner.layout.landmarks import choose_landmarks, nearest_rows
-from cleaner.layout.layouts import LANDMARK_COUNT, LayoutParams
+from cleaner.layout.layouts import LANDMARK_COUNT, LANDMARK_REFINE_EPOCHS, UMAP_SMALL_DATA_ROWS, LayoutParams
 
 DIMS = (3, 2)
+REFINE_MAX_ROWS = 5_000_000  # the refinement's whole graph and edge arrays in one worker: ~8 GB at this size
 
 
 def distributed_layouts(
-    rows: ClusterRows, found: DistributedGraph, metric: str, landmarks: int | None = None, seconds: dict | None = None
+    rows: ClusterRows,
+    found: DistributedGraph,
+    metric: str,
+    landmarks: int | None = None,
+    seconds: dict | None = None,
+    refine_epochs: int = LANDMARK_REFINE_EPOCHS,
+    refine_max_rows: int = REFINE_MAX_ROWS,
 ) -> dict[int, tuple[LayoutParams, np.ndarray]]:
-    """{3: (params, coords), 2: (params, coords)} with the app's default map settings for this metric."""
+    """{3: (params, coords), 2: (params, coords)} with the app's default map settings for this metric.
+    `seconds` receives each stage's time, and "refined": whether the refinement ran."""
     seconds = {} if seconds is None else seconds
     client, n = rows.client, rows.n
     params = {d: LayoutParams(n_components=d, metric=metric) for d in DIMS}
@@ -78,4 +89,18 @@ def distributed_layouts(
             scale = float(np.median(landmark_coords[d].std(axis=0))) * 0.01 or 1e-3
             these[lost] = these[near] + rng.normal(scale=scale, size=(len(lost), d))
         out[d] = (params[d], these)
+    t2 = time.perf_counter()
+    # umap-learn lays out fewer than its small-data bound from the rows it is given (here: the start), not the graph.
+    refine = refine_epochs > 0 and UMAP_SMALL_DATA_ROWS <= n <= refine_max_rows
+    if refine:
+        starts = {d: client.scatter(out[d][1], hash=False) for d in DIMS}
+        futures = {
+            d: rows.submit(
+                tasks.refined_map, found.parts, starts[d], chosen, params[d], refine_epochs, found.nprobe is None
+            )
+            for d in DIMS
+        }
+        out = {d: (params[d], futures[d].result()) for d in DIMS}
+    seconds["refined"] = refine
+    seconds["refine"] = time.perf_counter() - t2
     return out

@@ -76,6 +76,8 @@ def open_on_cluster(
     """
     seconds = {}
     t0 = time.perf_counter()
+    if "://" not in os.fspath(source):  # the workers' working folders are not the client's: a path from the root
+        source = os.path.abspath(source)
     sharded = is_sharded(source)
     paths = list_shards(source) if sharded else [os.fspath(source)]
     limits = (max_bytes, max_rows, max_dims)

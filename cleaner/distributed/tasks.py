@@ -279,3 +279,25 @@ def place_round(
             new_rows.append(rows[ok] + offset)
             new_coords.append(mean.astype(np.float32))
     return np.concatenate(new_rows), np.concatenate(new_coords)
+
+
+def refined_map(
+    parts: Sequence[tuple[np.ndarray, np.ndarray]],
+    coords: np.ndarray,
+    landmarks: np.ndarray,
+    params,
+    epochs: int,
+    exact: bool,
+) -> np.ndarray:
+    """The landmark layout's refinement (`cleaner.layout.layouts.refine_placed`) on one worker: the parts of the
+    graph joined into the whole graph, then umap-learn's optimiser over every row from the placed coordinates."""
+    from cleaner.graph.neighbours import NeighbourGraph
+    from cleaner.layout.layouts import refine_placed
+
+    graph = NeighbourGraph(
+        indices=np.concatenate([p[0] for p in parts]),
+        distances=np.concatenate([p[1] for p in parts]),
+        metric=params.metric,
+        exact=exact,
+    )
+    return refine_placed(coords, landmarks, graph, params, epochs)

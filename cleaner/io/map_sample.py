@@ -22,8 +22,20 @@ from cleaner.io.dataset_types import DatasetError
 from cleaner.io.npz_source import read_source
 from cleaner.io.npz_zip import open_zip, read_member
 from cleaner.server.errors import CleanerError
+from cleaner.server.limits import MAP_LIMIT
 
-MAP_LIMIT = 1_000_000  # points the map draws at most (the app's default)
+__all__ = [
+    "MAP_LIMIT",
+    "MAP_SAMPLE_FORMAT",
+    "MAP_SAMPLE_SUFFIX",
+    "MapSample",
+    "MapSampleProblem",
+    "map_sample_bytes",
+    "map_sample_path",
+    "read_map_sample",
+    "sample_rows",
+]
+
 MAP_SAMPLE_SUFFIX = ".map-sample.cleaner.npz"  # ends as a sidecar does: the app's file list hides it
 MAP_SAMPLE_FORMAT = "cleaner-map-sample-1"
 _TEXT = ("format", "embedding_digest", "how", "layout_key_3", "layout_key_2")

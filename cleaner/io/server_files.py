@@ -1,4 +1,5 @@
-"""The NPZ files the server may offer from its allowed folders, listed without walking them on every page run."""
+"""The datasets the server may offer from its allowed folders (NPZ files, and folders of NPZ shards), listed without
+walking them on every page run."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cleaner.io.shards import looks_like_shards
 from cleaner.io.sidecar import SIDECAR_SUFFIX
 
 MAX_LISTED_NPZ = 500
@@ -21,7 +23,9 @@ def real_path_inside(path: str | os.PathLike, roots: tuple[Path, ...]) -> Path |
 
 
 def allowed_npz_files(roots: tuple[Path, ...]) -> list[Path]:
-    """NPZ files under the roots (symlinks resolved and checked), at most MAX_LISTED_NPZ.
+    """NPZ files under the roots (symlinks resolved and checked), at most MAX_LISTED_NPZ. A folder whose NPZ files
+    are numbered alike (`looks_like_shards`: part_0000.npz, part_0001.npz, ...) is listed once, as the folder: one
+    dataset in shards.
 
     The page asks on every run; the folders are walked again when one of them changed (adding, removing or renaming
     an entry changes its folder's modification time) or LISTING_MAX_AGE_S after the last walk (file systems whose
@@ -78,11 +82,13 @@ def _walk(roots: tuple[Path, ...]) -> _Listing:
             dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
             for name in dirnames:
                 note(os.path.join(dirpath, name))
-            for name in sorted(filenames):
-                if name.endswith(".npz") and not name.endswith(SIDECAR_SUFFIX):  # sidecars go with their NPZ
-                    real = real_path_inside(Path(dirpath) / name, roots)
-                    if real is not None:
-                        listing.files.append(real)
+            npz = [n for n in sorted(filenames) if n.endswith(".npz") and not n.endswith(SIDECAR_SUFFIX)]
+            if looks_like_shards(npz):  # sidecars go with their NPZ (or folder of shards), never listed
+                npz = [""]  # the folder itself
+            for name in npz:
+                real = real_path_inside(Path(dirpath) / name if name else Path(dirpath), roots)
+                if real is not None:
+                    listing.files.append(real)
                 if len(listing.files) >= MAX_LISTED_NPZ:
                     return listing
     return listing

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -33,6 +34,7 @@ __all__ = [
     "is_sharded",
     "list_shards",
     "load_shard",
+    "looks_like_shards",
     "load_sharded",
     "shard_info",
     "sharded_digests",
@@ -52,6 +54,12 @@ def is_sharded(source: str | os.PathLike) -> bool:
     if _is_url(path):
         return path.endswith("/")
     return os.path.isdir(path)
+
+
+def looks_like_shards(names: Sequence[str]) -> bool:
+    """Whether a folder's NPZ file names (sidecars left out) are those of one dataset in shards: two or more, the same
+    name but for their numbers (part_0000.npz, part_0001.npz, ...). The app offers such a folder as one dataset."""
+    return len(names) >= 2 and len({re.sub(r"\d+", "#", n.lower()) for n in names}) == 1
 
 
 def list_shards(folder: str | os.PathLike) -> list[str]:
@@ -149,14 +157,26 @@ def sharded_digests(infos: Sequence[ShardInfo]) -> tuple[str, str]:
 
 
 def load_sharded(
-    folder: str | os.PathLike, max_bytes: int = MAX_NPZ_BYTES, max_rows: int = MAX_ROWS, max_dims: int = MAX_DIMS
+    folder: str | os.PathLike,
+    max_bytes: int = MAX_NPZ_BYTES,
+    max_rows: int = MAX_ROWS,
+    max_dims: int = MAX_DIMS,
+    total_bytes: int | None = None,
 ) -> Dataset:
-    """Every shard of the folder in one Dataset on this machine (up to max_rows rows in all); its digests are the
-    sharded ones. Beyond one machine's rows, `cleaner scan --dask` reads the shards on the workers instead."""
+    """Every shard of the folder in one Dataset on this machine (up to max_rows rows in all; with `total_bytes`, the
+    shards' decompressed arrays at most that many bytes together, as one NPZ's are); its digests are the sharded ones.
+    Beyond one machine's rows, `cleaner scan --dask` reads the shards on the workers instead."""
     paths = list_shards(folder)
-    loaded, infos, total = [], [], 0
+    loaded, infos, total, used = [], [], 0, 0
     for path in paths:
-        part = load_shard(path, max_bytes, max_rows, max_dims)
+        left = max_bytes if total_bytes is None else min(max_bytes, total_bytes - used)
+        if left <= 0:
+            raise DatasetError(
+                f"The shards in {shown(os.fspath(folder))} hold more than {total_bytes // (1 << 20):,} MB together; "
+                "this server reads at most that much (its administrator sets CLEANER_MAX_NPZ_MB)."
+            )
+        part = load_shard(path, left, max_rows, max_dims)
+        used += part.embeddings.nbytes + part.labels.nbytes + part.image_paths.nbytes
         total += part.n
         if total > max_rows:
             raise DatasetError(

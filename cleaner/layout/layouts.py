@@ -53,6 +53,7 @@ __all__ = [  # kernel_cache_dir and use_numba_cache: cleaner.layout.service impo
     "known_layout_algorithms",
     "layout_algorithm",
     "pca_projection",
+    "refine_placed",
     "umap_layout",
     "use_numba_cache",
 ]
@@ -295,28 +296,44 @@ def landmark_layout(
     timings["unplaced"] = int((~placed).sum())
     t3 = time.perf_counter()
     timings["placement"] = t3 - t2
-    if refine_epochs > 0:
-        # A little jitter on the placed rows: rows placed from the same neighbours would start on one spot, which
-        # umap-learn would first find with a KD-tree over all rows.
-        rest = np.setdiff1d(np.arange(len(coords)), plan.rows, assume_unique=True)
-        coords[rest] += rng.normal(scale=_jitter_scale(landmark_coords) * 0.1, size=(len(rest), coords.shape[1]))
-        if progress is not None:
-            placed_map = coords.copy()  # umap-learn may rescale its start in place; the partial map must not move
-            placed_map.setflags(write=False)
-            progress(LayoutProgress("refining", "Refining the map of every image", placed_map))
-        knn = _cut(graph.with_self(), _n_neighbors(params, graph))
-        coords = _fit(
-            coords,
-            knn,
-            params,
-            _n_neighbors(params, graph),
-            init=coords,
-            n_epochs=refine_epochs,
-            learning_rate=LANDMARK_REFINE_LEARNING_RATE,
-            random_state=seed,
-        )
+    if refine_epochs > 0 and progress is not None:
+        placed_map = coords.copy()  # the partial map the page shows must not move while the refinement runs
+        placed_map.setflags(write=False)
+        progress(LayoutProgress("refining", "Refining the map of every image", placed_map))
+    coords = refine_placed(coords, plan.rows, graph, params, refine_epochs, rng)
     timings["refine"] = time.perf_counter() - t3
     return np.ascontiguousarray(coords, dtype=np.float32)
+
+
+def refine_placed(
+    coords: np.ndarray,
+    landmarks: np.ndarray,
+    graph: NeighbourGraph,
+    params: LayoutParams,
+    epochs: int = LANDMARK_REFINE_EPOCHS,
+    rng: np.random.Generator | None = None,
+) -> np.ndarray:
+    """The landmark layout's last step: `epochs` epochs of umap-learn's optimiser over the whole graph, from the
+    placed coordinates (landmarks at `landmarks`). Also what the distributed layout runs on one worker."""
+    if epochs <= 0:
+        return coords
+    rng = np.random.default_rng(params.seed) if rng is None else rng
+    # A little jitter on the placed rows: rows placed from the same neighbours would start on one spot, which
+    # umap-learn would first find with a KD-tree over all rows.
+    coords = np.array(coords, dtype=np.float32)
+    others = np.setdiff1d(np.arange(len(coords)), landmarks, assume_unique=True)
+    coords[others] += rng.normal(scale=_jitter_scale(coords[landmarks]) * 0.1, size=(len(others), coords.shape[1]))
+    n_neighbors = _n_neighbors(params, graph)
+    return _fit(
+        coords,
+        _cut(graph.with_self(), n_neighbors),
+        params,
+        n_neighbors,
+        init=coords,
+        n_epochs=epochs,
+        learning_rate=LANDMARK_REFINE_LEARNING_RATE,
+        random_state=_umap_seed(params),
+    )
 
 
 def _jitter_scale(coords: np.ndarray) -> float:

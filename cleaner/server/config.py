@@ -8,13 +8,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cleaner.server.errors import CleanerError
-from cleaner.server.limits import CACHE_MAX_BYTES, MAX_DIMS, MAX_NPZ_BYTES, MAX_ROWS, MB
+from cleaner.server.limits import CACHE_MAX_BYTES, MAP_LIMIT, MAX_DIMS, MAX_NPZ_BYTES, MAX_ROWS, MB
 
 ENV_ALLOWED_ROOTS = "CLEANER_ALLOWED_ROOTS"
 ENV_CACHE_DIR = "CLEANER_CACHE_DIR"
 ENV_MAX_NPZ_MB = "CLEANER_MAX_NPZ_MB"
 ENV_MAX_ROWS = "CLEANER_MAX_ROWS"
 ENV_MAX_DIMS = "CLEANER_MAX_DIMS"
+ENV_MAP_LIMIT = "CLEANER_MAP_LIMIT"
 ENV_CACHE_MAX_MB = "CLEANER_CACHE_MAX_MB"
 ENV_ALLOWED_USERS = "CLEANER_ALLOWED_USERS"
 ENV_DATABASE_URL = "CLEANER_DATABASE_URL"  # where decisions are kept; unset: SQLite under the cache folder
@@ -72,6 +73,7 @@ class Settings:
     max_rows: int = MAX_ROWS
     max_dims: int = MAX_DIMS
     cache_max_bytes: int = CACHE_MAX_BYTES
+    map_limit: int = MAP_LIMIT  # points the map draws; a larger dataset shows the scan's map sample
     allowed_users: tuple[str, ...] = ()  # who may use the app when sign-in is on; empty: nobody, "*": anyone
     # A SQLAlchemy URL (postgresql+psycopg://user:password@host/db); "" for SQLite under the cache folder. Left out
     # of the repr: it may hold a password, which is never shown or logged.
@@ -99,6 +101,7 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         max_rows=_int_env(env, ENV_MAX_ROWS, MAX_ROWS),
         max_dims=_int_env(env, ENV_MAX_DIMS, MAX_DIMS),
         cache_max_bytes=_int_env(env, ENV_CACHE_MAX_MB, CACHE_MAX_BYTES // MB) * MB,
+        map_limit=_int_env(env, ENV_MAP_LIMIT, MAP_LIMIT),
         allowed_users=parse_allowed_users(env.get(ENV_ALLOWED_USERS, "")),
         database_url=env.get(ENV_DATABASE_URL, "").strip(),
     )

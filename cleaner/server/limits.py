@@ -10,6 +10,7 @@ MB = 1024 * 1024  # as in the server's settings (CLEANER_MAX_NPZ_MB, ...) and St
 MAX_NPZ_BYTES = 4096 * MB
 MAX_ROWS = 1_000_000
 MAX_DIMS = 4096
+MAP_LIMIT = 1_000_000  # points the map draws at most; above, the scan's map sample (cleaner.io.map_sample)
 MIN_ROWS = 10  # fewer images than this leave nothing to compare
 MAX_MEMBERS = 64  # files inside the NPZ; it needs three
 MAX_PATH_CHARS = 4096

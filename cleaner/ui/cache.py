@@ -22,6 +22,8 @@ from cleaner.io.dataset import load_npz
 from cleaner.io.dataset_types import Dataset
 from cleaner.io.demo import load_demo
 from cleaner.io.images import configure_pillow
+from cleaner.io.map_sample import MapSample, MapSampleProblem, read_map_sample
+from cleaner.io.shards import load_sharded
 from cleaner.io.sidecar import Precomputed, SidecarProblem, read_sidecar
 from cleaner.issues.suspects import ScanResult, scores_from_graph
 from cleaner.issues.unreadable import UnreadableImages
@@ -107,6 +109,26 @@ def demo_dataset(demo_dir: str) -> Dataset:
 def server_npz(path: str, mtime_ns: int, size: int, max_bytes: int, max_rows: int, max_dims: int) -> Dataset:
     """A server file, read again only when its modification time or size changes."""
     return load_npz(path, max_bytes=max_bytes, max_rows=max_rows, max_dims=max_dims)
+
+
+@st.cache_resource(max_entries=4, show_spinner=False)
+def server_shards(
+    folder: str, fingerprint: tuple[tuple[str, int, int], ...], max_bytes: int, max_rows: int, max_dims: int
+) -> Dataset:
+    """A server folder of shards as one dataset (each shard checked as an NPZ is; all of them within the NPZ byte
+    limit together), read again when a shard is added, removed or changed."""
+    return load_sharded(folder, max_bytes=max_bytes, max_rows=max_rows, max_dims=max_dims, total_bytes=max_bytes)
+
+
+@st.cache_resource(max_entries=4, show_spinner=False)
+def map_sample(
+    path: str, mtime_ns: int, size: int, embedding_digest: str, n_rows: int, max_bytes: int
+) -> MapSample | str:
+    """A `--precompute` map sample checked against its dataset, read again only when it changes; else why not."""
+    try:
+        return read_map_sample(path, embedding_digest, n_rows, max_bytes)
+    except MapSampleProblem as exc:
+        return str(exc)
 
 
 @st.cache_resource(max_entries=4, show_spinner=False)

@@ -52,10 +52,11 @@ def _map_key(params: LayoutParams, algorithm: str) -> str:
 
 
 def graph_and_maps(
-    dataset: Dataset, params: LayoutParams, cfg: Settings, precomputed: Precomputed | None = None
-) -> tuple[NeighbourGraph | None, Maps]:
+    dataset: Dataset, params: LayoutParams, cfg: Settings, precomputed: Precomputed | None = None, maps: bool = True
+) -> tuple[NeighbourGraph | None, Maps | None]:
     """The neighbour graph and the UMAP maps once ready. Both are found in the background; meanwhile the graph is
-    None and a PCA preview stands in for the map. A checked `--precompute` sidecar's are used instead."""
+    None and a PCA preview stands in for the map. A checked `--precompute` sidecar's are used instead.
+    `maps` False (more images than the map draws): the graph only, no map of every row (None)."""
     graphs = cache.graph_service(str(cfg.cache_dir), cfg.cache_max_bytes)
     service = cache.layout_service(str(cfg.cache_dir), cfg.cache_max_bytes)
     params3, params2 = (replace(params, n_components=n) for n in (3, 2))
@@ -84,7 +85,9 @@ def graph_and_maps(
                 f"the {GRAPH_K} nearest neighbours of {dataset.n:,} samples are found",
                 "the scores, the review queue and the UMAP map follow.",
             )
-        return None, _preview(dataset)
+        return None, _preview(dataset) if maps else None
+    if not maps:
+        return graph, None
     if len(made_by) == 2:  # both maps from the sidecar, under the name of what made them
         m3, m2 = (
             service.get(dataset.embedding_digest, p, dataset.n, made_by[p.n_components]) for p in (params3, params2)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
 from pathlib import Path
 
 import streamlit as st
@@ -12,6 +14,8 @@ from cleaner.io import server_files
 from cleaner.io.dataset import load_npz
 from cleaner.io.dataset_types import Dataset, DatasetError
 from cleaner.io.images import ImageAccess, PathRemap
+from cleaner.io.map_sample import MapSample, map_sample_path
+from cleaner.io.shards import list_shards
 from cleaner.io.sidecar import Precomputed, sidecar_path
 from cleaner.layout.layouts import LayoutParams
 from cleaner.server.config import Settings
@@ -24,8 +28,13 @@ SOURCES = ("Demo (digits)", "Upload an NPZ", "Server folder")
 
 
 def allowed_npz_files(cfg: Settings) -> list[Path]:
-    """NPZ files the server offers from its allowed folders (see cleaner.io.server_files)."""
+    """NPZ files (and folders of NPZ shards) the server offers from its allowed folders (see cleaner.io.server_files)."""
     return server_files.allowed_npz_files(tuple(cfg.allowed_roots))
+
+
+def _option(path: Path) -> str:
+    """A folder of shards ends with the path separator in the list, so it reads as the folder it is."""
+    return str(path) + os.sep if path.is_dir() else str(path)
 
 
 def choose_dataset(cfg: Settings) -> Dataset | None:
@@ -86,13 +95,18 @@ def _from_server_folder(cfg: Settings) -> Dataset | None:
             "the CLEANER_ALLOWED_ROOTS environment variable."
         )
         return None
-    names = [str(f) for f in files]
+    names = [_option(f) for f in files]
     path = Path(st.sidebar.selectbox("NPZ on the server", names, **remembered("server_npz", options=names)))
     real = server_files.real_path_inside(path, tuple(cfg.allowed_roots))
     if real is None:  # the listing may be older than a new link
         st.error(literal(f"{path.name} now leads outside the server's allowed folders; it is not opened."))
         return None
     try:
+        if real.is_dir():
+            with st.spinner(f"Reading the shards in {path.name}…"):
+                return cache.server_shards(
+                    str(real), _shards_fingerprint(real), cfg.max_npz_bytes, cfg.max_rows, cfg.max_dims
+                )
         stat = real.stat()
         with st.spinner(f"Reading {path.name}…"):
             return cache.server_npz(
@@ -103,14 +117,30 @@ def _from_server_folder(cfg: Settings) -> Dataset | None:
         return None
 
 
-def precomputed(dataset: Dataset, cfg: Settings, params: LayoutParams) -> Precomputed | None:
-    """The neighbours and maps `cleaner scan --precompute` left next to the server file, once checked; else None."""
+def _shards_fingerprint(folder: Path) -> tuple[tuple[str, int, int], ...]:
+    """Every shard's name, modification time and size: the folder is read again when any of them changes."""
+    stats = [(p, os.stat(p)) for p in list_shards(folder)]
+    return tuple((p, s.st_mtime_ns, s.st_size) for p, s in stats)
+
+
+def _beside_server_file(cfg: Settings, name_of: Callable[[str], Path]) -> tuple[Path, Path] | None:
+    """(as named, real path) of the file `cleaner scan --precompute` writes beside the chosen server file or folder
+    (`name_of` names it), when it is there inside the allowed folders; else None."""
     if widget_value("data_source") != SOURCES[2] or not widget_value("server_npz"):
         return None
-    side = sidecar_path(widget_value("server_npz"))
-    real = server_files.real_path_inside(side, tuple(cfg.allowed_roots))
+    path = name_of(widget_value("server_npz"))
+    real = server_files.real_path_inside(path, tuple(cfg.allowed_roots))
     if real is None or not real.is_file():
         return None  # none there, or a link leading out of the allowed folders: never opened
+    return path, real
+
+
+def precomputed(dataset: Dataset, cfg: Settings, params: LayoutParams) -> Precomputed | None:
+    """The neighbours and maps `cleaner scan --precompute` left next to the server file, once checked; else None."""
+    beside = _beside_server_file(cfg, sidecar_path)
+    if beside is None:
+        return None
+    side, real = beside
     stat = real.stat()
     found = cache.sidecar(
         str(real),
@@ -131,6 +161,24 @@ def precomputed(dataset: Dataset, cfg: Settings, params: LayoutParams) -> Precom
         )
         return None
     st.sidebar.caption(literal(f"Neighbours and maps from {side.name} (made by `cleaner scan --precompute`)."))
+    return found
+
+
+def map_sample(dataset: Dataset, cfg: Settings) -> MapSample | str | None:
+    """For a dataset with more images than the map draws: the map sample `cleaner scan --precompute` wrote next to
+    the server file or folder, once checked; else why it cannot be used (None: there is none)."""
+    beside = _beside_server_file(cfg, map_sample_path)
+    if beside is None:
+        return None
+    stat = beside[1].stat()
+    found = cache.map_sample(
+        str(beside[1]), stat.st_mtime_ns, stat.st_size, dataset.embedding_digest, dataset.n, cfg.max_npz_bytes
+    )
+    if isinstance(found, MapSample) and len(found.rows) > cfg.map_limit:
+        return (
+            f"it holds {len(found.rows):,} images, more than this server's map limit of {cfg.map_limit:,} "
+            f"(scan again with --map-limit {cfg.map_limit})"
+        )
     return found
 
 

@@ -11,6 +11,7 @@ import streamlit as st
 from streamlit.delta_generator import DeltaGenerator
 
 from cleaner.io.dataset_types import Dataset
+from cleaner.io.map_sample import MapSample
 from cleaner.issues.ranking import worst
 from cleaner.issues.registry import WORST, orders
 from cleaner.issues.suspects import ScanResult
@@ -20,6 +21,7 @@ from cleaner.ui.map.events import MapEvent
 from cleaner.ui.map.palette import class_colours
 from cleaner.ui.map.payload import HOVER_NAMES_MAX_POINTS, MapPayload, build_payload
 from cleaner.ui.state import DatasetWork, remembered, session_table, work_by_digest
+from cleaner.ui.text import literal
 
 MAP_VIEWS = ("3D", "2D")
 MAP_HEIGHT = 620
@@ -54,7 +56,7 @@ def _build_payload(
         score=None if score is None else score[rows],
         score_name=orders().get(color_by, color_by),
         colours=class_colours(len(dataset.class_names)),
-        hover_names=[dataset.file_name(r) for r in rows] if len(rows) <= HOVER_NAMES_MAX_POINTS else None,
+        hover_names=[dataset.file_name(r) for r in rows.tolist()] if len(rows) <= HOVER_NAMES_MAX_POINTS else None,
     )
 
 
@@ -82,12 +84,16 @@ def dataset_event(event: MapEvent, drawn: np.ndarray | None) -> MapEvent:
     return event if drawn is None else dataclasses.replace(event, rows=drawn[np.asarray(event.rows, dtype=np.int64)])
 
 
-def _on_map_event(digest: str, dims: int, event: MapEvent) -> None:
-    """A click, box or lasso: the gallery shows its rows (Shift adds to the selection, Alt removes from it)."""
+def _on_map_event(digest: str, dims: int, event: MapEvent, sampled: int | None = None) -> None:
+    """A click, box or lasso (its points already dataset rows): the gallery shows its rows (Shift adds to the
+    selection, Alt removes from it). On a map sample of `sampled` images the gallery says only those were selectable."""
     work = work_by_digest(digest)
+    described = event.describe(dims)
+    if sampled is not None:
+        described += f" (of the {sampled:,} sampled images the map shows, not of all {work.dataset.n:,})"
     rows = event.apply(np.asarray(work.selection.rows, dtype=np.int64))
     anchor = int(event.rows[0]) if event.kind == "click" and len(event.rows) == 1 else work.selection.anchor
-    work.select(tuple(rows.tolist()), event.describe(dims), anchor=anchor)
+    work.select(tuple(rows.tolist()), described, anchor=anchor)
 
 
 def placeholder(work: DatasetWork) -> Callable[[], DeltaGenerator]:
@@ -108,9 +114,10 @@ def placeholder(work: DatasetWork) -> Callable[[], DeltaGenerator]:
     return slot.container
 
 
-def map_panel(work: DatasetWork, maps: Maps, result: ScanResult | None) -> None:
+def map_panel(work: DatasetWork, maps: Maps, result: ScanResult | None, shown: np.ndarray | None = None) -> None:
     """Colouring and view choices above the map; the selection and the excluded images drawn on it. Until the scores
-    exist (`result` None) the map is coloured by class."""
+    exist (`result` None) the map is coloured by class. `shown`: the dataset rows of a map sample's points (the maps
+    then hold their places only)."""
     dataset = work.dataset
     colour_names = {"class": "Class", **orders(result.scores if result is not None else None)}
     top = st.columns([2, 1], vertical_alignment="bottom")
@@ -123,10 +130,10 @@ def map_panel(work: DatasetWork, maps: Maps, result: ScanResult | None) -> None:
     view = top[1].segmented_control("Map", MAP_VIEWS, **remembered("map_view", default="3D"))
     dims = 2 if view == "2D" else 3  # a second click on the chosen view unselects it: stay in 3D
     coords, layout_key = maps.view(dims)
-    drawn = maps.drawn_rows(dims)
+    drawn = shown if shown is not None else maps.drawn_rows(dims)  # a map sample, or a partial map
     base = _payload(
         dataset.digest,
-        layout_key,
+        layout_key if shown is None else f"sample:{len(shown)}:{layout_key}",
         dims,
         color_by,
         work.relabels_key(),
@@ -143,5 +150,37 @@ def map_panel(work: DatasetWork, maps: Maps, result: ScanResult | None) -> None:
         payload,
         key=f"map{dims}d_{dataset.digest[:12]}_{layout_tag}",
         height=MAP_HEIGHT,
-        on_event=lambda event: _on_map_event(dataset.digest, dims, dataset_event(event, drawn)),
+        on_event=lambda event: _on_map_event(
+            dataset.digest, dims, dataset_event(event, drawn), None if shown is None else len(shown)
+        ),
     )
+
+
+def sampled_map_panel(work: DatasetWork, sample: MapSample | str | None, result: ScanResult | None, limit: int) -> None:
+    """A dataset with more images than the map draws (`limit`): the scan's map sample, said as such; without one
+    (`sample` None, or why it cannot be used), what to run instead. The queue and the exports cover every image."""
+    dataset = work.dataset
+    if not isinstance(sample, MapSample):
+        why = f" The map sample next to it is not used: {sample}." if sample else ""
+        st.info(
+            literal(
+                f"{dataset.name} has {dataset.n:,} images, more than the map draws ({limit:,}: CLEANER_MAP_LIMIT).{why} "
+                "Run the command below where the data lies (add --dask local:N, or --dask tcp://SCHEDULER:8786 for a "
+                "cluster): it writes the neighbours, the maps and a map sample (every flagged image plus a "
+                "class-stratified sample) next to the data, and the page then draws that sample. The review queue, "
+                "the scores and every export cover all images meanwhile."
+            )
+        )
+        st.code(
+            f"python -m cleaner scan {dataset.name} --out report.csv --precompute --map-limit {limit}", language="bash"
+        )
+        return
+    st.caption(
+        literal(
+            f"The map shows a sample of {len(sample.rows):,} of {dataset.n:,} images: {sample.how}. The review "
+            f"queue, the scores and every export cover all {dataset.n:,}; a box or lasso on the map selects "
+            "sampled images only."
+        )
+    )
+    maps = {coords.shape[1]: (coords, key) for key, coords in sample.layouts.items()}
+    map_panel(work, Maps(maps[3][0], maps[2][0], maps[3][1], maps[2][1]), result, shown=sample.rows)
