@@ -22,6 +22,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from cleaner.ui.map.component import PLOTLY_JS_VERSION
+
 from .helpers import ARTIFACTS, CHROMIUM, VIEWPORT, distance_to_polygon, inside_polygon, screenshot
 from .map_harness_app import synthetic
 
@@ -473,6 +475,47 @@ def test_a_rerun_does_not_send_plotly_js_or_the_points_again(chromium, harness_u
         page.wait_for_timeout(300)
         assert page.evaluate("window.__wsBytes") - before < 20_000
         assert draws(page) == 1
+    finally:
+        ctx.close()
+
+
+def test_plotly_js_and_the_map_scripts_come_as_http_files_not_over_the_websocket(chromium, harness_url):
+    """The project is installed (`-e .`), so the map's modules and plotly.js are the component's asset files: each
+    page load fetches them over HTTP and the websocket carries the data only, not 4.8 MB of plotly.js text."""
+    ctx = chromium.new_context(viewport=VIEWPORT)
+    try:
+        page = ctx.new_page()
+        loads = []  # per page load: websocket frames received, and the component files fetched over HTTP
+
+        def on_websocket(ws):
+            frames = loads[-1]["frames"]
+            ws.on("framereceived", lambda payload: frames.append(payload if isinstance(payload, bytes) else b""))
+
+        def on_response(response):
+            if "/_stcore/bidi-components/" in response.url and loads:
+                loads[-1]["files"][response.url.rsplit("/bidi-components/", 1)[1]] = response
+
+        page.on("websocket", on_websocket)
+        page.on("response", on_response)
+        for _ in range(2):  # the second load is what every later visit costs
+            loads.append({"frames": [], "files": {}})
+            page.goto(f"{harness_url}/?n={N}&dims=3&classes={N_CLASSES}")
+            wait_drawn(page, 1)
+            page.wait_for_timeout(300)
+        plotly_js = (REPO / "cleaner/ui/map/frontend/vendor/plotly.min.js").read_bytes()
+        for load in loads:
+            files = load["files"]
+            fetched = files.get("cleaner.map/vendor/plotly.min.js")
+            assert fetched is not None and fetched.status == 200, sorted(files)
+            for module in ("map.js", "tools.js", "marks.js", "decode.js"):
+                assert f"cleaner.map/{module}" in files  # loaded as modules, not one inline string
+            ws_bytes = sum(len(f) for f in load["frames"])
+            assert ws_bytes < len(plotly_js) / 10, ws_bytes  # the map's data, not plotly.js
+            assert not any(b"plotly.js v" in f or b"Plotly" in f for f in load["frames"])
+        assert (
+            loads[-1]["files"]["cleaner.map/vendor/plotly.min.js"].body() == plotly_js
+        )  # the page is still this load's
+        assert page.evaluate("window.Plotly.version") == PLOTLY_JS_VERSION
     finally:
         ctx.close()
 

@@ -7,7 +7,9 @@
 // The map element ("cleaner.map") gets the points (16-bit coordinates); "cleaner.mapcolours" (colours_element.js)
 // the class codes, scores and palette; "cleaner.mapmarks" (marks_element.js) the selected and excluded rows. Each
 // hands its data over through MAPS, by map key, so a recolouring sends no coordinates and a selection neither
-// redraws plotly's scene nor sends the points again. window.Plotly comes from the "cleaner.plotlyjs" element.
+// redraws plotly's scene nor sends the points again. window.Plotly: imported from vendor/plotly.min.js beside this
+// module when the points message names that file (the scripts are served as files), else set by the
+// "cleaner.plotlyjs" element (the scripts went inline; component.py says when).
 
 import { ensureStyle } from "./style.js";
 import { readCamera, resizePlot, whenPlotly } from "./plotly_internals.js";
