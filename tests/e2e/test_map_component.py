@@ -7,6 +7,7 @@ the module. Every expected set of rows is computed here from the data and the ca
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import os
@@ -21,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from cleaner.ui.map.component import PLOTLY_JS_VERSION
 
@@ -809,3 +811,106 @@ def test_unmounting_during_a_draw_leaves_one_map_and_no_error(open_map):
     assert page.evaluate("() => document.querySelector('.cleaner-map-gd').data[0].marker.colorscale") is not None
     assert not errors, errors
     assert drawn >= 1
+
+
+def isolated_rows(x, y, info, apart_px: float = 14, want: int = 3) -> list[int]:
+    """Rows drawn well inside the drawing area with no other point within `apart_px` on screen: a click there can
+    only mean that row."""
+    d = np.hypot(x[:, None] - x[None, :], y[:, None] - y[None, :])
+    np.fill_diagonal(d, np.inf)
+    left, top, width, height = drawing_area(info)
+    ok = (
+        (d.min(axis=1) > apart_px)
+        & (x > left + 20)
+        & (x < left + width - 20)
+        & (y > top + 20)
+        & (y < top + height - 20)
+    )
+    rows = np.flatnonzero(ok)
+    assert len(rows) >= want, f"only {len(rows)} isolated points"
+    return [int(r) for r in rows[:want]]
+
+
+def test_shift_click_adds_and_alt_click_removes_on_the_2d_map(open_map):
+    page = open_map(2)
+    coords, _ = coords_and_codes(2)
+    x, y, info = page_projection(page, coords, 2)
+    first, second, third = isolated_rows(x, y, info)
+    before = marks(page)
+    click_at(page, float(x[first]), float(y[first]))
+    state = wait_event(page, before)
+    assert state["last"]["kind"] == "click" and state["selected"] == [first]
+    for row, modifier, want in (
+        (second, "Shift", sorted([first, second])),
+        (third, "Shift", sorted([first, second, third])),
+        (first, "Alt", sorted([second, third])),
+    ):
+        before = marks(page)
+        click_at(page, float(x[row]), float(y[row]), modifier)
+        state = wait_event(page, before)
+        assert state["last"]["mode"] == ("add" if modifier == "Shift" else "remove")
+        assert state["selected"] == want
+    x2, y2, _ = page_projection(page, coords, 2)
+    assert np.allclose(x2, x) and np.allclose(y2, y)  # a click never moved the view
+
+
+WEBGL_HOOK = """(() => {
+    window.__gl = {made: [], lost: 0};
+    const native = HTMLCanvasElement.prototype.getContext;
+    HTMLCanvasElement.prototype.getContext = function (type, ...rest) {
+        const ctx = native.call(this, type, ...rest);
+        if (ctx && /webgl/.test(type) && !window.__gl.made.includes(ctx)) {
+            window.__gl.made.push(ctx);
+            this.addEventListener('webglcontextlost', () => { window.__gl.lost++; });
+        }
+        return ctx;
+    };
+})();"""
+LIVE_CONTEXTS_JS = "() => window.__gl.made.filter(c => !c.isContextLost()).length"
+
+
+def test_remounting_the_map_many_times_leaks_no_webgl_context(chromium, harness_url):
+    """Unmounted (hidden) and mounted again 20 times, once right in the middle of a draw: Chromium allows about 16
+    live WebGL contexts, so a context kept by each unmounted map would make the browser drop the oldest."""
+    ctx = chromium.new_context(viewport=VIEWPORT)
+    ctx.set_default_timeout(60_000)
+    try:
+        page = ctx.new_page()
+        page.add_init_script(WEBGL_HOOK)
+        warnings = []
+        page.on("console", lambda msg: warnings.append(msg.text) if "WebGL" in msg.text else None)
+        page.goto(f"{harness_url}/?n={N}&dims=3&classes={N_CLASSES}")
+        wait_drawn(page, 1)
+        live_at_start = page.evaluate(LIVE_CONTEXTS_JS)
+        hide = page.get_by_text("Hide the map", exact=True)
+        for i in range(20):
+            if i == 10:
+                page.get_by_role("button", name="Colour by score").click()  # a redraw on its way...
+                page.wait_for_timeout(100)
+            hide.click()  # ...and the map unmounted meanwhile (the other times: after it drew)
+            page.wait_for_function("() => !document.querySelector('.cleaner-map')")
+            hide.click()
+            wait_drawn(page, 1)
+        page.wait_for_timeout(500)
+        assert page.locator(".cleaner-map").count() == 1
+        assert page.evaluate(LIVE_CONTEXTS_JS) <= live_at_start  # the unmounted maps' contexts were let go
+        assert not [w for w in warnings if "Too many active WebGL contexts" in w], warnings
+        # the map on screen still draws: its canvas shows the points (not one flat colour)
+        shot = np.asarray(Image.open(io.BytesIO(page.locator(".cleaner-map-gd canvas").first.screenshot())))
+        assert len(np.unique(shot.reshape(-1, shot.shape[-1]), axis=0)) > 10
+    finally:
+        ctx.close()
+
+
+def test_a_remount_that_lost_the_browsers_copy_asks_for_the_points_again(open_map):
+    """A rerun that changes nothing sends a reference to the messages the browser holds; a browser without them (a
+    page reload into the same session) asks for them whole and draws."""
+    page = open_map(3)
+    hide = page.get_by_text("Hide the map", exact=True)
+    hide.click()
+    page.wait_for_function("() => !document.querySelector('.cleaner-map')")
+    page.evaluate("() => { window.__cleanerMapPoints.clear(); window.__cleanerMaps.clear(); }")  # forget both
+    hide.click()
+    wait_drawn(page, 1)
+    assert page.locator(".cleaner-map").get_attribute("data-points") == str(N)
+    assert page.evaluate("() => document.querySelector('.cleaner-map-gd').data.length") == N_CLASSES

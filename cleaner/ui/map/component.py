@@ -117,9 +117,27 @@ def map_scripts() -> MapScripts:
 
 
 # The map's own session state: the payload on screen (an event's rows refer to what the user saw), by component
-# key, and the event decoded by the callback, until the script run picks it up. Only the map on screen is kept.
+# key; the event decoded by the callback, until the script run picks it up; and the points and colours messages
+# the browser was handed for that key. Only the map on screen is kept.
 _DRAWN = "map_drawn"
 _EVENTS = "map_events"
+_HANDED = "map_handed"
+
+
+def _element_data(key: str, part: str, message: bytes, reference: dict[str, str]) -> bytes | dict[str, str]:
+    """The message itself, or, when the browser was handed this very message before, a reference to it: Streamlit
+    hashes and serialises an element's data on every run, so a reference keeps an unchanged map's run independent
+    of the number of points."""
+    handed = session_table(_HANDED).setdefault(key, {})
+    same = handed.get(part) is message
+    handed[part] = message
+    return reference if same else message
+
+
+def _resend(key: str, part: str) -> None:
+    """The browser has no copy of the referenced message (a reload into this session, a remount): the next run
+    sends it whole."""
+    session_table(_HANDED).get(key, {}).pop(part, None)
 
 
 def _decode_pending(key: str, on_event: Callable[[MapEvent], None] | None) -> None:
@@ -150,12 +168,14 @@ def map_chart(
     a new dataset a fresh view. The payload's coordinates decide 2D or 3D.
 
     The work of a run is independent of the number of points when the payload is the one drawn before (built once,
-    e.g. in a cache): its messages are encoded once and handed to Streamlit as the same bytes.
+    e.g. in a cache): its messages are encoded once, and a run that would hand the browser the same message again
+    hands it a reference instead ({"key"/"map_key", "ref"}), which the browser resolves to the copy it holds or
+    answers with a "resend" trigger.
     """
-    drawn = session_table(_DRAWN)
-    for other in [k for k in drawn if k != key]:
-        del drawn[other]  # a session keeps the payload of the map on screen only
-    drawn[key] = payload
+    for table in (session_table(_DRAWN), session_table(_HANDED)):
+        for other in [k for k in table if k != key]:
+            del table[other]  # a session keeps the payload of the map on screen only
+    session_table(_DRAWN)[key] = payload
     scripts = map_scripts()
     extra: dict[str, str | int] = {"key": key, "height": int(height)}
     if scripts.mode == "files":
@@ -168,13 +188,23 @@ def map_chart(
             except StreamlitDuplicateElementKey:
                 pass  # a second map in this run: plotly.js is on the page already
         # data: one bytes object each (a components-v2 element takes JSON, Arrow or bytes), the key inside
+        points = payload.points_message(**extra)
         scripts.map(
             key=key,
-            data=payload.points_message(**extra),
+            data=_element_data(key, "points", points, {"key": key, "ref": payload.message_ref("points", **extra)}),
             height="content",
             on_event_change=lambda: _decode_pending(key, on_event),
+            on_resend_change=lambda: _resend(key, "points"),
         )
-        scripts.colours(key=f"{key}-colours", data=payload.colours_message(map_key=key), height=0)
+        colours = payload.colours_message(map_key=key)
+        scripts.colours(
+            key=f"{key}-colours",
+            data=_element_data(
+                key, "colours", colours, {"map_key": key, "ref": payload.message_ref("colours", map_key=key)}
+            ),
+            height=0,
+            on_resend_change=lambda: _resend(key, "colours"),
+        )
         marks = payload.marks_data()
         marks["map_key"] = key
         scripts.marks(key=f"{key}-marks", data=marks, height=0)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import html
 import json
+import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -96,6 +97,7 @@ class MapPayload:
     lo: np.ndarray | None = field(default=None, repr=False)
     step: np.ndarray | None = field(default=None, repr=False)
     _messages: dict[tuple, bytes] = field(default_factory=dict, repr=False)  # encoded once, shared by with_marks
+    _refs: dict[tuple, str] = field(default_factory=dict, repr=False)  # each message's tag (`message_ref`)
     _derived: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
 
     @property
@@ -121,8 +123,10 @@ class MapPayload:
         tag = ("points", *sorted(extra.items()))
         if tag not in self._messages:
             assert self.levels is not None and self.lo is not None and self.step is not None
+            self._refs[tag] = secrets.token_hex(8)
             head = {
                 "v": FORMAT_VERSION,
+                "ref": self._refs[tag],
                 "n": self.n,
                 "dims": self.dims,
                 "lo": self.lo.tolist(),
@@ -137,8 +141,10 @@ class MapPayload:
         the class codes (uint8, or uint16 above 256 classes) and the scores (uint8), if any."""
         tag = ("colours", *sorted(extra.items()))
         if tag not in self._messages:
+            self._refs[tag] = secrets.token_hex(8)
             head = {
                 "v": FORMAT_VERSION,
+                "ref": self._refs[tag],
                 "n": self.n,
                 **extra,
                 "classes": list(self.class_names),
@@ -153,6 +159,12 @@ class MapPayload:
             arrays = [self.class_codes] + ([self.score] if self.score is not None else [])
             self._messages[tag] = _pack(head, *arrays)
         return self._messages[tag]
+
+    def message_ref(self, part: str, **extra: str | int) -> str:
+        """The tag in the head of the "points" or "colours" message encoded with `extra`: a rerun that would send the
+        browser the same message sends this tag instead, and the browser checks it against the message it holds."""
+        (self.points_message if part == "points" else self.colours_message)(**extra)
+        return self._refs[(part, *sorted(extra.items()))]
 
     def marks_data(self) -> dict[str, Any]:
         """The marks element's `data=`: the selected and excluded rows, each as Arrow (see `encode_rows`)."""

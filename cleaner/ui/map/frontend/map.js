@@ -12,7 +12,7 @@
 // "cleaner.plotlyjs" element (the scripts went inline; component.py says when).
 
 import { ensureStyle } from "./style.js";
-import { readCamera, resizePlot, whenPlotly } from "./plotly_internals.js";
+import { purgePlot, readCamera, resizePlot, whenPlotly } from "./plotly_internals.js";
 import { decodeColours, decodePoints } from "./decode.js";
 import { buildFigure } from "./figure.js";
 import { drawMarks } from "./marks.js";
@@ -168,7 +168,7 @@ async function render(state, points, colours) {
   if (state.figure) remember(state);
   if (state.figure && state.figure.dims !== points.dims) {
     state.camera = null; // a 2D range means nothing to a 3D camera and back
-    Plotly.purge(state.gd);
+    purgePlot(Plotly, state.gd);
     state.figure = null;
   } else if (!state.figure && state.savedDims !== points.dims) {
     state.camera = null;
@@ -182,7 +182,7 @@ async function render(state, points, colours) {
   };
   const fresh = !state.figure;
   await Plotly.react(state.gd, fig.traces, fig.layout, config);
-  if (state.disposed) { Plotly.purge(state.gd); return; } // unmounted while plotly drew: free its WebGL context
+  if (state.disposed) { purgePlot(Plotly, state.gd); return; } // unmounted while plotly drew: free its WebGL context
   state.figure = fig;
   state.sizedAt = [state.plot.clientWidth, state.plot.clientHeight];
   if (fresh) {
@@ -212,29 +212,56 @@ function dispose(state, parentElement) {
   state.listeners.forEach((off) => off());
   const entry = MAPS.get(state.key);
   if (entry && entry.state === state) { entry.state = null; entry.apply = null; entry.applyColours = null; }
-  if (window.Plotly) window.Plotly.purge(state.gd);
+  if (window.Plotly) purgePlot(window.Plotly, state.gd);
   state.root.remove();
   if (parentElement.__cleanerMap === state) parentElement.__cleanerMap = undefined;
+}
+
+// Points messages by map key, the newest per key for the latest HELD_KEYS keys, for the page's life: a rerun that
+// changes nothing on the map sends a reference ({key, ref}) to the message the browser was handed, and a remount
+// (the map hidden and shown, the 3D and 2D views swapped) finds the message here instead of asking for it again.
+const HELD = window.__cleanerMapPoints || (window.__cleanerMapPoints = new Map());
+const HELD_KEYS = 2;
+
+const isBinary = (data) => data instanceof ArrayBuffer || ArrayBuffer.isView(data);
+
+function hold(key, raw, points) {
+  HELD.delete(key);
+  HELD.set(key, { raw, points });
+  while (HELD.size > HELD_KEYS) HELD.delete(HELD.keys().next().value);
+}
+
+function takePoints(state, raw, points) {
+  if (raw === state.pointsRaw) return; // the same message again draws nothing new
+  state.pointsRaw = raw;
+  state.height = Number(points.height) || 600;
+  state.points = points;
+  requestDraw(state);
 }
 
 export default function (component) {
   const { data, parentElement, setTriggerValue } = component;
   if (!data) return undefined;
   const existing = parentElement.__cleanerMap;
-  const points = existing && existing.pointsRaw === data ? existing.points : decodePoints(data);
-  const key = points.key || "map";
-  let state = parentElement.__cleanerMap;
+  let points = null;
+  if (isBinary(data)) {
+    points = existing && existing.pointsRaw === data ? existing.points : decodePoints(data);
+    hold(points.key || "map", data, points);
+  }
+  const key = points ? points.key || "map" : String(data.key);
+  let state = existing;
   if (state && state.key !== key) { dispose(state, parentElement); state = null; }
   if (!state) {
     state = createMap(parentElement, key);
     parentElement.__cleanerMap = state;
   }
   state.setTriggerValue = setTriggerValue;
-  if (data !== state.pointsRaw) { // the same message again draws nothing new
-    state.pointsRaw = data;
-    state.height = Number(points.height) || 600;
-    state.points = points;
-    requestDraw(state);
+  if (points) {
+    takePoints(state, data, points);
+  } else if (!state.points || state.points.ref !== data.ref) {
+    const held = HELD.get(key);
+    if (held && held.points.ref === data.ref) takePoints(state, held.raw, held.points);
+    else setTriggerValue("resend", data.ref); // no copy here (a page reload into the same session): send it whole
   }
   return () => dispose(state, parentElement);
 }
