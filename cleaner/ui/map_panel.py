@@ -19,6 +19,7 @@ from cleaner.ui.map.events import MapEvent
 from cleaner.ui.map.palette import class_colours
 from cleaner.ui.map.payload import HOVER_NAMES_MAX_POINTS, MapPayload, build_payload
 from cleaner.ui.state import DatasetWork, remembered, session_table, work_by_digest
+from cleaner.ui.team import teammates_excluded_rows
 
 MAP_VIEWS = ("3D", "2D")
 MAP_HEIGHT = 620
@@ -107,7 +108,11 @@ def map_panel(work: DatasetWork, maps: Maps, result: ScanResult | None) -> None:
         work.relabels_key(),
         lambda: _build_payload(dataset, coords, work, result, color_by),
     )
-    payload = base.with_marks(selected_rows=work.selection.rows, excluded_rows=work.excluded_rows())
+    payload = base.with_marks(
+        selected_rows=work.selection.rows,
+        excluded_rows=work.excluded_rows(),
+        team_excluded_rows=teammates_excluded_rows(work),  # team mode: yours and your teammates' marked apart
+    )
     work.map_drawn()
     # A new layout (the UMAP map replacing the PCA preview, new map settings) gets a fresh view: a new key.
     layout_tag = hashlib.blake2b(layout_key.encode(), digest_size=4).hexdigest()

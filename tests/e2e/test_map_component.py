@@ -914,3 +914,71 @@ def test_a_remount_that_lost_the_browsers_copy_asks_for_the_points_again(open_ma
     wait_drawn(page, 1)
     assert page.locator(".cleaner-map").get_attribute("data-points") == str(N)
     assert page.evaluate("() => document.querySelector('.cleaner-map-gd').data.length") == N_CLASSES
+
+
+MARK_PIXELS_JS = """(points) => {
+    const c = document.querySelector('.cleaner-map-marks'), r = c.getBoundingClientRect();
+    const sx = c.width / r.width, sy = c.height / r.height, g = c.getContext('2d');
+    return points.map(([x, y]) => {
+        // the most opaque pixel within 1 px of the mark's centre, where its two strokes cross
+        const d = g.getImageData(Math.round((x - r.left) * sx) - 1, Math.round((y - r.top) * sy) - 1, 3, 3).data;
+        let best = [0, 0, 0, 0];
+        for (let i = 0; i < d.length; i += 4) if (d[i + 3] > best[3]) best = Array.from(d.slice(i, i + 4));
+        return best;
+    });
+}"""
+
+
+def test_team_mode_marks_a_teammates_exclusions_apart_from_yours(chromium, harness_url):
+    """In team mode the map draws the rows a teammate excluded as a violet × in a ring and yours as a black ×, with a
+    legend for both; the rows of each kind are those the harness says each of them excluded."""
+    ctx = chromium.new_context(viewport=VIEWPORT)
+    ctx.set_default_timeout(60_000)
+    try:
+        page = ctx.new_page()
+        page.goto(f"{harness_url}/?n={N}&dims=3&classes={N_CLASSES}&team=1")
+        wait_drawn(page, 1)
+        page.wait_for_timeout(300)
+        coords, codes = coords_and_codes(3)
+        x, y, info = page_projection(page, coords, 3)
+        rng = np.random.default_rng(12)
+        choose_tool(page, "Box")
+        excluded_by = {}
+        for who, cls, button in (
+            ("teammate", 0, "A teammate excludes the selection"),
+            ("me", 1, "Exclude the selection"),
+        ):
+            box = clean_shape(
+                x, y, drawing_area(info), rng, make_box, accept=lambda inside, c=cls: (codes[inside] == c).all()
+            )
+            before = marks(page)
+            drag_box(page, box)
+            assert wait_event(page, before)["selected"] == rows_inside(box, x, y)
+            before = marks(page)
+            page.get_by_role("button", name=button).click()
+            wait_event(page, before)
+            excluded_by[who] = rows_inside(box, x, y)
+        before = marks(page)
+        page.get_by_role("button", name="Clear the selection").click()
+        state = wait_event(page, before)
+        assert state["team_excluded"] == excluded_by["teammate"]
+        assert state["excluded"] == sorted(excluded_by["teammate"] + excluded_by["me"])
+        assert counter(page, "team-excluded") == len(excluded_by["teammate"])
+        assert page.locator(".cleaner-map-key").is_visible()
+        assert "by a teammate" in page.locator(".cleaner-map-key").inner_text()
+        # each kind's colour at the centre of its marks, where no mark of the other kind reaches
+        theirs_all, mine_all = np.array(excluded_by["teammate"]), np.array(excluded_by["me"])
+        gap = np.hypot(x[theirs_all, None] - x[None, mine_all], y[theirs_all, None] - y[None, mine_all])
+        theirs = [int(r) for r in theirs_all[gap.min(axis=1) > 16]]
+        mine = [int(r) for r in mine_all[gap.min(axis=0) > 16]]
+        assert theirs and mine, "the two kinds of marks overlap everywhere"
+        pixels = page.evaluate(MARK_PIXELS_JS, [[float(x[r]), float(y[r])] for r in theirs + mine])
+        for row, (r, g, b, a) in zip(theirs + mine, pixels):
+            assert a > 120, (row, r, g, b, a)
+            if row in excluded_by["teammate"]:
+                assert b > g + 100 and r > g + 40, (row, r, g, b)  # violet
+            else:
+                assert max(r, g, b) < 60, (row, r, g, b)  # black
+        print(f"[e2e] team marks: {screenshot(page, 'map_team_marks_3d')}")
+    finally:
+        ctx.close()

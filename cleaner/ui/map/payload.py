@@ -93,6 +93,8 @@ class MapPayload:
     score_name: str = "score"
     hover_names: tuple[str, ...] | None = None  # escaped file names, only for small maps
     title: str = ""
+    # team mode: the excluded rows a teammate excluded (marked apart from yours); None outside team mode
+    team_excluded_rows: np.ndarray | None = None
     levels: np.ndarray | None = field(default=None, repr=False)  # (n, dims) uint16 fixed point
     lo: np.ndarray | None = field(default=None, repr=False)
     step: np.ndarray | None = field(default=None, repr=False)
@@ -167,23 +169,35 @@ class MapPayload:
         return self._refs[(part, *sorted(extra.items()))]
 
     def marks_data(self) -> dict[str, Any]:
-        """The marks element's `data=`: the selected and excluded rows, each as Arrow (see `encode_rows`)."""
-        return {
+        """The marks element's `data=`: the selected and excluded rows, each as Arrow (see `encode_rows`); in team
+        mode ("team": true) also the excluded rows a teammate excluded ("team_excluded")."""
+        data: dict[str, Any] = {
             "selected": encode_rows(self.selected_rows, self.n),
             "excluded": encode_rows(self.excluded_rows, self.n),
         }
+        if self.team_excluded_rows is not None:
+            data["team"] = True
+            data["team_excluded"] = encode_rows(self.team_excluded_rows, self.n)
+        return data
 
     def with_marks(
         self,
         *,
         selected_rows: Sequence[int] | np.ndarray | None = None,
         excluded_rows: Sequence[int] | np.ndarray | None = None,
+        team_excluded_rows: Sequence[int] | np.ndarray | None = None,
     ) -> MapPayload:
-        """The same map with another selection and excluded set; the per-point data (and its encoding) is shared."""
+        """The same map with another selection and excluded set; the per-point data (and its encoding) is shared.
+        `team_excluded_rows` (team mode only, else None): which of the excluded rows a teammate excluded."""
+        excluded = _rows(excluded_rows, self.n, "excluded rows")
+        theirs = None
+        if team_excluded_rows is not None:
+            theirs = np.intersect1d(_rows(team_excluded_rows, self.n, "teammates' excluded rows"), excluded)
         return replace(
             self,
             selected_rows=_rows(selected_rows, self.n, "selected rows"),
-            excluded_rows=_rows(excluded_rows, self.n, "excluded rows"),
+            excluded_rows=excluded,
+            team_excluded_rows=theirs,
         )
 
     def encoded_bytes(self, part: str = "map") -> int:

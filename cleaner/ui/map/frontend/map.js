@@ -15,7 +15,7 @@ import { ensureStyle } from "./style.js";
 import { purgePlot, readCamera, resizePlot, whenPlotly } from "./plotly_internals.js";
 import { decodeColours, decodePoints } from "./decode.js";
 import { buildFigure } from "./figure.js";
-import { drawMarks } from "./marks.js";
+import { MINE, THEIRS, drawMarks, markKey } from "./marks.js";
 import { cancelShape, clampZoom, clearOutline, hiddenClasses, installTools, setTool } from "./tools.js";
 
 // Camera, axis ranges, hidden legend entries, tool per component key: they outlive a remount of the element
@@ -36,6 +36,7 @@ function createMap(parentElement, key) {
       <button type="button" data-tool="box" aria-pressed="false" title="Drag a box: the points inside are selected">Box</button>
       <button type="button" data-tool="lasso" aria-pressed="false" title="Draw a lasso: the points inside are selected">Lasso</button>
       <label class="cleaner-map-hint"><input type="checkbox" data-show="excluded" checked> × excluded</label>
+      <span class="cleaner-map-key" hidden>${markKey(MINE)} by you ${markKey(THEIRS)} by a teammate</span>
       <span class="cleaner-map-hint">Shift adds, Alt removes · Ctrl/⌘ + wheel zooms</span>
     </div>
     <div class="cleaner-map-plot">
@@ -51,7 +52,8 @@ function createMap(parentElement, key) {
     gd: root.querySelector(".cleaner-map-gd"), plot: root.querySelector(".cleaner-map-plot"),
     overlay: root.querySelector(".cleaner-map-overlay"), path: root.querySelector(".cleaner-map-overlay path"),
     message: root.querySelector(".cleaner-map-message"), marksCanvas: root.querySelector(".cleaner-map-marks"),
-    marks: { selected: new Int32Array(0), excluded: new Int32Array(0) }, marksFrame: 0,
+    marks: { selected: new Int32Array(0), excluded: new Int32Array(0), teamExcluded: new Int32Array(0), team: false },
+    marksFrame: 0,
     camera: saved.camera || null, hidden: new Set(saved.hidden || []), savedDims: saved.dims || null,
     points: null, colours: null, pointsRaw: null, coloursRaw: null, drawWanted: false, drawing: false,
     disposed: false, press: null, outlineTimer: 0, listeners: [],
@@ -112,6 +114,8 @@ function setMarks(state, marks) {
   clearOutline(state); // the shape drawn has done its work: its rows are highlighted now
   state.root.dataset.selected = String(marks.selected.length);
   state.root.dataset.excluded = String(marks.excluded.length);
+  state.root.dataset.teamExcluded = String(marks.teamExcluded ? marks.teamExcluded.length : 0);
+  state.root.querySelector(".cleaner-map-key").hidden = !marks.team; // the legend of the two marks, in team mode
   redrawMarks(state);
   state.root.dataset.marks = String(Number(state.root.dataset.marks || 0) + 1);
   window.__cleanerMapMarkedAt = Date.now(); // read by bench/map_draw.py
