@@ -929,18 +929,19 @@ MARK_PIXELS_JS = """(points) => {
 }"""
 
 
-def test_team_mode_marks_a_teammates_exclusions_apart_from_yours(chromium, harness_url):
+@pytest.mark.parametrize("dims", [3, 2])
+def test_team_mode_marks_a_teammates_exclusions_apart_from_yours(chromium, harness_url, dims):
     """In team mode the map draws the rows a teammate excluded as a violet × in a ring and yours as a black ×, with a
     legend for both; the rows of each kind are those the harness says each of them excluded."""
     ctx = chromium.new_context(viewport=VIEWPORT)
     ctx.set_default_timeout(60_000)
     try:
         page = ctx.new_page()
-        page.goto(f"{harness_url}/?n={N}&dims=3&classes={N_CLASSES}&team=1")
+        page.goto(f"{harness_url}/?n={N}&dims={dims}&classes={N_CLASSES}&team=1")
         wait_drawn(page, 1)
         page.wait_for_timeout(300)
-        coords, codes = coords_and_codes(3)
-        x, y, info = page_projection(page, coords, 3)
+        coords, codes = coords_and_codes(dims)
+        x, y, info = page_projection(page, coords, dims)
         rng = np.random.default_rng(12)
         choose_tool(page, "Box")
         excluded_by = {}
@@ -979,6 +980,6 @@ def test_team_mode_marks_a_teammates_exclusions_apart_from_yours(chromium, harne
                 assert b > g + 100 and r > g + 40, (row, r, g, b)  # violet
             else:
                 assert max(r, g, b) < 60, (row, r, g, b)  # black
-        print(f"[e2e] team marks: {screenshot(page, 'map_team_marks_3d')}")
+        print(f"[e2e] team marks: {screenshot(page, f'map_team_marks_{dims}d')}")
     finally:
         ctx.close()
