@@ -157,6 +157,20 @@ def test_with_marks_shares_the_points_and_checks_the_rows():
         p.with_marks(selected_rows=[100])
 
 
+def test_team_mode_sends_which_excluded_rows_a_teammate_excluded():
+    coords, codes = clusters(100)
+    p = build_payload(coords, codes, ["a", "b", "c"])
+    alone = p.with_marks(excluded_rows=[3, 7, 9]).marks_data()
+    assert "team" not in alone and "team_excluded" not in alone  # outside team mode: no legend, no second kind
+    team = p.with_marks(excluded_rows=[3, 7, 9], team_excluded_rows=[9, 3, 50]).marks_data()
+    assert team["team"] is True
+    # a row a teammate decided but that is no longer excluded is not marked as their exclusion
+    assert decode_rows(team["team_excluded"], 100).tolist() == [3, 9]
+    assert decode_rows(team["excluded"], 100).tolist() == [3, 7, 9]
+    nobody = p.with_marks(excluded_rows=[3], team_excluded_rows=[]).marks_data()
+    assert nobody["team"] is True and decode_rows(nobody["team_excluded"], 100).tolist() == []
+
+
 def test_bytes_per_point_at_100k_within_budget_and_names_only_for_small_maps():
     """Points 6 bytes (3 x 16 bits), class code 1, score 1: at most 8 bytes a point (and a header)."""
     coords, codes = clusters(100_000, n_classes=10)

@@ -69,6 +69,7 @@ def test_pip_install_gives_a_working_cleaner_command(tmp_path):
         timeout=300,
     )
     assert (target / "cleaner" / "ui" / "map" / "frontend" / "map.js").is_file()  # the map's scripts are installed
+    assert (target / "cleaner" / "ui" / "map" / "frontend" / "vendor" / "plotly.min.js").is_file()  # and plotly.js
     assert list((target / "cleaner" / "layout" / "assets" / "layouts").glob("*.npy"))  # and the demo's layouts
     rng = np.random.default_rng(0)
     npz = tmp_path / "data.npz"

@@ -15,6 +15,7 @@ from cleaner.issues.suspects import scores_from_graph
 from cleaner.ui.compute import learn_from_decisions
 from cleaner.ui.review_queue import QUEUE_SHOWN, _emptied_note
 from cleaner.ui.state import DatasetWork
+from cleaner.ui.team import teammates_excluded_rows
 
 from .conftest import clustered_arrays, good_arrays, npz
 from .pg_fixture import postgres_cluster  # noqa: F401  (the session fixture)
@@ -98,6 +99,24 @@ def test_teammates_decisions_come_in_and_settling_ends_a_conflict(store):
     # A third session opening the dataset later gets the whole team's state.
     cat = session(store, ds, "cat@crew.example")
     assert kinds(cat) == kinds(bob)
+
+
+def test_the_map_marks_the_rows_a_teammate_excluded_apart_from_yours(store):
+    ds = dataset()
+    ann, bob = session(store, ds, ANN), session(store, ds, BOB)
+    ann.set_excluded([0, 1, 4], True)
+    ann.decide(5, "keep", "fine")  # a teammate's decision that is no exclusion: not an excluded mark
+    bob.decide(2, "exclude", "blurry")
+    bob.sync()
+    assert bob.excluded_rows().tolist() == [0, 1, 2, 4]
+    assert teammates_excluded_rows(bob).tolist() == [0, 1, 4]  # what Ann excluded, computed from the decisions
+    bob.set_excluded([1], False)  # Bob takes one back: his now, and no longer excluded
+    assert teammates_excluded_rows(bob).tolist() == [0, 4]
+    ann.sync()
+    assert teammates_excluded_rows(ann).tolist() == [2]
+    alone = session(store, ds, ANN, space=token_space("a-token-of-ann"))
+    alone.decide(3, "exclude", "blurry")
+    assert teammates_excluded_rows(alone) is None  # not team mode: the map draws one kind of exclusion
 
 
 def test_a_new_npz_of_the_same_images_gets_the_decisions_and_says_so(store):

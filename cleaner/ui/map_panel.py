@@ -21,7 +21,7 @@ from cleaner.ui.map.events import MapEvent
 from cleaner.ui.map.palette import class_colours
 from cleaner.ui.map.payload import HOVER_NAMES_MAX_POINTS, MapPayload, build_payload
 from cleaner.ui.state import DatasetWork, remembered, session_table, work_by_digest
-from cleaner.ui.text import literal
+from cleaner.ui.team import teammates_excluded_rows
 
 MAP_VIEWS = ("3D", "2D")
 MAP_HEIGHT = 620
@@ -139,9 +139,11 @@ def map_panel(work: DatasetWork, maps: Maps, result: ScanResult | None, shown: n
         work.relabels_key(),
         lambda: _build_payload(dataset, coords, work, result, color_by, drawn),
     )
+    theirs = teammates_excluded_rows(work)  # team mode: yours and your teammates' exclusions marked apart
     payload = base.with_marks(
         selected_rows=drawn_positions(work.selection.rows, drawn),
         excluded_rows=drawn_positions(work.excluded_rows(), drawn),
+        team_excluded_rows=None if theirs is None else drawn_positions(theirs, drawn),
     )
     work.map_drawn()
     # A new layout (the UMAP map replacing the PCA preview, new map settings) gets a fresh view: a new key.

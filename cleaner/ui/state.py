@@ -137,6 +137,7 @@ class DatasetWork:
     _outgoing: list[Event] = field(default_factory=list, repr=False)  # events of the action under way
     _derived: tuple[int, np.ndarray, np.ndarray, np.ndarray] | None = field(default=None, repr=False)
     _files: tuple[int, tuple[str, str, str]] | None = field(default=None, repr=False)
+    _relabels: tuple[int, int] | None = field(default=None, repr=False)  # (decisions version, relabels key)
 
     # ------------------------------------------------------------ what the user can do
 
@@ -443,8 +444,13 @@ class DatasetWork:
         return self._files[1]
 
     def relabels_key(self) -> int:
-        """Changes exactly when the relabels change: what the map's colours depend on."""
-        return hash(tuple((p, d.new_label) for p, d in self.decisions.by_path.items() if d.kind == "relabel"))
+        """Changes exactly when the relabels change: what the map's colours depend on. Worked out once per change of
+        the decisions: the map asks on every run."""
+        version = self.decisions.version
+        if self._relabels is None or self._relabels[0] != version:
+            relabels = tuple((p, d.new_label) for p, d in self.decisions.by_path.items() if d.kind == "relabel")
+            self._relabels = (version, hash(relabels))
+        return self._relabels[1]
 
     def label_codes(self) -> np.ndarray:
         """Class codes with the relabels applied."""

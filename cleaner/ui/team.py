@@ -235,3 +235,21 @@ def teammates_rows(work: DatasetWork) -> np.ndarray:
     return work.dataset.rows_with_paths(
         p for p, d in work.decisions.by_path.items() if d.decided_by and d.decided_by != work.user
     )
+
+
+def teammates_excluded_rows(work: DatasetWork) -> np.ndarray | None:
+    """Rows a teammate excluded (not this user), which the map marks apart from yours; None outside team mode.
+    Worked out once per change of the decisions: the map asks on every run."""
+    ledger = work.ledger
+    if ledger is None or not is_team(work):
+        return None
+    version = work.decisions.version
+    cached = ledger.cache.get("teammates_excluded")
+    if cached is None or cached[0] != version:
+        theirs = (
+            p
+            for p, d in work.decisions.by_path.items()
+            if d.kind == "exclude" and d.decided_by and d.decided_by != work.user
+        )
+        cached = ledger.cache["teammates_excluded"] = (version, work.dataset.rows_with_paths(theirs))
+    return cached[1]

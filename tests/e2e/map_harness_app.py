@@ -1,7 +1,8 @@
 """A page with nothing but the map component, on a synthetic dataset, for the browser tests and the bench.
 
 Query parameters: `n` (points, default 300), `dims` (3 or 2), `classes` (default 3), `names` (1: send hover
-names), `component=old` (today's streamlit-plotly-events 3D map instead, for the bench). Under the map it prints
+names), `component=old` (today's streamlit-plotly-events 3D map instead, for the bench), `team=1` (team mode: a
+second button excludes the selection as a teammate would, and the map marks those apart). Under the map it prints
 the last event and the current selection as JSON ("harness-state ..."). Buttons exclude the selected rows and
 switch the colouring to a score (reruns that change the marks, or the points); a checkbox hides the map.
 """
@@ -81,15 +82,28 @@ def main() -> None:
     ss.setdefault("last", None)
     ss.setdefault("use_score", False)
 
+    ss.setdefault("team_excluded", np.empty(0, dtype=np.int64))
+    team = q.get("team") == "1"
+
     if st.button("Exclude the selection"):
         ss.excluded = np.union1d(ss.excluded, ss.selected)
+        ss.team_excluded = np.setdiff1d(ss.team_excluded, ss.selected)
+    if st.button("Clear the selection"):
+        ss.selected = np.empty(0, dtype=np.int64)
+    if team and st.button("A teammate excludes the selection"):
+        ss.excluded = np.union1d(ss.excluded, ss.selected)
+        ss.team_excluded = np.union1d(ss.team_excluded, ss.selected)
     if st.button("Colour by score"):
         ss.use_score = not ss.use_score
     base = base_payload(n, dims, n_classes, ss.use_score, q.get("names") == "1")
-    payload = base.with_marks(selected_rows=ss.selected, excluded_rows=ss.excluded)
+    payload = base.with_marks(
+        selected_rows=ss.selected, excluded_rows=ss.excluded, team_excluded_rows=ss.team_excluded if team else None
+    )
     if not st.checkbox("Hide the map"):  # unmounts the element, as switching between the app's maps does
         map_chart(payload, key=f"harness-map-{dims}d", height=520, on_event=lambda event: on_map_event(event, dims))
     state = {"selected": ss.selected.tolist(), "excluded": ss.excluded.tolist(), "last": ss.last}
+    if team:
+        state["team_excluded"] = ss.team_excluded.tolist()
     if len(ss.selected) + len(ss.excluded) > SHOWN_ROWS:  # the bench's big maps: a page of text, not megabytes
         state = {
             "selected": ss.selected[:SHOWN_ROWS].tolist(),

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import html
 import json
+import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -92,10 +93,13 @@ class MapPayload:
     score_name: str = "score"
     hover_names: tuple[str, ...] | None = None  # escaped file names, only for small maps
     title: str = ""
+    # team mode: the excluded rows a teammate excluded (marked apart from yours); None outside team mode
+    team_excluded_rows: np.ndarray | None = None
     levels: np.ndarray | None = field(default=None, repr=False)  # (n, dims) uint16 fixed point
     lo: np.ndarray | None = field(default=None, repr=False)
     step: np.ndarray | None = field(default=None, repr=False)
     _messages: dict[tuple, bytes] = field(default_factory=dict, repr=False)  # encoded once, shared by with_marks
+    _refs: dict[tuple, str] = field(default_factory=dict, repr=False)  # each message's tag (`message_ref`)
     _derived: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
 
     @property
@@ -121,8 +125,10 @@ class MapPayload:
         tag = ("points", *sorted(extra.items()))
         if tag not in self._messages:
             assert self.levels is not None and self.lo is not None and self.step is not None
+            self._refs[tag] = secrets.token_hex(8)
             head = {
                 "v": FORMAT_VERSION,
+                "ref": self._refs[tag],
                 "n": self.n,
                 "dims": self.dims,
                 "lo": self.lo.tolist(),
@@ -137,8 +143,10 @@ class MapPayload:
         the class codes (uint8, or uint16 above 256 classes) and the scores (uint8), if any."""
         tag = ("colours", *sorted(extra.items()))
         if tag not in self._messages:
+            self._refs[tag] = secrets.token_hex(8)
             head = {
                 "v": FORMAT_VERSION,
+                "ref": self._refs[tag],
                 "n": self.n,
                 **extra,
                 "classes": list(self.class_names),
@@ -154,24 +162,42 @@ class MapPayload:
             self._messages[tag] = _pack(head, *arrays)
         return self._messages[tag]
 
+    def message_ref(self, part: str, **extra: str | int) -> str:
+        """The tag in the head of the "points" or "colours" message encoded with `extra`: a rerun that would send the
+        browser the same message sends this tag instead, and the browser checks it against the message it holds."""
+        (self.points_message if part == "points" else self.colours_message)(**extra)
+        return self._refs[(part, *sorted(extra.items()))]
+
     def marks_data(self) -> dict[str, Any]:
-        """The marks element's `data=`: the selected and excluded rows, each as Arrow (see `encode_rows`)."""
-        return {
+        """The marks element's `data=`: the selected and excluded rows, each as Arrow (see `encode_rows`); in team
+        mode ("team": true) also the excluded rows a teammate excluded ("team_excluded")."""
+        data: dict[str, Any] = {
             "selected": encode_rows(self.selected_rows, self.n),
             "excluded": encode_rows(self.excluded_rows, self.n),
         }
+        if self.team_excluded_rows is not None:
+            data["team"] = True
+            data["team_excluded"] = encode_rows(self.team_excluded_rows, self.n)
+        return data
 
     def with_marks(
         self,
         *,
         selected_rows: Sequence[int] | np.ndarray | None = None,
         excluded_rows: Sequence[int] | np.ndarray | None = None,
+        team_excluded_rows: Sequence[int] | np.ndarray | None = None,
     ) -> MapPayload:
-        """The same map with another selection and excluded set; the per-point data (and its encoding) is shared."""
+        """The same map with another selection and excluded set; the per-point data (and its encoding) is shared.
+        `team_excluded_rows` (team mode only, else None): which of the excluded rows a teammate excluded."""
+        excluded = _rows(excluded_rows, self.n, "excluded rows")
+        theirs = None
+        if team_excluded_rows is not None:
+            theirs = np.intersect1d(_rows(team_excluded_rows, self.n, "teammates' excluded rows"), excluded)
         return replace(
             self,
             selected_rows=_rows(selected_rows, self.n, "selected rows"),
-            excluded_rows=_rows(excluded_rows, self.n, "excluded rows"),
+            excluded_rows=excluded,
+            team_excluded_rows=theirs,
         )
 
     def encoded_bytes(self, part: str = "map") -> int:

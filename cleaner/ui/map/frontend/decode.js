@@ -35,7 +35,7 @@ export function decodePoints(raw) {
     axes.push(out);
   }
   return { n, dims, x: axes[0], y: axes[1], z: dims === 3 ? axes[2] : null, lo: head.lo, step: head.step,
-    key: head.key, height: head.height, plotly: head.plotly || null };
+    key: head.key, height: head.height, plotly: head.plotly || null, ref: head.ref || null };
 }
 
 export function decodeColours(raw) {

@@ -7,13 +7,15 @@
 // The map element ("cleaner.map") gets the points (16-bit coordinates); "cleaner.mapcolours" (colours_element.js)
 // the class codes, scores and palette; "cleaner.mapmarks" (marks_element.js) the selected and excluded rows. Each
 // hands its data over through MAPS, by map key, so a recolouring sends no coordinates and a selection neither
-// redraws plotly's scene nor sends the points again. window.Plotly comes from the "cleaner.plotlyjs" element.
+// redraws plotly's scene nor sends the points again. window.Plotly: imported from vendor/plotly.min.js beside this
+// module when the points message names that file (the scripts are served as files), else set by the
+// "cleaner.plotlyjs" element (the scripts went inline; component.py says when).
 
 import { ensureStyle } from "./style.js";
-import { readCamera, resizePlot, whenPlotly } from "./plotly_internals.js";
+import { purgePlot, readCamera, resizePlot, whenPlotly } from "./plotly_internals.js";
 import { decodeColours, decodePoints } from "./decode.js";
 import { buildFigure } from "./figure.js";
-import { drawMarks } from "./marks.js";
+import { MINE, THEIRS, drawMarks, markKey } from "./marks.js";
 import { cancelShape, clampZoom, clearOutline, hiddenClasses, installTools, setTool } from "./tools.js";
 
 // Camera, axis ranges, hidden legend entries, tool per component key: they outlive a remount of the element
@@ -34,6 +36,7 @@ function createMap(parentElement, key) {
       <button type="button" data-tool="box" aria-pressed="false" title="Drag a box: the points inside are selected">Box</button>
       <button type="button" data-tool="lasso" aria-pressed="false" title="Draw a lasso: the points inside are selected">Lasso</button>
       <label class="cleaner-map-hint"><input type="checkbox" data-show="excluded" checked> × excluded</label>
+      <span class="cleaner-map-key" hidden>${markKey(MINE)} by you ${markKey(THEIRS)} by a teammate</span>
       <span class="cleaner-map-hint">Shift adds, Alt removes · Ctrl/⌘ + wheel zooms</span>
     </div>
     <div class="cleaner-map-plot">
@@ -49,7 +52,8 @@ function createMap(parentElement, key) {
     gd: root.querySelector(".cleaner-map-gd"), plot: root.querySelector(".cleaner-map-plot"),
     overlay: root.querySelector(".cleaner-map-overlay"), path: root.querySelector(".cleaner-map-overlay path"),
     message: root.querySelector(".cleaner-map-message"), marksCanvas: root.querySelector(".cleaner-map-marks"),
-    marks: { selected: new Int32Array(0), excluded: new Int32Array(0) }, marksFrame: 0,
+    marks: { selected: new Int32Array(0), excluded: new Int32Array(0), teamExcluded: new Int32Array(0), team: false },
+    marksFrame: 0,
     camera: saved.camera || null, hidden: new Set(saved.hidden || []), savedDims: saved.dims || null,
     points: null, colours: null, pointsRaw: null, coloursRaw: null, drawWanted: false, drawing: false,
     disposed: false, press: null, outlineTimer: 0, listeners: [],
@@ -110,6 +114,8 @@ function setMarks(state, marks) {
   clearOutline(state); // the shape drawn has done its work: its rows are highlighted now
   state.root.dataset.selected = String(marks.selected.length);
   state.root.dataset.excluded = String(marks.excluded.length);
+  state.root.dataset.teamExcluded = String(marks.teamExcluded ? marks.teamExcluded.length : 0);
+  state.root.querySelector(".cleaner-map-key").hidden = !marks.team; // the legend of the two marks, in team mode
   redrawMarks(state);
   state.root.dataset.marks = String(Number(state.root.dataset.marks || 0) + 1);
   window.__cleanerMapMarkedAt = Date.now(); // read by bench/map_draw.py
@@ -166,7 +172,7 @@ async function render(state, points, colours) {
   if (state.figure) remember(state);
   if (state.figure && state.figure.dims !== points.dims) {
     state.camera = null; // a 2D range means nothing to a 3D camera and back
-    Plotly.purge(state.gd);
+    purgePlot(Plotly, state.gd);
     state.figure = null;
   } else if (!state.figure && state.savedDims !== points.dims) {
     state.camera = null;
@@ -180,7 +186,7 @@ async function render(state, points, colours) {
   };
   const fresh = !state.figure;
   await Plotly.react(state.gd, fig.traces, fig.layout, config);
-  if (state.disposed) { Plotly.purge(state.gd); return; } // unmounted while plotly drew: free its WebGL context
+  if (state.disposed) { purgePlot(Plotly, state.gd); return; } // unmounted while plotly drew: free its WebGL context
   state.figure = fig;
   state.sizedAt = [state.plot.clientWidth, state.plot.clientHeight];
   if (fresh) {
@@ -210,29 +216,56 @@ function dispose(state, parentElement) {
   state.listeners.forEach((off) => off());
   const entry = MAPS.get(state.key);
   if (entry && entry.state === state) { entry.state = null; entry.apply = null; entry.applyColours = null; }
-  if (window.Plotly) window.Plotly.purge(state.gd);
+  if (window.Plotly) purgePlot(window.Plotly, state.gd);
   state.root.remove();
   if (parentElement.__cleanerMap === state) parentElement.__cleanerMap = undefined;
+}
+
+// Points messages by map key, the newest per key for the latest HELD_KEYS keys, for the page's life: a rerun that
+// changes nothing on the map sends a reference ({key, ref}) to the message the browser was handed, and a remount
+// (the map hidden and shown, the 3D and 2D views swapped) finds the message here instead of asking for it again.
+const HELD = window.__cleanerMapPoints || (window.__cleanerMapPoints = new Map());
+const HELD_KEYS = 2;
+
+const isBinary = (data) => data instanceof ArrayBuffer || ArrayBuffer.isView(data);
+
+function hold(key, raw, points) {
+  HELD.delete(key);
+  HELD.set(key, { raw, points });
+  while (HELD.size > HELD_KEYS) HELD.delete(HELD.keys().next().value);
+}
+
+function takePoints(state, raw, points) {
+  if (raw === state.pointsRaw) return; // the same message again draws nothing new
+  state.pointsRaw = raw;
+  state.height = Number(points.height) || 600;
+  state.points = points;
+  requestDraw(state);
 }
 
 export default function (component) {
   const { data, parentElement, setTriggerValue } = component;
   if (!data) return undefined;
   const existing = parentElement.__cleanerMap;
-  const points = existing && existing.pointsRaw === data ? existing.points : decodePoints(data);
-  const key = points.key || "map";
-  let state = parentElement.__cleanerMap;
+  let points = null;
+  if (isBinary(data)) {
+    points = existing && existing.pointsRaw === data ? existing.points : decodePoints(data);
+    hold(points.key || "map", data, points);
+  }
+  const key = points ? points.key || "map" : String(data.key);
+  let state = existing;
   if (state && state.key !== key) { dispose(state, parentElement); state = null; }
   if (!state) {
     state = createMap(parentElement, key);
     parentElement.__cleanerMap = state;
   }
   state.setTriggerValue = setTriggerValue;
-  if (data !== state.pointsRaw) { // the same message again draws nothing new
-    state.pointsRaw = data;
-    state.height = Number(points.height) || 600;
-    state.points = points;
-    requestDraw(state);
+  if (points) {
+    takePoints(state, data, points);
+  } else if (!state.points || state.points.ref !== data.ref) {
+    const held = HELD.get(key);
+    if (held && held.points.ref === data.ref) takePoints(state, held.raw, held.points);
+    else setTriggerValue("resend", data.ref); // no copy here (a page reload into the same session): send it whole
   }
   return () => dispose(state, parentElement);
 }

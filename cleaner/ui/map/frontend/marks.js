@@ -106,15 +106,41 @@ export function drawMarks(state, hidden) {
   }
   if (excluded.length && state.showExcluded) {
     const arm = fig.n <= 5000 ? 4.5 : 3.5;
-    ctx.strokeStyle = "#000";
-    ctx.lineWidth = 1.6;
-    ctx.beginPath();
-    for (let i = 0; i < excluded.length; i++) {
-      const row = excluded[i];
-      if (!shown(row) || !project(row, p) || !inside()) continue;
-      ctx.moveTo(p[0] - arm, p[1] - arm); ctx.lineTo(p[0] + arm, p[1] + arm);
-      ctx.moveTo(p[0] - arm, p[1] + arm); ctx.lineTo(p[0] + arm, p[1] - arm);
+    const teamExcluded = state.marks.teamExcluded || [];
+    const theirs = teamExcluded.length ? new Uint8Array(fig.n) : null;
+    for (let i = 0; i < teamExcluded.length; i++) if (teamExcluded[i] < fig.n) theirs[teamExcluded[i]] = 1;
+    for (const style of theirs ? [MINE, THEIRS] : [MINE]) {
+      ctx.beginPath();
+      for (let i = 0; i < excluded.length; i++) {
+        const row = excluded[i];
+        if ((theirs ? theirs[row] === 1 : false) !== (style === THEIRS)) continue;
+        if (!shown(row) || !project(row, p) || !inside()) continue;
+        traceMark(ctx, style, p[0], p[1], arm);
+      }
+      ctx.strokeStyle = style.colour;
+      ctx.lineWidth = style.width;
+      ctx.stroke();
     }
-    ctx.stroke();
   }
+}
+
+// Excluded rows: yours a black ×, a teammate's (team mode) a violet × in a ring, told apart by shape as well as colour.
+export const MINE = { colour: "#000", width: 1.6, ring: false };
+export const THEIRS = { colour: "#7c3aed", width: 1.4, ring: true };
+
+function traceMark(ctx, style, x, y, arm) {
+  ctx.moveTo(x - arm, y - arm); ctx.lineTo(x + arm, y + arm);
+  ctx.moveTo(x - arm, y + arm); ctx.lineTo(x + arm, y - arm);
+  if (style.ring) {
+    const r = arm * 1.6;
+    ctx.moveTo(x + r, y);
+    ctx.arc(x, y, r, 0, 2 * Math.PI);
+  }
+}
+
+// The mark as a small inline SVG, for the legend in the toolbar.
+export function markKey(style) {
+  const ring = style.ring ? `<circle cx="8" cy="8" r="6.4" fill="none"/>` : "";
+  return `<svg width="16" height="16" viewBox="0 0 16 16" aria-hidden="true" stroke="${style.colour}" ` +
+    `stroke-width="${style.width}" style="vertical-align: -3px"><path d="M4 4L12 12M4 12L12 4"/>${ring}</svg>`;
 }

@@ -19,7 +19,11 @@ export default function ({ data }) {
     return out;
   };
   const entry = maps.get(data.map_key) || {};
-  entry.marks = { selected: rows(data.selected), excluded: rows(data.excluded) };
+  // team mode: which excluded rows a teammate excluded (drawn apart from yours)
+  entry.marks = {
+    selected: rows(data.selected), excluded: rows(data.excluded), teamExcluded: rows(data.team_excluded),
+    team: Boolean(data.team),
+  };
   maps.set(data.map_key, entry);
   if (entry.apply) entry.apply(entry.marks);
 }

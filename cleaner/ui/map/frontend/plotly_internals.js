@@ -1,6 +1,7 @@
 // Everything that reads plotly.js's private state, in one place. plotly.js has no public API for a 3D scene's
-// projection, a 2D plot area's pixel box, or the point its own picking found under the pointer; the map needs all
-// three (a drawn shape goes to Python with the camera it was drawn through; a click selects what plotly picked).
+// projection, a 2D plot area's pixel box, the point its own picking found under the pointer, or its WebGL contexts;
+// the map needs all four (a drawn shape goes to Python with the camera it was drawn through; a click selects what
+// plotly picked; an unmounted map gives its contexts back at once).
 
 const PLOTLY_WAIT_MS = 60000;
 const CLICK_PICK_PX = 5; // plotly's own 3D click takes a pick this close (scene.js: selection.distance < 5)
@@ -83,4 +84,21 @@ export function resizePlot(gd) {
   // only a plot on screen: plotly refuses (with a rejected promise) to size a hidden or detached one
   if (!window.Plotly || !gd._fullLayout || !gd.isConnected || !gd.offsetWidth || !gd.offsetHeight) return;
   Promise.resolve(window.Plotly.Plots.resize(gd)).catch(() => {});
+}
+
+// plotly.purge, then the plot's WebGL contexts let go of at once: purge leaves them to the garbage collector, and
+// a browser keeps about 16 live contexts, dropping the oldest (a map still on screen, maybe) when a page makes more.
+export function purgePlot(Plotly, gd) {
+  const contexts = [];
+  const full = gd._fullLayout;
+  if (full) {
+    const scene = full.scene && full.scene._scene;
+    if (scene && scene.glplot && scene.glplot.gl) contexts.push(scene.glplot.gl); // 3D: gl-plot3d's context
+    if (full._glcanvas) full._glcanvas.each((d) => { if (d && d.regl && d.regl._gl) contexts.push(d.regl._gl); }); // 2D: regl's
+  }
+  Plotly.purge(gd);
+  for (const gl of contexts) {
+    const lose = gl.isContextLost() ? null : gl.getExtension("WEBGL_lose_context");
+    if (lose) lose.loseContext();
+  }
 }
