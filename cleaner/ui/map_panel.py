@@ -22,6 +22,7 @@ from cleaner.ui.map.palette import class_colours
 from cleaner.ui.map.payload import HOVER_NAMES_MAX_POINTS, MapPayload, build_payload
 from cleaner.ui.state import DatasetWork, remembered, session_table, work_by_digest
 from cleaner.ui.team import teammates_excluded_rows
+from cleaner.ui.text import literal
 
 MAP_VIEWS = ("3D", "2D")
 MAP_HEIGHT = 620
