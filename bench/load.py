@@ -810,7 +810,7 @@ async def run_store_session(
                     await button.click(timeout=15_000)
                 except Exception:  # noqa: BLE001 - the card left the page (a teammate took it): choose again
                     await settle(page)
-                    if await page.evaluate(TEXT_SHOWN, [needle]):  # the click landed all the same: it counts
+                    if await page.evaluate(TEXT_SHOWN, [[needle]]):  # the click landed all the same: it counts
                         session.acknowledged.append((str(data.paths[row]), "exclude" if kind == "excl" else "keep"))
                         break
                     session.retargeted += 1
