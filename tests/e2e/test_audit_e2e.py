@@ -47,7 +47,10 @@ def _audit_button(page, row: int, name: str):
     return page.locator(f".st-key-{key}_{row} button")
 
 
-def _audit_rows_shown(page) -> set[int]:
+def _audit_rows_shown(page, cards: int = 6) -> set[int]:
+    """The dataset rows of the audit cards on the page, once the page shows all `cards` of them (a rerun draws the
+    cards one after another)."""
+    expect(page.locator('[class*="st-key-a_keep_"]')).to_have_count(cards, timeout=60_000)
     keys = page.evaluate("""() => Array.from(document.querySelectorAll('[class*="st-key-a_keep_"]'))
         .map(e => Array.from(e.classList).find(c => c.startsWith('st-key-a_keep_')))""")
     return {int(k.rsplit("_", 1)[1]) for k in keys}
