@@ -210,6 +210,7 @@ async function render(state, points, colours) {
 
 function dispose(state, parentElement) {
   state.disposed = true;
+  clearTimeout(state.resendTimer);
   remember(state);
   cancelShape(state);
   if (state.marksFrame) cancelAnimationFrame(state.marksFrame);
@@ -243,6 +244,20 @@ function takePoints(state, raw, points) {
   requestDraw(state);
 }
 
+const RESEND_RETRY_MS = 3000;
+const RESEND_TRIES = 10;
+
+// Ask the server for the whole points message, and again every few seconds until it arrives: a trigger sent while
+// another run replaces the current one can be lost, and the server then keeps sending a reference. Each ask carries
+// a new value, so it is always a change.
+function askForPoints(state, ref, tries = 0) {
+  clearTimeout(state.resendTimer);
+  if (state.disposed || (state.points && state.points.ref === ref) || tries >= RESEND_TRIES) return;
+  state.resendAsks = (state.resendAsks || 0) + 1;
+  state.setTriggerValue("resend", `${ref}#${state.resendAsks}`);
+  state.resendTimer = setTimeout(() => askForPoints(state, ref, tries + 1), RESEND_RETRY_MS);
+}
+
 export default function (component) {
   const { data, parentElement, setTriggerValue } = component;
   if (!data) return undefined;
@@ -265,7 +280,7 @@ export default function (component) {
   } else if (!state.points || state.points.ref !== data.ref) {
     const held = HELD.get(key);
     if (held && held.points.ref === data.ref) takePoints(state, held.raw, held.points);
-    else setTriggerValue("resend", data.ref); // no copy here (a page reload into the same session): send it whole
+    else askForPoints(state, data.ref); // no copy here (a page reload into the same session): send it whole
   }
   return () => dispose(state, parentElement);
 }
