@@ -169,12 +169,16 @@ def test_a_box_on_the_sampled_map_selects_sampled_images_and_the_gallery_says_so
     work = DatasetWork(data)
     monkeypatch.setattr(map_panel, "work_by_digest", lambda digest: work)  # the session's lookup, outside a session
     shown = np.array([5, 17, 42, 50])  # the map's points 0..3 are these dataset rows
-    map_panel._on_map_event(data.digest, 3, MapEvent("box", "replace", np.array([0, 2])), shown)
+
+    def on_event(event: MapEvent) -> None:  # as the page wires it: points -> dataset rows, then the selection
+        map_panel._on_map_event(data.digest, 3, map_panel.dataset_event(event, shown), len(shown))
+
+    on_event(MapEvent("box", "replace", np.array([0, 2])))
     assert work.selection.rows == (5, 42)
     assert "box on the 3D map: 2 images (of the 4 sampled images the map shows, not of all 60)" == (
         work.selection.description
     )
-    map_panel._on_map_event(data.digest, 3, MapEvent("lasso", "add", np.array([3])), shown)
+    on_event(MapEvent("lasso", "add", np.array([3])))
     assert work.selection.rows == (5, 42, 50)
     # Marks go back to the points: selected rows off the map are simply not drawn.
-    assert map_panel._positions([5, 6, 50], shown).tolist() == [0, 3]
+    assert map_panel.drawn_positions([5, 6, 50], shown).tolist() == [0, 3]

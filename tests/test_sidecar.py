@@ -147,10 +147,15 @@ def _service():
     return cache.layout_service(str(cfg.cache_dir), cfg.cache_max_bytes)
 
 
-def _open_without_search(npz: Path, monkeypatch) -> tuple[AppTest, int]:
-    """The app opened on `npz` with the neighbour search failing from then on; and the layout jobs started before."""
+def _open_without_search(npz: Path, monkeypatch, rows: int | None = None) -> tuple[AppTest, int]:
+    """The app opened on `npz` with the neighbour search failing from then on (`rows`: only a search over that many
+    rows, the dataset's, so a landmark layout may still search among its landmarks); and the layout jobs started
+    before."""
+    search = neighbours._search
 
-    def no_search(*args, **kwargs):
+    def no_search(embeddings, *args, **kwargs):
+        if rows is not None and len(embeddings) != rows:
+            return search(embeddings, *args, **kwargs)
         raise AssertionError("the neighbour search ran although the sidecar holds the graph")
 
     jobs_before = []
@@ -252,15 +257,17 @@ def test_the_app_computes_the_landmark_map_again_over_an_old_sidecar(allowed_roo
     """An old sidecar next to a dataset of the landmark layout's size: its graph is used, its maps are not (they may be
     the whole-data UMAP's), the page says so and computes the landmark map."""
     monkeypatch.setattr(layouts, "LANDMARK_MIN_ROWS", 50)
+    monkeypatch.setattr(layouts, "LANDMARK_COUNT", 30)  # the landmarks' own search is then told from the dataset's
     npz = _dataset(allowed_root / "old_sidecar_team", seed=16)
     assert scan.main([str(npz), "--out", str(npz.with_name("report.csv")), "--precompute"]) == 0
     side = sidecar_path(npz)
     assert str(_members(side)["layout_algorithm_3"]) == layout_algorithm(60) == f"landmarks{layouts.LANDMARK_VERSION}"
     _old_style(side, side)
     service = _service()
-    at, jobs_before = _open_without_search(npz, monkeypatch)
+    before_opening = service.jobs_started  # the page may start the map's job before the app test hands back
+    at, _ = _open_without_search(npz, monkeypatch, rows=load_npz(npz).n)
     assert any("The precomputed maps are not used: its maps do not say which" in i.value for i in at.info)
-    assert service.jobs_started > jobs_before  # the 3D map is computed here
+    assert service.jobs_started > before_opening  # the 3D map is computed here
     data = load_npz(npz)
     service.wait(data.embedding_digest, LayoutParams(n_components=3), timeout=600)  # before the override is undone
     service.wait(data.embedding_digest, LayoutParams(n_components=2), timeout=600)
