@@ -180,7 +180,8 @@ def layout_algorithm(n_rows: int) -> str:
 
 def cluster_layout_algorithm() -> str:
     """The name of the maps `cleaner scan --dask` computes (cleaner/distributed/layout.py): the landmark layout's
-    landmarks and placement without its last refinement over every row, so not the same maps as `landmark_layout`'s."""
+    steps spread over workers (its refinement on one worker, and skipped outside the sizes that fit there), so not
+    the same maps as `landmark_layout`'s."""
     return f"landmarks{LANDMARK_VERSION}-cluster"
 
 
