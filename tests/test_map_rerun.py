@@ -37,6 +37,7 @@ def counted(monkeypatch):
 
         return wrapper
 
+    map_panel._payload.clear()  # the server's payload cache outlives an AppTest: earlier tests drew the demo's map
     monkeypatch.setattr(map_panel, "build_payload", counting("build", map_panel.build_payload))
     monkeypatch.setattr(payload_module, "_pack", counting("encode", payload_module._pack))
     return calls
