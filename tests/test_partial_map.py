@@ -7,6 +7,7 @@ step is held at its start until the test has looked at it, so no timing decides 
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -119,6 +120,15 @@ def test_a_selection_on_a_partial_map_covers_the_rows_drawn():
     assert map_panel.dataset_event(event, None) is event
 
 
+def _until_step(service, digest: str, params: LayoutParams, step: str, timeout: float = 300) -> None:
+    """Wait until this layout (not another one the service runs meanwhile, such as the 2D map, which passes the same
+    held steps) has published `step`."""
+    deadline = time.monotonic() + timeout
+    while (now := service.progress(digest, params)) is None or now.step != step:
+        assert time.monotonic() < deadline, f"the layout did not reach {step!r}"
+        time.sleep(0.05)
+
+
 def _captions(at: AppTest) -> str:
     return "\n".join(c.value for c in at.caption)
 
@@ -148,6 +158,7 @@ def test_the_page_draws_the_landmarks_then_every_image_then_the_map(allowed_root
     graphs.wait(dataset.embedding_digest, compute.GRAPH_K, metric, timeout=300)
     at.run()  # the graph is there: the layout is asked for
     assert held.placing.wait(300)
+    _until_step(service, dataset.embedding_digest, params3, "placing")
     at.run()
     assert not at.exception, at.exception
     step = service.progress(dataset.embedding_digest, params3)
@@ -168,6 +179,7 @@ def test_the_page_draws_the_landmarks_then_every_image_then_the_map(allowed_root
 
     held.go_place.set()
     assert held.refining.wait(300)
+    _until_step(service, dataset.embedding_digest, params3, "refining")
     at.run()
     step = service.progress(dataset.embedding_digest, params3)
     shown = drawn[-1]
