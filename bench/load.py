@@ -51,18 +51,9 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = ROOT / "streamlit_app.py"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-VIEWPORT = {"width": 1400, "height": 1000}
+sys.path.insert(0, str(ROOT))
+from tests.e2e.helpers import CHROMIUM, CHROMIUM_ARGS, VIEWPORT, streamlit_command  # noqa: E402 - the browser tests' settings
+
 PAGE_SIZE = 24  # the gallery's tiles per page (cleaner.ui.gallery.PAGE_SIZE)
 SOURCE_TILES = 300  # distinct PNGs; every row's path is a symlink to one of them
 ACTIONS = ("open", "select", "page", "tick", "queue", "decision", "download")
@@ -244,24 +235,9 @@ class Server:
         }
         self._log = open(log_path, "wb")
         self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "streamlit",
-                "run",
-                str(APP),
-                "--server.headless",
-                "true",
-                "--server.port",
-                str(self.port),
-                "--server.address",
-                "127.0.0.1",
-                "--browser.gatherUsageStats",
-                "false",
-                "--server.disconnectedSessionTTL",
-                str(session_ttl_s),
-                *(extra_args or []),
-            ],
+            streamlit_command(
+                APP, self.port, "--server.disconnectedSessionTTL", str(session_ttl_s), *(extra_args or [])
+            ),
             cwd=str(ROOT),
             env=env,
             stdout=self._log,

@@ -33,18 +33,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-CHROMIUM = Path(os.environ.get("CLEANER_E2E_CHROMIUM") or "/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-VIEWPORT = {"width": 1400, "height": 1000}
+from tests.e2e.helpers import CHROMIUM, CHROMIUM_ARGS, VIEWPORT, streamlit_command  # noqa: E402 - the browser tests' settings
+
 N_CLASSES = 10
 
 # Counts every websocket message the page receives (size, arrival time); installed before Streamlit connects.
@@ -67,23 +57,7 @@ WS_HOOK = """(() => {
 
 def start_server(port: int, log: Path) -> subprocess.Popen:
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "streamlit",
-            "run",
-            str(REPO / "tests/e2e/map_harness_app.py"),
-            "--server.headless",
-            "true",
-            "--server.port",
-            str(port),
-            "--server.address",
-            "127.0.0.1",
-            "--browser.gatherUsageStats",
-            "false",
-            "--server.maxMessageSize",
-            "1000",
-        ],
+        streamlit_command(REPO / "tests/e2e/map_harness_app.py", port, "--server.maxMessageSize", "1000"),
         cwd=tempfile.mkdtemp(prefix="cleaner-map-bench-"),
         stdout=open(log, "wb"),
         stderr=subprocess.STDOUT,

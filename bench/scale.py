@@ -33,17 +33,6 @@ APP = ROOT / "streamlit_app.py"
 QUALITY_K = 15
 QUALITY_SAMPLE = 2000
 DEMO_POINTS = 1797
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 GENERATOR = (
     "numpy default_rng(seed): {clusters} Gaussian clusters in {dims}-D; centers uniform on the unit sphere; "
@@ -450,6 +439,9 @@ def cold_demo(cache: Path, timeout: float = 180) -> dict:
     """Fresh `streamlit run` with an empty cache folder until headless Chromium shows the demo's 3D map."""
     from playwright.sync_api import sync_playwright
 
+    sys.path.insert(0, str(ROOT))
+    from tests.e2e.helpers import CHROMIUM, CHROMIUM_ARGS, streamlit_command  # the browser tests' settings
+
     shutil.rmtree(cache, ignore_errors=True)
     cache.mkdir(parents=True)
     port = _free_port()
@@ -457,21 +449,7 @@ def cold_demo(cache: Path, timeout: float = 180) -> dict:
     log = open(cache / "server.log", "w")
     started = time.time()
     server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "streamlit",
-            "run",
-            str(APP),
-            "--server.headless",
-            "true",
-            "--server.port",
-            str(port),
-            "--server.address",
-            "127.0.0.1",
-            "--browser.gatherUsageStats",
-            "false",
-        ],
+        streamlit_command(APP, port),
         cwd=str(ROOT),
         env=env,
         stdout=log,

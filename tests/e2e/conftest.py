@@ -12,7 +12,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 import urllib.request
@@ -142,25 +141,12 @@ def _stop(proc: subprocess.Popen) -> None:
 @contextlib.contextmanager
 def streamlit_server(port: int, env: dict[str, str], log_path: Path, *extra_args: str) -> Iterator[str]:
     """`streamlit run streamlit_app.py` on 127.0.0.1:port in its own process group until it answers; its URL."""
+    from .helpers import streamlit_command
+
     url = f"http://127.0.0.1:{port}"
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "streamlit",
-                "run",
-                "streamlit_app.py",
-                "--server.headless",
-                "true",
-                "--server.port",
-                str(port),
-                "--server.address",
-                "127.0.0.1",
-                "--browser.gatherUsageStats",
-                "false",
-                *extra_args,
-            ],
+            streamlit_command("streamlit_app.py", port, *extra_args),
             cwd=REPO,
             env={**os.environ, "PYTHONUNBUFFERED": "1", **env},
             stdout=log,

@@ -11,6 +11,7 @@ import io
 import math
 import os
 import re
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +32,28 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 VIEWPORT = {"width": 1400, "height": 1000}
+
+
+def streamlit_command(script: str | Path, port: int, *extra_args: str) -> list[str]:
+    """`streamlit run SCRIPT`, headless on 127.0.0.1:PORT and without usage statistics: every server the browser
+    tests and the benchmarks start."""
+    return [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        str(script),
+        "--server.headless",
+        "true",
+        "--server.port",
+        str(port),
+        "--server.address",
+        "127.0.0.1",
+        "--browser.gatherUsageStats",
+        "false",
+        *extra_args,
+    ]
+
 
 ARTIFACTS = Path(os.environ.get("CLEANER_E2E_ARTIFACTS") or Path(__file__).resolve().parents[2] / "artifacts" / "e2e")
 

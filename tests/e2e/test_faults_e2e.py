@@ -11,7 +11,6 @@ import re
 import signal
 import socket
 import subprocess
-import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -21,7 +20,7 @@ import pytest
 
 from cleaner.io.dataset import npz_bytes
 
-from .helpers import CHROMIUM, VIEWPORT
+from .helpers import CHROMIUM, VIEWPORT, streamlit_command
 
 REPO = Path(__file__).resolve().parents[2]
 WAIT_S = 240  # bound on each wait: a cold cache compiles UMAP's kernels before the first layout
@@ -67,21 +66,7 @@ def cold_server(tmp_path):
     port = _free_port()
     log = open(tmp_path / "server.log", "wb")
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "streamlit",
-            "run",
-            "streamlit_app.py",
-            "--server.headless",
-            "true",
-            "--server.port",
-            str(port),
-            "--server.address",
-            "127.0.0.1",
-            "--browser.gatherUsageStats",
-            "false",
-        ],
+        streamlit_command("streamlit_app.py", port),
         cwd=REPO,
         env={**os.environ, "CLEANER_CACHE_DIR": str(cache), "CLEANER_ALLOWED_ROOTS": str(allowed)},
         stdout=log,

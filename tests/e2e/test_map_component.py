@@ -14,7 +14,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 import urllib.request
@@ -26,7 +25,7 @@ from PIL import Image
 
 from cleaner.ui.map.component import PLOTLY_JS_VERSION, bundle
 
-from .helpers import ARTIFACTS, CHROMIUM, VIEWPORT, distance_to_polygon, inside_polygon, screenshot
+from .helpers import ARTIFACTS, CHROMIUM, VIEWPORT, distance_to_polygon, inside_polygon, screenshot, streamlit_command
 from .map_harness_app import synthetic
 
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason=f"{CHROMIUM} not found (Debian package 'chromium')")
@@ -46,21 +45,7 @@ def harness_url():
     home = tempfile.mkdtemp(prefix="cleaner-map-e2e-")
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "streamlit",
-                "run",
-                str(REPO / "tests/e2e/map_harness_app.py"),
-                "--server.headless",
-                "true",
-                "--server.port",
-                str(port),
-                "--server.address",
-                "127.0.0.1",
-                "--browser.gatherUsageStats",
-                "false",
-            ],
+            streamlit_command(REPO / "tests/e2e/map_harness_app.py", port),
             cwd=home,
             stdout=log,
             stderr=subprocess.STDOUT,
