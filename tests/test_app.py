@@ -2,6 +2,7 @@
 
 import csv
 import io
+import os
 from pathlib import Path
 
 import numpy as np
@@ -307,6 +308,40 @@ def test_server_folder_is_walked_again_only_when_a_folder_changed(tmp_path, monk
     (root / "more" / "c.npz").write_bytes(b"")
     assert names() == ["b.npz", "c.npz"]
     assert len(walks) == 4
+
+
+def test_an_old_listing_is_walked_again_in_the_background(tmp_path, monkeypatch):
+    """Where folder times say nothing changed (coarse file systems), the listing is walked again after its maximum
+    age on a thread of its own: the page run that finds it old gets the listing it had, without waiting."""
+    import threading
+
+    from cleaner.io import server_files
+    from cleaner.server.config import load_settings
+    from cleaner.ui import data_source
+
+    root = tmp_path / "coarse"
+    root.mkdir()
+    (root / "a.npz").write_bytes(b"")
+    monkeypatch.setenv("CLEANER_ALLOWED_ROOTS", str(root))
+    cfg = load_settings()
+    names = lambda: [p.name for p in data_source.allowed_npz_files(cfg)]  # noqa: E731
+    assert names() == ["a.npz"]
+    before = root.stat()
+    (root / "b.npz").write_bytes(b"")
+    os.utime(root, ns=(before.st_atime_ns, before.st_mtime_ns))  # a file system that did not record the change
+    assert names() == ["a.npz"]  # young listing, unchanged folder times: not walked
+    release = threading.Event()
+    real_walk = server_files._walk
+    monkeypatch.setattr(server_files, "_walk", lambda roots: release.wait(30) and real_walk(roots))
+    monkeypatch.setattr(server_files, "LISTING_MAX_AGE_S", 0.0)
+    assert names() == ["a.npz"]  # old: the walk starts on its own thread, and this run is not held up by it
+    assert names() == ["a.npz"]  # one walk at a time: still the listing it had
+    walkers = [t for t in threading.enumerate() if t.name == "cleaner-list-npz"]
+    assert len(walkers) == 1
+    release.set()
+    walkers[0].join(30)
+    monkeypatch.setattr(server_files, "LISTING_MAX_AGE_S", 3600.0)
+    assert names() == ["a.npz", "b.npz"]
 
 
 def test_a_server_folder_that_appears_later_is_listed(tmp_path, monkeypatch):

@@ -78,6 +78,30 @@ def test_every_action_is_written_through_and_undo_is_an_event(store):
     assert work.ledger.pending == [] and work.ledger.error == ""
 
 
+def test_one_click_delivered_twice_is_one_decision(store):
+    """Under load one click's callback can run twice (bench/load.py --team saw two events 0.1 s apart); the same
+    decision from the same place by the same person is then no second event, and one undo takes it back. A teammate's
+    identical decision, or the same person's from elsewhere, is recorded."""
+    ds = dataset()
+    ann, bob = session(store, ds, ANN), session(store, ds, BOB)
+    path = str(ds.image_paths[0])
+    ann.decide(0, "exclude", "blurry")
+    ann.decide(0, "exclude", "blurry")
+    assert [(e.kind, e.decided_by) for e in store.history(TEAM_SPACE, path)] == [("exclude", ANN)]
+    assert len(ann.undo_stack) == 1 and ann.last_decided == (path, "exclude", "")
+    bob.sync()
+    bob.decide(0, "exclude", "agrees")
+    ann.decide(0, "exclude", "from the map", source="selection")
+    assert [(e.kind, e.decided_by) for e in store.history(TEAM_SPACE, path)] == [
+        ("exclude", ANN),
+        ("exclude", BOB),
+        ("exclude", ANN),
+    ]
+    ann.undo()
+    ann.undo()
+    assert not ann.decisions.is_excluded(path)
+
+
 def test_teammates_decisions_come_in_and_settling_ends_a_conflict(store):
     ds = dataset()
     ann, bob = session(store, ds, ANN), session(store, ds, BOB)

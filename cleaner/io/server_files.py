@@ -28,21 +28,41 @@ def allowed_npz_files(roots: tuple[Path, ...]) -> list[Path]:
     dataset in shards.
 
     The page asks on every run; the folders are walked again when one of them changed (adding, removing or renaming
-    an entry changes its folder's modification time) or LISTING_MAX_AGE_S after the last walk (file systems whose
-    folder times are coarse or not kept), since walking a folder that also holds a hundred thousand images would
-    cost every run of every session. A walk that met a missing or unreadable folder is not kept.
+    an entry changes its folder's modification time), since walking a folder that also holds a hundred thousand
+    images would cost every run of every session. LISTING_MAX_AGE_S after the last walk (for file systems whose
+    folder times are coarse or not kept) they are walked again on a background thread while the page goes on with
+    the listing it has. A walk that met a missing or unreadable folder is not kept.
     """
     with _listing_lock:
         memo = _listings.get(roots)
-    if memo is not None and time.monotonic() - memo.walked_at < LISTING_MAX_AGE_S and _unchanged(memo.folders):
+    if memo is not None and _unchanged(memo.folders):
+        if time.monotonic() - memo.walked_at >= LISTING_MAX_AGE_S:
+            _refresh_in_background(roots)  # this run, and every other until the walk ends, keeps the last listing
         return list(memo.files)
-    listing = _walk(roots)
+    return list(_walk_and_keep(roots).files)
+
+
+def _walk_and_keep(roots: tuple[Path, ...]) -> _Listing:
+    try:
+        listing = _walk(roots)
+        with _listing_lock:
+            if listing.complete:
+                _listings[roots] = listing
+            else:
+                _listings.pop(roots, None)
+        return listing
+    finally:
+        with _listing_lock:
+            _refreshing.discard(roots)
+
+
+def _refresh_in_background(roots: tuple[Path, ...]) -> None:
+    """One walk at a time per set of roots, on a thread of its own: no page run waits for it."""
     with _listing_lock:
-        if listing.complete:
-            _listings[roots] = listing
-        else:
-            _listings.pop(roots, None)
-    return list(listing.files)
+        if roots in _refreshing:
+            return
+        _refreshing.add(roots)
+    threading.Thread(target=_walk_and_keep, args=(roots,), name="cleaner-list-npz", daemon=True).start()
 
 
 @dataclass
@@ -55,6 +75,7 @@ class _Listing:
 
 _listing_lock = threading.Lock()
 _listings: dict[tuple[Path, ...], _Listing] = {}
+_refreshing: set[tuple[Path, ...]] = set()  # roots being walked again in the background
 
 
 def _unchanged(folders: dict[str, int]) -> bool:

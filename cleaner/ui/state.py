@@ -152,9 +152,20 @@ class DatasetWork:
         self.page = max(0, int(page))
 
     def decide(self, row: int, kind: Kind, reason: str = "", new_label: str = "", source: Source = "queue") -> None:
-        """Exclude, keep or relabel one image; the decision can be undone."""
-        self.undo_stack.append(self._put(row, kind, reason, new_label, source))
-        self.last_decided = (str(self.dataset.image_paths[row]), kind, new_label if kind == "relabel" else "")
+        """Exclude, keep or relabel one image; the decision can be undone. The same decision again, from the same
+        place, by the same person, changes nothing: it is one click whose callback ran twice (seen under load, two
+        events a tenth of a second apart from one click), not a second decision for the history and the undo."""
+        path = str(self.dataset.image_paths[row])
+        new_label = new_label if kind == "relabel" else ""
+        earlier = self.decisions.get(path)
+        if earlier is None or (earlier.kind, earlier.new_label, earlier.decided_by, earlier.source) != (
+            kind,
+            new_label,
+            self.user,
+            source,
+        ):
+            self.undo_stack.append(self._put(row, kind, reason, new_label, source))
+        self.last_decided = (path, kind, new_label)
         self._send()
 
     def settle(self, path: str, kind: Kind, new_label: str = "") -> None:
