@@ -44,6 +44,7 @@ import tempfile
 import threading
 import time
 import urllib.request
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -708,6 +709,7 @@ class StoreSession:
     latencies: list[float] = field(default_factory=list)
     acknowledged: list[tuple[str, str]] = field(default_factory=list)  # (image path, kind) the page confirmed
     retargeted: int = 0  # cards that left the page (a teammate took them) between choosing and clicking
+    click_errors: list[str] = field(default_factory=list)  # why each of those clicks failed (Playwright's first line)
     errors: list[str] = field(default_factory=list)
     done: bool = False
     step: str = "start"
@@ -784,7 +786,8 @@ async def run_store_session(
                 t0 = time.perf_counter()
                 try:
                     await button.click(timeout=15_000)
-                except Exception:  # noqa: BLE001 - the card left the page (a teammate took it): choose again
+                except Exception as exc:  # noqa: BLE001 - the card left the page (a teammate took it): choose again
+                    session.click_errors.append(f"{type(exc).__name__}: {str(exc).splitlines()[0][:160]}")
                     await settle(page)
                     if await page.evaluate(TEXT_SHOWN, [[needle]]):  # the click landed all the same: it counts
                         session.acknowledged.append((str(data.paths[row]), "exclude" if kind == "excl" else "keep"))
@@ -852,8 +855,6 @@ def event_bytes(db: Path) -> int | None:
 def lost_and_crossed(sessions: list[StoreSession], events: list[tuple[str, str, str, str]]) -> tuple[int, int]:
     """Acknowledged decisions with no event of their session in the store, and events in a session's name that it
     never made (team: by its e-mail in the team space; per session: in its token's space)."""
-    from collections import Counter
-
     sys.path.insert(0, str(ROOT))
     from cleaner.decisions.store import TEAM_SPACE, token_space
 
@@ -959,6 +960,7 @@ async def store_phase(browser, data: Data, opts, work: Path, warm_cache: Path, t
         "decisions_lost": lost,
         "decisions_crossed": crossed,
         "retargeted_clicks": sum(s.retargeted for s in sessions),
+        "failed_click_reasons": dict(Counter(e for s in sessions for e in s.click_errors).most_common(5)),
         "db_bytes": size,
         "db_bytes_per_10k_decisions": round(size / len(events) * 10_000) if events else None,
         "db_event_bytes_per_10k_decisions": round(used / len(events) * 10_000) if used is not None else None,

@@ -344,6 +344,36 @@ def test_an_old_listing_is_walked_again_in_the_background(tmp_path, monkeypatch)
     assert names() == ["a.npz", "b.npz"]
 
 
+def test_sessions_arriving_together_wait_for_one_walk(tmp_path, monkeypatch):
+    import threading
+    import time
+
+    from cleaner.io import server_files
+
+    root = tmp_path / "shared"
+    root.mkdir()
+    (root / "a.npz").write_bytes(b"")
+    walks = []
+    real_walk = server_files._walk
+
+    def slow_walk(roots):
+        walks.append(roots)
+        time.sleep(0.3)
+        return real_walk(roots)
+
+    monkeypatch.setattr(server_files, "_walk", slow_walk)
+    found: list[list[str]] = []
+    sessions = [
+        threading.Thread(target=lambda: found.append([p.name for p in server_files.allowed_npz_files((root,))]))
+        for _ in range(4)
+    ]
+    for t in sessions:
+        t.start()
+    for t in sessions:
+        t.join(30)
+    assert found == [["a.npz"]] * 4 and len(walks) == 1
+
+
 def test_a_server_folder_that_appears_later_is_listed(tmp_path, monkeypatch):
     from cleaner.server.config import load_settings
     from cleaner.ui import data_source

@@ -39,7 +39,17 @@ def allowed_npz_files(roots: tuple[Path, ...]) -> list[Path]:
         if time.monotonic() - memo.walked_at >= LISTING_MAX_AGE_S:
             _refresh_in_background(roots)  # this run, and every other until the walk ends, keeps the last listing
         return list(memo.files)
-    return list(_walk_and_keep(roots).files)
+    with _walk_lock(roots):  # sessions arriving together wait for one walk instead of each walking
+        with _listing_lock:
+            fresh = _listings.get(roots)
+        if fresh is not None and fresh is not memo and _unchanged(fresh.folders):
+            return list(fresh.files)
+        return list(_walk_and_keep(roots).files)
+
+
+def _walk_lock(roots: tuple[Path, ...]) -> threading.Lock:
+    with _listing_lock:
+        return _walk_locks.setdefault(roots, threading.Lock())
 
 
 def _walk_and_keep(roots: tuple[Path, ...]) -> _Listing:
@@ -76,6 +86,7 @@ class _Listing:
 _listing_lock = threading.Lock()
 _listings: dict[tuple[Path, ...], _Listing] = {}
 _refreshing: set[tuple[Path, ...]] = set()  # roots being walked again in the background
+_walk_locks: dict[tuple[Path, ...], threading.Lock] = {}
 
 
 def _unchanged(folders: dict[str, int]) -> bool:
