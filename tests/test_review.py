@@ -37,3 +37,12 @@ def test_pending_rows_leave_out_decided_rows_and_keep_the_order():
     full = pending_rows(result, "worst", [])
     rest = pending_rows(result, "worst", full[:2].tolist())
     assert rest.tolist() == full[2:].tolist()
+
+
+def test_a_cards_neighbours_read_in_one_line():
+    from cleaner.ui.review_queue import neighbour_summary
+
+    names = ["dog", "cat", "dog", "dog", "cat", "fox"]
+    distances = [0.114, 0.2, 0.31, 0.35, 0.4, 0.449]
+    assert neighbour_summary(names, distances) == "dog ×3 · cat ×2 · fox ×1 · distance 0.11–0.45"
+    assert neighbour_summary(["dog"] * 2, [0.021, 0.024]) == "dog ×2 · distance 0.02"

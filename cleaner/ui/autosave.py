@@ -20,7 +20,9 @@ from cleaner.ui import team
 from cleaner.ui.state import DatasetWork, choose, remembered, show_widget_value, widget_value, work_by_digest
 from cleaner.ui.text import literal
 
-SAVE_EVERY_S = 3  # decisions that could not be written, and teammates' new ones, are looked for this often
+# How often an idle page writes what waits for the database and brings in teammates' decisions. Every page run does
+# both anyway; each poll is a fragment run the server makes and the browser redraws, in every open session.
+SAVE_EVERY_S = 10
 _STATE_KEY = "cleaner_autosave"  # not a widget: Streamlit keeps it for the whole session
 TOGGLE_KEY = "autosave_on"
 TOKEN_INPUT_KEY = "autosave_token_input"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections import Counter
 
 import streamlit as st
 
@@ -176,12 +177,25 @@ def _fallback_reason(by: str) -> str:
 def _evidence(work: DatasetWork, graph: NeighbourGraph, row: int, access: ImageAccess) -> None:
     """Its nearest neighbours' thumbnails with their labels and distances, so a person can judge in one look."""
     dataset = work.dataset
-    st.caption("Nearest neighbours (label · distance):")
+    st.caption("Nearest neighbours:")
     cols = st.columns(EVIDENCE_NEIGHBOURS, gap="small")
     neighbours = graph.indices[row, :EVIDENCE_NEIGHBOURS].tolist()
     distances = graph.distances[row, :EVIDENCE_NEIGHBOURS].tolist()
     codes = work.label_codes()  # a relabelled neighbour shows its new label
-    for col, other, distance in zip(cols, neighbours, distances):
+    names = [dataset.class_names[int(codes[other])] for other in neighbours]
+    for col, other in zip(cols, neighbours):
         url, _ = thumbnail(str(dataset.image_paths[other]), access)
         col.image(url, width="stretch")
-        col.text(f"{dataset.class_names[int(codes[other])]}\n{distance:.2f}")  # st.text: labels never render
+    # One line under the strip: a label under each thumbnail of a half-width card wraps letter by letter.
+    st.text(neighbour_summary(names, distances))  # st.text: labels never render
+
+
+def neighbour_summary(names: list[str], distances: list[float]) -> str:
+    """The neighbours' labels with their counts, the commonest first, and their distances' range, in one line."""
+    counts = Counter(names)
+    labels = " · ".join(f"{name} ×{count}" for name, count in counts.most_common())
+    if not distances:
+        return labels
+    low, high = min(distances), max(distances)
+    spread = f"{low:.2f}" if f"{low:.2f}" == f"{high:.2f}" else f"{low:.2f}–{high:.2f}"
+    return f"{labels} · distance {spread}"
