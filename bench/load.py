@@ -788,8 +788,9 @@ async def run_store_session(
                     await button.click(timeout=15_000)
                 except Exception as exc:  # noqa: BLE001 - the card left the page (a teammate took it): choose again
                     lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
-                    # Playwright's first line, and its call log's last: what the click was still waiting for
-                    session.click_errors.append(f"{type(exc).__name__}: {lines[0][:120]} / {lines[-1][:120]}")
+                    # Playwright's first line, and the last of its call log that is not a pause: what held the click
+                    cause = next((ln for ln in reversed(lines) if not ln.startswith("- waiting")), lines[-1])
+                    session.click_errors.append(f"{type(exc).__name__}: {lines[0][:100]} / {cause[:200]}")
                     await settle(page)
                     if await page.evaluate(TEXT_SHOWN, [[needle]]):  # the click landed all the same: it counts
                         session.acknowledged.append((str(data.paths[row]), "exclude" if kind == "excl" else "keep"))
