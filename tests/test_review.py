@@ -40,7 +40,7 @@ def test_pending_rows_leave_out_decided_rows_and_keep_the_order():
 
 
 def test_a_cards_neighbours_read_in_one_line():
-    from cleaner.ui.review_queue import neighbour_summary
+    from cleaner.issues.review import neighbour_summary
 
     names = ["dog", "cat", "dog", "dog", "cat", "fox"]
     distances = [0.114, 0.2, 0.31, 0.35, 0.4, 0.449]

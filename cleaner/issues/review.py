@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -19,6 +20,17 @@ def reasons(dataset: Dataset, result: ScanResult, row: int) -> list[str]:
     Only flagged issues are named, so a card never contradicts the summary's counts."""
     found = [kind_named(name).reason(dataset, scores, row) for name, scores in result.scores.items()]
     return [text for _, text in sorted((f for f in found if f is not None), key=lambda item: -item[0])]
+
+
+def neighbour_summary(names: list[str], distances: list[float]) -> str:
+    """The neighbours' labels with their counts, the commonest first, and their distances' range, in one line."""
+    counts = Counter(names)
+    labels = " · ".join(f"{name} ×{count}" for name, count in counts.most_common())
+    if not distances:
+        return labels
+    low, high = min(distances), max(distances)
+    spread = f"{low:.2f}" if f"{low:.2f}" == f"{high:.2f}" else f"{low:.2f}–{high:.2f}"
+    return f"{labels} · distance {spread}"
 
 
 def pending_rows(result: ScanResult, by: str, done_rows: Iterable[int], flagged_only: bool = True) -> np.ndarray:

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import os
-from collections import Counter
 
 import streamlit as st
 
 from cleaner.graph.neighbours import NeighbourGraph
 from cleaner.io.images import ImageAccess
 from cleaner.issues.registry import orders
-from cleaner.issues.review import KEPT_REASON, PAGE_SIZE, PAGE_SIZES, pending_rows, reasons
+from cleaner.issues.review import KEPT_REASON, PAGE_SIZE, PAGE_SIZES, neighbour_summary, pending_rows, reasons
 from cleaner.issues.suspects import ScanResult
 from cleaner.server.text import shown
 from cleaner.ui import team
@@ -188,14 +187,3 @@ def _evidence(work: DatasetWork, graph: NeighbourGraph, row: int, access: ImageA
         col.image(url, width="stretch")
     # One line under the strip: a label under each thumbnail of a half-width card wraps letter by letter.
     st.text(neighbour_summary(names, distances))  # st.text: labels never render
-
-
-def neighbour_summary(names: list[str], distances: list[float]) -> str:
-    """The neighbours' labels with their counts, the commonest first, and their distances' range, in one line."""
-    counts = Counter(names)
-    labels = " · ".join(f"{name} ×{count}" for name, count in counts.most_common())
-    if not distances:
-        return labels
-    low, high = min(distances), max(distances)
-    spread = f"{low:.2f}" if f"{low:.2f}" == f"{high:.2f}" else f"{low:.2f}–{high:.2f}"
-    return f"{labels} · distance {spread}"
