@@ -695,10 +695,39 @@ async def run_wave(browser, url: str, sids: list[int], data: Data, opts, stagger
 TEAM_DOMAIN = "team.example"
 STORE_FILE = "decisions.sqlite3"  # cleaner.decisions.store.DATABASE_FILE: the default database in the cache folder
 LAST_DECISION = "Your last decision: {what} {name} (U undoes it)."  # the queue's confirmation of this session's own
-QUEUE_ROWS = """(kind) => Array.from(document.querySelectorAll(`[class*="st-key-q_${kind}_"]`)).map(e => {
+# What the page looked like when a click did not complete: the script's state, the connection, the button.
+CLICK_STATE = """(selector) => {
+    const app = document.querySelector('[data-testid=stApp]');
+    const found = Array.from(document.querySelectorAll(selector));
+    const b = found[0];
+    const r = b ? b.getBoundingClientRect() : null;
+    const status = document.querySelector('[data-testid=stStatusWidget]');
+    return {
+        script_state: app ? app.getAttribute('data-test-script-state') : null,
+        connection: app ? app.getAttribute('data-test-connection-state') : null,
+        status_widget: status ? status.textContent : null,
+        buttons_found: found.length,
+        disabled: b ? b.disabled : null,
+        box: r ? [Math.round(r.x), Math.round(r.y), Math.round(r.width), Math.round(r.height)] : null,
+        stale: b ? Array.from(document.querySelectorAll('[data-stale=true]')).some(e => e.contains(b)) : null,
+        at_point: r ? (document.elementFromPoint(r.x + r.width / 2, r.y + r.height / 2) || {}).outerHTML?.slice(0, 200) : null,
+    };
+}"""
+# The rows of the queue cards a person can see. Only those: Streamlit keeps a widget that a rerun replaced by another
+# in the page, hidden (shown only while it has the focus), and a click on it is a click on nothing.
+QUEUE_ROWS = """(kind) => Array.from(document.querySelectorAll(`[class*="st-key-q_${kind}_"]`))
+    .filter(e => e.getClientRects().length > 0).map(e => {
     const key = Array.from(e.classList).find(c => c.startsWith(`st-key-q_${kind}_`));
     return parseInt(key.slice(`st-key-q_${kind}_`.length), 10);
 })"""
+# Queue buttons in the page that a person cannot see (the hidden widgets above), and those shown only by their focus.
+GHOST_BUTTONS = """() => {
+    const all = Array.from(document.querySelectorAll('[class*="st-key-q_"]')).filter(e => e.querySelector('button'));
+    const hidden = all.filter(e => e.getClientRects().length === 0).length;
+    const keys = all.map(e => Array.from(e.classList).find(c => c.startsWith('st-key-q_')));
+    const twice = keys.filter((k, i) => keys.indexOf(k) !== i).length;
+    return {hidden, twice};
+}"""
 
 
 @dataclass
@@ -710,6 +739,9 @@ class StoreSession:
     acknowledged: list[tuple[str, str]] = field(default_factory=list)  # (image path, kind) the page confirmed
     retargeted: int = 0  # cards that left the page (a teammate took them) between choosing and clicking
     click_errors: list[str] = field(default_factory=list)  # why each of those clicks failed (Playwright's first line)
+    click_logs: list[dict] = field(default_factory=list)  # the first failed clicks' whole call logs and page states
+    ghost_buttons: dict = field(default_factory=dict)  # GHOST_BUTTONS when the session ended
+    console: list[str] = field(default_factory=list)  # the page's first console errors and warnings
     errors: list[str] = field(default_factory=list)
     done: bool = False
     step: str = "start"
@@ -746,6 +778,15 @@ async def run_store_session(
     page = await ctx.new_page()
     timeout_ms = opts.step_timeout * 1000
     page.set_default_timeout(timeout_ms)
+
+    # The app's own errors and warnings (Streamlit's client logs why it drops its connection), for the report; not
+    # the sign-in provider's (its test page asks a CDN for a stylesheet).
+    def console(msg) -> None:
+        if msg.type in ("error", "warning") and len(session.console) < 20:
+            if str((msg.location or {}).get("url", "")).startswith(url):
+                session.console.append(f"{msg.type}: {msg.text[:300]}")
+
+    page.on("console", console)
     arrived = False
     try:
         if session.email:
@@ -791,6 +832,9 @@ async def run_store_session(
                     # Playwright's first line, and the last of its call log that is not a pause: what held the click
                     cause = next((ln for ln in reversed(lines) if not ln.startswith("- waiting")), lines[-1])
                     session.click_errors.append(f"{type(exc).__name__}: {lines[0][:100]} / {cause[:200]}")
+                    if len(session.click_logs) < 2:  # the whole call log and the page's state, for the report
+                        state = await page.evaluate(CLICK_STATE, f".st-key-q_{kind}_{row} button")
+                        session.click_logs.append({"call_log": lines[-40:], "page": state})
                     await settle(page)
                     if await page.evaluate(TEXT_SHOWN, [[needle]]):  # the click landed all the same: it counts
                         session.acknowledged.append((str(data.paths[row]), "exclude" if kind == "excl" else "keep"))
@@ -817,6 +861,10 @@ async def run_store_session(
     finally:
         if not arrived:
             gate.arrive()
+        try:
+            session.ghost_buttons = await page.evaluate(GHOST_BUTTONS)
+        except Exception:  # noqa: BLE001 - the page may be gone
+            pass
 
 
 async def pace_pause(pace: random.Random, think: list[float]) -> None:
@@ -964,6 +1012,10 @@ async def store_phase(browser, data: Data, opts, work: Path, warm_cache: Path, t
         "decisions_crossed": crossed,
         "retargeted_clicks": sum(s.retargeted for s in sessions),
         "failed_click_reasons": dict(Counter(e for s in sessions for e in s.click_errors).most_common(5)),
+        "failed_click_logs": [log for s in sessions for log in s.click_logs][:4],
+        "console_errors": dict(Counter(m for s in sessions for m in s.console).most_common(8)),
+        "hidden_queue_buttons": sum(s.ghost_buttons.get("hidden", 0) for s in sessions),
+        "queue_buttons_twice": sum(s.ghost_buttons.get("twice", 0) for s in sessions),
         "db_bytes": size,
         "db_bytes_per_10k_decisions": round(size / len(events) * 10_000) if events else None,
         "db_event_bytes_per_10k_decisions": round(used / len(events) * 10_000) if used is not None else None,
@@ -1007,12 +1059,14 @@ async def team_bench(opts, work: Path, out: dict) -> dict:
         async with async_playwright() as pw:
             browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
             try:
-                for team in (False, True):
+                for team in [t for t in (False, True) if opts.phase in ("both", "team" if t else "per-session")]:
                     name = "team" if team else "per_session_store"
                     out[name] = await store_phase(browser, data, opts, work, warm_cache, team, provider_url)
                     log(f"{name}: p95 decision {out[name]['decision_p95_s']} s, {out[name]['decisions']} decisions")
             finally:
                 await browser.close()
+    if opts.phase != "both":  # one phase alone: for finding a fault, with no comparison to report
+        return out
     solo, team = out["per_session_store"], out["team"]
     out["p95_decision_per_session_store_s"] = solo["decision_p95_s"]
     out["p95_decision_team_s"] = team["decision_p95_s"]
@@ -1333,6 +1387,12 @@ def main(argv: list[str] | None = None) -> dict:
         action="store_true",
         help="the decision store under load instead of the waves: N sessions keeping their decisions on the server "
         "(no sign-in), then N signed-in teammates, each deciding --decisions queue cards at --think pace",
+    )
+    ap.add_argument(
+        "--phase",
+        choices=("both", "per-session", "team"),
+        default="both",
+        help="with --team: run one phase alone (no comparison; for finding a fault faster)",
     )
     ap.add_argument("--json", type=Path, help="write the results here")
     ap.add_argument("--workdir", type=Path, help="keep data and the warm cache here (default: a temp folder, removed)")
