@@ -15,7 +15,7 @@ from cleaner.issues.suspects import scores_from_graph
 from cleaner.ui.compute import learn_from_decisions
 from cleaner.ui.review_queue import QUEUE_SHOWN, _emptied_note
 from cleaner.ui.state import DatasetWork
-from cleaner.ui.team import teammates_excluded_rows
+from cleaner.ui.team import histories, teammates_excluded_rows
 
 from .conftest import clustered_arrays, good_arrays, npz
 from .pg_fixture import postgres_cluster  # noqa: F401  (the session fixture)
@@ -123,6 +123,33 @@ def test_teammates_decisions_come_in_and_settling_ends_a_conflict(store):
     # A third session opening the dataset later gets the whole team's state.
     cat = session(store, ds, "cat@crew.example")
     assert kinds(cat) == kinds(bob)
+
+
+def test_a_page_of_cards_reads_its_histories_in_one_query_and_again_after_a_teammate_decides(store):
+    ds = dataset()
+    ann, bob = session(store, ds, ANN), session(store, ds, BOB)
+    ann.decide(0, "exclude", "blurry")
+    ann.undo()
+    bob.decide(1, "keep", "fine")
+    bob.sync()
+    reads = []
+    events_for = store.events_for
+    store.events_for = lambda space, paths: reads.append(sorted(paths)) or events_for(space, paths)  # counts reads
+    try:
+        rows = [0, 1, 2, 3]
+        found = histories(bob, rows)
+        assert len(reads) == 1 and reads[0] == sorted(str(ds.image_paths[r]) for r in rows)
+        assert [(e.kind, e.decided_by) for e in found[0]] == [("exclude", ANN), ("undo", ANN)]
+        assert [(e.kind, e.decided_by) for e in found[1]] == [("keep", BOB)]
+        assert found[2] == [] and found[3] == []
+        assert histories(bob, rows) == found and len(reads) == 1  # nothing new: no read
+        ann.decide(2, "relabel", "odd", str(ds.class_names[0]))
+        bob.sync()  # a teammate's decision moves the space on: every card's history is read again, in one query
+        again = histories(bob, rows)
+        assert len(reads) == 2 and [(e.kind, e.decided_by) for e in again[2]] == [("relabel", ANN)]
+        assert again[0] == found[0] and again[1] == found[1]
+    finally:
+        store.events_for = events_for
 
 
 def test_the_map_marks_the_rows_a_teammate_excluded_apart_from_yours(store):

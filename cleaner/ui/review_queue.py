@@ -99,6 +99,7 @@ def review_queue_panel(work: DatasetWork, graph: NeighbourGraph, result: ScanRes
         page_mode(work, graph, result, by, queue, access, int(size or PAGE_SIZE), _fallback_reason(by))
         return
     cards = work.queue_cards(by, queue, QUEUE_SHOWN)
+    team.histories(work, [row for row in cards if row is not None])  # every card's history in one read
     grid = st.columns(2)
     for slot, row in enumerate(cards):
         with grid[slot % 2].container(border=True, key=f"queue_slot_{slot}"):
