@@ -1056,15 +1056,18 @@ async def team_bench(opts, work: Path, out: dict) -> dict:
     with oidc_provider_mock.run_server_in_thread() as provider:  # loopback only, in this process
         host, port = provider.server_address[:2]
         provider_url = f"http://{host}:{port}"
+        order = (True, False) if opts.team_first else (False, True)
+        out["phase_order"] = ["team" if t else "per_session_store" for t in order]
         async with async_playwright() as pw:
-            browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-            try:
-                for team in [t for t in (False, True) if opts.phase in ("both", "team" if t else "per-session")]:
+            for team in [t for t in order if opts.phase in ("both", "team" if t else "per-session")]:
+                # A fresh browser for each phase: one that already ran ten sessions would start the second slower.
+                browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+                try:
                     name = "team" if team else "per_session_store"
                     out[name] = await store_phase(browser, data, opts, work, warm_cache, team, provider_url)
                     log(f"{name}: p95 decision {out[name]['decision_p95_s']} s, {out[name]['decisions']} decisions")
-            finally:
-                await browser.close()
+                finally:
+                    await browser.close()
     if opts.phase != "both":  # one phase alone: for finding a fault, with no comparison to report
         return out
     solo, team = out["per_session_store"], out["team"]
@@ -1387,6 +1390,11 @@ def main(argv: list[str] | None = None) -> dict:
         action="store_true",
         help="the decision store under load instead of the waves: N sessions keeping their decisions on the server "
         "(no sign-in), then N signed-in teammates, each deciding --decisions queue cards at --think pace",
+    )
+    ap.add_argument(
+        "--team-first",
+        action="store_true",
+        help="with --team: the team phase first (the two orders show whether going second costs a phase time)",
     )
     ap.add_argument(
         "--phase",

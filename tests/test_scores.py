@@ -230,3 +230,24 @@ def test_graph_with_only_exact_duplicates():
     assert dups.mixed_labels.tolist() == [True, True, False, False]
     assert (dups.score == 1).all()
     assert in_unit_interval(outliers(graph).score)
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 10_000), n=st.integers(1, 300), levels=st.integers(1, 6))
+def test_the_flagged_queue_is_the_whole_order_less_the_unflagged(seed, n, levels):
+    """Most suspect first; ties to more kinds of trouble, then the lower row: the same order whether the unflagged
+    rows are sorted with the rest and dropped, or never sorted."""
+    from cleaner.issues.contract import IssueScores
+
+    rng = np.random.default_rng(seed)
+    scores = [
+        IssueScores(name, (rng.integers(0, levels + 1, n) / levels).astype(np.float32), rng.random(n) < 0.3, "")
+        for name in ("label_issue", "outlier")
+    ]
+    for by in ("label_issue", "worst"):
+        whole = review_queue(*scores, by=by)
+        key = worst(*scores) if by == "worst" else scores[0]
+        expected = sorted(range(n), key=lambda r: (-float(key.score[r]), -sum(float(s.score[r]) for s in scores), r))
+        assert whole.tolist() == expected
+        flagged = review_queue(*scores, by=by, flagged_only=True)
+        assert flagged.tolist() == [r for r in expected if key.flagged[r]]

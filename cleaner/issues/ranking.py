@@ -44,16 +44,16 @@ def review_queue(*scores: IssueScores, by: str = "worst", flagged_only: bool = F
     """
     if not scores:
         raise ValueError("review_queue() needs at least one score")
-    if by == "worst":
-        key = worst(*scores) if len(scores) > 1 else scores[0]
+    if by == "worst":  # worst()'s score and flags, without naming each row's issue: not needed for an order
+        score = np.max([s.score for s in scores], axis=0)
+        flagged = np.logical_or.reduce([s.flagged for s in scores])
     else:
         matches = [s for s in scores if s.name == by]
         if not matches:
             raise ValueError(f"no score named {by!r}; have {[s.name for s in scores]}")
-        key = matches[0]
-    total = np.sum([s.score for s in scores], axis=0, dtype=np.float64)
-    n = key.score.shape[0]
-    order = np.lexsort((np.arange(n), -total, -key.score.astype(np.float64)))
-    if flagged_only:
-        order = order[key.flagged[order]]
+        score, flagged = matches[0].score, matches[0].flagged
+    # Only the rows in the queue are sorted: the queue is ordered again on every decision, in every session.
+    rows = np.flatnonzero(flagged) if flagged_only else np.arange(score.shape[0])
+    total = np.sum([s.score[rows] for s in scores], axis=0, dtype=np.float64)
+    order = rows[np.lexsort((rows, -total, -score[rows].astype(np.float64)))]
     return order.astype(np.int64)
