@@ -121,6 +121,7 @@ def test_3d_click_shows_that_sample_in_the_gallery(app_server, page):
     expect(h.exclude_boxes(page)).to_have_count(1)
     items = h.gallery_items(page)
     assert items == [{"label": labels[row], "file": file_name, "checked": False}], items
+    expect(page.locator("[data-testid=stImage] img")).to_have_count(1)  # the tile's <img> can mount after its text
     (src,) = h.gallery_images(page)
     assert src.startswith("data:image/png;base64,")  # inline: never a /media/ URL anyone could fetch
     similarity = h.similar_images(h.image_bytes(page, src), Path(paths[row]))
