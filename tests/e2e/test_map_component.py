@@ -801,7 +801,12 @@ def test_unmounting_during_a_draw_leaves_one_map_and_no_error(open_map):
     hide.click()
     wait_drawn(page, 1)
     assert page.locator(".cleaner-map").count() == 1
-    assert page.evaluate("() => document.querySelector('.cleaner-map-gd').data[0].marker.colorscale") is not None
+    # The score colours come in their own message and can reach the map after its first draw.
+    page.wait_for_function(
+        "() => { const g = document.querySelector('.cleaner-map-gd'); return !!(g && g.data && g.data[0].marker.colorscale); }",
+        timeout=60_000,
+    )
+    assert page.locator(".cleaner-map").count() == 1
     assert not errors, errors
     assert drawn >= 1
 
