@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
+from concurrent.futures import CancelledError
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -94,12 +95,19 @@ class DistributedGraph:
 
 def _exact_of(rows: ClusterRows, queries: np.ndarray, query_rows: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """The exact k nearest other rows of a few rows (their prepared rows given), every part searched for them."""
-    q = rows.client.scatter(queries, broadcast=True, hash=False)
-    pieces = [
-        rows.submit(tasks.search_flat, fut, part.offset, q, min(k + 1, rows.n))
-        for part, fut in zip(rows.parts, rows.prepared, strict=True)
-    ]
-    ids, d2 = tasks.merge(len(queries), min(k + 1, rows.n), rows.client.gather(pieces))
+    for attempt in range(3):
+        q = rows.client.scatter(queries, broadcast=True, hash=False)
+        pieces = [
+            rows.submit(tasks.search_flat, fut, part.offset, q, min(k + 1, rows.n))
+            for part, fut in zip(rows.parts, rows.prepared, strict=True)
+        ]
+        try:
+            found = rows.client.gather(pieces)
+            break
+        except CancelledError:  # a worker died holding the only copy of the queries yet: scatter them again
+            if attempt == 2:
+                raise
+    ids, d2 = tasks.merge(len(queries), min(k + 1, rows.n), found)
     ids, d2 = drop_self(ids, d2, query_rows, k)
     return ids.astype(np.int32), d2
 
