@@ -17,16 +17,20 @@ class WorstScores(IssueScores):
     issue: np.ndarray  # [N] str: name of the score that gave the maximum ("" when all are 0)
 
 
+def _worst_score_and_flags(scores: tuple[IssueScores, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """Per-sample maximum score, and whether any score flags the sample."""
+    return np.max([s.score for s in scores], axis=0), np.logical_or.reduce([s.flagged for s in scores])
+
+
 def worst(*scores: IssueScores) -> WorstScores:
     """Per-sample maximum over the given scores; flagged when any of them flags the sample."""
     if not scores:
         raise ValueError("worst() needs at least one score")
     stack = np.stack([s.score for s in scores])
     best = stack.argmax(axis=0)
-    value = stack.max(axis=0)
+    value, flagged = _worst_score_and_flags(scores)
     names = np.array([s.name for s in scores])
     issue = np.where(value > 0, names[best], "")
-    flagged = np.logical_or.reduce([s.flagged for s in scores])
     count = int(flagged.sum())
     return WorstScores(
         name="worst",
@@ -45,8 +49,7 @@ def review_queue(*scores: IssueScores, by: str = "worst", flagged_only: bool = F
     if not scores:
         raise ValueError("review_queue() needs at least one score")
     if by == "worst":  # worst()'s score and flags, without naming each row's issue: not needed for an order
-        score = np.max([s.score for s in scores], axis=0)
-        flagged = np.logical_or.reduce([s.flagged for s in scores])
+        score, flagged = _worst_score_and_flags(scores)
     else:
         matches = [s for s in scores if s.name == by]
         if not matches:
