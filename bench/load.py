@@ -741,6 +741,9 @@ class StoreSession:
     click_errors: list[str] = field(default_factory=list)  # why each of those clicks failed (Playwright's first line)
     click_logs: list[dict] = field(default_factory=list)  # the first failed clicks' whole call logs and page states
     ghost_buttons: dict = field(default_factory=dict)  # GHOST_BUTTONS when the session ended
+    cards_replaced: list[int] = field(default_factory=list)  # per decision: cards on the page that were not before
+    ws_bytes: int = 0  # bytes the page's websocket received while deciding (the server's messages)
+    deciding: bool = False
     console: list[str] = field(default_factory=list)  # the page's first console errors and warnings
     errors: list[str] = field(default_factory=list)
     done: bool = False
@@ -787,6 +790,15 @@ async def run_store_session(
                 session.console.append(f"{msg.type}: {msg.text[:300]}")
 
     page.on("console", console)
+
+    def frames(ws) -> None:
+        def received(payload) -> None:
+            if session.deciding:
+                session.ws_bytes += len(payload)
+
+        ws.on("framereceived", received)
+
+    page.on("websocket", frames)
     arrived = False
     try:
         if session.email:
@@ -811,12 +823,14 @@ async def run_store_session(
         arrived = True
         gate.arrive()
         await gate.open.wait()
+        session.deciding = True
         for i in range(opts.decisions):
             kind = "excl" if i % 2 == 0 else "keep"
             session.step = f"decision {i + 1}"
             await pace_pause(pace, opts.think)
             for _attempt in range(5):
                 rows = await page.evaluate(QUEUE_ROWS, kind)
+                before = set(await page.evaluate(QUEUE_ROWS, "excl"))
                 if not rows:
                     raise AssertionError("the review queue shows no card")
                 row = rows[session.sid % len(rows)]  # each session its own place: fewer images decided twice
@@ -845,10 +859,12 @@ async def run_store_session(
                 session.latencies.append(time.perf_counter() - t0)
                 session.acknowledged.append((str(data.paths[row]), "exclude" if kind == "excl" else "keep"))
                 await settle(page)
+                session.cards_replaced.append(len(set(await page.evaluate(QUEUE_ROWS, "excl")) - before))
                 break
             else:
                 raise AssertionError("five cards in a row left the page before they could be clicked")
         session.done = True
+        session.deciding = False
     except Exception as exc:  # noqa: BLE001 - a failed session is a result
         session.errors.append(
             f"session {session.sid} at {session.step}: {type(exc).__name__}: {str(exc).splitlines()[0][:300]}"
@@ -870,6 +886,21 @@ async def run_store_session(
 async def pace_pause(pace: random.Random, think: list[float]) -> None:
     if think[1] > 0:
         await asyncio.sleep(pace.uniform(*think))
+
+
+def browsers_cpu_s() -> float:
+    """CPU seconds of this process's Chromium processes (the browsers driving the sessions), alive now."""
+    import psutil
+
+    total = 0.0
+    for child in psutil.Process().children(recursive=True):
+        try:
+            if child.name().startswith("chrom"):
+                t = child.cpu_times()
+                total += t.user + t.system
+        except psutil.Error:
+            pass
+    return total
 
 
 def store_events(db: Path) -> list[tuple[str, str, str, str]]:
@@ -966,7 +997,7 @@ async def store_phase(browser, data: Data, opts, work: Path, warm_cache: Path, t
     async def window() -> None:
         await gate.open.wait()
         t = proc.cpu_times()
-        cpu["start"], cpu["wall0"] = t.user + t.system, time.monotonic()
+        cpu["start"], cpu["wall0"], cpu["browsers0"] = t.user + t.system, time.monotonic(), browsers_cpu_s()
 
     try:
         watcher = asyncio.ensure_future(window())
@@ -980,7 +1011,7 @@ async def store_phase(browser, data: Data, opts, work: Path, warm_cache: Path, t
             timeout=opts.wave_timeout,
         )
         t = proc.cpu_times()
-        cpu["end"], cpu["wall1"] = t.user + t.system, time.monotonic()
+        cpu["end"], cpu["wall1"], cpu["browsers1"] = t.user + t.system, time.monotonic(), browsers_cpu_s()
         watcher.cancel()
         found, noise = server.log_errors()
     except TimeoutError:
@@ -1004,9 +1035,19 @@ async def store_phase(browser, data: Data, opts, work: Path, warm_cache: Path, t
         "decision_p50_s": percentile(latencies, 50),
         "decision_p95_s": percentile(latencies, 95),
         "decision_max_s": round(max(latencies), 3) if latencies else None,
+        "latencies_by_session_s": [[round(t, 3) for t in s.latencies] for s in sessions],
         "deciding_wall_s": round(cpu["wall1"] - cpu["wall0"], 1) if "wall1" in cpu and "wall0" in cpu else None,
         "server_cpu_s": round(server_cpu, 2) if server_cpu is not None else None,
         "server_cpu_per_decision_s": round(server_cpu / decisions, 4) if decisions and server_cpu is not None else None,
+        "browsers_cpu_per_decision_s": round((cpu["browsers1"] - cpu["browsers0"]) / decisions, 3)
+        if decisions and "browsers1" in cpu
+        else None,
+        "websocket_kb_per_decision": round(sum(s.ws_bytes for s in sessions) / decisions / 1024, 1)
+        if decisions
+        else None,
+        "cards_replaced_per_decision": round(sum(sum(s.cards_replaced) for s in sessions) / decisions, 2)
+        if decisions
+        else None,
         "events": len(events),
         "decisions_lost": lost,
         "decisions_crossed": crossed,
@@ -1074,6 +1115,9 @@ async def team_bench(opts, work: Path, out: dict) -> dict:
     out["p95_decision_per_session_store_s"] = solo["decision_p95_s"]
     out["p95_decision_team_s"] = team["decision_p95_s"]
     out["decisions_lost"] = solo["decisions_lost"] + team["decisions_lost"]
+    out["p95_ratio_team_to_per_session"] = p95_ratio_interval(
+        solo["latencies_by_session_s"], team["latencies_by_session_s"], seed=opts.seed
+    )
     out["load_average_end"] = round(os.getloadavg()[0], 2)
     out["targets_met"] = {
         "team_p95_decision_no_worse": None
@@ -1091,6 +1135,37 @@ async def team_bench(opts, work: Path, out: dict) -> dict:
 
 def percentile(values: list[float], q: float) -> float | None:
     return round(float(np.percentile(values, q)), 3) if values else None
+
+
+def p95_ratio_interval(
+    solo: list[list[float]], team: list[list[float]], seed: int, reps: int = 4000, level: float = 0.95
+) -> dict | None:
+    """The team's p95 decision latency over the per-session store's, with a percentile-bootstrap interval that
+    resamples whole sessions in each phase (a session's decisions share its page and its pace, so they are not
+    independent draws)."""
+    solo, team = [s for s in solo if s], [s for s in team if s]
+    if not solo or not team:
+        return None
+    rng = np.random.default_rng(seed)
+
+    def p95_of(sessions: list[list[float]], picks: np.ndarray) -> float:
+        return float(np.percentile(np.concatenate([sessions[i] for i in picks]), 95))
+
+    ratios = np.array(
+        [
+            p95_of(team, rng.integers(0, len(team), len(team))) / p95_of(solo, rng.integers(0, len(solo), len(solo)))
+            for _ in range(reps)
+        ]
+    )
+    point = p95_of(team, np.arange(len(team))) / p95_of(solo, np.arange(len(solo)))
+    low, high = np.percentile(ratios, [100 * (1 - level) / 2, 100 * (1 + level) / 2])
+    return {
+        "ratio": round(point, 3),
+        "interval": [round(float(low), 3), round(float(high), 3)],
+        "level": level,
+        "method": f"percentile bootstrap over sessions, {reps} resamples of each phase's sessions",
+        "team_worse_beyond_noise": bool(low > 1),
+    }
 
 
 def autosave_mismatches(sessions: list[Session], cache: Path, digest: str, wait_s: float = 30) -> int:
