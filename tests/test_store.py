@@ -436,3 +436,97 @@ def test_many_writes_from_one_ledger_keep_their_order(store):
     for kind in ("exclude", "keep", "undo", "relabel"):
         ledger.record([Event("/a.png", kind, "ann", new_label="cat" if kind == "relabel" else "")])
     assert [e.kind for e in store.history(TEAM_SPACE, "/a.png")] == ["exclude", "keep", "undo", "relabel"]
+
+
+# ---------------------------------------------------------------- claims: teammates are shown different images
+
+
+def test_a_session_holds_what_it_shows_and_a_teammate_gets_the_rest(store):
+    images = [str(p) for p in paths(8)]
+    ann, bob = ("ann-session", "ann@team.example"), ("bob-session", "bob@crew.example")
+    assert store.hold(TEAM_SPACE, images[:4], *ann, now=1000.0) == set(images[:4])
+    # Bob's queue asks for images 2-5: Ann holds 2 and 3, so Bob gets 4 and 5 only.
+    assert store.hold(TEAM_SPACE, images[2:6], *bob, now=1001.0) == set(images[4:6])
+    assert store.held_by_others(TEAM_SPACE, bob[1], now=1002.0) == dict.fromkeys(images[:4], ann[1])
+    assert store.held_by_others(TEAM_SPACE, ann[1], now=1002.0) == dict.fromkeys(images[4:6], bob[1])
+    # Renewing: Ann shows 0, 1 and 6 now; she lets go of 2 and 3, which Bob can then hold.
+    assert store.hold(TEAM_SPACE, [images[0], images[1], images[6]], *ann, now=1010.0) == {
+        images[0],
+        images[1],
+        images[6],
+    }
+    assert set(store.held_by_others(TEAM_SPACE, bob[1], now=1011.0)) == {images[0], images[1], images[6]}
+    assert store.hold(TEAM_SPACE, images[2:6], *bob, now=1012.0) == set(images[2:6])
+    assert store.held_by_others(TEAM_SPACE, "cy@team.example", now=1013.0) == {
+        **dict.fromkeys([images[0], images[1], images[6]], ann[1]),
+        **dict.fromkeys(images[2:6], bob[1]),
+    }
+
+
+def test_a_claim_lapses_when_it_is_not_renewed(store):
+    images = [str(p) for p in paths(3)]
+    store.hold(TEAM_SPACE, images, "ann-session", "ann@team.example", now=1000.0, hold_s=60.0)
+    assert len(store.held_by_others(TEAM_SPACE, "bob@crew.example", now=1059.0)) == 3
+    assert store.held_by_others(TEAM_SPACE, "bob@crew.example", now=1061.0) == {}  # Ann closed her tab a minute ago
+    assert store.hold(TEAM_SPACE, images, "bob-session", "bob@crew.example", now=1061.0) == set(images)
+
+
+def test_claims_are_per_space_and_a_persons_own_tabs_share_them(store):
+    image, other = "/data/one.png", "/data/two.png"
+    store.hold(TEAM_SPACE, [image, other], "tab-1", "ann@team.example", now=1000.0)
+    # Ann reloads (a new browser session): her earlier session's cards are still hers, never hidden from her.
+    assert store.held_by_others(TEAM_SPACE, "ann@team.example", now=1001.0) == {}
+    assert store.hold(TEAM_SPACE, [image], "tab-2", "ann@team.example", now=1001.0) == {image}
+    assert store.held_by_others(TEAM_SPACE, "bob@crew.example", now=1002.0) == dict.fromkeys(
+        [image, other], "ann@team.example"
+    )
+    assert store.hold(token_space("t" * 43), [image], "tab-3", "token abc", now=1001.0) == {image}
+
+
+def test_ten_sessions_claiming_one_queue_at_once_never_hold_an_image_twice(store_url):
+    store = DecisionStore(store_url)
+    images = [str(p) for p in paths(40)]
+    held: dict[int, set[str]] = {}
+    errors: list[BaseException] = []
+    start = threading.Barrier(10)
+
+    def reviewer(i: int) -> None:
+        who = f"user{i}@team.example"
+        try:
+            start.wait()
+            for _ in range(5):  # every session asks for the queue's top cards it is not shown held by others
+                others = store.held_by_others(TEAM_SPACE, who)
+                wanted = [p for p in images if p not in others][:4]
+                held[i] = store.hold(TEAM_SPACE, wanted, f"s{i}", who)
+        except BaseException as exc:  # noqa: BLE001  (reported below)
+            errors.append(exc)
+
+    threads = [threading.Thread(target=reviewer, args=(i,)) for i in range(10)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=300)
+    store.close()
+    assert not errors, errors
+    everything = [p for found in held.values() for p in found]
+    assert len(everything) == len(set(everything))  # no image held by two sessions
+    assert sum(1 for found in held.values() if found) >= 5  # and most sessions got cards of their own
+
+
+def test_a_schema_1_database_gains_the_claims_table_and_keeps_its_events(store_url):
+    import sqlalchemy as sa
+
+    from cleaner.decisions.store import claims_table
+
+    first = DecisionStore(store_url)
+    first.append(TEAM_SPACE, [ex("/a.png")])
+    with first.engine.begin() as conn:  # what cleaner's first schema had: no claims
+        claims_table.drop(conn)
+        conn.execute(schema_table.update().values(version=1))
+    first.close()
+    again = DecisionStore(store_url)
+    assert again.schema_version() == SCHEMA_VERSION == 2
+    assert sa.inspect(again.engine).has_table("claims")
+    assert list(again.current(TEAM_SPACE, ["/a.png"]).decisions) == ["/a.png"]
+    assert again.hold(TEAM_SPACE, ["/a.png"], "s", "ann@team.example") == {"/a.png"}
+    again.close()

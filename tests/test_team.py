@@ -13,9 +13,9 @@ from cleaner.io.dataset import dataset_from_arrays, load_npz
 from cleaner.issues.review import pending_rows
 from cleaner.issues.suspects import scores_from_graph
 from cleaner.ui.compute import learn_from_decisions
-from cleaner.ui.review_queue import QUEUE_SHOWN, _emptied_note
+from cleaner.ui.review_queue import QUEUE_SHOWN, _emptied_note, _skipped_note
 from cleaner.ui.state import DatasetWork
-from cleaner.ui.team import histories, teammates_excluded_rows
+from cleaner.ui.team import free_suspects, held_cards, histories, teammates_excluded_rows
 
 from .conftest import clustered_arrays, good_arrays, npz
 from .pg_fixture import postgres_cluster  # noqa: F401  (the session fixture)
@@ -245,10 +245,68 @@ def flipped_dataset(flips: int):
 
 
 def queue(work: DatasetWork, graph, result, by: str = "label_issue") -> tuple[list[int | None], np.ndarray]:
-    """What the review queue panel shows after a page run: its cards, and the suspects left (as the panel does)."""
+    """What the review queue panel shows after a page run: its cards (held for the session in team mode), and the
+    suspects left (as the panel does)."""
     work.sync()
     pending = pending_rows(learn_from_decisions(result, graph, work), by, work.decided_rows())
-    return work.queue_cards(by, pending, QUEUE_SHOWN), pending
+    free, _ = free_suspects(work, pending)
+    return held_cards(work, by, free, QUEUE_SHOWN), pending
+
+
+def test_teammates_on_one_queue_are_shown_different_suspects(store):
+    ds, graph, result = flipped_dataset(flips=24)
+    ann, bob = session(store, ds, ANN), session(store, ds, BOB)
+    ann_cards, pending = queue(ann, graph, result)
+    bob_cards, _ = queue(bob, graph, result)
+    top = pending.tolist()
+    assert ann_cards == top[:QUEUE_SHOWN]  # the first to open the queue gets its top suspects
+    assert bob_cards == top[QUEUE_SHOWN : 2 * QUEUE_SHOWN]  # the next one the suspects after them, in order
+    assert _skipped_note(0, len(free_suspects(bob, pending)[1])) == f"Skipping {QUEUE_SHOWN} on a teammate's cards now."
+    # Ann decides her first card: its place goes to the first suspect on nobody's cards, and Bob's stay put.
+    ann.decide(ann_cards[0], "exclude", "mislabelled")
+    ann_after, _ = queue(ann, graph, result)
+    assert ann_after == [top[2 * QUEUE_SHOWN], *ann_cards[1:]]
+    bob_after, _ = queue(bob, graph, result)
+    assert bob_after == bob_cards
+    assert not set(ann_after) & set(bob_after)
+
+
+def test_a_lapsed_claim_frees_the_cards_and_an_empty_place_says_who_has_the_image(store):
+    from cleaner.decisions.store import claims_table
+
+    ds, graph, result = flipped_dataset(flips=24)
+    ann, bob = session(store, ds, ANN), session(store, ds, BOB)
+    ann_cards, pending = queue(ann, graph, result)
+    with store.engine.begin() as conn:  # Ann closed her tab long ago: her claims ran out
+        conn.execute(claims_table.update().values(until=0.0))
+    bob_cards, _ = queue(bob, graph, result)
+    assert bob_cards == ann_cards == pending[:QUEUE_SHOWN].tolist()
+    # With fewer suspects than cards, a place whose image a teammate now has stays empty and says who has it.
+    ds, graph, result = flipped_dataset(flips=4)
+    ann, bob = session(store, ds, ANN), session(store, ds, BOB)
+    bob_cards, pending = queue(bob, graph, result)
+    assert bob_cards == pending.tolist() and 1 < len(pending) < QUEUE_SHOWN
+    with store.engine.begin() as conn:
+        conn.execute(claims_table.update().values(until=0.0))
+    first = str(ds.image_paths[pending[0]])
+    assert ann.ledger.hold([first]) == {first}  # Ann's page shows the first suspect now
+    free, held = free_suspects(bob, pending)
+    assert free.tolist() == pending[1:].tolist() and held == {int(pending[0]): ANN}
+    assert queue(bob, graph, result)[0] == [None, *pending[1:].tolist()]  # the other cards stay where they were
+    note = _emptied_note(bob, "label_issue", 0, {first: ANN})
+    assert note.replace("\\", "") == (
+        f"{ANN} has {ds.file_name(pending[0])} on their cards now. No other flagged suspect is free to take its place."
+    )
+
+
+def test_sessions_keeping_their_own_decisions_hold_nothing(store):
+    ds, graph, result = flipped_dataset(flips=24)
+    one = session(store, ds, "token a", space=token_space("a" * 43))
+    two = session(store, ds, "token b", space=token_space("b" * 43))
+    first, pending = queue(one, graph, result)
+    second, _ = queue(two, graph, result)
+    assert first == second == pending[:QUEUE_SHOWN].tolist()  # each decides alone: nothing to share out
+    assert free_suspects(two, pending)[1] == {}
 
 
 def test_cards_a_teammate_decided_are_refilled_from_the_suspects_left(store):

@@ -12,6 +12,10 @@ SQLite under the cache folder by default (WAL, nothing to set up); PostgreSQL wh
   The same images in another NPZ (another model, more rows, fewer rows) find their decisions by path.
 - **Derived state.** The current decision of an image is its latest event (an `undo` event clears it); the
   random audit's verdicts are a second stream beside the decisions. Nothing is ever updated or deleted.
+- **Claims.** In a shared space, the images on a reviewer's queue cards are held for that browser session for a
+  couple of minutes (`claims`, one row per image, renewed while the cards are shown), so teammates working one
+  queue are shown different suspects (a person's own tabs share theirs). A claim is a courtesy, not a lock:
+  decisions never look at it.
 - **Faults.** Every database error becomes a `StoreError` whose message a person can read and which never holds
   the URL's password; `Ledger` (one per session and dataset) keeps what could not be written and writes it once
   the database is back.
@@ -36,11 +40,12 @@ from sqlalchemy.exc import ArgumentError, IntegrityError, SQLAlchemyError
 from cleaner.decisions.records import AuditVerdict, Decision, Decisions
 from cleaner.server.errors import CleanerError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 DATABASE_FILE = "decisions.sqlite3"
 TEAM_SPACE = "team"
 EVENT_KINDS = ("exclude", "keep", "relabel", "undo")
 STREAMS = ("decision", "audit")
+CLAIM_S = 120.0  # how long shown cards stay held for their session after it last showed them
 CONNECT_TIMEOUT_S = 5  # an unreachable server fails a write this fast, not after minutes
 RETRY_AFTER_S = 10.0  # after a failed write, a session waits this long before trying again by itself
 _KEY_CHUNK = 500  # bound parameters per IN (...) list: well under SQLite's limit
@@ -105,8 +110,25 @@ events_table = sa.Table(
     sa.Index("events_by_dataset", "dataset_id"),
 )
 
+claims_table = sa.Table(
+    "claims",
+    metadata,
+    sa.Column("space", sa.String(80), primary_key=True),
+    sa.Column("path_key", sa.BigInteger, primary_key=True),
+    sa.Column("image_path", sa.Text, nullable=False),
+    sa.Column("holder", sa.String(32), nullable=False),  # the browser session holding it: what it lets go of
+    sa.Column("held_by", sa.Text, nullable=False),  # who that session is, to say so
+    sa.Column("until", sa.Float, nullable=False),  # seconds since the epoch
+    sa.Index("claims_by_space", "space", "until"),
+)
+
+
+def _add_claims(conn) -> None:
+    claims_table.create(conn, checkfirst=True)
+
+
 # Each entry turns schema version i into i + 1 (the list's index); a new version appends one function.
-MIGRATIONS: list = []
+MIGRATIONS: list = [_add_claims]
 
 
 # ---------------------------------------------------------------- what is stored
@@ -517,6 +539,79 @@ class DecisionStore:
         """The images among these on which people disagree since they were last settled."""
         return find_conflicts(self.events_for(space, paths))
 
+    # ------------------------------------------------------------ claims
+
+    def hold(
+        self, space: str, paths: Sequence[str], holder: str, who: str, now: float | None = None, hold_s: float = CLAIM_S
+    ) -> set[str]:
+        """Hold these images for a session (renewing its claims on them) and let go of the others it held; an image
+        another person's session holds is left to it. Returns the paths this session holds now."""
+        return self._guard(self._hold, "save", space, [str(p) for p in paths], holder, who, now, hold_s)
+
+    def _hold(self, space: str, paths: list[str], holder: str, who: str, now: float | None, hold_s: float) -> set[str]:
+        now = time.time() if now is None else now
+        wanted = {path_key(p): p for p in paths}
+        c = claims_table.c
+        for attempt in range(3):
+            try:
+                with self._writing(), self.engine.begin() as conn:
+                    conn.execute(  # let go of what the session no longer shows, and of long-expired claims
+                        claims_table.delete().where(
+                            c.space == space,
+                            sa.or_(
+                                sa.and_(c.holder == holder, c.path_key.not_in(list(wanted))),
+                                c.until < now - 10 * hold_s,
+                            ),
+                        )
+                    )
+                    held: dict[int, tuple[str, str, float]] = {}
+                    keys = list(wanted)
+                    for i in range(0, len(keys), _KEY_CHUNK):
+                        query = sa.select(c.path_key, c.image_path, c.held_by, c.until).where(
+                            c.space == space, c.path_key.in_(keys[i : i + _KEY_CHUNK])
+                        )
+                        if self.backend == "postgresql":  # in key order: two sessions never wait on each other
+                            query = query.order_by(c.path_key).with_for_update()
+                        held.update({r.path_key: (r.image_path, r.held_by, r.until) for r in conn.execute(query)})
+                    mine, fresh, renew = set(), [], []
+                    for key, path in wanted.items():
+                        found = held.get(key)
+                        if found is None:
+                            fresh.append({"space": space, "path_key": key, "image_path": path})
+                        elif found[1] == who or found[2] < now or found[0] != path:
+                            # the same person's other tab (or the one a reload replaced) never hides an image from
+                            # them; a hash shared by two paths goes to the one shown last
+                            renew.append(key)
+                        else:
+                            continue
+                        mine.add(path)
+                    values = {"holder": holder, "held_by": who, "until": now + hold_s}
+                    if fresh:
+                        conn.execute(claims_table.insert(), [{**row, **values} for row in fresh])
+                    if renew:
+                        conn.execute(
+                            claims_table.update()
+                            .where(c.space == space, c.path_key.in_(renew))
+                            .values(image_path=sa.case({k: wanted[k] for k in renew}, value=c.path_key), **values)
+                        )
+                    return mine
+            except IntegrityError:
+                if attempt == 2:  # another session claimed one of these images at the same moment: look again
+                    raise
+        return set()
+
+    def held_by_others(self, space: str, who: str, now: float | None = None) -> dict[str, str]:
+        """The images other people's sessions hold in this space now, and who holds each."""
+        now = time.time() if now is None else now
+        c = claims_table.c
+        query = sa.select(c.image_path, c.held_by).where(c.space == space, c.until >= now, c.held_by != who)
+
+        def read() -> dict[str, str]:
+            with self.engine.connect() as conn:
+                return {r.image_path: r.held_by for r in conn.execute(query)}
+
+        return self._guard(read, "read")
+
     def size_bytes(self) -> int | None:
         """The database's size on disk (for the load bench), when the backend says."""
 
@@ -672,6 +767,7 @@ class Ledger:
         self.mine: set[str] = set()  # the uids of this session's own events (they come back in `pull`)
         self.opened = False  # the space's decisions were brought into the session
         self.cache: dict = {}  # what the page read from the store, keyed on `seq` by its readers
+        self.holder = uuid.uuid4().hex  # this session's name on the images it holds (what it lets go of)
         self._lock = threading.Lock()
 
     def store(self) -> DecisionStore:
@@ -758,6 +854,21 @@ class Ledger:
         for e in self.pull():
             latest[(e.stream, e.path)] = e
         return sorted((e for e in latest.values() if e.uid not in self.mine), key=lambda e: e.seq)
+
+    def hold(self, paths: Sequence[str], now: float | None = None) -> set[str] | None:
+        """Hold the images this session shows (letting go of the rest); the paths held, or None when the database
+        could not say. A claim is a courtesy to teammates: a failed one never stops the session."""
+        try:
+            return self._store().hold(self.space, paths, self.holder, self.who, now)
+        except StoreError:
+            return None
+
+    def held_by_others(self, now: float | None = None) -> dict[str, str]:
+        """The images other people's sessions hold now, and who holds each ({} when the database cannot say)."""
+        try:
+            return self._store().held_by_others(self.space, self.who, now)
+        except StoreError:
+            return {}
 
     def waiting(self) -> set[tuple[str, str]]:
         """(stream, path) of the events this session has not written yet: they will be the latest, so they win."""

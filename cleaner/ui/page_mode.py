@@ -13,6 +13,7 @@ from cleaner.io.images import ImageAccess
 from cleaner.issues.registry import kind_named
 from cleaner.issues.review import ReviewPage, next_page_rows, review_page, typical_rows
 from cleaner.issues.suspects import ScanResult
+from cleaner.ui import team
 from cleaner.ui.state import DatasetWork, QueuePage, work_by_digest
 from cleaner.ui.text import literal
 from cleaner.ui.thumbs import thumbnail
@@ -60,6 +61,7 @@ def page_mode(
     if page is None:
         return
     shown = work.show_page(by, page)
+    team.hold(work, shown.rows)  # teammates' queues are shown other suspects
     st.markdown(f"**{_story_title(work, page)}** · {len(page.cards)} of {page.story_total:,} such suspects")
     if page.story.given >= 0:
         _evidence_strip(work, graph, page, access)

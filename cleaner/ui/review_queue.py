@@ -75,36 +75,45 @@ def review_queue_panel(work: DatasetWork, graph: NeighbourGraph, result: ScanRes
         **remembered("queue_mode", default=MODES[0]),
         help="Cards: one suspect at a time. Page: a page of suspects that tell one story, decided in one action",
     )
-    queue = pending_rows(result, by, work.decided_rows())
+    left = pending_rows(result, by, work.decided_rows())
+    queue, held = team.free_suspects(work, left)  # a teammate's cards hold the others: this session sees these
     st.markdown(
-        f"**{len(queue):,} flagged samples left to review** · {len(work.decisions):,} decided · "
+        f"**{len(left):,} flagged samples left to review** · {len(work.decisions):,} decided · "
         f"{work.decisions.count('exclude'):,} excluded"
     )
     if work.last_decided is not None:  # a confirmation that stays put while teammates' decisions move the cards
         path, kind, label = work.last_decided
         st.caption(literal(f"Your last decision: {_done(kind, label)} {shown(os.path.basename(path))} (U undoes it)."))
-    teammates = len(team.teammates_rows(work))
-    if teammates:
-        st.caption(f"Skipping {teammates:,} {'image' if teammates == 1 else 'images'} a teammate decided.")
+    skipped = _skipped_note(len(team.teammates_rows(work)), len(left) - len(queue))
+    if skipped:
+        st.caption(skipped)
     if mode == MODES[1]:
         size = mode_row[1].segmented_control(
             "Cards on a page", PAGE_SIZES, required=True, **remembered("queue_page_size", default=PAGE_SIZE)
         )
     else:
         st.caption("Keys for the first card: X exclude · K keep · L relabel to the suggestion · U undo")
-    if not len(queue):
+    if not len(left):
         st.success("Nothing flagged is left to review for this order. Pick another order, or explore the map.")
+        return
+    if not len(queue):
+        st.info(
+            f"The {len(left):,} flagged {'sample' if len(left) == 1 else 'samples'} left in this order "
+            f"{'is' if len(left) == 1 else 'are'} on teammates' cards now. Pick another order, or come back to "
+            "this one later."
+        )
         return
     if mode == MODES[1]:
         page_mode(work, graph, result, by, queue, access, int(size or PAGE_SIZE), _fallback_reason(by))
         return
-    cards = work.queue_cards(by, queue, QUEUE_SHOWN)
+    cards = team.held_cards(work, by, queue, QUEUE_SHOWN)
     team.histories(work, [row for row in cards if row is not None])  # every card's history in one read
+    held_paths = {str(dataset.image_paths[r]): who for r, who in held.items()}
     grid = st.columns(2)
     for slot, row in enumerate(cards):
         with grid[slot % 2].container(border=True, key=f"queue_slot_{slot}"):
             if row is None:
-                st.caption(_emptied_note(work, by, slot))
+                st.caption(_emptied_note(work, by, slot, held_paths))
                 continue
             _card(work, result, row, by, access, first=slot == 0)
             _evidence(work, graph, row, access)
@@ -155,10 +164,26 @@ def _card(work: DatasetWork, result: ScanResult, row: int, by: str, access: Imag
         )
 
 
-def _emptied_note(work: DatasetWork, by: str, slot: int) -> str:
-    """An empty card says who decided the image it showed: a teammate's decision is news to this user."""
+def _skipped_note(decided: int, held: int) -> str:
+    """What team mode leaves out of this session's queue: images a teammate decided, and those on their cards."""
+    parts = []
+    if decided:
+        parts.append(f"{decided:,} {'image' if decided == 1 else 'images'} a teammate decided")
+    if held:
+        parts.append(f"{held:,} on a teammate's cards now")
+    return f"Skipping {' and '.join(parts)}." if parts else ""
+
+
+def _emptied_note(work: DatasetWork, by: str, slot: int, held_by: dict[str, str] | None = None) -> str:
+    """An empty card says who decided the image it showed (a teammate's decision is news to this user), or who has
+    it on their cards (a claim this session let lapse)."""
     path, decision = work.emptied_card(by, slot)
     left = "No flagged suspect is left in this order to take its place."
+    if decision is None and path in (held_by or {}):
+        return literal(
+            f"{shown(held_by[path])} has {shown(os.path.basename(path))} on their cards now. No other flagged "
+            "suspect is free to take its place."
+        )
     if decision is None or not decision.decided_by or decision.decided_by == work.user:
         return f"Decided. {left}"
     what = _done(decision.kind, decision.new_label)

@@ -242,6 +242,48 @@ def teammates_rows(work: DatasetWork) -> np.ndarray:
     )
 
 
+def free_suspects(work: DatasetWork, left: np.ndarray) -> tuple[np.ndarray, dict[int, str]]:
+    """The queue's suspects this session may be shown (in order): those on no teammate's cards now; and the rows
+    on teammates' cards, with who has each."""
+    held = held_by_teammates(work)
+    return (left[~np.isin(left, list(held))] if held else left), held
+
+
+def held_cards(work: DatasetWork, order: str, queue: np.ndarray, n: int) -> list[int | None]:
+    """The queue's n cards (`DatasetWork.queue_cards`), held for this session so teammates are shown others."""
+    cards = work.queue_cards(order, queue, n)
+    taken = hold(work, cards)
+    if taken:  # a teammate's queue took one of the new suspects at the same moment: refill those places once
+        cards = work.queue_cards(order, queue[~np.isin(queue, list(taken))], n)
+        hold(work, cards)
+    return cards
+
+
+def held_by_teammates(work: DatasetWork) -> dict[int, str]:
+    """Rows on a teammate's review cards now, and who has each (team mode): this session is shown other suspects."""
+    ledger = work.ledger
+    if ledger is None or not is_team(work):
+        return {}
+    held = ledger.held_by_others()
+    if not held:
+        return {}
+    rows = work.dataset.rows_with_paths(held)
+    return {int(r): held[str(work.dataset.image_paths[r])] for r in rows.tolist()}
+
+
+def hold(work: DatasetWork, rows: Iterable[int | None]) -> set[int]:
+    """Hold the rows this session's cards show (team mode), letting go of the others; returns the rows a teammate
+    took first (two queues that refilled a card with the same suspect at the same moment)."""
+    ledger = work.ledger
+    if ledger is None or not is_team(work):
+        return set()
+    paths = {int(r): str(work.dataset.image_paths[r]) for r in rows if r is not None}
+    got = ledger.hold(list(paths.values()))
+    if got is None:  # the database could not say: show the cards anyway
+        return set()
+    return {r for r, p in paths.items() if p not in got}
+
+
 def teammates_excluded_rows(work: DatasetWork) -> np.ndarray | None:
     """Rows a teammate excluded (not this user), which the map marks apart from yours; None outside team mode.
     Worked out once per change of the decisions: the map asks on every run."""
