@@ -649,6 +649,21 @@ NO_WEBGL = """(() => {
 })();"""
 
 
+# Every change of the page's connection state (Streamlit's client: CONNECTED, PINGING_SERVER, CONNECTING, ...) with
+# the time (ms since the epoch): a click made while the page is not CONNECTED is dropped by Streamlit's client.
+CONNECTION_LOG = """(() => {
+    window.__benchConnection = [];
+    let last = null;
+    const look = () => {
+        const app = document.querySelector('[data-testid=stApp]');
+        const state = app ? app.getAttribute('data-test-connection-state') : null;
+        if (state !== last) { window.__benchConnection.push([Date.now(), state]); last = state; }
+    };
+    new MutationObserver(look).observe(document, {subtree: true, childList: true, attributes: true,
+        attributeFilter: ['data-test-connection-state']});
+})();"""
+
+
 async def run_wave(browser, url: str, sids: list[int], data: Data, opts, stagger_s: float = 0.0) -> list[Session]:
     """Sessions in their own browser contexts, all at once (or `stagger_s` apart); closed at the end."""
     classes = sorted(data.class_sizes, key=lambda c: -data.class_sizes[c])
@@ -741,6 +756,9 @@ class StoreSession:
     click_errors: list[str] = field(default_factory=list)  # why each of those clicks failed (Playwright's first line)
     click_logs: list[dict] = field(default_factory=list)  # the first failed clicks' whole call logs and page states
     ghost_buttons: dict = field(default_factory=dict)  # GHOST_BUTTONS when the session ended
+    connection: list = field(default_factory=list)  # CONNECTION_LOG: (epoch ms, state) as the page saw them
+    clicks: list = field(default_factory=list)  # (epoch s when clicked, latency s or None when never confirmed)
+    deciding_since: float = 0.0  # epoch s when the gate opened
     cards_replaced: list[int] = field(default_factory=list)  # per decision: cards on the page that were not before
     ws_bytes: int = 0  # bytes the page's websocket received while deciding (the server's messages)
     deciding: bool = False
@@ -823,7 +841,7 @@ async def run_store_session(
         arrived = True
         gate.arrive()
         await gate.open.wait()
-        session.deciding = True
+        session.deciding, session.deciding_since = True, time.time()
         for i in range(opts.decisions):
             kind = "excl" if i % 2 == 0 else "keep"
             session.step = f"decision {i + 1}"
@@ -839,6 +857,7 @@ async def run_store_session(
                 what = "excluded" if kind == "excl" else "kept"
                 needle = LAST_DECISION.format(what=what, name=name)
                 t0 = time.perf_counter()
+                session.clicks.append([round(time.time(), 3), None])
                 try:
                     await button.click(timeout=15_000)
                 except Exception as exc:  # noqa: BLE001 - the card left the page (a teammate took it): choose again
@@ -857,6 +876,7 @@ async def run_store_session(
                     continue
                 await page.wait_for_function(TEXT_SHOWN, arg=[[needle]], polling=25, timeout=timeout_ms)
                 session.latencies.append(time.perf_counter() - t0)
+                session.clicks[-1][1] = round(session.latencies[-1], 3)
                 session.acknowledged.append((str(data.paths[row]), "exclude" if kind == "excl" else "keep"))
                 await settle(page)
                 session.cards_replaced.append(len(set(await page.evaluate(QUEUE_ROWS, "excl")) - before))
@@ -879,6 +899,7 @@ async def run_store_session(
             gate.arrive()
         try:
             session.ghost_buttons = await page.evaluate(GHOST_BUTTONS)
+            session.connection = await page.evaluate("() => window.__benchConnection || []")
         except Exception:  # noqa: BLE001 - the page may be gone
             pass
 
@@ -901,6 +922,27 @@ def browsers_cpu_s() -> float:
         except psutil.Error:
             pass
     return total
+
+
+def connection_drops(sessions: list[StoreSession]) -> list[dict]:
+    """Each session whose page left CONNECTED after the gate opened: when (s after the gate), for how long, and its
+    clicks then (s after the gate, and the latency, None when never confirmed)."""
+    found = []
+    for s in sessions:
+        if not s.deciding_since:
+            continue
+        since = s.deciding_since * 1000
+        changes = [(t, state) for t, state in s.connection if t >= since]
+        if not any(state != "CONNECTED" for _, state in changes):
+            continue
+        found.append(
+            {
+                "session": s.sid,
+                "states": [[round((t - since) / 1000, 2), state] for t, state in changes],
+                "clicks": [[round(t - s.deciding_since, 2), latency] for t, latency in s.clicks],
+            }
+        )
+    return found
 
 
 def store_events(db: Path) -> list[tuple[str, str, str, str]]:
@@ -989,8 +1031,9 @@ async def store_phase(browser, data: Data, opts, work: Path, warm_cache: Path, t
     ]
     gate = Gate(len(sessions))
     contexts = [await browser.new_context(viewport=VIEWPORT) for _ in sessions]
-    if opts.no_webgl:
-        for ctx in contexts:
+    for ctx in contexts:
+        await ctx.add_init_script(CONNECTION_LOG)
+        if opts.no_webgl:
             await ctx.add_init_script(NO_WEBGL)
     cpu: dict[str, float] = {}
 
@@ -1056,6 +1099,7 @@ async def store_phase(browser, data: Data, opts, work: Path, warm_cache: Path, t
         "failed_click_logs": [log for s in sessions for log in s.click_logs][:4],
         "console_errors": dict(Counter(m for s in sessions for m in s.console).most_common(8)),
         "hidden_queue_buttons": sum(s.ghost_buttons.get("hidden", 0) for s in sessions),
+        "connection_drops_while_deciding": connection_drops(sessions),
         "queue_buttons_twice": sum(s.ghost_buttons.get("twice", 0) for s in sessions),
         "db_bytes": size,
         "db_bytes_per_10k_decisions": round(size / len(events) * 10_000) if events else None,
