@@ -848,6 +848,12 @@ async def run_store_session(
             await pace_pause(pace, opts.think)
             for _attempt in range(5):
                 rows = await page.evaluate(QUEUE_ROWS, kind)
+                for _look in range(5):  # a run that is redrawing the cards can show none for a moment
+                    if rows:
+                        break
+                    await asyncio.sleep(1)
+                    await settle(page)
+                    rows = await page.evaluate(QUEUE_ROWS, kind)
                 before = set(await page.evaluate(QUEUE_ROWS, "excl"))
                 if not rows:
                     raise AssertionError("the review queue shows no card")
