@@ -15,6 +15,7 @@ import re
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 CHROMIUM = Path(os.environ.get("CLEANER_E2E_CHROMIUM") or "/usr/bin/chromium")
@@ -37,6 +38,7 @@ from .test_signin import sign_in  # noqa: E402
 
 DEMO_ROWS = 1797
 ANN, BOB = "ann@team.example", "bob@crew.example"
+GALLERY_PAGE = 24  # cleaner.ui.gallery.PAGE_SIZE
 QUEUE_WAIT_MS = 600_000  # the demo's neighbours and scores, computed once on two shared cores
 
 
@@ -64,29 +66,25 @@ def _decisions_csv(page) -> list[dict]:
 
 
 def _exclude_in_gallery(page, labels, paths, row: int) -> None:
-    """Exclude one image from the gallery, as a person does: select its class, turn to the page that shows it, and
-    tick its Exclude box."""
+    """Exclude one image from the gallery, as a person does: select its class, turn to the page that shows it (the
+    class's images in the dataset's order, GALLERY_PAGE a page), and tick its Exclude box."""
     h.open_review(page, "Selected images")
-    h.select_class(page, str(labels[row]), int((labels == labels[row]).sum()))
-    name = os.path.basename(str(paths[row]))
-    box = page.get_by_role("spinbutton", name=re.compile(r"^Page \(of \d+\)"))
-    n_pages = int(re.search(r"of (\d+)", box.get_attribute("aria-label") or "").group(1))
-    for number in range(1, n_pages + 1):
-        if number > 1:
-            before = h.gallery_items(page)[0]["file"]
-            box.fill(str(number))
-            box.press("Enter")
-            page.wait_for_function(
-                """before => { const t = Array.from(document.querySelectorAll('[data-testid=stText]'))
-                    .find(e => e.innerText.startsWith('label: ')); return t && !t.innerText.endsWith(before); }""",
-                arg=before,
-            )
-            h.settle(page)
-        if any(item["file"] == name for item in h.gallery_items(page)):
-            h.tick(page, name)
-            h.settle(page)
-            return
-    raise AssertionError(f"{name} is on no page of its class")
+    members = np.flatnonzero(labels == labels[row]).tolist()
+    h.select_class(page, str(labels[row]), len(members))
+    number = members.index(row) // GALLERY_PAGE + 1
+    if number > 1:
+        before = h.gallery_items(page)[0]["file"]
+        box = page.get_by_role("spinbutton", name=re.compile(r"^Page \(of \d+\)"))
+        box.fill(str(number))
+        box.press("Enter")
+        page.wait_for_function(
+            """before => { const t = Array.from(document.querySelectorAll('[data-testid=stText]'))
+                .find(e => e.innerText.startsWith('label: ')); return t && !t.innerText.endsWith(before); }""",
+            arg=before,
+        )
+        h.settle(page)
+    h.tick(page, os.path.basename(str(paths[row])))
+    h.settle(page)
 
 
 def test_two_teammates_share_decisions_and_settle_a_conflict(signin_server, new_context):
