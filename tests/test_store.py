@@ -461,6 +461,9 @@ def test_a_session_holds_what_it_shows_and_a_teammate_gets_the_rest(store):
         **dict.fromkeys([images[0], images[1], images[6]], ann[1]),
         **dict.fromkeys(images[2:6], bob[1]),
     }
+    # A page that shows no card lets go of everything it held.
+    assert store.hold(TEAM_SPACE, [], *ann, now=1014.0) == set()
+    assert store.held_by_others(TEAM_SPACE, "cy@team.example", now=1015.0) == dict.fromkeys(images[2:6], bob[1])
 
 
 def test_a_claim_lapses_when_it_is_not_renewed(store):
