@@ -17,6 +17,11 @@ _SESSION_CACHE = Path(tempfile.mkdtemp(prefix="cleaner-test-cache-"))
 os.environ.setdefault("CLEANER_CACHE_DIR", str(_SESSION_CACHE))
 os.environ.setdefault("CLEANER_ALLOWED_ROOTS", str(_SESSION_CACHE / "allowed"))
 (_SESSION_CACHE / "allowed").mkdir(exist_ok=True)
+# One folder of compiled numba code for the whole run, shared by this process and every server, CLI and worker it
+# starts: each would otherwise compile UMAP's kernels again for its own fresh cache folder. The tests of the
+# per-folder kernel cache clear it for their own processes (test_layout_service), and test_faults' page runs set
+# their own.
+os.environ.setdefault("NUMBA_CACHE_DIR", str(_SESSION_CACHE / "numba-shared"))
 
 # The settings above come before cleaner is imported.
 from cleaner.io.dataset import load_npz  # noqa: E402
