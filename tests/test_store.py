@@ -64,6 +64,26 @@ def paths(n: int, prefix: str = "/data/img") -> np.ndarray:
     return np.array([f"{prefix}_{i:05d}.png" for i in range(n)])
 
 
+def _at_once(work, n: int = 10, timeout: float = 600) -> list[BaseException]:
+    """Run work(i) for i in range(n) on n threads that start together; the exceptions they raised."""
+    errors: list[BaseException] = []
+    start = threading.Barrier(n)
+
+    def run(i: int) -> None:
+        try:
+            start.wait()
+            work(i)
+        except BaseException as exc:  # noqa: BLE001  (returned, with the thread's own traceback)
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=timeout)
+    return errors
+
+
 # ---------------------------------------------------------------- schema
 
 
@@ -198,27 +218,17 @@ def test_ten_sessions_deciding_at_once_lose_nothing_and_cross_no_attribution(sto
     images = paths(200)
     identity = paths_identity(images)
     per_session = 40
-    errors: list[BaseException] = []
-    start = threading.Barrier(10)
 
     def session(i: int) -> None:
         who = f"user{i}@team.example"
         ledger = Ledger(lambda: store, TEAM_SPACE, who, identity, "shared", len(images))
-        try:
-            ledger.open(images)
-            start.wait()
-            for j in range(per_session):
-                path = str(images[(i * 7 + j * 3) % len(images)])  # sessions overlap on many images
-                assert ledger.record([Event(path, "exclude" if (i + j) % 2 else "keep", who, reason=f"s{i} d{j}")])
-                ledger.pull()
-        except BaseException as exc:  # noqa: BLE001  (reported below, with the thread's own traceback)
-            errors.append(exc)
+        ledger.open(images)
+        for j in range(per_session):
+            path = str(images[(i * 7 + j * 3) % len(images)])  # sessions overlap on many images
+            assert ledger.record([Event(path, "exclude" if (i + j) % 2 else "keep", who, reason=f"s{i} d{j}")])
+            ledger.pull()
 
-    threads = [threading.Thread(target=session, args=(i,)) for i in range(10)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=600)
+    errors = _at_once(session)
     assert not errors, errors
     everything = store.events_since(TEAM_SPACE, 0)
     assert len(everything) == 10 * per_session  # nothing lost
@@ -490,25 +500,15 @@ def test_ten_sessions_claiming_one_queue_at_once_never_hold_an_image_twice(store
     store = DecisionStore(store_url)
     images = [str(p) for p in paths(40)]
     held: dict[int, set[str]] = {}
-    errors: list[BaseException] = []
-    start = threading.Barrier(10)
 
     def reviewer(i: int) -> None:
         who = f"user{i}@team.example"
-        try:
-            start.wait()
-            for _ in range(5):  # every session asks for the queue's top cards it is not shown held by others
-                others = store.held_by_others(TEAM_SPACE, who)
-                wanted = [p for p in images if p not in others][:4]
-                held[i] = store.hold(TEAM_SPACE, wanted, f"s{i}", who)
-        except BaseException as exc:  # noqa: BLE001  (reported below)
-            errors.append(exc)
+        for _ in range(5):  # every session asks for the queue's top cards it is not shown held by others
+            others = store.held_by_others(TEAM_SPACE, who)
+            wanted = [p for p in images if p not in others][:4]
+            held[i] = store.hold(TEAM_SPACE, wanted, f"s{i}", who)
 
-    threads = [threading.Thread(target=reviewer, args=(i,)) for i in range(10)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=300)
+    errors = _at_once(reviewer, timeout=300)
     store.close()
     assert not errors, errors
     everything = [p for found in held.values() for p in found]
