@@ -65,3 +65,10 @@ def test_a_stopped_collector_collects_no_more():
 def test_the_shipped_server_config_leaves_collection_to_that_thread():
     config = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text())
     assert config["runner"]["postScriptGC"] is False
+
+
+def test_the_shipped_server_config_turns_off_fast_reruns():
+    """Fast reruns replace a queued click's rerun request with a whole-page one that follows it: the click's
+    callback never runs (tests/e2e/test_clicks_e2e.py makes that order of messages happen)."""
+    config = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text())
+    assert config["runner"]["fastReruns"] is False
