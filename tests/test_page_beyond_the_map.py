@@ -159,7 +159,7 @@ def test_a_shard_that_disagrees_is_named_in_one_message(allowed_root):
     assert len(at.error) == 1
 
 
-def test_a_box_on_the_sampled_map_selects_sampled_images_and_the_gallery_says_so(monkeypatch):
+def test_a_box_on_the_sampled_map_selects_sampled_images_and_the_gallery_says_so():
     from cleaner.ui import map_panel
     from cleaner.ui.map.events import MapEvent
     from cleaner.ui.state import DatasetWork
@@ -167,11 +167,10 @@ def test_a_box_on_the_sampled_map_selects_sampled_images_and_the_gallery_says_so
     emb, labels, paths = clustered(n=60, dims=4, classes=3, seed=23)
     data = load_npz(npz_bytes(emb, labels, paths))
     work = DatasetWork(data)
-    monkeypatch.setattr(map_panel, "work_by_digest", lambda digest: work)  # the session's lookup, outside a session
     shown = np.array([5, 17, 42, 50])  # the map's points 0..3 are these dataset rows
 
     def on_event(event: MapEvent) -> None:  # as the page wires it: points -> dataset rows, then the selection
-        map_panel._on_map_event(data.digest, 3, map_panel.dataset_event(event, shown), len(shown))
+        map_panel._on_map_event(work, 3, map_panel.dataset_event(event, shown), len(shown))
 
     on_event(MapEvent("box", "replace", np.array([0, 2])))
     assert work.selection.rows == (5, 42)

@@ -47,17 +47,17 @@ PROBE_NOTE = (
 )
 
 
-def _start(digest: str, size: int) -> None:
-    work_by_digest(digest).start_audit(size)
+def _start(work: DatasetWork, size: int) -> None:
+    work.start_audit(size)
 
 
-def _verdict(digest: str, row: int, kind: str, label_key: str | None = None) -> None:
-    new_label = str(widget_value(label_key) or "") if label_key else ""
-    work_by_digest(digest).audit(row, kind, new_label)  # type: ignore[arg-type]
+def _verdict(work: DatasetWork, row: int, kind: str, label_key: str | None = None) -> None:
+    new_label = str(widget_value(label_key) or "") if label_key else ""  # a relabel's label: read before anything
+    work.audit(row, kind, new_label)  # type: ignore[arg-type]
 
 
-def _undo(digest: str) -> None:
-    work_by_digest(digest).undo()
+def _undo(work: DatasetWork) -> None:
+    work.undo()
 
 
 @st.fragment
@@ -87,7 +87,7 @@ def audit_panel(
             key="btn_audit_start",
             type="primary",
             on_click=_start,
-            args=(dataset.digest, AUDIT_SIZE),
+            args=(work, AUDIT_SIZE),
         )
         return
     order = cache.review_order(dataset.digest, graph_key[0], graph_key[1], work.thorough, images_checked, result)
@@ -193,7 +193,7 @@ def _cards(work: DatasetWork, result: ScanResult, access: ImageAccess) -> None:
         key="btn_audit_more",
         help="Audit more images of the same random sample: the intervals narrow",
         on_click=_start,
-        args=(dataset.digest, work.audit_size + AUDIT_STEP),
+        args=(work, work.audit_size + AUDIT_STEP),
         disabled=len(sample) >= dataset.n,
         width="stretch",
     )
@@ -202,7 +202,7 @@ def _cards(work: DatasetWork, result: ScanResult, access: ImageAccess) -> None:
         key="btn_audit_undo",
         help="Take back the last decision",
         on_click=_undo,
-        args=(dataset.digest,),
+        args=(work,),
         disabled=not work.undo_stack,
         width="stretch",
         shortcut=SHORTCUTS["undo"],
@@ -233,7 +233,7 @@ def _card(work: DatasetWork, result: ScanResult, row: int, access: ImageAccess, 
         key=f"a_keep_{row}",
         on_click=_verdict,
         shortcut=keys.get("keep"),
-        args=(dataset.digest, row, "keep"),
+        args=(work, row, "keep"),
         width="stretch",
     )
     b[1].button(
@@ -242,7 +242,7 @@ def _card(work: DatasetWork, result: ScanResult, row: int, access: ImageAccess, 
         on_click=_verdict,
         type="primary",
         shortcut=keys.get("exclude"),
-        args=(dataset.digest, row, "exclude"),
+        args=(work, row, "exclude"),
         width="stretch",
     )
     others = [n for n in dataset.class_names if n != given]
@@ -263,7 +263,7 @@ def _card(work: DatasetWork, result: ScanResult, row: int, access: ImageAccess, 
             key=f"a_relabel_{row}",
             on_click=_verdict,
             shortcut=keys.get("relabel"),
-            args=(dataset.digest, row, "relabel", label_key),
+            args=(work, row, "relabel", label_key),
             width="stretch",
         )
 

@@ -106,7 +106,7 @@ def panel(work: DatasetWork, cfg: Settings, user: str = "") -> None:
                 type="password",
                 placeholder="the token shown when you turned saving on",
             )
-            st.button("Restore", key="btn_autosave_restore", on_click=_restore, args=(work.dataset.digest,))
+            st.button("Restore", key="btn_autosave_restore", on_click=_restore, args=(work,))
     team.store_status(work)
     if state.message:
         kind, text = state.message
@@ -161,7 +161,7 @@ def _merge(work: DatasetWork, parsed: ParsedDecisions, state: AutosaveState, wha
     work.forget_list_message()  # shown by this panel: the upload panel's message belongs to its uploaded file
 
 
-def _restore(digest: str) -> None:
+def _restore(work: DatasetWork) -> None:
     """The Restore button: keep this session's decisions under that token from now on, bringing in what it holds
     (the link is made on this run, by `panel`)."""
     state = _state()
@@ -173,5 +173,5 @@ def _restore(digest: str) -> None:
         return
     state.token, state.restoring = token, True
     state.message = None  # what the token held is said by the store's note once linked
-    work_by_digest(digest).detach()  # linked again, to that token's decisions, by the panel on this run
+    work.detach()  # linked again, to that token's decisions, by the panel on this run
     choose(TOGGLE_KEY, True)  # and remembered as the user's choice: a redrawn toggle must not turn it off

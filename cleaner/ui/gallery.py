@@ -9,31 +9,29 @@ from cleaner.graph.neighbours import GRAPH_K, NeighbourGraph
 from cleaner.io.images import ImageAccess
 from cleaner.server.text import plural
 from cleaner.ui.downloads import decision_files
-from cleaner.ui.state import DatasetWork, remembered, show_widget_value, widget_value, work_by_digest
+from cleaner.ui.state import DatasetWork, remembered, show_widget_value, widget_value
 from cleaner.ui.thumbs import thumbnail
 
 PAGE_SIZE = 24
 GALLERY_COLUMNS = 4
 
 
-def _select_class(digest: str) -> None:
-    work = work_by_digest(digest)
+def _select_class(work: DatasetWork) -> None:
     names = work.dataset.class_names
     klass = widget_value("select_class")
     rows = tuple(np.flatnonzero(work.dataset.label_codes == names.index(klass)).tolist())
     work.select(rows, f"class {klass!r} ({plural(len(rows), 'image')})")
 
 
-def _select_neighbours(digest: str, graph: NeighbourGraph) -> None:
-    work = work_by_digest(digest)
+def _select_neighbours(work: DatasetWork, graph: NeighbourGraph) -> None:
     anchor, k = work.selection.anchor, int(widget_value("knn_k"))
     if anchor is not None:
         rows = (anchor,) + tuple(graph.indices[anchor, :k].tolist())
         work.select(rows, f"point #{anchor} and its {k} nearest neighbours", anchor=anchor)
 
 
-def _clear(digest: str) -> None:
-    work_by_digest(digest).clear_selection()
+def _clear(work: DatasetWork) -> None:
+    work.clear_selection()
 
 
 def selection_tools(work: DatasetWork, graph: NeighbourGraph | None) -> None:
@@ -41,14 +39,13 @@ def selection_tools(work: DatasetWork, graph: NeighbourGraph | None) -> None:
 
     Callbacks, not return values: they run before the script, so the map (drawn first) shows the new selection.
     """
-    digest = work.dataset.digest
     cols = st.columns([2, 1.4, 1], vertical_alignment="bottom")
     classes = list(work.dataset.class_names)
     # Remembered: a browser drawing the box afresh (a whole-page run while the maps arrive) must start it at the
     # user's class, not the first one, or it sends that back as the user's choice.
     cols[0].selectbox("Class", classes, **remembered("select_class", options=classes))
-    cols[1].button("Select class", key="btn_class", width="stretch", on_click=_select_class, args=(digest,))
-    cols[2].button("Clear", key="btn_clear", width="stretch", on_click=_clear, args=(digest,))
+    cols[1].button("Select class", key="btn_class", width="stretch", on_click=_select_class, args=(work,))
+    cols[2].button("Clear", key="btn_clear", width="stretch", on_click=_clear, args=(work,))
     # Drawn, disabled, while the neighbours are being found: the gallery below must not move under the pointer
     # when they arrive.
     k = graph.k if graph is not None else min(GRAPH_K, work.dataset.n - 1)
@@ -69,20 +66,21 @@ def selection_tools(work: DatasetWork, graph: NeighbourGraph | None) -> None:
         width="stretch",
         help=why,
         on_click=_select_neighbours,
-        args=(digest, graph),
+        args=(work, graph),
     )
 
 
-def _tick(digest: str, row: int, key: str) -> None:
-    work_by_digest(digest).set_excluded([row], bool(widget_value(key)))
+def _tick(work: DatasetWork, row: int, excluded: bool) -> None:
+    """A checkbox changes only from what it showed: the tick's new value is the opposite, known without reading it."""
+    work.set_excluded([row], excluded)
 
 
-def _tick_page(digest: str, rows: list[int], excluded: bool) -> None:
-    work_by_digest(digest).set_excluded(rows, excluded)
+def _tick_page(work: DatasetWork, rows: list[int], excluded: bool) -> None:
+    work.set_excluded(rows, excluded)
 
 
-def _go_to_page(digest: str, key: str) -> None:
-    work_by_digest(digest).go_to_page(int(widget_value(key)) - 1)
+def _go_to_page(work: DatasetWork, key: str) -> None:
+    work.go_to_page(int(widget_value(key)) - 1)
 
 
 @st.fragment
@@ -105,23 +103,21 @@ def gallery(work: DatasetWork, access: ImageAccess) -> None:
         map_behind_note(work, top[0], "btn_map_marks_gallery")
     page_key = f"page_{dataset.digest[:12]}"
     show_widget_value(page_key, page + 1)
-    top[1].number_input(
-        f"Page (of {n_pages})", 1, n_pages, key=page_key, on_change=_go_to_page, args=(dataset.digest, page_key)
-    )
+    top[1].number_input(f"Page (of {n_pages})", 1, n_pages, key=page_key, on_change=_go_to_page, args=(work, page_key))
     rows = list(sel.rows[page * PAGE_SIZE : (page + 1) * PAGE_SIZE])
     buttons = st.columns(2)
     buttons[0].button(
         "Exclude all on this page",
         key="btn_excl_page",
         on_click=_tick_page,
-        args=(dataset.digest, rows, True),
+        args=(work, rows, True),
         width="stretch",
     )
     buttons[1].button(
         "Include all on this page",
         key="btn_incl_page",
         on_click=_tick_page,
-        args=(dataset.digest, rows, False),
+        args=(work, rows, False),
         width="stretch",
     )
     grid = st.columns(GALLERY_COLUMNS)
@@ -143,8 +139,9 @@ def _card(work: DatasetWork, row: int, access: ImageAccess) -> None:
     if not thumb.ok:
         st.text(f"⚠ {thumb.reason}")
     key = f"excl_{dataset.digest[:12]}_{row}"
-    show_widget_value(key, work.decisions.is_excluded(path))
-    st.checkbox("Exclude", key=key, on_change=_tick, args=(dataset.digest, row, key))
+    excluded = work.decisions.is_excluded(path)
+    show_widget_value(key, excluded)
+    st.checkbox("Exclude", key=key, on_change=_tick, args=(work, row, not excluded))
 
 
 def map_behind_note(work: DatasetWork, where, key: str) -> None:

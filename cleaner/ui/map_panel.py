@@ -20,7 +20,7 @@ from cleaner.ui.map.component import map_chart
 from cleaner.ui.map.events import MapEvent
 from cleaner.ui.map.palette import class_colours
 from cleaner.ui.map.payload import HOVER_NAMES_MAX_POINTS, MapPayload, build_payload
-from cleaner.ui.state import DatasetWork, remembered, session_table, work_by_digest
+from cleaner.ui.state import DatasetWork, remembered, session_table
 from cleaner.ui.team import teammates_excluded_rows
 from cleaner.ui.text import literal
 
@@ -85,10 +85,9 @@ def dataset_event(event: MapEvent, drawn: np.ndarray | None) -> MapEvent:
     return event if drawn is None else dataclasses.replace(event, rows=drawn[np.asarray(event.rows, dtype=np.int64)])
 
 
-def _on_map_event(digest: str, dims: int, event: MapEvent, sampled: int | None = None) -> None:
+def _on_map_event(work: DatasetWork, dims: int, event: MapEvent, sampled: int | None = None) -> None:
     """A click, box or lasso (its points already dataset rows): the gallery shows its rows (Shift adds to the
     selection, Alt removes from it). On a map sample of `sampled` images the gallery says only those were selectable."""
-    work = work_by_digest(digest)
     described = event.describe(dims)
     if sampled is not None:
         described += f" (of the {sampled:,} sampled images the map shows, not of all {work.dataset.n:,})"
@@ -154,7 +153,7 @@ def map_panel(work: DatasetWork, maps: Maps, result: ScanResult | None, shown: n
         key=f"map{dims}d_{dataset.digest[:12]}_{layout_tag}",
         height=MAP_HEIGHT,
         on_event=lambda event: _on_map_event(
-            dataset.digest, dims, dataset_event(event, drawn), None if shown is None else len(shown)
+            work, dims, dataset_event(event, drawn), None if shown is None else len(shown)
         ),
     )
 

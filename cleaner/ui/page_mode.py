@@ -14,7 +14,7 @@ from cleaner.issues.registry import kind_named
 from cleaner.issues.review import ReviewPage, next_page_rows, review_page, typical_rows
 from cleaner.issues.suspects import ScanResult
 from cleaner.ui import team
-from cleaner.ui.state import DatasetWork, QueuePage, work_by_digest
+from cleaner.ui.state import DatasetWork, QueuePage
 from cleaner.ui.text import literal
 from cleaner.ui.thumbs import thumbnail
 
@@ -28,12 +28,12 @@ _prefetch = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cleaner-thumbs
 _prefetched: list[tuple[str, ...]] = [()]
 
 
-def _toggle(digest: str, row: int) -> None:
-    work_by_digest(digest).toggle_page_card(row)
+def _toggle(work: DatasetWork, row: int) -> None:
+    work.toggle_page_card(row)
 
 
-def _apply(digest: str, rows: tuple[int, ...]) -> None:
-    work_by_digest(digest).apply_page(rows)
+def _apply(work: DatasetWork, rows: tuple[int, ...]) -> None:
+    work.apply_page(rows)
 
 
 # The classes' most central images, found in one pass over the graph for all classes, once per graph.
@@ -75,7 +75,7 @@ def page_mode(
         type="primary",
         width="stretch",
         on_click=_apply,
-        args=(dataset.digest, shown.rows),
+        args=(work, shown.rows),
         shortcut=APPLY_KEY,
         help="Ticked cards get their proposed action, the others are kept; Undo takes the whole page back",
     )
@@ -140,7 +140,7 @@ def _card(work: DatasetWork, result: ScanResult, card, ticked: bool, index: int,
         key=f"pg_{row}",
         type="primary" if ticked else "secondary",
         on_click=_toggle,
-        args=(dataset.digest, row),
+        args=(work, row),
         width="stretch",
         shortcut=TOGGLE_KEYS[index] if index < len(TOGGLE_KEYS) else None,
         help=f"{dataset.file_name(row)}: {card.reason}. Click to "

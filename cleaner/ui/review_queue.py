@@ -17,7 +17,7 @@ from cleaner.ui.compute import check_images, learn_from_decisions
 from cleaner.ui.downloads import decision_files
 from cleaner.ui.keys import keys_work_at_once
 from cleaner.ui.page_mode import page_mode
-from cleaner.ui.state import DatasetWork, remembered, work_by_digest
+from cleaner.ui.state import DatasetWork, remembered
 from cleaner.ui.text import literal
 from cleaner.ui.thumbs import thumbnail
 
@@ -27,12 +27,12 @@ SHORTCUTS = {"exclude": "X", "keep": "K", "relabel": "L", "undo": "U"}  # Stream
 MODES = ("Cards", "Page")
 
 
-def _decide(digest: str, row: int, kind: str, reason: str, new_label: str = "") -> None:
-    work_by_digest(digest).decide(row, kind, reason, new_label)  # type: ignore[arg-type]
+def _decide(work: DatasetWork, row: int, kind: str, reason: str, new_label: str = "") -> None:
+    work.decide(row, kind, reason, new_label)  # type: ignore[arg-type]
 
 
-def _undo(digest: str) -> None:
-    work_by_digest(digest).undo()
+def _undo(work: DatasetWork) -> None:
+    work.undo()
 
 
 @st.fragment
@@ -62,7 +62,7 @@ def review_queue_panel(work: DatasetWork, graph: NeighbourGraph, result: ScanRes
         "Undo last decision",
         key="btn_undo",
         on_click=_undo,
-        args=(dataset.digest,),
+        args=(work,),
         disabled=not work.undo_stack,
         width="stretch",
         shortcut=SHORTCUTS["undo"],
@@ -142,7 +142,7 @@ def _card(work: DatasetWork, result: ScanResult, row: int, by: str, access: Imag
         on_click=_decide,
         type="primary",
         shortcut=keys.get("exclude"),
-        args=(dataset.digest, row, "exclude", reason),
+        args=(work, row, "exclude", reason),
         width="stretch",
     )
     b[1].button(
@@ -150,7 +150,7 @@ def _card(work: DatasetWork, result: ScanResult, row: int, by: str, access: Imag
         key=f"q_keep_{row}",
         on_click=_decide,
         shortcut=keys.get("keep"),
-        args=(dataset.digest, row, "keep", KEPT_REASON),
+        args=(work, row, "keep", KEPT_REASON),
         width="stretch",
     )
     if suggested != given:
@@ -159,7 +159,7 @@ def _card(work: DatasetWork, result: ScanResult, row: int, by: str, access: Imag
             key=f"q_relabel_{row}",
             on_click=_decide,
             shortcut=keys.get("relabel"),
-            args=(dataset.digest, row, "relabel", reason, suggested),
+            args=(work, row, "relabel", reason, suggested),
             width="stretch",
         )
 

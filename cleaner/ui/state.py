@@ -499,7 +499,9 @@ def work_for(dataset: Dataset, user: str = "") -> DatasetWork:
 
 
 def work_by_digest(digest: str) -> DatasetWork:
-    """For callbacks, which carry the digest rather than the dataset."""
+    """For fragments, which carry the digest rather than the dataset. Not for callbacks: they are handed the
+    DatasetWork itself, because reading `st.session_state` in a callback is a point where Streamlit stops it for a
+    rerun request that came in meanwhile, before it has recorded anything (the user's click then does nothing)."""
     return st.session_state[_WORK_KEY][digest]
 
 

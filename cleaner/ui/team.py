@@ -28,7 +28,7 @@ from cleaner.decisions.store import (
 )
 from cleaner.server.config import Settings
 from cleaner.server.text import plural, shown
-from cleaner.ui.state import DatasetWork, work_by_digest
+from cleaner.ui.state import DatasetWork
 from cleaner.ui.text import literal
 
 _identities: OrderedDict[str, str] = OrderedDict()  # dataset digest -> identity of its paths (sorting 1M paths: ~1 s)
@@ -135,8 +135,8 @@ def conflicts(work: DatasetWork) -> list[Conflict]:
     return cached[1]
 
 
-def _settle(digest: str, path: str, kind: str, new_label: str) -> None:
-    work_by_digest(digest).settle(path, kind, new_label)  # type: ignore[arg-type]
+def _settle(work: DatasetWork, path: str, kind: str, new_label: str) -> None:
+    work.settle(path, kind, new_label)  # type: ignore[arg-type]
 
 
 def conflicts_panel(work: DatasetWork, thumbnail: Callable[[str], str] | None = None) -> None:
@@ -184,7 +184,7 @@ def conflicts_panel(work: DatasetWork, thumbnail: Callable[[str], str] | None = 
                     literal(text),
                     key=f"settle_{row}_{i}",
                     on_click=_settle,
-                    args=(work.dataset.digest, conflict.path, kind, label),
+                    args=(work, conflict.path, kind, label),
                     width="stretch",
                 )
     if len(found) > CONFLICTS_SHOWN:
