@@ -70,9 +70,10 @@ def selection_tools(work: DatasetWork, graph: NeighbourGraph | None) -> None:
     )
 
 
-def _tick(work: DatasetWork, row: int, excluded: bool) -> None:
-    """A checkbox changes only from what it showed: the tick's new value is the opposite, known without reading it."""
-    work.set_excluded([row], excluded)
+def _tick(work: DatasetWork, row: int, key: str) -> None:
+    # Read, not assumed the opposite of what was shown: Streamlit also calls this when a page of the gallery shows
+    # the box afresh, with the value the page set.
+    work.set_excluded([row], bool(widget_value(key)))
 
 
 def _tick_page(work: DatasetWork, rows: list[int], excluded: bool) -> None:
@@ -139,9 +140,8 @@ def _card(work: DatasetWork, row: int, access: ImageAccess) -> None:
     if not thumb.ok:
         st.text(f"⚠ {thumb.reason}")
     key = f"excl_{dataset.digest[:12]}_{row}"
-    excluded = work.decisions.is_excluded(path)
-    show_widget_value(key, excluded)
-    st.checkbox("Exclude", key=key, on_change=_tick, args=(work, row, not excluded))
+    show_widget_value(key, work.decisions.is_excluded(path))
+    st.checkbox("Exclude", key=key, on_change=_tick, args=(work, row, key))
 
 
 def map_behind_note(work: DatasetWork, where, key: str) -> None:
