@@ -47,17 +47,9 @@ PROBE_NOTE = (
 )
 
 
-def _start(work: DatasetWork, size: int) -> None:
-    work.start_audit(size)
-
-
 def _verdict(work: DatasetWork, row: int, kind: str, label_key: str | None = None) -> None:
     new_label = str(widget_value(label_key) or "") if label_key else ""  # a relabel's label: read before anything
     work.audit(row, kind, new_label)  # type: ignore[arg-type]
-
-
-def _undo(work: DatasetWork) -> None:
-    work.undo()
 
 
 @st.fragment
@@ -86,8 +78,8 @@ def audit_panel(
             f"Start an audit of {min(AUDIT_SIZE, dataset.n)} random images",
             key="btn_audit_start",
             type="primary",
-            on_click=_start,
-            args=(work, AUDIT_SIZE),
+            on_click=work.start_audit,
+            args=(AUDIT_SIZE,),
         )
         return
     order = cache.review_order(dataset.digest, graph_key[0], graph_key[1], work.thorough, images_checked, result)
@@ -192,8 +184,8 @@ def _cards(work: DatasetWork, result: ScanResult, access: ImageAccess) -> None:
         f"+{min(AUDIT_STEP, dataset.n - len(sample))} images",
         key="btn_audit_more",
         help="Audit more images of the same random sample: the intervals narrow",
-        on_click=_start,
-        args=(work, work.audit_size + AUDIT_STEP),
+        on_click=work.start_audit,
+        args=(work.audit_size + AUDIT_STEP,),
         disabled=len(sample) >= dataset.n,
         width="stretch",
     )
@@ -201,8 +193,7 @@ def _cards(work: DatasetWork, result: ScanResult, access: ImageAccess) -> None:
         "Undo",
         key="btn_audit_undo",
         help="Take back the last decision",
-        on_click=_undo,
-        args=(work,),
+        on_click=work.undo,
         disabled=not work.undo_stack,
         width="stretch",
         shortcut=SHORTCUTS["undo"],

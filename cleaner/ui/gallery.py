@@ -30,10 +30,6 @@ def _select_neighbours(work: DatasetWork, graph: NeighbourGraph) -> None:
         work.select(rows, f"point #{anchor} and its {k} nearest neighbours", anchor=anchor)
 
 
-def _clear(work: DatasetWork) -> None:
-    work.clear_selection()
-
-
 def selection_tools(work: DatasetWork, graph: NeighbourGraph | None) -> None:
     """Select a whole class, or the nearest neighbours of the clicked point, or clear the selection.
 
@@ -45,7 +41,7 @@ def selection_tools(work: DatasetWork, graph: NeighbourGraph | None) -> None:
     # user's class, not the first one, or it sends that back as the user's choice.
     cols[0].selectbox("Class", classes, **remembered("select_class", options=classes))
     cols[1].button("Select class", key="btn_class", width="stretch", on_click=_select_class, args=(work,))
-    cols[2].button("Clear", key="btn_clear", width="stretch", on_click=_clear, args=(work,))
+    cols[2].button("Clear", key="btn_clear", width="stretch", on_click=work.clear_selection)
     # Drawn, disabled, while the neighbours are being found: the gallery below must not move under the pointer
     # when they arrive.
     k = graph.k if graph is not None else min(GRAPH_K, work.dataset.n - 1)
@@ -74,10 +70,6 @@ def _tick(work: DatasetWork, row: int, key: str) -> None:
     # Read, not assumed the opposite of what was shown: Streamlit also calls this when a page of the gallery shows
     # the box afresh, with the value the page set.
     work.set_excluded([row], bool(widget_value(key)))
-
-
-def _tick_page(work: DatasetWork, rows: list[int], excluded: bool) -> None:
-    work.set_excluded(rows, excluded)
 
 
 def _go_to_page(work: DatasetWork, key: str) -> None:
@@ -110,15 +102,15 @@ def gallery(work: DatasetWork, access: ImageAccess) -> None:
     buttons[0].button(
         "Exclude all on this page",
         key="btn_excl_page",
-        on_click=_tick_page,
-        args=(work, rows, True),
+        on_click=work.set_excluded,
+        args=(rows, True),
         width="stretch",
     )
     buttons[1].button(
         "Include all on this page",
         key="btn_incl_page",
-        on_click=_tick_page,
-        args=(work, rows, False),
+        on_click=work.set_excluded,
+        args=(rows, False),
         width="stretch",
     )
     grid = st.columns(GALLERY_COLUMNS)

@@ -28,14 +28,6 @@ _prefetch = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cleaner-thumbs
 _prefetched: list[tuple[str, ...]] = [()]
 
 
-def _toggle(work: DatasetWork, row: int) -> None:
-    work.toggle_page_card(row)
-
-
-def _apply(work: DatasetWork, rows: tuple[int, ...]) -> None:
-    work.apply_page(rows)
-
-
 # The classes' most central images, found in one pass over the graph for all classes, once per graph.
 @st.cache_data(max_entries=8, show_spinner=False)
 def _typical(
@@ -74,8 +66,8 @@ def page_mode(
         key="btn_apply_page",
         type="primary",
         width="stretch",
-        on_click=_apply,
-        args=(work, shown.rows),
+        on_click=work.apply_page,
+        args=(shown.rows,),
         shortcut=APPLY_KEY,
         help="Ticked cards get their proposed action, the others are kept; Undo takes the whole page back",
     )
@@ -139,8 +131,8 @@ def _card(work: DatasetWork, result: ScanResult, card, ticked: bool, index: int,
         f"✓ {action}" if ticked else "Keep",
         key=f"pg_{row}",
         type="primary" if ticked else "secondary",
-        on_click=_toggle,
-        args=(work, row),
+        on_click=work.toggle_page_card,
+        args=(row,),
         width="stretch",
         shortcut=TOGGLE_KEYS[index] if index < len(TOGGLE_KEYS) else None,
         help=f"{dataset.file_name(row)}: {card.reason}. Click to "

@@ -27,14 +27,6 @@ SHORTCUTS = {"exclude": "X", "keep": "K", "relabel": "L", "undo": "U"}  # Stream
 MODES = ("Cards", "Page")
 
 
-def _decide(work: DatasetWork, row: int, kind: str, reason: str, new_label: str = "") -> None:
-    work.decide(row, kind, reason, new_label)  # type: ignore[arg-type]
-
-
-def _undo(work: DatasetWork) -> None:
-    work.undo()
-
-
 @st.fragment
 def review_queue_panel(work: DatasetWork, graph: NeighbourGraph, result: ScanResult, access: ImageAccess) -> None:
     """The most suspect samples first; a decided card's place goes to the next suspect, the others stay put."""
@@ -61,8 +53,7 @@ def review_queue_panel(work: DatasetWork, graph: NeighbourGraph, result: ScanRes
     top[2].button(
         "Undo last decision",
         key="btn_undo",
-        on_click=_undo,
-        args=(work,),
+        on_click=work.undo,
         disabled=not work.undo_stack,
         width="stretch",
         shortcut=SHORTCUTS["undo"],
@@ -139,27 +130,27 @@ def _card(work: DatasetWork, result: ScanResult, row: int, by: str, access: Imag
     b[0].button(
         "Exclude",
         key=f"q_excl_{row}",
-        on_click=_decide,
+        on_click=work.decide,
         type="primary",
         shortcut=keys.get("exclude"),
-        args=(work, row, "exclude", reason),
+        args=(row, "exclude", reason),
         width="stretch",
     )
     b[1].button(
         "Keep",
         key=f"q_keep_{row}",
-        on_click=_decide,
+        on_click=work.decide,
         shortcut=keys.get("keep"),
-        args=(work, row, "keep", KEPT_REASON),
+        args=(row, "keep", KEPT_REASON),
         width="stretch",
     )
     if suggested != given:
         st.button(
             f"Relabel to {literal(suggested)}",
             key=f"q_relabel_{row}",
-            on_click=_decide,
+            on_click=work.decide,
             shortcut=keys.get("relabel"),
-            args=(work, row, "relabel", reason, suggested),
+            args=(row, "relabel", reason, suggested),
             width="stretch",
         )
 

@@ -135,10 +135,6 @@ def conflicts(work: DatasetWork) -> list[Conflict]:
     return cached[1]
 
 
-def _settle(work: DatasetWork, path: str, kind: str, new_label: str) -> None:
-    work.settle(path, kind, new_label)  # type: ignore[arg-type]
-
-
 def conflicts_panel(work: DatasetWork, thumbnail: Callable[[str], str] | None = None) -> None:
     """Images teammates disagree on, with who decided what and when; one click settles each."""
     if not is_team(work):
@@ -183,8 +179,8 @@ def conflicts_panel(work: DatasetWork, thumbnail: Callable[[str], str] | None = 
                 buttons[i].button(
                     literal(text),
                     key=f"settle_{row}_{i}",
-                    on_click=_settle,
-                    args=(work, conflict.path, kind, label),
+                    on_click=work.settle,
+                    args=(conflict.path, kind, label),
                     width="stretch",
                 )
     if len(found) > CONFLICTS_SHOWN:
